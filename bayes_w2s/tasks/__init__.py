@@ -1,0 +1,59 @@
+"""Tasks: datasets split into ``weak_train | strong_train | test``.
+
+>>> task = load_task("sst2", data_dir="../shared/data", seed=0)   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UnknownNameError
+from . import classification as _c
+from .base import DATA_ENV, SPLITS, Task, resolve_data_dir, three_way_split
+
+#: name -> (loader, label names)
+CLASSIFICATION_TASKS = {
+    "sst2": (_c.load_sst2, _c.SST2_LABELS),
+    "agnews": (_c.load_agnews, _c.AGNEWS_LABELS),
+    "cosmosqa": (_c.load_cosmosqa, _c.BINARY_QA_LABELS),
+    "sciq": (_c.load_sciq, _c.BINARY_QA_LABELS),
+}
+
+DEFAULT_SIZES = {"weak_train": 1000, "strong_train": 2000, "test": 1000}
+
+
+def available_tasks() -> list[str]:
+    return sorted(CLASSIFICATION_TASKS)
+
+
+def load_task(name: str, data_dir=None, seed: int = 0, sizes: dict | None = None,
+              text_column: str = "text", label_column: str = "label",
+              label_names: list[str] | None = None) -> Task:
+    """Load a task and split it (seeded, stratified) into weak_train / strong_train / test.
+
+    Args:
+        name: a registered task (``available_tasks()``) or the path of a CSV / TSV /
+            JSONL file with ``text_column`` and ``label_column``.
+        data_dir: folder holding the offline copies (``sst2/``, ``agnews/`` …); defaults
+            to ``$BAYES_W2S_DATA``; without either the hub is used.
+        seed: split seed.
+        sizes: items per split (``None`` = all that remain); defaults to
+            ``DEFAULT_SIZES``. Tasks with an official test set sample the test split from it.
+    """
+    sizes = {**DEFAULT_SIZES, **(sizes or {})}
+    if name in CLASSIFICATION_TASKS:
+        loader, names = CLASSIFICATION_TASKS[name]
+        pool, official_test = loader(data_dir)
+        source = str(resolve_data_dir(data_dir, name) or "huggingface hub")
+    elif Path(name).suffix in (".csv", ".tsv", ".jsonl", ".json"):
+        pool, names = _c.load_table(name, text_column, label_column, label_names)
+        official_test, source = None, str(name)
+    else:
+        raise UnknownNameError(
+            f"unknown task {name!r}; known tasks: {available_tasks()}, "
+            "or give the path of a .csv/.tsv/.jsonl file")
+    parts = three_way_split(pool, sizes, seed, fixed_test=official_test)
+    return Task(name=Path(name).stem if name not in CLASSIFICATION_TASKS else name,
+                label_names=list(names), source=source, **parts)
+
+
+__all__ = ["Task", "load_task", "available_tasks", "SPLITS", "DATA_ENV", "three_way_split"]

@@ -1,0 +1,129 @@
+"""The :class:`Task` container and the seeded, stratified three-way split."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from datasets import Dataset
+
+from ..errors import InvalidInputError
+
+#: Environment variable naming the offline data directory (``../shared/data`` here).
+DATA_ENV = "BAYES_W2S_DATA"
+SPLITS = ("weak_train", "strong_train", "test")
+
+
+@dataclass
+class Task:
+    """A classification task split for weak-to-strong experiments.
+
+    Every split is a :class:`datasets.Dataset` with columns ``text`` (str), ``label``
+    (int in ``range(num_classes)``) and ``id`` (str, stable across runs), plus
+    ``group`` where several items share a source (CosmosQA answers of one question).
+    """
+
+    name: str
+    label_names: list[str]
+    weak_train: Dataset
+    strong_train: Dataset
+    test: Dataset
+    source: str = ""
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    def split(self, name: str) -> Dataset:
+        if name not in SPLITS:
+            raise InvalidInputError(f"unknown split {name!r}; expected one of {SPLITS}")
+        return getattr(self, name)
+
+    def sizes(self) -> dict[str, int]:
+        return {s: len(self.split(s)) for s in SPLITS}
+
+    def __repr__(self) -> str:
+        return f"Task({self.name!r}, classes={self.label_names}, sizes={self.sizes()})"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None, subdir: str) -> Path | None:
+    """The offline folder for one dataset, or ``None`` to use the hub.
+
+    ``data_dir`` wins over ``$BAYES_W2S_DATA``. A directory that was named explicitly but
+    lacks ``subdir`` is an error (a typo should not silently trigger a hub download).
+    """
+    explicit = data_dir is not None
+    root = data_dir if explicit else os.environ.get(DATA_ENV)
+    if not root:
+        return None
+    path = Path(root).expanduser() / subdir
+    if path.is_dir():
+        return path
+    if explicit:
+        raise InvalidInputError(f"data directory {path} does not exist (task data expected there)")
+    return None
+
+
+def stratified_indices(labels: np.ndarray, n: int, rng: np.random.Generator,
+                       groups: np.ndarray | None = None) -> np.ndarray:
+    """Pick ``n`` indices whose class proportions match ``labels``.
+
+    With ``groups``, whole groups are picked (stratified by the group's first label),
+    so all items of a group land together; ``n`` then counts items, approximately.
+    """
+    if groups is not None:
+        uniq, first = np.unique(groups, return_index=True)
+        group_labels = labels[first]
+        per_group = len(labels) / len(uniq)
+        chosen = stratified_indices(group_labels, int(round(n / per_group)), rng)
+        return np.flatnonzero(np.isin(groups, uniq[chosen]))
+    n = min(n, len(labels))
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = np.floor(counts / counts.sum() * n).astype(int)
+    # hand out the rounding remainder to the largest fractional parts
+    remainder = n - quota.sum()
+    frac = counts / counts.sum() * n - quota
+    quota[np.argsort(-frac)[:remainder]] += 1
+    picked = [rng.choice(np.flatnonzero(labels == c), size=q, replace=False)
+              for c, q in zip(classes, quota)]
+    out = np.concatenate(picked) if picked else np.empty(0, dtype=int)
+    return rng.permutation(out)
+
+
+def three_way_split(ds: Dataset, sizes: dict[str, int | None], seed: int,
+                    fixed_test: Dataset | None = None) -> dict[str, Dataset]:
+    """Seeded, stratified, disjoint ``weak_train / strong_train / test`` splits.
+
+    ``sizes[s] = None`` takes everything left for that split. With ``fixed_test`` (an
+    official test set) the test split is a stratified sample of it instead of ``ds``.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(ds["label"])
+    groups = np.asarray(ds["group"]) if "group" in ds.column_names else None
+    remaining = np.arange(len(ds))
+    out: dict[str, Dataset] = {}
+    order = ["test", "weak_train", "strong_train"]
+    for name in order:
+        if name == "test" and fixed_test is not None:
+            t_labels = np.asarray(fixed_test["label"])
+            n = sizes.get("test") or len(fixed_test)
+            t_groups = np.asarray(fixed_test["group"]) if "group" in fixed_test.column_names else None
+            out["test"] = fixed_test.select(np.sort(stratified_indices(t_labels, n, rng, t_groups)))
+            continue
+        n = sizes.get(name)
+        sub_groups = groups[remaining] if groups is not None else None
+        if n is None:
+            idx = remaining
+        else:
+            idx = remaining[stratified_indices(labels[remaining], n, rng, sub_groups)]
+        out[name] = ds.select(np.sort(idx))
+        remaining = np.setdiff1d(remaining, idx)
+    for name, split in out.items():
+        if len(split) == 0:
+            raise InvalidInputError(
+                f"split {name!r} is empty (pool of {len(ds)} items, sizes {sizes}); "
+                "ask for fewer items or give more data")
+    return {name: out[name] for name in SPLITS}

@@ -1,0 +1,166 @@
+"""Loaders for the classification tasks.
+
+Each loader reads the offline copy when a data directory is known (argument or
+``$BAYES_W2S_DATA``) and otherwise the Hugging Face hub, returning a pool (and
+optionally an official test set) that :func:`~bayes_w2s.tasks.base.three_way_split`
+divides.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pandas as pd
+from datasets import Dataset, concatenate_datasets
+
+from ..errors import InvalidInputError
+from .base import resolve_data_dir
+
+SST2_LABELS = ["negative", "positive"]
+AGNEWS_LABELS = ["World", "Sports", "Business", "Sci/Tech"]
+BINARY_QA_LABELS = ["incorrect", "correct"]
+
+
+def _hub(*args, **kwargs):
+    from datasets import load_dataset  # imported lazily: offline paths never touch the hub
+    return load_dataset(*args, **kwargs)
+
+
+def _with_ids(ds: Dataset, prefix: str) -> Dataset:
+    if "id" in ds.column_names:
+        return ds
+    return ds.add_column("id", [f"{prefix}-{i}" for i in range(len(ds))])
+
+
+def load_sst2(data_dir=None, min_words: int = 5) -> tuple[Dataset, Dataset]:
+    """GLUE SST-2. Pool: the train phrases (plus the offline dev file) with at least
+    ``min_words`` words, since many train rows are sub-sentence fragments whose label
+    is barely defined; test: the GLUE validation sentences (872)."""
+    path = resolve_data_dir(data_dir, "sst2")
+    if path is not None:
+        frames = [pd.read_csv(path / f, sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False)
+                  for f in ("train.tsv", "dev.tsv")]
+        pool = pd.concat(frames, ignore_index=True)
+        test = pd.read_csv(path / "test.tsv", sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False)
+    else:
+        hub = _hub("stanfordnlp/sst2")
+        pool, test = hub["train"].to_pandas(), hub["validation"].to_pandas()
+    prep = []
+    for name, df in (("train", pool), ("test", test)):
+        df = df.rename(columns={"sentence": "text"})[["text", "label"]]
+        df["text"] = df["text"].astype(str).str.strip()
+        df = df.drop_duplicates("text")
+        df["label"] = df["label"].astype(int)
+        df["id"] = [f"sst2-{name}-{i}" for i in df.index]
+        prep.append(df)
+    pool, test = prep
+    pool = pool[pool["text"].str.split().str.len() >= min_words]
+    pool = pool[~pool["text"].isin(set(test["text"]))]  # no test sentence leaks into training
+    return Dataset.from_pandas(pool, preserve_index=False), Dataset.from_pandas(test, preserve_index=False)
+
+
+def load_agnews(data_dir=None) -> tuple[Dataset, Dataset]:
+    """AG News, 4 topics. Offline: pool = ``dev.tsv`` (10k), test = ``test.tsv`` (7.6k)."""
+    path = resolve_data_dir(data_dir, "agnews")
+    out = []
+    if path is not None:
+        for f in ("dev.tsv", "test.tsv"):
+            df = pd.read_csv(path / f, sep="\t", header=None, names=["text", "label_name"],
+                             quoting=csv.QUOTE_NONE, keep_default_na=False)
+            unknown = set(df["label_name"]) - set(AGNEWS_LABELS)
+            if unknown:
+                raise InvalidInputError(f"{path / f}: unknown AG News labels {sorted(unknown)}")
+            df["label"] = df["label_name"].map(AGNEWS_LABELS.index)
+            df["id"] = [f"agnews-{f[:-4]}-{i}" for i in range(len(df))]
+            out.append(Dataset.from_pandas(df[["text", "label", "id"]], preserve_index=False))
+    else:
+        hub = _hub("fancyzhx/ag_news")
+        out = [_with_ids(hub["train"], "agnews-train"), _with_ids(hub["test"], "agnews-test")]
+    return out[0], out[1]
+
+
+def _binary_qa_items(rows: list[dict], prefix: str) -> Dataset:
+    """Burns et al.'s cast: every (context, question, answer) is one binary item."""
+    items = {"text": [], "label": [], "id": [], "group": []}
+    for r in rows:
+        for j, (answer, correct) in enumerate(r["answers"]):
+            ctx = f"{r['context']}\n" if r.get("context") else ""
+            items["text"].append(f"{ctx}Question: {r['question']}\nAnswer: {answer}")
+            items["label"].append(int(correct))
+            items["id"].append(f"{prefix}-{r['qid']}-a{j}")
+            items["group"].append(f"{prefix}-{r['qid']}")
+    return Dataset.from_dict(items)
+
+
+def load_cosmosqa(data_dir=None) -> tuple[Dataset, None]:
+    """CosmosQA as binary "is this answer correct?" items, 4 per question (1 correct).
+
+    Offline only the official validation file exists (2,985 questions → 11,940 items),
+    so it is the whole pool; the ``group`` column keeps a question's answers together.
+    """
+    path = resolve_data_dir(data_dir, "cosmosqa")
+    if path is not None:
+        df = pd.read_csv(path / "valid.csv", keep_default_na=False)
+    else:
+        df = _hub("allenai/cosmos_qa", split="validation").to_pandas()
+    rows = [{"qid": i, "context": r["context"], "question": r["question"],
+             "answers": [(r[f"answer{j}"], int(r["label"]) == j) for j in range(4)]}
+            for i, r in enumerate(df.to_dict("records"))]
+    return _binary_qa_items(rows, "cosmosqa"), None
+
+
+def load_sciq(data_dir=None) -> tuple[Dataset, Dataset]:
+    """SciQ (hub ``allenai/sciq``) cast to binary items: the correct answer and three
+    distractors per question, with the support paragraph as context. No offline copy;
+    ``data_dir`` may hold ``sciq/{train,test}.jsonl`` in the hub schema."""
+    path = resolve_data_dir(data_dir, "sciq")
+    splits = {}
+    for split in ("train", "test"):
+        if path is not None:
+            with open(path / f"{split}.jsonl") as fh:
+                records = [json.loads(line) for line in fh if line.strip()]
+        else:
+            records = list(_hub("allenai/sciq", split=split))
+        rows = [{"qid": i, "context": r.get("support", ""), "question": r["question"],
+                 "answers": [(r["correct_answer"], True)] +
+                            [(r[f"distractor{j}"], False) for j in (1, 2, 3)]}
+                for i, r in enumerate(records)]
+        splits[split] = _binary_qa_items(rows, f"sciq-{split}")
+    return splits["train"], splits["test"]
+
+
+def load_table(path: str | Path, text_column: str = "text", label_column: str = "label",
+               label_names: list[str] | None = None) -> tuple[Dataset, list[str]]:
+    """A user's own CSV / TSV / JSONL file with a text and a label column.
+
+    Labels may be strings or integers; the sorted set of labels (or ``label_names``)
+    defines the classes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"no such file: {path}")
+    if path.suffix in (".jsonl", ".json"):
+        df = pd.read_json(path, lines=path.suffix == ".jsonl")
+    else:
+        df = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", keep_default_na=False)
+    missing = {text_column, label_column} - set(df.columns)
+    if missing:
+        raise InvalidInputError(f"{path}: missing column(s) {sorted(missing)}; has {list(df.columns)}")
+    if df.empty:
+        raise InvalidInputError(f"{path}: no rows")
+    raw = df[label_column]
+    names = label_names or sorted({str(v) for v in raw})
+    if label_names is None and pd.api.types.is_integer_dtype(raw):
+        names = [str(v) for v in sorted(set(raw))]
+    unknown = sorted({str(v) for v in raw} - set(names))
+    if unknown:
+        raise InvalidInputError(f"{path}: labels {unknown} are not in label_names {names}")
+    out = pd.DataFrame({"text": df[text_column].astype(str),
+                        "label": [names.index(str(v)) for v in raw],
+                        "id": [f"{path.stem}-{i}" for i in range(len(df))]})
+    return Dataset.from_pandas(out, preserve_index=False), names
+
+
+def concat(*parts: Dataset) -> Dataset:
+    return concatenate_datasets([p for p in parts if p is not None])

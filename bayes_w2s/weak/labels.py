@@ -1,0 +1,142 @@
+"""``WeakLabels``: the weak ensemble's output, validated once, saved and loaded safely."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CorruptCacheError, InvalidInputError, LabelSetMismatchError
+
+#: tolerance on ``probs.sum(-1) == 1``; float32 softmax outputs are well inside it
+SUM_TOL = 1e-3
+
+
+def check_probs(probs: np.ndarray, what: str = "probabilities", ndim: int | None = None) -> np.ndarray:
+    """Validate a probability array (last axis = classes) and return it as float64.
+
+    Rows that are all NaN are allowed only when ``allow_missing``-style masking is done
+    by the caller; here every entry must be finite, in [0, 1], and each row sum to 1.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    if ndim is not None and probs.ndim != ndim:
+        raise InvalidInputError(f"{what} must have {ndim} dimensions, got shape {probs.shape}")
+    if probs.size == 0:
+        raise InvalidInputError(f"{what} are empty (shape {probs.shape})")
+    if not np.isfinite(probs).all():
+        bad = np.argwhere(~np.isfinite(probs))[0]
+        raise InvalidInputError(f"{what} contain NaN or inf (first at index {tuple(bad)})")
+    if (probs < 0).any() or (probs > 1 + SUM_TOL).any():
+        raise InvalidInputError(f"{what} must lie in [0, 1]")
+    sums = probs.sum(-1)
+    off = np.abs(sums - 1) > SUM_TOL
+    if off.any():
+        bad = np.argwhere(off)[0]
+        raise InvalidInputError(
+            f"{what} do not sum to 1 over classes (sum {sums[tuple(bad)]:.4f} at index {tuple(bad)})")
+    return probs
+
+
+@dataclass
+class WeakLabels:
+    """Soft labels from ``M`` weak models on ``N`` items over ``K`` classes.
+
+    Attributes:
+        probs: ``[N, M, K]`` each weak model's predicted class distribution.
+        model_names: the ``M`` weak model names, in axis order.
+        label_names: the ``K`` class names, in axis order.
+        item_ids: the ``N`` item ids (the dataset's ``id`` column), for alignment checks.
+        meta: free-form provenance (cards, training config, data fingerprint).
+    """
+
+    probs: np.ndarray
+    model_names: list[str]
+    label_names: list[str]
+    item_ids: list[str] | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.probs = check_probs(self.probs, "weak-label probabilities", ndim=3)
+        n, m, k = self.probs.shape
+        if len(self.model_names) != m:
+            raise InvalidInputError(f"{len(self.model_names)} model names for {m} weak models (probs {self.probs.shape})")
+        if len(self.label_names) != k:
+            raise LabelSetMismatchError(f"{len(self.label_names)} label names for {k} classes (probs {self.probs.shape})")
+        if self.item_ids is not None and len(self.item_ids) != n:
+            raise InvalidInputError(f"{len(self.item_ids)} item ids for {n} items")
+
+    # -- shapes and views ------------------------------------------------------------
+    @property
+    def num_items(self) -> int:
+        return self.probs.shape[0]
+
+    @property
+    def num_models(self) -> int:
+        return self.probs.shape[1]
+
+    @property
+    def num_classes(self) -> int:
+        return self.probs.shape[2]
+
+    def votes(self) -> np.ndarray:
+        """``[N, M]`` hard labels (argmax of each weak model)."""
+        return self.probs.argmax(-1)
+
+    def mean(self) -> np.ndarray:
+        """``[N, K]`` the ensemble's mean probability."""
+        return self.probs.mean(1)
+
+    def majority_vote(self) -> np.ndarray:
+        """``[N, K]`` one-hot majority vote; ties split evenly (so it stays a distribution)."""
+        counts = np.eye(self.num_classes)[self.votes()].sum(1)
+        top = counts == counts.max(-1, keepdims=True)
+        return top / top.sum(-1, keepdims=True)
+
+    def model(self, name: str) -> np.ndarray:
+        """``[N, K]`` one weak model's probabilities."""
+        if name not in self.model_names:
+            raise InvalidInputError(f"no weak model {name!r}; have {self.model_names}")
+        return self.probs[:, self.model_names.index(name)]
+
+    def select_models(self, names: list[str]) -> "WeakLabels":
+        idx = [self.model_names.index(n) for n in names]
+        return WeakLabels(self.probs[:, idx], list(names), self.label_names, self.item_ids, dict(self.meta))
+
+    def check_against(self, dataset, label_names: list[str]) -> None:
+        """Raise unless these labels belong to ``dataset`` and use ``label_names``."""
+        if list(label_names) != list(self.label_names):
+            raise LabelSetMismatchError(
+                f"weak labels are over classes {self.label_names}, the task over {list(label_names)}")
+        if len(dataset) != self.num_items:
+            raise InvalidInputError(f"weak labels cover {self.num_items} items, the dataset has {len(dataset)}")
+        if self.item_ids is not None and "id" in dataset.column_names and list(dataset["id"]) != list(self.item_ids):
+            raise InvalidInputError("weak labels and dataset have the same length but different item ids/order")
+
+    # -- persistence -------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write ``.npz`` (arrays only, no pickles) atomically: a crash never leaves half a file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        header = json.dumps({"model_names": self.model_names, "label_names": self.label_names,
+                             "item_ids": self.item_ids, "meta": self.meta})
+        np.savez(tmp, probs=self.probs.astype(np.float32), header=np.array(header))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "WeakLabels":
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                header = json.loads(str(z["header"]))
+                probs = z["probs"].astype(np.float64)
+        except Exception as exc:  # zipfile/JSON/key errors all mean the same thing here
+            raise CorruptCacheError(f"cannot read weak labels from {path} ({exc}); delete the file to recompute it") from exc
+        # float32 storage: renormalise so reloaded rows still sum to 1 exactly
+        probs = probs / probs.sum(-1, keepdims=True)
+        return cls(probs, header["model_names"], header["label_names"], header["item_ids"], header.get("meta", {}))
+
+    def __repr__(self) -> str:
+        return f"WeakLabels(N={self.num_items}, models={self.model_names}, classes={self.label_names})"
