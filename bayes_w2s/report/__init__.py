@@ -1,0 +1,114 @@
+"""Results tables (CSV, Markdown) and the accuracy plot."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..metrics import pgr
+
+ORDER = {"weak": 0, "weak_ensemble": 1, "student": 2, "ceiling": 3}
+
+
+def add_pgr(results: pd.DataFrame) -> pd.DataFrame:
+    """Per-seed PGR of every student against three weak references:
+    ``pgr_mean_weak`` (mean accuracy of the weak models), ``pgr_best_weak`` (the best
+    weak model on test) and ``pgr_vote`` (the weak ensemble's majority vote)."""
+    rows = []
+    for seed, df in results.groupby("seed"):
+        acc = df.set_index("method")["accuracy"]
+        weak = df[df["kind"] == "weak"]["accuracy"]
+        ceiling = df[df["kind"] == "ceiling"]["accuracy"]
+        refs = {"pgr_mean_weak": weak.mean(), "pgr_best_weak": weak.max(), "pgr_vote": acc.get("weak_vote", np.nan)}
+        for _, r in df.iterrows():
+            r = r.copy()
+            for col, ref in refs.items():
+                r[col] = pgr(r["accuracy"], ref, ceiling.iloc[0]) if len(ceiling) and r["kind"] == "student" else np.nan
+            rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def summarise(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± sd over seeds per method."""
+    metrics = [c for c in ("accuracy", "ece", "label_accuracy", "pgr_mean_weak", "pgr_best_weak", "pgr_vote")
+               if c in results]
+    g = results.groupby(["kind", "method"], sort=False)[metrics]
+    summary = g.mean().join(g.std(ddof=1), rsuffix="_sd").reset_index()
+    summary["n_seeds"] = g.size().values
+    summary["order"] = summary["kind"].map(ORDER)
+    return summary.sort_values(["order"], kind="stable").drop(columns="order")
+
+
+def _fmt(mean, sd, pct=True):
+    if pd.isna(mean):
+        return "–"
+    scale = 100 if pct else 1
+    return f"{mean * scale:.1f} ± {sd * scale:.1f}" if not pd.isna(sd) else f"{mean * scale:.1f}"
+
+
+def markdown_table(summary: pd.DataFrame) -> str:
+    cols = [("accuracy", "test acc (%)"), ("ece", "ECE (%)"), ("label_accuracy", "target acc on strong_train (%)"),
+            ("pgr_mean_weak", "PGR vs mean weak (%)"), ("pgr_best_weak", "PGR vs best weak (%)"), ("pgr_vote", "PGR vs vote (%)")]
+    cols = [(c, h) for c, h in cols if c in summary]
+    lines = ["| method | kind | " + " | ".join(h for _, h in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+    for _, r in summary.iterrows():
+        lines.append(f"| {r['method']} | {r['kind']} | " +
+                     " | ".join(_fmt(r[c], r.get(f"{c}_sd")) for c, _ in cols) + " |")
+    return "\n".join(lines)
+
+
+def plot_accuracy(summary: pd.DataFrame, path: Path, title: str = "") -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    students = summary[summary["kind"] == "student"]
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(students) + 2), 4.2))
+    x = np.arange(len(students))
+    ax.bar(x, students["accuracy"] * 100, yerr=students.get("accuracy_sd", 0) * 100, color="#4c72b0", capsize=3)
+    ax.set_xticks(x, students["method"], rotation=30, ha="right")
+    styles = {"ceiling": ("k", "-"), "weak_vote": ("#c44e52", "--"), "best weak": ("#dd8452", ":"), "mean weak": ("#8c8c8c", "-.")}
+    levels = {"ceiling": summary.loc[summary["kind"] == "ceiling", "accuracy"],
+              "weak_vote": summary.loc[summary["method"] == "weak_vote", "accuracy"],
+              "best weak": summary.loc[summary["kind"] == "weak", "accuracy"].max(),
+              "mean weak": summary.loc[summary["kind"] == "weak", "accuracy"].mean()}
+    for label, val in levels.items():
+        val = float(val.iloc[0]) if hasattr(val, "iloc") and len(val) else (float(val) if not hasattr(val, "iloc") else np.nan)
+        if not np.isnan(val):
+            c, ls = styles[label]
+            ax.axhline(val * 100, color=c, ls=ls, lw=1.5, label=f"{label} ({val * 100:.1f})")
+    lo = min(summary["accuracy"].min() * 100, (students["accuracy"].min() * 100) if len(students) else 100)
+    ax.set_ylim(max(0, lo - 5), min(100, summary["accuracy"].max() * 100 + 3))
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
+    out = Path(out)
+    results = add_pgr(results)
+    results.to_csv(out / "results.csv", index=False)
+    summary = summarise(results)
+    cfg = meta["config"]
+    plot_accuracy(summary, out / "accuracy.png",
+                  f"{cfg['task']}: weak {', '.join(cfg['weak_models'])} → strong {cfg['strong_model']}")
+    md = [f"# {cfg['name']}", "",
+          f"Task **{cfg['task']}** (data: `{meta['data_source']}`), split sizes {meta['split_sizes']} "
+          f"(split seed {cfg['split_seed']}); training seeds {cfg['seeds']} — mean ± sd over seeds.",
+          f"Weak models: {', '.join(cfg['weak_models'])} (mode `{cfg['weak_train']['mode']}`); "
+          f"strong student: {cfg['strong_model']} (mode `{cfg['student_train']['mode']}`).", "",
+          markdown_table(summary), "",
+          "PGR = (student − weak) / (ceiling − weak), per seed, against the mean weak model, the best weak "
+          "model on test, and the weak ensemble's majority vote. *target acc* is the accuracy of the "
+          "training targets themselves on strong_train's (hidden) ground truth.", "",
+          "![accuracy per method](accuracy.png)", "",
+          f"Wall time: {meta['wall_seconds'] / 60:.1f} min on {meta['machine']} (Python {meta['python']}).", "",
+          "Reproduce:", "", "```", meta.get("command") or "(command not recorded)", "```", ""]
+    (out / "results.md").write_text("\n".join(md))
+    (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))

@@ -1,0 +1,80 @@
+"""Strong-student training from weak or posterior targets."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import InvalidInputError
+from ..training import Classifier, TrainConfig
+from .losses import LOSSES, LossSpec, get_loss
+from .targets import Targets, resolve_targets
+
+
+@dataclass
+class Student:
+    """A trained strong student.
+
+    Attributes:
+        classifier: the trained :class:`~bayes_w2s.training.Classifier`.
+        loss: loss name; targets: where the targets came from; history: Trainer logs.
+    """
+
+    classifier: Classifier
+    loss_spec: LossSpec
+    loss: str
+    label_names: list
+    targets: str = ""
+    wall_seconds: float = float("nan")
+    history: list = field(default_factory=list)
+
+    def predict_proba(self, data) -> np.ndarray:
+        """``[N, K]`` class probabilities for a dataset (with ``text``) or a list of texts."""
+        texts = list(data["text"]) if not isinstance(data, (list, tuple)) else list(data)
+        logits = torch.as_tensor(self.classifier.predict_logits(texts))
+        return self.loss_spec.predict_proba(logits).numpy()
+
+    def predict(self, data) -> np.ndarray:
+        return self.predict_proba(data).argmax(-1)
+
+
+def train_student(model: str, train_data, targets, loss: str = "xent", *, label_names=None,
+                  hard: bool = False, weights=None, config: TrainConfig | None = None,
+                  seed: int = 0, loss_kwargs: dict | None = None, prefer_offline: bool = True) -> Student:
+    """Train a strong student on weak or posterior targets.
+
+    Args:
+        model: a model card name (``"gemma3-270m"``), hub id or local folder.
+        train_data: a dataset with a ``text`` column (usually ``task.strong_train``).
+        targets: a ``Posterior``, ``WeakLabels``, ``[N, K]`` probabilities or ``[N]`` labels
+            (see :func:`~bayes_w2s.student.targets.resolve_targets`).
+        loss: one of ``xent``, ``weighted_xent``, ``aux_conf``, ``multi_weak``, ``edl``.
+        label_names: the class names (read off ``targets`` when it carries them).
+        hard: train on argmax targets instead of soft ones.
+        weights: per-item weights (default: posterior confidence, for ``weighted_xent``).
+        config: how to train (mode head / lora / full, epochs, learning rate …).
+        loss_kwargs: the loss's own settings (e.g. ``alpha_max`` of ``aux_conf``).
+    """
+    if len(train_data) == 0:
+        raise InvalidInputError("train_data is empty")
+    if label_names is None:
+        label_names = getattr(targets, "label_names", None)
+        if label_names is None:
+            raise InvalidInputError("label_names is required when targets are a plain array")
+    spec = get_loss(loss, **(loss_kwargs or {}))
+    tg = resolve_targets(targets, len(train_data), list(label_names), hard=hard, weights=weights)
+    if spec.needs_weights and tg.weights is None:
+        raise InvalidInputError(f"loss {loss!r} needs per-item weights: pass a Posterior or weights=")
+    if spec.needs_weak_probs and tg.weak_probs is None:
+        raise InvalidInputError(f"loss {loss!r} needs every weak model's labels: pass WeakLabels as targets")
+    clf = Classifier(model, len(label_names), config, prefer_offline)
+    start = time.perf_counter()
+    clf.fit(list(train_data["text"]), tg.probs, spec.fn, seed=seed,
+            weights=tg.weights if spec.needs_weights else None,
+            weak_probs=tg.weak_probs if spec.needs_weak_probs else None)
+    return Student(clf, spec, loss, list(label_names), tg.source, time.perf_counter() - start, clf.history)
+
+
+__all__ = ["train_student", "Student", "TrainConfig", "LOSSES", "get_loss", "resolve_targets", "Targets"]

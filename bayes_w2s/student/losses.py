@@ -1,0 +1,159 @@
+"""Weak-to-strong training losses.
+
+Every loss is ``loss(logits [B, K], batch, progress) -> scalar`` where ``batch`` holds
+``target_probs [B, K]`` (soft or one-hot), optionally ``weight [B]`` and
+``weak_probs [B, M, K]``, and ``progress ∈ [0, 1]`` is the fraction of training done
+(for warm-up and annealing). Each loss also says how its logits become probabilities.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import InvalidInputError, UnknownNameError
+
+
+def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
+    """Per-item ``−Σ_k y_k log softmax(z)_k`` ``[B]``."""
+    return -(target_probs * F.log_softmax(logits, -1)).sum(-1)
+
+
+def xent(logits, batch, progress=0.0):
+    """Cross-entropy on hard or soft targets: ``L = (1/B) Σ_i −Σ_k y_ik log p_ik``."""
+    return soft_cross_entropy(logits, batch["target_probs"]).mean()
+
+
+def weighted_xent(logits, batch, progress=0.0):
+    """Confidence-weighted cross-entropy: ``L = Σ_i w_i CE_i / Σ_i w_i``.
+
+    ``w_i`` is typically the posterior confidence of item ``i``; normalising by ``Σ w``
+    keeps the loss scale (and so the learning rate) comparable to plain cross-entropy.
+    """
+    if "weight" not in batch:
+        raise InvalidInputError("weighted_xent needs per-item weights (e.g. posterior confidence)")
+    w = batch["weight"]
+    return (w * soft_cross_entropy(logits, batch["target_probs"])).sum() / w.sum().clamp_min(1e-8)
+
+
+@dataclass
+class AuxConfidence:
+    """Auxiliary confidence loss (Burns et al., 2023, eq. 1)::
+
+        L = (1 − α_t) CE(f, y_weak) + α_t CE(f, f̂_t),   α_t = α_max · min(1, progress / warmup)
+
+    where ``f̂_t`` is the student's own prediction hardened to one-hot (argmax, no
+    gradient). It lets a confident strong student overrule the weak labels.
+    """
+
+    alpha_max: float = 0.75
+    warmup: float = 0.2
+
+    def __call__(self, logits, batch, progress=0.0):
+        alpha = self.alpha_max * min(1.0, progress / self.warmup) if self.warmup > 0 else self.alpha_max
+        hard_self = F.one_hot(logits.detach().argmax(-1), logits.shape[-1]).to(logits.dtype)
+        return ((1 - alpha) * soft_cross_entropy(logits, batch["target_probs"])
+                + alpha * soft_cross_entropy(logits, hard_self)).mean()
+
+
+@dataclass
+class MultiWeak:
+    """Naive multi-weak loss: one cross-entropy term per weak model::
+
+        L = (1/B) Σ_i Σ_m λ_m CE(f(x_i), y_im),   Σ_m λ_m = 1 (uniform by default)
+    """
+
+    lambdas: list[float] | None = None
+    hard: bool = True
+
+    def __call__(self, logits, batch, progress=0.0):
+        if "weak_probs" not in batch:
+            raise InvalidInputError("the multi_weak loss needs every weak model's probabilities (weak_probs)")
+        weak = batch["weak_probs"]                                   # [B, M, K]
+        if self.hard:
+            weak = F.one_hot(weak.argmax(-1), weak.shape[-1]).to(logits.dtype)
+        m = weak.shape[1]
+        lam = torch.full((m,), 1.0 / m) if self.lambdas is None else torch.as_tensor(self.lambdas, dtype=logits.dtype)
+        if lam.shape[0] != m:
+            raise InvalidInputError(f"{lam.shape[0]} multi-weak weights λ for {m} weak models")
+        logp = F.log_softmax(logits, -1).unsqueeze(1)                 # [B, 1, K]
+        per_model = -(weak * logp).sum(-1)                            # [B, M]
+        return (per_model * lam.to(per_model)).sum(-1).mean()
+
+
+def dirichlet_kl_to_uniform(alpha: torch.Tensor) -> torch.Tensor:
+    """``KL(Dir(α) ‖ Dir(1))`` per row ``[B]``::
+
+        log Γ(Σα) − log Γ(K) − Σ_k log Γ(α_k) + Σ_k (α_k − 1)(ψ(α_k) − ψ(Σα))
+    """
+    k = alpha.shape[-1]
+    s = alpha.sum(-1)
+    return (torch.lgamma(s) - torch.lgamma(torch.tensor(float(k), dtype=alpha.dtype))
+            - torch.lgamma(alpha).sum(-1)
+            + ((alpha - 1) * (torch.digamma(alpha) - torch.digamma(s).unsqueeze(-1))).sum(-1))
+
+
+@dataclass
+class Evidential:
+    """Evidential deep learning loss (Sensoy et al., 2018), as used by Cui et al. (2025)::
+
+        e = exp(z),  α = e + 1,  S = Σ_k α_k
+        L = (1/B) Σ_i [ Σ_k y_ik (log S_i − log α_ik) + λ_t KL(Dir(α̃_i) ‖ Dir(1)) ]
+        α̃ = (α − 1)(1 − y) + 1,   λ_t = λ_max · min(1, progress / anneal)
+
+    Predicted probabilities are the Dirichlet mean ``α / S``. Logits are clamped at
+    ``max_logit`` before ``exp`` so evidence cannot overflow.
+    """
+
+    kl_max: float = 1.0
+    anneal: float = 0.5
+    max_logit: float = 20.0
+
+    def evidence_alpha(self, logits):
+        return logits.clamp(max=self.max_logit).exp() + 1.0
+
+    def __call__(self, logits, batch, progress=0.0):
+        y = batch["target_probs"]
+        alpha = self.evidence_alpha(logits)
+        s = alpha.sum(-1, keepdim=True)
+        fit = (y * (s.log() - alpha.log())).sum(-1)
+        lam = self.kl_max * min(1.0, progress / self.anneal) if self.anneal > 0 else self.kl_max
+        alpha_tilde = (alpha - 1) * (1 - y) + 1
+        return (fit + lam * dirichlet_kl_to_uniform(alpha_tilde)).mean()
+
+    def predict_proba(self, logits):
+        alpha = self.evidence_alpha(logits)
+        return alpha / alpha.sum(-1, keepdim=True)
+
+
+def softmax_proba(logits):
+    return F.softmax(logits, -1)
+
+
+@dataclass
+class LossSpec:
+    fn: Callable
+    needs_weights: bool = False
+    needs_weak_probs: bool = False
+    predict_proba: Callable = field(default=softmax_proba)
+
+
+def get_loss(name: str, **kwargs) -> LossSpec:
+    """A loss by name: xent, weighted_xent, aux_conf, multi_weak, edl."""
+    if name == "xent":
+        return LossSpec(xent)
+    if name == "weighted_xent":
+        return LossSpec(weighted_xent, needs_weights=True)
+    if name == "aux_conf":
+        return LossSpec(AuxConfidence(**kwargs))
+    if name == "multi_weak":
+        return LossSpec(MultiWeak(**kwargs), needs_weak_probs=True)
+    if name == "edl":
+        edl = Evidential(**kwargs)
+        return LossSpec(edl, predict_proba=edl.predict_proba)
+    raise UnknownNameError(f"unknown loss {name!r}; available: {LOSSES}")
+
+
+LOSSES = ["xent", "weighted_xent", "aux_conf", "multi_weak", "edl"]

@@ -1,0 +1,59 @@
+"""Turn whatever a user supervises with into ``(target_probs, weights, weak_probs)``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InvalidInputError, LabelSetMismatchError
+from ..posterior import Posterior
+from ..weak.labels import WeakLabels, check_probs
+
+
+@dataclass
+class Targets:
+    probs: np.ndarray                   # [N, K]
+    weights: np.ndarray | None = None   # [N]
+    weak_probs: np.ndarray | None = None  # [N, M, K]
+    source: str = ""
+
+
+def resolve_targets(targets, num_items: int, label_names: list, hard: bool = False,
+                    weights=None) -> Targets:
+    """Accepted ``targets``:
+
+    - ``Posterior`` → its ``item_probs``; weights = its ``confidence``;
+    - ``WeakLabels`` → the ensemble mean; ``weak_probs`` kept (for the multi-weak loss);
+    - ``[N, K]`` array of probabilities (one weak model's, a vote, …);
+    - ``[N]`` int array of hard labels.
+
+    ``hard=True`` turns the targets into one-hot argmax; ``weights`` overrides the weights.
+    """
+    k = len(label_names)
+    if isinstance(targets, Posterior):
+        if list(targets.label_names) != list(range(k)) and list(targets.label_names) != list(label_names):
+            raise LabelSetMismatchError(f"posterior is over classes {targets.label_names}, the task over {label_names}")
+        out = Targets(check_probs(targets.item_probs, "posterior item_probs", 2), targets.confidence,
+                      source=f"posterior:{targets.model}")
+    elif isinstance(targets, WeakLabels):
+        if list(targets.label_names) != list(label_names):
+            raise LabelSetMismatchError(f"weak labels are over classes {targets.label_names}, the task over {label_names}")
+        out = Targets(targets.mean(), None, targets.probs, source="weak_mean")
+    else:
+        arr = np.asarray(targets)
+        if arr.ndim == 1:
+            if not np.issubdtype(arr.dtype, np.integer) or arr.min(initial=0) < 0 or arr.max(initial=0) >= k:
+                raise LabelSetMismatchError(f"hard targets must be ints in 0..{k - 1}")
+            arr = np.eye(k)[arr]
+        out = Targets(check_probs(arr, "targets", 2), source="array")
+    if out.probs.shape != (num_items, k):
+        raise InvalidInputError(f"targets have shape {out.probs.shape}, expected ({num_items}, {k}) "
+                                "(one row per training item, one column per class)")
+    if hard:
+        out.probs = np.eye(k)[out.probs.argmax(-1)]
+    if weights is not None:
+        weights = np.asarray(weights, dtype=float)
+        if weights.shape != (num_items,) or not np.isfinite(weights).all() or (weights < 0).any():
+            raise InvalidInputError(f"weights must be {num_items} finite non-negative numbers")
+        out.weights = weights
+    return out

@@ -1,0 +1,110 @@
+"""The weak ensemble: several small models, each fine-tuned on ground truth."""
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+from scipy.special import softmax
+
+from ..backbones import texts_fingerprint
+from ..cards import cache_dir, load_card
+from ..errors import InvalidInputError
+from ..training import Classifier, TrainConfig
+from .labels import WeakLabels
+
+log = logging.getLogger(__name__)
+
+
+def _ground_truth_xent(logits, batch, progress=0.0):
+    import torch.nn.functional as F
+    return -(batch["target_probs"] * F.log_softmax(logits, -1)).sum(-1).mean()
+
+
+class WeakEnsemble:
+    """Weak supervisors, fitted on ground truth, predicting soft labels.
+
+    Predictions are cached on disk, keyed by model card, training config, seed and the
+    fingerprints of the training and the predicted texts; a rerun (or a run after a
+    crash) loads what is finished and trains only what is missing.
+
+    Args:
+        models: model card names (``models/*.yaml``), hub ids or local folders.
+        config: one :class:`TrainConfig` for all, or a dict ``{name: TrainConfig}``.
+        seed: training seed.
+        cache: the cache folder (default ``$BAYES_W2S_CACHE/weak_labels``); ``False`` disables it.
+
+    Attributes (after ``fit``):
+        label_names: the classes seen in ``fit``.
+        classifiers_: ``{name: Classifier}`` trained so far (lazily: only when a
+            prediction is not cached).
+    """
+
+    def __init__(self, models: list[str], config: TrainConfig | dict | None = None, seed: int = 0,
+                 cache: str | Path | bool | None = None, prefer_offline: bool = True):
+        if len(models) == 0:
+            raise InvalidInputError("a weak ensemble needs at least one model")
+        if len(set(models)) != len(models):
+            raise InvalidInputError(f"duplicate weak models in {models}")
+        self.cards = [load_card(m) for m in models]   # fails early on unknown names
+        self.model_names = list(models)
+        self.configs = {m: (config.get(m, TrainConfig()) if isinstance(config, dict) else (config or TrainConfig()))
+                        for m in models}
+        self.seed = seed
+        self.prefer_offline = prefer_offline
+        self.cache = None if cache is False else Path(cache) if cache else cache_dir("weak_labels")
+        self.classifiers_: dict[str, Classifier] = {}
+        self._train = None
+        self.label_names = None
+
+    def fit(self, train_data, label_names: list | None = None) -> "WeakEnsemble":
+        """Remember the ground-truth training data; models train on first use."""
+        if len(train_data) == 0:
+            raise InvalidInputError("the weak models' training data is empty")
+        labels = np.asarray(train_data["label"])
+        self.label_names = list(label_names) if label_names is not None else \
+            list(getattr(train_data, "label_names", None) or range(int(labels.max()) + 1))
+        self._train = (list(train_data["text"]), labels)
+        self._train_fp = texts_fingerprint(self._train[0]) + hashlib.sha256(labels.tobytes()).hexdigest()[:8]
+        return self
+
+    def _key(self, name: str, texts: list[str]) -> Path:
+        card = self.cards[self.model_names.index(name)]
+        raw = f"{card.fingerprint()}|{self.configs[name].key()}|{self.seed}|{self._train_fp}|{texts_fingerprint(texts)}"
+        return self.cache / f"{card.name}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}.npz"
+
+    def _classifier(self, name: str) -> Classifier:
+        if name not in self.classifiers_:
+            texts, labels = self._train
+            k = len(self.label_names)
+            if labels.min() < 0 or labels.max() >= k:
+                raise InvalidInputError(f"ground-truth labels outside 0..{k - 1}")
+            clf = Classifier(name, k, self.configs[name], self.prefer_offline)
+            log.info("training weak model %s on %d items", name, len(texts))
+            clf.fit(texts, np.eye(k)[labels], _ground_truth_xent, seed=self.seed)
+            self.classifiers_[name] = clf
+        return self.classifiers_[name]
+
+    def predict(self, data) -> WeakLabels:
+        """Each weak model's class probabilities on ``data`` → :class:`WeakLabels`."""
+        if self._train is None:
+            raise InvalidInputError("call fit(weak_train) before predict()")
+        texts = list(data["text"])
+        if not texts:
+            raise InvalidInputError("cannot predict on an empty dataset")
+        probs = []
+        for name in self.model_names:
+            path = self._key(name, texts) if self.cache else None
+            if path is not None and path.exists():
+                wl = WeakLabels.load(path)           # CorruptCacheError names the file
+                probs.append(wl.probs[:, 0])
+                continue
+            p = softmax(self._classifier(name).predict_logits(texts).astype(np.float64), -1)
+            if path is not None:
+                WeakLabels(p[:, None], [name], self.label_names, None,
+                           {"card": name, "config": self.configs[name].key(), "seed": self.seed}).save(path)
+            probs.append(p)
+        ids = list(data["id"]) if "id" in getattr(data, "column_names", []) else None
+        return WeakLabels(np.stack(probs, 1), self.model_names, self.label_names, ids,
+                          {"seed": self.seed, "configs": {m: c.key() for m, c in self.configs.items()}})

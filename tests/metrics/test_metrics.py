@@ -1,0 +1,27 @@
+import math
+
+import numpy as np
+import pytest
+
+from bayes_w2s.errors import InvalidInputError
+from bayes_w2s.metrics import accuracy, expected_calibration_error, pgr
+
+
+def test_accuracy_from_labels_and_probs():
+    assert accuracy(np.array([0, 1, 1]), np.array([0, 1, 0])) == pytest.approx(2 / 3)
+    assert accuracy(np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([1, 1])) == 0.5
+    with pytest.raises(InvalidInputError):
+        accuracy(np.array([0, 1]), np.array([0]))
+
+
+def test_ece_by_hand():
+    # two bins: conf 0.9 (1 right of 2 → |0.5−0.9|) and conf 0.6 (1 right of 1 → |1−0.6|)
+    probs = np.array([[0.9, 0.1], [0.1, 0.9], [0.6, 0.4]])
+    labels = np.array([0, 0, 0])
+    assert expected_calibration_error(probs, labels, n_bins=10) == pytest.approx(2 / 3 * 0.4 + 1 / 3 * 0.4)
+
+
+def test_pgr():
+    assert pgr(0.85, 0.80, 0.90) == pytest.approx(0.5)
+    assert pgr(0.78, 0.80, 0.90) == pytest.approx(-0.2)
+    assert math.isnan(pgr(0.9, 0.9, 0.85))
