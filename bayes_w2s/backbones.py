@@ -99,7 +99,9 @@ def build_classifier(card: ModelCard | str, num_classes: int, mode: str = "head"
     if mode == "lora":
         from peft import LoraConfig, get_peft_model
         base = get_peft_model(base, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
-                                               target_modules="all-linear"))
+                                               target_modules="all-linear",
+                                               # the pooler is unused (we pool ourselves): no adapters there
+                                               exclude_modules=r".*pooler.*"))
     base.train()
     return tok, PooledClassifier(hidden, num_classes, base, card.pooling)
 

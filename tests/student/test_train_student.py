@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+
+from bayes_w2s import Posterior, TrainConfig, WeakLabels, fit_posterior, train_student
+from bayes_w2s.errors import InvalidInputError, LabelSetMismatchError
+from bayes_w2s.training import ClassifierTrainer, Classifier
+
+
+@pytest.fixture()
+def toy(toy_texts):
+    texts, labels = toy_texts
+    return Dataset.from_dict({"text": texts, "label": labels, "id": [str(i) for i in range(len(texts))]})
+
+
+@pytest.mark.parametrize("mode", ["head", "lora", "full"])
+def test_modes_learn_a_separable_toy_task(tiny_encoder, toy, mode):
+    cfg = TrainConfig(mode=mode, epochs=8 if mode == "head" else 6, batch_size=8,
+                      learning_rate=1e-2 if mode == "head" else 3e-3)
+    student = train_student(tiny_encoder, toy, np.array(toy["label"]), label_names=["cat", "dog"], config=cfg)
+    acc = (student.predict(toy) == np.array(toy["label"])).mean()
+    assert acc >= 0.9, f"{mode}: {acc}"
+    assert np.allclose(student.predict_proba(toy).sum(1), 1, atol=1e-5)
+
+
+def test_lora_trains_only_adapters_and_head(tiny_encoder, toy):
+    clf = Classifier(tiny_encoder, 2, TrainConfig(mode="lora", epochs=1, batch_size=8))
+    before = {n: p.detach().clone() for n, p in clf._ensure_model() or clf.model.named_parameters()}
+    clf.fit(list(toy["text"]), np.eye(2)[toy["label"]], lambda z, b, p: torch.nn.functional.cross_entropy(z, b["target_probs"]))
+    for name, p in clf.model.named_parameters():
+        changed = not torch.equal(before[name], p.detach())
+        assert changed == ("lora_" in name or name.startswith("head")), name
+
+
+@pytest.mark.parametrize("loss", ["xent", "weighted_xent", "aux_conf", "multi_weak", "edl"])
+def test_every_loss_trains_from_weak_or_posterior_targets(tiny_encoder, toy, loss):
+    rng = np.random.default_rng(0)
+    y = np.array(toy["label"])
+    probs = np.stack([np.where(rng.random(len(y)) < acc, y, 1 - y) for acc in (0.9, 0.8, 0.75)], 1)
+    wl = WeakLabels(np.eye(2)[probs] * 0.8 + 0.1, ["a", "b", "c"], ["cat", "dog"])
+    targets = {"weighted_xent": fit_posterior(wl), "multi_weak": wl}.get(loss, fit_posterior(wl))
+    student = train_student(tiny_encoder, toy, targets, loss, config=TrainConfig(epochs=8, batch_size=8, learning_rate=1e-2))
+    assert (student.predict(toy) == y).mean() >= 0.85
+    assert student.loss == loss and np.isfinite(student.history[-1]["train_loss"])
+
+
+def test_trainer_is_a_transformers_trainer():
+    from transformers import Trainer
+    assert issubclass(ClassifierTrainer, Trainer)
+
+
+def test_errors(tiny_encoder, toy):
+    y = np.array(toy["label"])
+    with pytest.raises(InvalidInputError, match="label_names"):
+        train_student(tiny_encoder, toy, y)
+    with pytest.raises(InvalidInputError, match="expected \\(48, 2\\)"):
+        train_student(tiny_encoder, toy, np.eye(2)[y[:10]], label_names=["a", "b"])
+    with pytest.raises(InvalidInputError, match="sum to 1"):
+        train_student(tiny_encoder, toy, np.full((48, 2), 0.7), label_names=["a", "b"])
+    with pytest.raises(InvalidInputError, match="NaN"):
+        train_student(tiny_encoder, toy, np.full((48, 2), np.nan), label_names=["a", "b"])
+    with pytest.raises(InvalidInputError, match="needs per-item weights"):
+        train_student(tiny_encoder, toy, np.eye(2)[y], "weighted_xent", label_names=["a", "b"])
+    with pytest.raises(InvalidInputError, match="needs every weak model"):
+        train_student(tiny_encoder, toy, np.eye(2)[y], "multi_weak", label_names=["a", "b"])
+    with pytest.raises(InvalidInputError, match="empty"):
+        train_student(tiny_encoder, toy.select([]), y[:0], label_names=["a", "b"])
+    wl = WeakLabels(np.full((48, 2, 3), 1 / 3), ["a", "b"], ["x", "y", "z"])
+    with pytest.raises(LabelSetMismatchError, match="classes"):
+        train_student(tiny_encoder, toy, wl, label_names=["cat", "dog"])
+    with pytest.raises(InvalidInputError, match="unknown training mode"):
+        TrainConfig(mode="qlora")

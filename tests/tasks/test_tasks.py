@@ -1,0 +1,83 @@
+import json
+
+import numpy as np
+import pytest
+
+from bayes_w2s.errors import InvalidInputError, UnknownNameError
+from bayes_w2s.tasks import load_task, three_way_split
+from datasets import Dataset
+
+
+def _check_disjoint(task):
+    ids = [set(task.split(s)["id"]) for s in ("weak_train", "strong_train", "test")]
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+
+
+def test_sst2_offline_split_is_seeded_and_stratified(data_dir):
+    sizes = {"weak_train": 200, "strong_train": 300, "test": 100}
+    a = load_task("sst2", data_dir=data_dir, seed=3, sizes=sizes)
+    b = load_task("sst2", data_dir=data_dir, seed=3, sizes=sizes)
+    c = load_task("sst2", data_dir=data_dir, seed=4, sizes=sizes)
+    assert a.sizes() == sizes
+    assert a.weak_train["id"] == b.weak_train["id"] and a.weak_train["id"] != c.weak_train["id"]
+    _check_disjoint(a)
+    pool_pos = np.mean(a.strong_train["label"])
+    assert abs(np.mean(a.weak_train["label"]) - pool_pos) < 0.02
+    assert not set(a.test["text"]) & set(a.weak_train["text"])
+
+
+def test_agnews_offline(data_dir):
+    t = load_task("agnews", data_dir=data_dir, seed=0, sizes={"weak_train": 80, "strong_train": 80, "test": 40})
+    assert t.label_names == ["World", "Sports", "Business", "Sci/Tech"]
+    assert np.bincount(t.weak_train["label"]).tolist() == [20, 20, 20, 20]
+    _check_disjoint(t)
+
+
+def test_cosmosqa_keeps_questions_together(data_dir):
+    t = load_task("cosmosqa", data_dir=data_dir, seed=0, sizes={"weak_train": 400, "strong_train": 400, "test": 200})
+    groups = [set(t.split(s)["group"]) for s in ("weak_train", "strong_train", "test")]
+    assert not (groups[0] & groups[1]) and not (groups[1] & groups[2]) and not (groups[0] & groups[2])
+    assert abs(np.mean(t.weak_train["label"]) - 0.25) < 1e-9   # one correct answer of four
+    assert "Question:" in t.test["text"][0] and "Answer:" in t.test["text"][0]
+
+
+def test_sciq_hub_schema_fixture(tmp_path):
+    d = tmp_path / "sciq"
+    d.mkdir()
+    for split, n in (("train", 30), ("test", 10)):
+        with open(d / f"{split}.jsonl", "w") as fh:
+            for i in range(n):
+                fh.write(json.dumps({"question": f"q{i}?", "distractor1": "a", "distractor2": "b", "distractor3": "c",
+                                     "correct_answer": f"right{i}", "support": f"because {i}"}) + "\n")
+    t = load_task("sciq", data_dir=tmp_path, seed=0, sizes={"weak_train": 40, "strong_train": None, "test": 20})
+    assert t.sizes() == {"weak_train": 40, "strong_train": 80, "test": 20}
+    assert sum(t.test["label"]) == 5
+    assert any(x.startswith("because") and "Answer: right" in x for x in t.test["text"])
+
+
+def test_user_csv_and_jsonl(tmp_path):
+    p = tmp_path / "mine.csv"
+    p.write_text("review,stars\n" + "".join(f"text {i},{'good' if i % 2 else 'bad'}\n" for i in range(60)))
+    t = load_task(str(p), text_column="review", label_column="stars", seed=0,
+                  sizes={"weak_train": 20, "strong_train": 20, "test": 20})
+    assert t.label_names == ["bad", "good"] and t.name == "mine"
+    j = tmp_path / "mine.jsonl"
+    j.write_text("".join(json.dumps({"text": f"t{i}", "label": i % 3}) + "\n" for i in range(30)))
+    assert load_task(str(j), sizes={"weak_train": 9, "strong_train": 9, "test": 9}).label_names == ["0", "1", "2"]
+
+
+def test_errors(tmp_path):
+    with pytest.raises(UnknownNameError, match="unknown task 'sst3'"):
+        load_task("sst3")
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        load_task("sst2", data_dir=tmp_path)
+    p = tmp_path / "empty.csv"
+    p.write_text("text,label\n")
+    with pytest.raises(InvalidInputError, match="no rows"):
+        load_task(str(p))
+    with pytest.raises(InvalidInputError, match="missing column"):
+        p.write_text("sentence,label\nhi,1\n")
+        load_task(str(p))
+    tiny = Dataset.from_dict({"text": ["a", "b"], "label": [0, 1], "id": ["1", "2"]})
+    with pytest.raises(InvalidInputError, match="empty"):
+        three_way_split(tiny, {"weak_train": 1, "strong_train": 1, "test": 5}, seed=0)

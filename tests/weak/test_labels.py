@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from bayes_w2s.errors import CorruptCacheError, InvalidInputError, LabelSetMismatchError
+from bayes_w2s.weak import WeakLabels
+
+
+def _probs(n=5, m=3, k=2, seed=0):
+    return np.random.default_rng(seed).dirichlet(np.ones(k), size=(n, m))
+
+
+def test_views_and_round_trip(tmp_path):
+    wl = WeakLabels(_probs(), ["a", "b", "c"], ["neg", "pos"], [f"i{j}" for j in range(5)])
+    assert wl.votes().shape == (5, 3) and wl.mean().shape == (5, 2)
+    assert np.allclose(wl.majority_vote().sum(-1), 1)
+    back = WeakLabels.load(wl.save(tmp_path / "x.npz"))
+    assert back.model_names == wl.model_names and back.item_ids == wl.item_ids
+    assert np.allclose(back.probs, wl.probs, atol=1e-6)
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda p: p.__setitem__((0, 0, 0), np.nan), "NaN"),
+    (lambda p: p.__imul__(0.5), "sum to 1"),
+    (lambda p: p.__setitem__((1, 1), [1.5, -0.5]), r"\[0, 1\]"),
+])
+def test_bad_probabilities(mutate, match):
+    p = _probs()
+    mutate(p)
+    with pytest.raises(InvalidInputError, match=match):
+        WeakLabels(p, ["a", "b", "c"], ["neg", "pos"])
+
+
+def test_shape_and_label_set_errors():
+    with pytest.raises(InvalidInputError, match="3 dimensions"):
+        WeakLabels(np.ones((4, 2)) / 2, ["a"], ["x", "y"])
+    with pytest.raises(LabelSetMismatchError, match="3 label names for 2 classes"):
+        WeakLabels(_probs(), ["a", "b", "c"], ["x", "y", "z"])
+    wl = WeakLabels(_probs(), ["a", "b", "c"], ["neg", "pos"])
+    from datasets import Dataset
+    ds = Dataset.from_dict({"text": ["t"] * 5, "label": [0] * 5})
+    with pytest.raises(LabelSetMismatchError, match="classes"):
+        wl.check_against(ds, ["negative", "positive"])
+
+
+def test_corrupt_cache_names_the_file(tmp_path):
+    bad = tmp_path / "weak.npz"
+    bad.write_bytes(b"not a zip file")
+    with pytest.raises(CorruptCacheError, match="weak.npz"):
+        WeakLabels.load(bad)
