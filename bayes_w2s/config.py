@@ -86,6 +86,11 @@ class ExperimentConfig:
                 raise InvalidInputError(f"method {m.name!r} needs at least two weak models")
 
     @classmethod
+    def from_dict(cls, data: dict, where: str = "config") -> "ExperimentConfig":
+        """Build from a mapping; unknown or missing keys fail with a message naming them."""
+        return _build(cls, dict(data), where)
+
+    @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> "ExperimentConfig":
         path = Path(path)
         if not path.is_file():
