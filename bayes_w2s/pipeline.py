@@ -64,9 +64,11 @@ def run_seed(cfg: ExperimentConfig, task, seed: int) -> list[dict]:
 
     for method in tqdm(cfg.methods, desc=f"students (seed {seed})", unit="student"):
         targets = _targets_for(method, task, wl_train, best_weak)
-        extra = {}
-        if hasattr(targets, "item_probs"):  # a Posterior: how good are its labels on strong_train?
-            extra["label_accuracy"] = accuracy(targets.item_probs, y_strong)
+        # how good are the training targets themselves on strong_train's hidden ground truth?
+        target_probs = getattr(targets, "item_probs", None)
+        if target_probs is None:
+            target_probs = targets.mean() if isinstance(targets, WeakLabels) else targets
+        extra = {"label_accuracy": accuracy(target_probs, y_strong)} if method.targets != "ground_truth" else {}
         t0 = time.perf_counter()
         student = train_student(cfg.strong_model, task.strong_train, targets, method.loss,
                                 label_names=task.label_names, hard=method.hard, config=cfg.student_train,
@@ -101,6 +103,8 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path | None = None, 
             "wall_seconds": time.perf_counter() - start, "command": command,
             "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores",
             "python": platform.python_version()}
-    write_report(results, meta, out)
-    partial.unlink(missing_ok=True)
+    from accelerate import PartialState
+    if PartialState().is_main_process:   # under `accelerate launch` only rank 0 writes
+        write_report(results, meta, out)
+        partial.unlink(missing_ok=True)
     return results

@@ -106,7 +106,9 @@ def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
           markdown_table(summary), "",
           "PGR = (student − weak) / (ceiling − weak), per seed, against the mean weak model, the best weak "
           "model on test, and the weak ensemble's majority vote. *target acc* is the accuracy of the "
-          "training targets themselves on strong_train's (hidden) ground truth.", "",
+          "training targets themselves on strong_train's (hidden) ground truth. `best_weak` targets come from "
+          f"the weak model with the highest test accuracy in each seed (here: {', '.join(sorted(set(results['best_weak'])))}). "
+          "ECE uses 15 equal-width bins.", "",
           "![accuracy per method](accuracy.png)", "",
           f"Wall time: {meta['wall_seconds'] / 60:.1f} min on {meta['machine']} (Python {meta['python']}).", "",
           "Reproduce:", "", "```", meta.get("command") or "(command not recorded)", "```", ""]
