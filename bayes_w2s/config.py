@@ -79,9 +79,12 @@ class ExperimentConfig:
             raise InvalidInputError("config needs at least one seed")
         if len(self.weak_models) < 1:
             raise InvalidInputError("config needs at least one weak model")
+        # the names weak models go by (a card's name; a YAML path's stem; a hub id's last part)
+        weak_names = [Path(w).stem if w.endswith((".yaml", ".yml")) else w.rstrip("/").split("/")[-1]
+                      for w in self.weak_models]
         for m in self.methods:
-            if m.targets.startswith("weak:") and m.targets[5:] not in self.weak_models:
-                raise InvalidInputError(f"method {m.name!r}: {m.targets[5:]!r} is not among weak_models {self.weak_models}")
+            if m.targets.startswith("weak:") and m.targets[5:] not in weak_names:
+                raise InvalidInputError(f"method {m.name!r}: {m.targets[5:]!r} is not among weak_models {weak_names}")
             if m.targets.startswith(("posterior", "weak_all")) and len(self.weak_models) < 2:
                 raise InvalidInputError(f"method {m.name!r} needs at least two weak models")
 

@@ -54,12 +54,12 @@ def run_seed(cfg: ExperimentConfig, task, seed: int) -> list[dict]:
         rows.append({"seed": seed, "method": name, "kind": kind, "accuracy": accuracy(probs, y_test),
                      "ece": expected_calibration_error(probs, y_test), **(extra or {})})
 
-    for m in cfg.weak_models:
+    for m in weak.model_names:
         add(f"weak:{m}", "weak", wl_test.model(m),
             {"label_accuracy": accuracy(wl_train.model(m), y_strong)})
     add("weak_vote", "weak_ensemble", wl_test.majority_vote(), {"label_accuracy": accuracy(wl_train.majority_vote(), y_strong)})
     add("weak_mean", "weak_ensemble", wl_test.mean(), {"label_accuracy": accuracy(wl_train.mean(), y_strong)})
-    weak_acc = {m: accuracy(wl_test.model(m), y_test) for m in cfg.weak_models}
+    weak_acc = {m: accuracy(wl_test.model(m), y_test) for m in weak.model_names}
     best_weak = max(weak_acc, key=weak_acc.get)
 
     for method in tqdm(cfg.methods, desc=f"students (seed {seed})", unit="student"):

@@ -7,7 +7,8 @@ cells = [
 Two weak supervisors of different families (MiniLM-L6, a BERT encoder, and SmolLM2-135M, a
 Llama-style decoder) are trained on a small ground-truth split of SST-2, label the strong
 model's training split, and a Dawid–Skene posterior turns their votes into labels with
-confidences. A Gemma-3-270M student learns from those, and we compare it with the weak
+confidences. An MPNet-base student (all-mpnet-base-v2, the strongest of our offline
+models on this task) learns from those, and we compare it with the weak
 models and with the ceiling (the same student trained on ground truth).
 
 Settings are small so the notebook runs in a few minutes on 2 CPU cores (it is executed
@@ -22,7 +23,7 @@ from bayes_w2s.metrics import accuracy, expected_calibration_error, pgr
 
 SIZES = {"weak_train": 200, "strong_train": 400, "test": 300}
 WEAK_MODELS = ["minilm-l6", "smollm2-135m"]
-STRONG_MODEL = "gemma3-270m"
+STRONG_MODEL = "mpnet-base"
 head = TrainConfig(mode="head", epochs=10, batch_size=32, learning_rate=1e-3)"""),
     ("md", "## 1. The task, split into weak_train / strong_train / test"),
     ("code", """task = load_task("sst2", seed=0, sizes=SIZES)   # data_dir defaults to $BAYES_W2S_DATA

@@ -13,10 +13,9 @@ pytestmark = pytest.mark.real_cache
 CONFIG = dict(
     name="integration", task="sst2",
     sizes={"weak_train": 200, "strong_train": 300, "test": 200},
-    seeds=[0, 1], weak_models=["minilm-l6", "mpnet-base"], strong_model="minilm-l6",
+    seeds=[0, 1], weak_models=["minilm-l6"], strong_model="mpnet-base",
     weak_train={"mode": "head", "epochs": 10},
-    # the student fine-tunes every MiniLM weight: the full mode on real weights
-    student_train={"mode": "full", "epochs": 2, "batch_size": 16, "learning_rate": 5e-5, "max_length": 64},
+    student_train={"mode": "head", "epochs": 10},
     methods=[{"name": "ceiling", "targets": "ground_truth"},
              {"name": "mean", "targets": "mean"},
              {"name": "DS", "targets": "posterior:dawid_skene:em", "loss": "weighted_xent"},
@@ -24,23 +23,41 @@ CONFIG = dict(
 )
 
 
-def test_real_pipeline_end_to_end(tmp_path, data_dir):
-    cfg = ExperimentConfig(**CONFIG, data_dir=str(data_dir))
-    results = run_experiment(cfg, tmp_path, command="pytest")
-    assert {"results.csv", "results.md", "accuracy.png", "meta.json"} <= {p.name for p in tmp_path.iterdir()}
-    table = pd.read_csv(tmp_path / "results.csv")
+@pytest.fixture()
+def second_weak_card(tmp_path):
+    """MiniLM-L6 read through its [CLS] token instead of the mean: a second, different weak model."""
+    import yaml
+    from bayes_w2s.cards import load_card
+    card = {k: v for k, v in vars(load_card("minilm-l6")).items() if k != "path"}
+    card.update(name="minilm-l6-cls", pooling="cls")
+    path = tmp_path / "minilm-l6-cls.yaml"
+    path.write_text(yaml.safe_dump(card))
+    return str(path)
+
+
+def test_real_pipeline_end_to_end(tmp_path, data_dir, second_weak_card):
+    cfg = ExperimentConfig(**dict(CONFIG, weak_models=["minilm-l6", second_weak_card]), data_dir=str(data_dir))
+    out = tmp_path / "results"
+    results = run_experiment(cfg, out, command="pytest")
+    assert {"results.csv", "results.md", "accuracy.png", "meta.json"} <= {p.name for p in out.iterdir()}
+    table = pd.read_csv(out / "results.csv")
     assert set(table["seed"]) == {0, 1}
     acc = table.groupby("method")["accuracy"].mean()
-    assert acc["weak:minilm-l6"] > 0.65 and acc["weak:mpnet-base"] > 0.7     # real weights, not random
-    assert acc["ceiling"] > 0.7
+    weak = acc[[m for m in acc.index if m.startswith("weak:")]]
+    assert weak.min() > 0.6                           # real weights: well above chance (0.5)
+    assert acc["ceiling"] > weak.max() + 0.03         # MPNet is the stronger model
     students = table[table["kind"] == "student"]
     assert students[["pgr_mean_weak", "pgr_best_weak", "pgr_vote"]].notna().all().all()
-    md = (tmp_path / "results.md").read_text()
+    md = (out / "results.md").read_text()
     assert "PGR vs best weak" in md and "{'weak_train': 200, 'strong_train': 300, 'test': 200}" in md
+    # a rerun finds every weak label in the cache and reproduces the weak rows exactly
+    again = run_experiment(cfg, tmp_path / "again", command="pytest")
+    w = lambda df: df[df["kind"] == "weak"].sort_values(["seed", "method"])["accuracy"].to_numpy()
+    assert np.array_equal(w(results), w(again))
 
 
 def test_config_errors(tmp_path):
-    bad = dict(CONFIG, methods=[{"name": "x", "targets": "weak:gpt9"}])
+    bad = dict(CONFIG, weak_models=["minilm-l6", "mpnet-base"], methods=[{"name": "x", "targets": "weak:gpt9"}])
     with pytest.raises(InvalidInputError, match="not among weak_models"):
         ExperimentConfig(**bad)
     with pytest.raises(InvalidInputError, match="unknown key"):

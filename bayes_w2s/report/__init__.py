@@ -97,7 +97,7 @@ def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
     summary = summarise(results)
     cfg = meta["config"]
     plot_accuracy(summary, out / "accuracy.png",
-                  f"{cfg['task']}: weak {', '.join(cfg['weak_models'])} → strong {cfg['strong_model']}")
+                  f"{cfg['task']}: weak {', '.join(Path(m).stem for m in cfg['weak_models'])} → strong {Path(cfg['strong_model']).stem}")
     md = [f"# {cfg['name']}", "",
           f"Task **{cfg['task']}** (data: `{meta['data_source']}`), split sizes {meta['split_sizes']} "
           f"(split seed {cfg['split_seed']}); training seeds {cfg['seeds']} — mean ± sd over seeds.",

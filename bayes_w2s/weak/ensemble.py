@@ -45,12 +45,12 @@ class WeakEnsemble:
                  cache: str | Path | bool | None = None, prefer_offline: bool = True):
         if len(models) == 0:
             raise InvalidInputError("a weak ensemble needs at least one model")
-        if len(set(models)) != len(models):
-            raise InvalidInputError(f"duplicate weak models in {models}")
         self.cards = [load_card(m) for m in models]   # fails early on unknown names
-        self.model_names = list(models)
-        self.configs = {m: (config.get(m, TrainConfig()) if isinstance(config, dict) else (config or TrainConfig()))
-                        for m in models}
+        self.model_names = [c.name for c in self.cards]
+        if len(set(self.model_names)) != len(self.model_names):
+            raise InvalidInputError(f"duplicate weak models in {self.model_names}")
+        self.configs = {c.name: (config.get(c.name, config.get(m, TrainConfig())) if isinstance(config, dict)
+                                 else (config or TrainConfig())) for m, c in zip(models, self.cards)}
         self.seed = seed
         self.prefer_offline = prefer_offline
         self.cache = None if cache is False else Path(cache) if cache else cache_dir("weak_labels")
@@ -80,7 +80,7 @@ class WeakEnsemble:
             k = len(self.label_names)
             if labels.min() < 0 or labels.max() >= k:
                 raise InvalidInputError(f"ground-truth labels outside 0..{k - 1}")
-            clf = Classifier(name, k, self.configs[name], self.prefer_offline)
+            clf = Classifier(self.cards[self.model_names.index(name)], k, self.configs[name], self.prefer_offline)
             log.info("training weak model %s on %d items", name, len(texts))
             clf.fit(texts, np.eye(k)[labels], _ground_truth_xent, seed=self.seed)
             self.classifiers_[name] = clf

@@ -26,7 +26,8 @@ def test_predict_is_cached_and_resumable(tiny_encoder, toy, tmp_path, monkeypatc
     assert np.allclose(again.predict(toy).probs, wl.probs, atol=1e-6)
     # another training config is another cache entry
     other = WeakEnsemble([tiny_encoder], TrainConfig(epochs=1, batch_size=8), cache=tmp_path).fit(toy, ["cat", "dog"])
-    assert other._key(tiny_encoder, toy["text"]) != weak._key(tiny_encoder, toy["text"])
+    name = weak.model_names[0]
+    assert other._key(name, toy["text"]) != weak._key(name, toy["text"])
     # a corrupt cache file is reported by name and left for the user to inspect
     files[0].write_bytes(b"garbage")
     with pytest.raises(CorruptCacheError, match=files[0].name):
