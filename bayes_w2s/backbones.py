@@ -127,7 +127,6 @@ def embed(texts: list[str], tokenizer, model, pooling: str = "mean", batch_size:
     if len(texts) == 0:
         raise InvalidInputError("cannot embed an empty list of texts")
     order = np.argsort([len(t) for t in texts], kind="stable") if sort_by_length else np.arange(len(texts))
-    out = np.empty((len(texts), 0), dtype=np.float32)
     chunks = []
     for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", leave=False):
         idx = order[start:start + batch_size]

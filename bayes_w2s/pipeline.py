@@ -1,8 +1,8 @@
 """Run a whole experiment: task → weak ensemble → posteriors → students → metrics → report."""
 from __future__ import annotations
 
-import json
 import logging
+import os
 import platform
 import time
 from pathlib import Path
@@ -101,7 +101,7 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path | None = None, 
     results = results[results["seed"].isin(cfg.seeds)]
     meta = {"config": cfg.to_dict(), "split_sizes": task.sizes(), "data_source": task.source,
             "wall_seconds": time.perf_counter() - start, "command": command,
-            "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores",
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
             "python": platform.python_version()}
     from accelerate import PartialState
     if PartialState().is_main_process:   # under `accelerate launch` only rank 0 writes

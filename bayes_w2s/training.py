@@ -11,6 +11,7 @@ import logging
 import math
 import tempfile
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -194,8 +195,7 @@ class Classifier:
             args = training_arguments(self.config, seed, self.config.output_dir or tmp, **arg_overrides)
             trainer = trainer_cls(model=self.model, args=args, train_dataset=DictDataset(cols),
                                   data_collator=Collator(self.tokenizer, self.config.max_length), loss_fn=loss_fn)
-            resume = bool(self.config.save_steps) and any(
-                p.name.startswith("checkpoint-") for p in __import__("pathlib").Path(args.output_dir).glob("*"))
+            resume = bool(self.config.save_steps) and any(Path(args.output_dir).glob("checkpoint-*"))
             out = trainer.train(resume_from_checkpoint=resume or None)
         self.history = trainer.state.log_history
         self.train_seconds = out.metrics.get("train_runtime", float("nan"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -77,7 +78,7 @@ def main():
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     result = {"items": a.items, "steps": steps, "repeats": a.repeats, "seconds": times, "median_seconds": med,
-              "ratio_train_student_over_plain": ratio, "goal": "<= 1.05", "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+              "ratio_train_student_over_plain": ratio, "goal": "<= 1.05", "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "command": f"python experiments/bench_train_student.py --items {a.items} --repeats {a.repeats} --out {a.out}"}
     (out / "result.json").write_text(json.dumps(result, indent=2))
     (out / "result.md").write_text(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -39,7 +40,7 @@ def main():
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     cmd = f"python experiments/bench_weak_inference.py --models {' '.join(a.models)} --items {a.items} --batch-size {a.batch_size} --out {a.out}"
-    machine = f"{platform.machine()}, {__import__('os').cpu_count()} cores"
+    machine = f"{platform.machine()}, {os.cpu_count()} cores"
     (out / "result.json").write_text(json.dumps({"rows": rows, "items": a.items, "machine": machine, "command": cmd}, indent=2))
     (out / "result.md").write_text(
         f"# Batched, length-sorted weak inference vs a per-example loop\n\n{a.items} AG News test texts (≤128 tokens), "
