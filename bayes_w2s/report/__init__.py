@@ -90,6 +90,16 @@ def plot_accuracy(summary: pd.DataFrame, path: Path, title: str = "") -> None:
     plt.close(fig)
 
 
+def _gap_warning(summary: pd.DataFrame) -> list[str]:
+    ceiling = summary.loc[summary["kind"] == "ceiling", "accuracy"]
+    best_weak = summary.loc[summary["kind"] == "weak", "accuracy"].max()
+    if len(ceiling) and ceiling.iloc[0] <= best_weak:
+        return [f"**The ceiling ({ceiling.iloc[0] * 100:.1f}) does not beat the best weak model "
+                f"({best_weak * 100:.1f})**: there is no gap to recover, so PGR against it is meaningless "
+                "(negative gaps are shown as –). Choose a stronger student or weaker supervisors.", ""]
+    return []
+
+
 def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
     out = Path(out)
     results = add_pgr(results)
@@ -104,6 +114,7 @@ def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
           f"Weak models: {', '.join(cfg['weak_models'])} (mode `{cfg['weak_train']['mode']}`); "
           f"strong student: {cfg['strong_model']} (mode `{cfg['student_train']['mode']}`).", "",
           markdown_table(summary), "",
+          *_gap_warning(summary),
           "PGR = (student − weak) / (ceiling − weak), per seed, against the mean weak model, the best weak "
           "model on test, and the weak ensemble's majority vote. *target acc* is the accuracy of the "
           "training targets themselves on strong_train's (hidden) ground truth. `best_weak` targets come from "

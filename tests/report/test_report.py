@@ -1,0 +1,37 @@
+import numpy as np
+import pandas as pd
+
+from bayes_w2s.report import add_pgr, summarise, write_report
+
+
+def _results(ceiling_acc):
+    rows = []
+    for seed in (0, 1):
+        rows += [{"seed": seed, "method": "weak:a", "kind": "weak", "accuracy": 0.70, "ece": 0.1, "best_weak": "a"},
+                 {"seed": seed, "method": "weak:b", "kind": "weak", "accuracy": 0.80, "ece": 0.1, "best_weak": "a"},
+                 {"seed": seed, "method": "weak_vote", "kind": "weak_ensemble", "accuracy": 0.78, "ece": 0.1, "best_weak": "a"},
+                 {"seed": seed, "method": "s", "kind": "student", "accuracy": 0.85 + 0.01 * seed, "ece": 0.1, "best_weak": "a"},
+                 {"seed": seed, "method": "ceiling", "kind": "ceiling", "accuracy": ceiling_acc, "ece": 0.1, "best_weak": "a"}]
+    return pd.DataFrame(rows)
+
+
+def test_pgr_against_three_references():
+    out = add_pgr(_results(0.90)).set_index(["seed", "method"])
+    assert out.loc[(0, "s"), "pgr_best_weak"] == np.float64((0.85 - 0.80) / (0.90 - 0.80))
+    assert np.isclose(out.loc[(1, "s"), "pgr_mean_weak"], (0.86 - 0.75) / (0.90 - 0.75))
+    assert np.isclose(out.loc[(0, "s"), "pgr_vote"], (0.85 - 0.78) / (0.90 - 0.78))
+    assert np.isnan(out.loc[(0, "weak:a"), "pgr_best_weak"])
+    summary = summarise(add_pgr(_results(0.90)))
+    assert summary.set_index("method").loc["s", "n_seeds"] == 2
+    assert list(summary["kind"]) == ["weak", "weak", "weak_ensemble", "student", "ceiling"]
+
+
+def test_report_files_and_gap_warning(tmp_path):
+    meta = {"config": {"name": "t", "task": "x", "weak_models": ["a", "b"], "strong_model": "s", "split_seed": 0,
+                       "seeds": [0, 1], "weak_train": {"mode": "head"}, "student_train": {"mode": "head"}},
+            "data_source": "here", "split_sizes": {}, "wall_seconds": 1.0, "machine": "m", "python": "3", "command": "cmd"}
+    write_report(_results(0.90), meta, tmp_path)
+    assert {"results.csv", "results.md", "accuracy.png", "meta.json"} <= {p.name for p in tmp_path.iterdir()}
+    assert "does not beat" not in (tmp_path / "results.md").read_text()
+    write_report(_results(0.75), meta, tmp_path)
+    assert "does not beat the best weak model" in (tmp_path / "results.md").read_text()
