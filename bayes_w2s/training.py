@@ -8,7 +8,6 @@ through the same :class:`Classifier`; they differ only in the targets and the lo
 from __future__ import annotations
 
 import logging
-import math
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -221,7 +220,3 @@ class Classifier:
             batch = {k: v.to(device) for k, v in collate([ds[i] for i in idx]).items()}
             out[idx] = self.model(**batch)["logits"].float().cpu().numpy()
         return out
-
-
-def num_steps(n_items: int, cfg: TrainConfig) -> int:
-    return int(math.ceil(n_items / cfg.batch_size) * cfg.epochs)

@@ -19,7 +19,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 from bayes_w2s import load_task, WeakEnsemble, fit_posterior, train_student, TrainConfig
-from bayes_w2s.metrics import accuracy, expected_calibration_error, pgr
+from bayes_w2s.metrics import accuracy, pgr
 
 SIZES = {"weak_train": 200, "strong_train": 400, "test": 300}
 WEAK_MODELS = ["minilm-l6", "smollm2-135m"]

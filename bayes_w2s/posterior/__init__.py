@@ -5,7 +5,7 @@ hierarchical and soft-label models, SVI and NUTS, ArviZ) plugs in behind it.
 """
 from __future__ import annotations
 
-from ..errors import InvalidInputError, UnknownNameError
+from ..errors import UnknownNameError
 from .base import Posterior
 from .dawid_skene import fit_dawid_skene_em
 from .inputs import LabelMatrix, as_label_matrix
@@ -41,4 +41,4 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str = "em", *,
     return _FITTERS[(model, method)](lm, **kwargs)
 
 
-__all__ = ["Posterior", "fit_posterior", "available_posteriors", "as_label_matrix", "LabelMatrix", "InvalidInputError"]
+__all__ = ["Posterior", "fit_posterior", "available_posteriors", "as_label_matrix", "LabelMatrix"]

@@ -13,7 +13,6 @@ chance and stays there.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .base import Posterior

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from datasets import Dataset, concatenate_datasets
+from datasets import Dataset
 
 from ..errors import InvalidInputError
 from .base import resolve_data_dir
@@ -160,7 +160,3 @@ def load_table(path: str | Path, text_column: str = "text", label_column: str = 
                         "label": [names.index(str(v)) for v in raw],
                         "id": [f"{path.stem}-{i}" for i in range(len(df))]})
     return Dataset.from_pandas(out, preserve_index=False), names
-
-
-def concat(*parts: Dataset) -> Dataset:
-    return concatenate_datasets([p for p in parts if p is not None])

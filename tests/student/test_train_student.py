@@ -3,7 +3,7 @@ import pytest
 import torch
 from datasets import Dataset
 
-from bayes_w2s import Posterior, TrainConfig, WeakLabels, fit_posterior, train_student
+from bayes_w2s import TrainConfig, WeakLabels, fit_posterior, train_student
 from bayes_w2s.errors import InvalidInputError, LabelSetMismatchError
 from bayes_w2s.training import ClassifierTrainer, Classifier
 
