@@ -1,21 +1,25 @@
-"""Posterior models over weak labels.
+"""Posterior models over weak labels: Pyro models, EM / SVI / NUTS, ArviZ diagnostics.
 
-``fit_posterior`` is the single entry point; the full Pyro layer (one-coin,
-hierarchical and soft-label models, SVI and NUTS, ArviZ) plugs in behind it.
+``fit_posterior`` is the single entry point; ``compare_posteriors`` ranks fits by LOO.
 """
 from __future__ import annotations
 
-from ..errors import UnknownNameError
-from .base import Posterior
-from .dawid_skene import fit_dawid_skene_em
-from .inputs import LabelMatrix, as_label_matrix
+import pandas as pd
 
-#: (model, method) -> fitting function(LabelMatrix, **kwargs) -> Posterior
-_FITTERS = {("dawid_skene", "em"): fit_dawid_skene_em}
+from ..errors import InvalidInputError, UnknownNameError
+from .base import Posterior
+from .inference import fit_em, fit_nuts, fit_svi
+from .inputs import LabelMatrix, as_label_matrix
+from .models import MODELS
+
+#: model -> inference methods it supports (hierarchical has no closed-form M-step)
+METHODS = {"dawid_skene": ("em", "svi", "nuts"), "one_coin": ("em", "svi", "nuts"),
+           "hierarchical": ("svi", "nuts"), "soft": ("em", "svi", "nuts")}
+_FITTERS = {"em": fit_em, "svi": fit_svi, "nuts": fit_nuts}
 
 
 def available_posteriors() -> list[tuple[str, str]]:
-    return sorted(_FITTERS)
+    return sorted((m, me) for m, methods in METHODS.items() for me in methods)
 
 
 def fit_posterior(labels, model: str = "dawid_skene", method: str = "em", *,
@@ -23,22 +27,52 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str = "em", *,
     """Fit a posterior over the true labels given weak labels.
 
     Args:
-        labels: a ``WeakLabels`` (its votes are used by vote-based models), an int array
-            ``[N, M]`` of hard votes (``-1`` = abstain), or a long ``DataFrame`` with
-            columns ``task, worker, label``.
-        model: posterior model, e.g. ``"dawid_skene"``.
-        method: inference method, e.g. ``"em"``.
+        labels: a ``WeakLabels`` (soft ``[N, M, K]``; vote models use its argmax votes, the
+            ``soft`` model its probabilities), an int array ``[N, M]`` of hard votes
+            (``-1`` = abstain), or a long ``DataFrame`` with columns ``task, worker, label``
+            (a worker may label a task more than once).
+        model: ``dawid_skene`` | ``one_coin`` | ``hierarchical`` | ``soft``
+            (:mod:`bayes_w2s.posterior.models`).
+        method: ``em`` (closed-form MAP-EM) | ``svi`` (``TraceEnum_ELBO``) | ``nuts``.
         num_classes / label_names: the class set, when it cannot be read off ``labels``.
-        **kwargs: prior and optimiser settings of the chosen fitter.
+        **kwargs: priors of the model (e.g. ``beta_diag``) and settings of the method
+            (:func:`~.inference.fit_em`, :func:`~.inference.fit_svi`, :func:`~.inference.fit_nuts`).
     """
-    models = sorted({m for m, _ in _FITTERS})
-    if model not in models:
-        raise UnknownNameError(f"unknown posterior model {model!r}; available: {models}")
-    if (model, method) not in _FITTERS:
-        methods = sorted(me for mo, me in _FITTERS if mo == model)
-        raise UnknownNameError(f"posterior model {model!r} has no method {method!r}; available: {methods}")
+    if model not in METHODS:
+        raise UnknownNameError(f"unknown posterior model {model!r}; available: {sorted(METHODS)}")
+    if method not in METHODS[model]:
+        raise UnknownNameError(f"posterior model {model!r} has no method {method!r}; available: {list(METHODS[model])}")
     lm = as_label_matrix(labels, num_classes=num_classes, label_names=label_names)
-    return _FITTERS[(model, method)](lm, **kwargs)
+    return _FITTERS[method](lm, model, **kwargs)
 
 
-__all__ = ["Posterior", "fit_posterior", "available_posteriors", "as_label_matrix", "LabelMatrix"]
+def compare_posteriors(posteriors, names=None, ic: str = "loo") -> pd.DataFrame:
+    """Rank fitted posteriors by expected log predictive density (``arviz.compare``).
+
+    All must observe the same data (vote models with vote models, soft with soft: their
+    likelihoods are over different observations) and carry posterior draws (NUTS, or SVI
+    with ``guide="normal"``); a point fit has no spread for PSIS-LOO.
+    """
+    import arviz as az
+    import numpy as np
+
+    posteriors = list(posteriors)
+    if len(posteriors) < 2:
+        raise InvalidInputError("compare_posteriors needs at least two fitted posteriors")
+    names = list(names) if names is not None else [f"{p.model}/{p.method}" for p in posteriors]
+    if len(set(names)) != len(names):
+        raise InvalidInputError(f"posterior names must be unique, got {names}; pass names=")
+    for name, p in zip(names, posteriors):
+        if p.num_draws < 2:
+            raise InvalidInputError(f"{name}: LOO needs posterior draws; fit with method='nuts' "
+                                    "or method='svi', guide='normal'")
+    kinds = {MODELS[p.model][1] for p in posteriors}
+    if len(kinds) > 1 or any(p.observed.shape != posteriors[0].observed.shape
+                             or not np.allclose(p.observed, posteriors[0].observed) for p in posteriors):
+        raise InvalidInputError("LOO compares models of the same observations: vote models and the soft-label "
+                                "model see different data, and all fits must use the same items")
+    return az.compare({n: p.to_inference_data() for n, p in zip(names, posteriors)}, ic=ic)
+
+
+__all__ = ["Posterior", "fit_posterior", "compare_posteriors", "available_posteriors", "as_label_matrix",
+           "LabelMatrix", "MODELS", "METHODS"]
