@@ -23,7 +23,6 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import numpy as np
 import pyro
-import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.infer import MCMC, NUTS, SVI, TraceEnum_ELBO, infer_discrete
@@ -118,17 +117,20 @@ def _compress(counts: torch.Tensor):
     return counts, torch.arange(n), torch.ones(n, dtype=counts.dtype)
 
 
-def fit_em(lm: LabelMatrix, model: str = "dawid_skene", *, alpha_prior: float = 1.0, beta_diag: float = 2.0,
-           beta_off: float = 1.0, accuracy_a: float = 2.0, accuracy_b: float = 1.0, diag_shape: float = 4.0,
-           off_shape: float = 1.0, rate: float = 1.0, eps: float = 1e-4, max_iter: int = 500,
-           tol: float = 1e-8) -> Posterior:
+def fit_em(lm: LabelMatrix, model: str = "dawid_skene", *, eps: float = 1e-4, max_iter: int = 500,
+           tol: float = 1e-8, **priors) -> Posterior:
     """MAP-EM: the exact mode of p(globals | y) with the true classes summed out.
 
     Dawid–Skene and one-coin M-steps are closed form (Dirichlet / Beta conjugacy); the
     soft-label model's M-step maximises its expected complete log joint in the log
     concentrations with L-BFGS on sufficient statistics (generalised EM). The objective,
-    the log joint of the globals, never decreases (tested).
+    the log joint of the globals, never decreases (tested). ``priors`` override the model
+    function's defaults (e.g. ``beta_diag``).
     """
+    if model not in ("dawid_skene", "one_coin", "soft"):
+        raise InvalidInputError(f"MAP-EM is not available for the {model!r} model")
+    pr = model_priors(model, priors)
+    alpha_prior = pr["alpha_prior"]
     data = model_data(lm, model, eps)
     n, m, k = data.shape
     if model == "soft":
@@ -138,8 +140,7 @@ def fit_em(lm: LabelMatrix, model: str = "dawid_skene", *, alpha_prior: float = 
         obs, inverse, weight = _compress(data)
         q = obs.sum(1) / obs.sum((1, 2)).unsqueeze(-1)                # start at the (soft) majority vote
     eye = torch.eye(k, dtype=DTYPE)
-    log_prior = _log_prior_fn(model, k, m, alpha_prior, beta_diag, beta_off, accuracy_a, accuracy_b,
-                              diag_shape, off_shape, rate)
+    log_prior_of = _log_prior_fn(model, k, pr)
     g: dict = {}
     history, converged = [], False
     for _ in range(max_iter):
@@ -148,20 +149,20 @@ def fit_em(lm: LabelMatrix, model: str = "dawid_skene", *, alpha_prior: float = 
         g["pi"] = (pi / pi.sum()).clamp_min(1e-300)
         if model == "dawid_skene":
             stats = (wq.T @ obs.reshape(len(obs), m * k)).reshape(k, m, k)          # [K, M, L] expected counts
-            theta = stats + (beta_off - 1.0) + (beta_diag - beta_off) * eye.unsqueeze(1)
+            theta = stats + (pr["beta_off"] - 1.0) + (pr["beta_diag"] - pr["beta_off"]) * eye.unsqueeze(1)
             g["theta"] = (theta / theta.sum(-1, keepdim=True)).clamp_min(1e-300)
         elif model == "one_coin":
             right = torch.einsum("pk,pmk->m", wq, obs)
             total = (weight.unsqueeze(-1) * obs.sum(-1)).sum(0)
-            g["accuracy"] = ((right + accuracy_a - 1) / (total + accuracy_a + accuracy_b - 2)).clamp(1e-6, 1 - 1e-6)
+            a, b = pr["accuracy_a"], pr["accuracy_b"]
+            g["accuracy"] = ((right + a - 1) / (total + a + b - 2)).clamp(1e-6, 1 - 1e-6)
         elif model == "soft":
-            g["concentration"] = _soft_m_step(obs, wq, g.get("concentration"), diag_shape, off_shape, rate)
-        else:
-            raise InvalidInputError(f"MAP-EM is not available for the {model!r} model")
+            g["concentration"] = _soft_m_step(obs, wq, g.get("concentration"), pr["diag_shape"], pr["off_shape"],
+                                              pr["rate"])
         log_joint = g["pi"].log() + item_log_lik(model, obs, g)
         norm = torch.logsumexp(log_joint, -1, keepdim=True)
         q = (log_joint - norm).exp()
-        objective = float((weight * norm.squeeze(-1)).sum() + log_prior(g))
+        objective = float((weight * norm.squeeze(-1)).sum() + log_prior_of(g))
         done = bool(history) and abs(objective - history[-1]) < tol * max(1.0, abs(objective))
         history.append(objective)
         if done:
@@ -173,22 +174,24 @@ def fit_em(lm: LabelMatrix, model: str = "dawid_skene", *, alpha_prior: float = 
     return post
 
 
-def _log_prior_fn(model, k, m, alpha_prior, beta_diag, beta_off, accuracy_a, accuracy_b, diag_shape, off_shape, rate):
+def _log_prior_fn(model, k, pr):
     """Unnormalised log prior density of the globals, for the EM objective."""
     from .models import confusion_prior
-    conf = confusion_prior(k, beta_diag, beta_off, DTYPE).unsqueeze(1)
-    shape = confusion_prior(k, diag_shape, off_shape, DTYPE).unsqueeze(1)
+    if model == "soft":
+        shape = confusion_prior(k, pr["diag_shape"], pr["off_shape"], DTYPE).unsqueeze(1)
+    elif model == "dawid_skene":
+        conf = confusion_prior(k, pr["beta_diag"], pr["beta_off"], DTYPE).unsqueeze(1)
 
     def log_prior(g):
-        out = ((alpha_prior - 1) * g["pi"].log()).sum()
+        out = ((pr["alpha_prior"] - 1) * g["pi"].log()).sum()
         if "theta" in g:
             out = out + ((conf - 1) * g["theta"].log()).sum()
         if "accuracy" in g:
             a = g["accuracy"]
-            out = out + ((accuracy_a - 1) * a.log() + (accuracy_b - 1) * (1 - a).log()).sum()
+            out = out + ((pr["accuracy_a"] - 1) * a.log() + (pr["accuracy_b"] - 1) * (1 - a).log()).sum()
         if "concentration" in g:
             lam = g["concentration"]
-            out = out + ((shape - 1) * lam.log() - rate * lam).sum()
+            out = out + ((shape - 1) * lam.log() - pr["rate"] * lam).sum()
         return out
     return log_prior
 
@@ -254,6 +257,7 @@ def fit_svi(lm: LabelMatrix, model: str = "dawid_skene", *, guide: str = "delta"
     """
     if guide not in ("delta", "normal"):
         raise InvalidInputError(f"guide must be 'delta' or 'normal', got {guide!r}")
+    model_priors(model, priors)
     data = model_data(lm, model, eps)
     fn = MODELS[model][0]
     pyro.clear_param_store()

@@ -6,15 +6,7 @@ from bayes_w2s import WeakLabels, fit_posterior
 from bayes_w2s.errors import InvalidInputError, LabelSetMismatchError, UnknownNameError
 
 
-def simulate(n=2000, accs=(0.55, 0.6, 0.7, 0.75, 0.8), k=4, seed=0):
-    rng = np.random.default_rng(seed)
-    truth = rng.integers(0, k, n)
-    votes = np.empty((n, len(accs)), dtype=int)
-    for m, a in enumerate(accs):
-        right = rng.random(n) < a
-        wrong = (truth + rng.integers(1, k, n)) % k
-        votes[:, m] = np.where(right, truth, wrong)
-    return truth, votes
+from .conftest import simulate_votes as simulate
 
 
 def test_em_recovers_truth_and_confusions():
@@ -58,5 +50,17 @@ def test_errors():
         fit_posterior(np.array([[0, 1], [1, 1]]), model="glad")
     with pytest.raises(UnknownNameError, match="no method 'hmc'"):
         fit_posterior(np.array([[0, 1], [1, 1]]), method="hmc")
+    with pytest.raises(UnknownNameError, match="no method 'em'"):
+        fit_posterior(np.array([[0, 1], [1, 1]]), model="hierarchical", method="em")
+    with pytest.raises(InvalidInputError, match="observes each weak model's probabilities"):
+        fit_posterior(np.array([[0, 1], [1, 1]]), model="soft")
+    with pytest.raises(InvalidInputError, match="NaN"):
+        WeakLabels(np.full((2, 2, 2), np.nan), ["a", "b"], ["x", "y"])
+    with pytest.raises(InvalidInputError, match="do not sum to 1"):
+        WeakLabels(np.full((2, 2, 2), 0.7), ["a", "b"], ["x", "y"])
+    with pytest.raises(LabelSetMismatchError, match="weak labels are over"):
+        fit_posterior(WeakLabels(np.full((2, 2, 2), 0.5), ["a", "b"], ["x", "y"]), label_names=["y", "x"])
+    with pytest.raises(InvalidInputError, match="unknown prior setting"):
+        fit_posterior(np.array([[0, 1], [1, 1]]), beta=3.0)
     with pytest.raises(LabelSetMismatchError, match="not in the class set"):
         fit_posterior(pd.DataFrame({"task": [0], "worker": ["a"], "label": ["maybe"]}), label_names=["yes", "no"])

@@ -1,0 +1,69 @@
+"""ArviZ export, diagnostics and LOO comparison."""
+import dataclasses
+
+import arviz as az
+import numpy as np
+import pytest
+
+from bayes_w2s import compare_posteriors, fit_posterior
+from bayes_w2s.errors import InvalidInputError
+
+from .conftest import simulate_votes
+
+
+@pytest.fixture(scope="module")
+def fits():
+    _, votes = simulate_votes(n=300, k=3, accs=(0.6, 0.7, 0.8))
+    kw = dict(method="nuts", num_chains=2, num_samples=150, warmup_steps=150, num_workers=1, progress=False)
+    return {m: fit_posterior(votes, model=m, **kw) for m in ("dawid_skene", "one_coin")}
+
+
+def test_inference_data_groups_and_dims(fits):
+    post = fits["dawid_skene"]
+    post.model_names[:] = ["tiny", "small", "base"]
+    idata = post.to_inference_data()
+    assert {"posterior", "log_likelihood", "observed_data", "sample_stats"} <= set(idata.groups())
+    theta = idata.posterior["theta"]
+    assert theta.dims == ("chain", "draw", "weak_model", "true_class", "weak_label")
+    assert list(theta.coords["weak_model"].values) == ["tiny", "small", "base"]
+    assert idata.posterior["true_class_draw"].shape == (2, 150, 300)
+    assert idata.log_likelihood["y"].shape == (2, 150, 300)
+    assert idata.sample_stats["diverging"].dtype == bool
+    loo = az.loo(idata)
+    assert np.isfinite(loo.elpd_loo)
+
+
+def test_diagnostics_and_rhat_warning(fits):
+    post = fits["one_coin"]
+    diag = post.diagnostics()
+    assert set(diag) >= {"max_rhat", "min_ess_bulk", "divergences"} and diag["max_rhat"] < 1.1
+    # two chains in different places: R-hat must flag it
+    draws = {k: v.copy() for k, v in post.draws.items()}
+    draws["accuracy"][1] = np.clip(draws["accuracy"][1] - 0.2, 0.01, 0.99)
+    broken = dataclasses.replace(post, draws=draws)
+    with pytest.warns(RuntimeWarning, match="R-hat"):
+        assert broken.diagnostics()["max_rhat"] > 1.01
+
+
+def test_compare_posteriors_ranks_by_loo(fits):
+    table = compare_posteriors(list(fits.values()))
+    assert list(table.index) == sorted(table.index, key=lambda n: table.loc[n, "rank"])
+    assert set(table.index) == {"dawid_skene/nuts", "one_coin/nuts"}
+
+
+def test_compare_posteriors_errors(fits):
+    _, votes = simulate_votes(n=300, k=3, accs=(0.6, 0.7, 0.8))
+    with pytest.raises(InvalidInputError, match="needs posterior draws"):
+        compare_posteriors([fits["dawid_skene"], fit_posterior(votes)])
+    with pytest.raises(InvalidInputError, match="at least two"):
+        compare_posteriors([fits["dawid_skene"]])
+    other = dataclasses.replace(fits["one_coin"], observed=fits["one_coin"].observed[:10])
+    with pytest.raises(InvalidInputError, match="same observations"):
+        compare_posteriors([fits["dawid_skene"], other])
+
+
+def test_em_point_fit_exports_one_draw():
+    _, votes = simulate_votes(n=200, k=2, accs=(0.7, 0.8, 0.75))
+    idata = fit_posterior(votes).to_inference_data()
+    assert idata.posterior.sizes["chain"] == 1 and idata.posterior.sizes["draw"] == 1
+    assert fit_posterior(votes).diagnostics()["converged"]
