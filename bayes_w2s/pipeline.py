@@ -40,13 +40,20 @@ def _targets_for(method: MethodConfig, task, wl_train: WeakLabels, best_weak: st
     return fit_posterior(wl_train, model=model, method=inference or "em", **method.posterior_kwargs)
 
 
-def run_seed(cfg: ExperimentConfig, task, seed: int) -> list[dict]:
-    """All rows of one seed: weak models, their vote and mean, and every method."""
+def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = None) -> list[dict]:
+    """All rows of one seed: weak models, their vote and mean, and every method.
+
+    With ``save_dir``, the weak labels of strong_train and test are written there
+    (``weak_labels_seed<seed>_<split>.npz``, no pickle) for notebooks and benchmarks.
+    """
     y_test = np.asarray(task.test["label"])
     weak = WeakEnsemble(cfg.weak_models, cfg.weak_train, seed=seed, prefer_offline=cfg.prefer_offline)
     weak.fit(task.weak_train, task.label_names)
     wl_train, wl_test = weak.predict(task.strong_train), weak.predict(task.test)
     wl_train.check_against(task.strong_train, task.label_names)
+    if save_dir is not None:
+        wl_train.save(Path(save_dir) / f"weak_labels_seed{seed}_strong_train.npz")
+        wl_test.save(Path(save_dir) / f"weak_labels_seed{seed}_test.npz")
     rows = []
     y_strong = np.asarray(task.strong_train["label"])
 
@@ -95,7 +102,7 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path | None = None, 
     for seed in cfg.seeds:
         if len(done) and seed in set(done["seed"]):
             continue
-        frames.append(pd.DataFrame(run_seed(cfg, task, seed)))
+        frames.append(pd.DataFrame(run_seed(cfg, task, seed, save_dir=out)))
         pd.concat(frames).to_csv(partial, index=False)
     results = pd.concat(frames, ignore_index=True)
     results = results[results["seed"].isin(cfg.seeds)]

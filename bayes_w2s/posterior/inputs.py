@@ -77,11 +77,11 @@ def _from_long(df: pd.DataFrame, label_names) -> LabelMatrix:
         raise InvalidInputError(f"long-format labels need columns task, worker, label; missing {sorted(missing)}")
     if df.empty:
         raise InvalidInputError("the label DataFrame is empty")
-    tasks, t_idx = np.unique(df["task"].to_numpy(), return_inverse=True)
-    workers, w_idx = np.unique(df["worker"].to_numpy(), return_inverse=True)
+    # hash-based factorize + bincount: linear in the number of labels (crowd-kit scale inputs)
+    t_idx, tasks = pd.factorize(df["task"], sort=True)
+    w_idx, workers = pd.factorize(df["worker"], sort=True)
     if label_names is None:
-        classes = np.unique(df["label"].to_numpy())
-        l_idx = np.searchsorted(classes, df["label"].to_numpy())
+        l_idx, classes = pd.factorize(df["label"], sort=True)
         label_names = list(classes)
     else:
         lookup = {v: i for i, v in enumerate(label_names)}
@@ -89,6 +89,9 @@ def _from_long(df: pd.DataFrame, label_names) -> LabelMatrix:
         if unknown:
             raise LabelSetMismatchError(f"labels {sorted(map(str, unknown))} are not in the class set {list(label_names)}")
         l_idx = df["label"].map(lookup).to_numpy()
-    counts = np.zeros((len(tasks), len(workers), len(label_names)))
-    np.add.at(counts, (t_idx, w_idx, l_idx), 1.0)
+    if (t_idx < 0).any() or (w_idx < 0).any() or (l_idx < 0).any():
+        raise InvalidInputError("task, worker and label must not be missing (NaN)")
+    shape = (len(tasks), len(workers), len(label_names))
+    flat = (t_idx.astype(np.int64) * shape[1] + w_idx) * shape[2] + l_idx
+    counts = np.bincount(flat, minlength=int(np.prod(shape))).reshape(shape).astype(np.float64)
     return LabelMatrix(counts, [str(w) for w in workers], list(label_names), list(tasks))
