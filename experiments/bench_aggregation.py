@@ -124,6 +124,15 @@ def run_method(method: str, votes, k: int, frame, wl, info: dict):
     return post.item_probs
 
 
+def _import_for(method: str):
+    if method.startswith("crowdkit"):
+        import crowdkit.aggregation  # noqa: F401
+    elif method.startswith("snorkel"):
+        import snorkel.labeling.model  # noqa: F401
+    else:
+        import bayes_w2s.posterior  # noqa: F401
+
+
 def _rss_kb(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field):
@@ -138,6 +147,7 @@ def child(job: dict) -> dict:
     k = int(max(votes.max(), truth.max()) + 1) if wl is None else wl.num_classes
     frame = long_frame(votes) if "crowdkit" in job["method"] or ":df" in job["method"] else None
     info = dict(job)
+    _import_for(job["method"])            # imports are not part of the fit
     try:                                  # reset the peak-RSS counter so the fit's own peak is measured
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:

