@@ -73,16 +73,27 @@ def theta_of(model: str, g: dict, k: int) -> torch.Tensor:
 # -- one summary for every method ---------------------------------------------------------
 
 def summarise(lm: LabelMatrix, model: str, method: str, data: torch.Tensor, draws: dict, *,
-              history=(), converged=True, true_class=None, sample_stats=None, info=None) -> Posterior:
-    """Build the Posterior from global draws shaped ``[chains, draws, ...]`` (model layout)."""
+              compressed=None, history=(), converged=True, true_class=None, sample_stats=None,
+              info=None) -> Posterior:
+    """Build the Posterior from global draws shaped ``[chains, draws, ...]`` (model layout).
+
+    Vote models are evaluated once per distinct vote pattern (``compressed`` = the
+    patterns and each item's pattern index, from :func:`_compress`) and expanded.
+    """
     k = data.shape[-1]
+    if MODELS[model][1] == "votes":
+        rows, inverse = compressed if compressed is not None else _compress(data)[:2]
+    else:
+        rows, inverse = data, None
     with torch.no_grad():
-        log_joint = draws["pi"].clamp_min(1e-300).log().unsqueeze(-2) + item_log_lik(model, data, draws)  # [C, D, N, K]
-        log_marginal = torch.logsumexp(log_joint, -1)                                                    # [C, D, N]
-        if MODELS[model][1] == "votes":
-            log_marginal = log_marginal + votes_log_coef(data)
+        log_joint = draws["pi"].clamp_min(1e-300).log().unsqueeze(-2) + item_log_lik(model, rows, draws)  # [C, D, P, K]
+        log_marginal = torch.logsumexp(log_joint, -1)                                                    # [C, D, P]
+        if inverse is not None:
+            log_marginal = (log_marginal + votes_log_coef(rows))[..., inverse]
         # Rao–Blackwellised: average the exact p(c_n | y, globals) over draws
         item_probs = torch.softmax(log_joint, -1).mean((0, 1))
+        if inverse is not None:
+            item_probs = item_probs[inverse]
         confusion = theta_of(model, draws, k).transpose(-3, -2)                                          # [C, D, M, K, K]
         n_draws = confusion.shape[0] * confusion.shape[1]
         conf_sd = confusion.flatten(0, 1).std(0).numpy() if n_draws > 1 else None
@@ -107,11 +118,10 @@ def _compress(counts: torch.Tensor):
     so EM on a million items costs a handful of thousand-row matmuls.
     """
     n = counts.shape[0]
-    flat = counts.reshape(n, -1)
+    flat = counts.reshape(n, -1)                     # integer-valued by construction (as_label_matrix)
     base = int(flat.max()) + 1
-    if flat.shape[1] * np.log2(max(base, 2)) < 62 and torch.equal(flat, flat.round()):
-        weights = base ** torch.arange(flat.shape[1], dtype=torch.int64)
-        codes = flat.to(torch.int64) @ weights
+    if flat.shape[1] * np.log2(max(base, 2)) < 52:   # codes exact in float64: one BLAS matmul
+        codes = flat @ (float(base) ** torch.arange(flat.shape[1], dtype=counts.dtype))
         _, first, inverse, freq = np.unique(codes.numpy(), return_index=True, return_inverse=True, return_counts=True)
         return counts[torch.as_tensor(first)], torch.as_tensor(inverse), torch.as_tensor(freq, dtype=counts.dtype)
     return counts, torch.arange(n), torch.ones(n, dtype=counts.dtype)
@@ -170,6 +180,7 @@ def fit_em(lm: LabelMatrix, model: str = "dawid_skene", *, eps: float = 1e-4, ma
             break
     # report on every item (patterns expanded back)
     post = summarise(lm, model, "em", data, _as_draws(g), history=history, converged=converged,
+                     compressed=None if model == "soft" else (obs, inverse),
                      info={"patterns": len(obs)})
     return post
 
@@ -413,7 +424,7 @@ def fit_nuts(lm: LabelMatrix, model: str = "dawid_skene", *, num_chains: int = 4
         raise InvalidInputError("num_chains and num_samples must be ≥ 1 and warmup_steps ≥ 0")
     data = model_data(lm, model, eps)
     model_priors(model, priors)
-    obs, _, weight = (data, None, torch.ones(len(data), dtype=DTYPE)) if model == "soft" else _compress(data)
+    obs, inverse, weight = (data, None, torch.ones(len(data), dtype=DTYPE)) if model == "soft" else _compress(data)
     init = _init_values(lm, model, data, eps)
     job = dict(model=model, obs=obs.numpy(), weight=weight.numpy(), priors=priors,
                data=data.numpy() if draw_labels else None,
@@ -440,6 +451,7 @@ def fit_nuts(lm: LabelMatrix, model: str = "dawid_skene", *, num_chains: int = 4
     draws = _complete(model, draws, data.shape[-1])
     true_class = np.stack([r["true_class"] for r in results]) if draw_labels else None
     return summarise(lm, model, "nuts", data, draws, true_class=true_class,
+                     compressed=None if model == "soft" else (obs, inverse),
                      sample_stats={"diverging": np.stack([r["diverging"] for r in results]),
                                    "tree_size": np.stack([r["tree_size"] for r in results])},
                      info={"num_chains": num_chains, "num_samples": num_samples, "warmup_steps": warmup_steps,

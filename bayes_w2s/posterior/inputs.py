@@ -64,9 +64,7 @@ def _from_votes(votes: np.ndarray, num_classes, label_names) -> LabelMatrix:
     if bad.any():
         raise LabelSetMismatchError(
             f"vote {votes[bad][0]} is outside the class set 0..{k - 1} (-1 = abstain)")
-    counts = np.zeros(votes.shape + (k,))
-    n_idx, m_idx = np.nonzero(votes >= 0)
-    counts[n_idx, m_idx, votes[n_idx, m_idx]] = 1
+    counts = (votes[..., None] == np.arange(k)).astype(np.float64)    # abstentions (-1) match no class
     names = list(label_names) if label_names is not None else list(range(k))
     return LabelMatrix(counts, [f"weak_{j}" for j in range(votes.shape[1])], names, None)
 
