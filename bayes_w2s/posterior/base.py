@@ -107,7 +107,8 @@ class Posterior:
 
     def diagnostics(self, warn: bool = True) -> dict:
         """Max R-hat and min bulk ESS over the global sites, divergences; EM/SVI report their
-        iterations instead (R-hat needs several chains). Warns when R-hat > 1.01."""
+        iterations instead (R-hat needs several chains). Warns when R-hat > 1.01 or any
+        transition diverged."""
         out = {"model": self.model, "method": self.method, "iterations": len(self.history),
                "converged": self.converged, "max_rhat": float("nan"), "min_ess_bulk": float("nan"),
                "divergences": int(self.sample_stats["diverging"].sum()) if "diverging" in self.sample_stats else 0}
@@ -125,6 +126,9 @@ class Posterior:
             if warn and out["max_rhat"] > RHAT_MAX:
                 warnings.warn(f"{self.model}/{self.method}: max R-hat {out['max_rhat']:.3f} > {RHAT_MAX}; "
                               "run longer chains before trusting this posterior", RuntimeWarning, stacklevel=2)
+        if warn and out["divergences"]:
+            warnings.warn(f"{self.model}/{self.method}: {out['divergences']} divergent transitions; raise "
+                          "target_accept_prob or reparameterise", RuntimeWarning, stacklevel=2)
         return out
 
     def __repr__(self) -> str:
