@@ -119,7 +119,8 @@ def run_method(method: str, votes, k: int, frame, wl, info: dict):
         kwargs.update(steps=1000, progress=False, subsample_size=None if n <= 20_000 else 10_000)
     post = fit_posterior(labels, model=model, method=inference, **kwargs)
     if inference == "nuts":
-        info.update(post.diagnostics(warn=False))
+        diag = post.diagnostics(warn=False)
+        info.update({key: diag[key] for key in ("max_rhat", "min_ess_bulk", "divergences")})
         info["sampling_seconds"] = post.info["sampling_seconds"]
     return post.item_probs
 
@@ -206,6 +207,8 @@ def main():
     ap.add_argument("--no-nuts", action="store_true")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per (dataset, method)")
     ap.add_argument("--out", default="experiments/results/bench_aggregation")
+    ap.add_argument("--only", nargs="*", help="run only datasets starting with these prefixes and merge the rows "
+                                              "into the existing results.csv (e.g. --only switching real)")
     ap.add_argument("--job", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.job:
@@ -218,6 +221,11 @@ def main():
     todo = [j for j in jobs(args.sizes, args.real, not args.no_nuts)
             if snorkel_available() or not j["method"].startswith("snorkel")]
     rows = []
+    if args.only:
+        todo = [j for j in todo if j["dataset"].startswith(tuple(args.only))]
+        if (out / "results.csv").exists():
+            old = pd.read_csv(out / "results.csv")
+            rows = old[~old["dataset"].str.startswith(tuple(args.only))].to_dict("records")
     for job in tqdm(todo, desc="aggregation benchmark"):
         try:
             proc = subprocess.run([sys.executable, __file__, "--job", json.dumps(job)], capture_output=True,
@@ -227,7 +235,11 @@ def main():
         except subprocess.TimeoutExpired:
             rows.append({**job, "error": f"timeout after {args.timeout} s"})
         pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
-    write_report(pd.DataFrame(rows), out, " ".join(sys.argv))
+    command = " ".join(["python", "experiments/bench_aggregation.py", *sys.argv[1:]])
+    log = out / "commands.txt"          # an --only rerun adds its command to the ones it merged with
+    commands = (log.read_text().splitlines() if args.only and log.exists() else []) + [command]
+    log.write_text("\n".join(commands) + "\n")
+    write_report(pd.DataFrame(rows), out, "\n".join(commands))
 
 
 def write_report(df, out: Path, command: str):
