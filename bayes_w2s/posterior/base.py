@@ -99,7 +99,7 @@ class Posterior:
         dims["item_prob"] = ["item", "class"]
         obs_dims = ["item", "weak_model", "weak_label"]
         observed = {"y": self.observed} if self.observed is not None else None
-        sample_stats = {k: v for k, v in self.sample_stats.items()}
+        sample_stats = dict(self.sample_stats)
         return az.from_dict(posterior=posterior, log_likelihood={"y": self.log_lik}, observed_data=observed,
                             sample_stats=sample_stats or None, coords=coords,
                             dims={**dims, "y": obs_dims},

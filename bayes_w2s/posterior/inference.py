@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from ..errors import InvalidInputError
 from .base import Posterior
 from .inputs import LabelMatrix
-from .models import MODELS, one_coin_theta, soft_log_lik, votes_log_coef, votes_log_lik
+from .models import MODELS, confusion_prior, one_coin_theta, soft_log_lik, votes_log_coef, votes_log_lik
 
 DTYPE = torch.float64
 
@@ -68,6 +68,17 @@ def theta_of(model: str, g: dict, k: int) -> torch.Tensor:
     if model == "soft":  # the mean predicted distribution given the true class
         return g["concentration"] / g["concentration"].sum(-1, keepdim=True)
     return g["theta"]
+
+
+def model_priors(model: str, priors: dict) -> dict:
+    """The model function's prior defaults, updated by ``priors`` (unknown names fail)."""
+    params = inspect.signature(MODELS[model][0]).parameters
+    defaults = {n: p.default for n, p in params.items() if n not in ("counts", "probs", "subsample_size")}
+    unknown = set(priors) - set(defaults)
+    if unknown:
+        raise InvalidInputError(f"unknown prior setting(s) {sorted(unknown)} for the {model!r} model; "
+                                f"it has {sorted(defaults)}")
+    return {**defaults, **priors}
 
 
 # -- one summary for every method ---------------------------------------------------------
@@ -186,8 +197,8 @@ def fit_em(lm: LabelMatrix, model: str = "dawid_skene", *, eps: float = 1e-4, ma
 
 
 def _log_prior_fn(model, k, pr):
-    """Unnormalised log prior density of the globals, for the EM objective."""
-    from .models import confusion_prior
+    """Log prior density of the globals up to its normalising constant: EM's objective and
+    stopping rule (relative change) are defined on this unnormalised form."""
     if model == "soft":
         shape = confusion_prior(k, pr["diag_shape"], pr["off_shape"], DTYPE).unsqueeze(1)
     elif model == "dawid_skene":
@@ -209,7 +220,6 @@ def _log_prior_fn(model, k, pr):
 
 def _soft_m_step(probs, wq, previous, diag_shape, off_shape, rate, steps: int = 25):
     """argmax_λ Σ_n Σ_k q_nk Σ_m log Dir(p_nm | λ_km) + log Gamma prior (λ in log space)."""
-    from .models import confusion_prior
     n, m, k = probs.shape
     weight = wq.sum(0)                                                          # [K]
     stats = (wq.T @ probs.log().reshape(n, m * k)).reshape(k, m, k)            # Σ_n q_nk log p_nml
@@ -232,7 +242,7 @@ def _soft_m_step(probs, wq, previous, diag_shape, off_shape, rate, steps: int = 
 
 # -- Pyro SVI --------------------------------------------------------------------------------
 
-def _init_values(lm: LabelMatrix, model: str, data: torch.Tensor, eps: float) -> dict:
+def _init_values(lm: LabelMatrix, model: str, eps: float) -> dict:
     """Starting point in the non-switched mode (see the module docstring)."""
     base = fit_em(lm, "soft" if model == "soft" else "dawid_skene", eps=eps)
     pi = torch.as_tensor(base.class_prior, dtype=DTYPE)
@@ -253,7 +263,7 @@ def _init_values(lm: LabelMatrix, model: str, data: torch.Tensor, eps: float) ->
 
 
 def _latent_sites(model: str) -> list[str]:
-    return [s for s in MODELS[model][2] if not (model == "one_coin" and s == "theta")]
+    return list(MODELS[model][2])
 
 
 def fit_svi(lm: LabelMatrix, model: str = "dawid_skene", *, guide: str = "delta", steps: int = 1000,
@@ -273,7 +283,7 @@ def fit_svi(lm: LabelMatrix, model: str = "dawid_skene", *, guide: str = "delta"
     fn = MODELS[model][0]
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
-    init = _init_values(lm, model, data, eps)
+    init = _init_values(lm, model, eps)
     sites = _latent_sites(model)
     blocked = poutine.block(fn, expose=sites)
     auto = (AutoDelta if guide == "delta" else AutoNormal)(blocked, init_loc_fn=init_to_value(values=init))
@@ -306,17 +316,6 @@ def _complete(model: str, g: dict, k: int) -> dict:
 
 # -- Pyro NUTS -------------------------------------------------------------------------------
 
-def model_priors(model: str, priors: dict) -> dict:
-    """The model function's prior defaults, updated by ``priors`` (unknown names fail)."""
-    params = inspect.signature(MODELS[model][0]).parameters
-    defaults = {n: p.default for n, p in params.items() if n not in ("counts", "probs", "subsample_size")}
-    unknown = set(priors) - set(defaults)
-    if unknown:
-        raise InvalidInputError(f"unknown prior setting(s) {sorted(unknown)} for the {model!r} model; "
-                                f"it has {sorted(defaults)}")
-    return {**defaults, **priors}
-
-
 def _dirichlet_log_density(alpha: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
     return ((alpha - 1) * log_p).sum(-1) + torch.lgamma(alpha.sum(-1)) - torch.lgamma(alpha).sum(-1)
 
@@ -324,7 +323,6 @@ def _dirichlet_log_density(alpha: torch.Tensor, log_p: torch.Tensor) -> torch.Te
 def log_prior(model: str, g: dict, log_g: dict, k: int, m: int, p: dict) -> torch.Tensor:
     """Normalised log prior density of the globals ``g`` (``log_g``: their logs), term by
     term as in the model function; a test checks it against Pyro's trace of the model."""
-    from .models import confusion_prior
     out = _dirichlet_log_density(torch.full((k,), float(p["alpha_prior"]), dtype=DTYPE), log_g["pi"])
     if model == "dawid_skene":
         conc = confusion_prior(k, p["beta_diag"], p["beta_off"], DTYPE).unsqueeze(1)
@@ -425,7 +423,7 @@ def fit_nuts(lm: LabelMatrix, model: str = "dawid_skene", *, num_chains: int = 4
     data = model_data(lm, model, eps)
     model_priors(model, priors)
     obs, inverse, weight = (data, None, torch.ones(len(data), dtype=DTYPE)) if model == "soft" else _compress(data)
-    init = _init_values(lm, model, data, eps)
+    init = _init_values(lm, model, eps)
     job = dict(model=model, obs=obs.numpy(), weight=weight.numpy(), priors=priors,
                data=data.numpy() if draw_labels else None,
                init={s: v.numpy() for s, v in init.items()}, num_samples=num_samples, warmup_steps=warmup_steps,

@@ -229,7 +229,7 @@ def soft_log_lik(probs: torch.Tensor, concentration: torch.Tensor) -> torch.Tens
     return log_p.reshape(n, m * k) @ flat + norm.sum(-1).unsqueeze(-2)
 
 
-#: name -> (Pyro model, observation kind, global sites shown in ArviZ)
+#: name -> (Pyro model, observation kind, latent global sites)
 MODELS = {
     "dawid_skene": (dawid_skene, "votes", ("pi", "theta")),
     "one_coin": (one_coin, "votes", ("pi", "accuracy")),

@@ -17,7 +17,7 @@ from .conftest import simulate_soft, simulate_votes
 def _random_point(model, lm, data, seed=0):
     """A point away from the MAP: the EM-based start, perturbed in unconstrained space."""
     gen = torch.Generator().manual_seed(seed)
-    init = _init_values(lm, model, data, 1e-4)
+    init = _init_values(lm, model, 1e-4)
     return {s: to_constrained(s, to_unconstrained(s, v) + 0.3 * torch.randn(to_unconstrained(s, v).shape, generator=gen,
                                                                             dtype=v.dtype))[0]
             for s, v in init.items() if s in _latent_sites(model)}
