@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..errors import UnknownNameError
 from . import classification as _c
-from .base import DATA_ENV, SPLITS, Task, resolve_data_dir, three_way_split
+from . import generation as _g
+from .base import DATA_ENV, SPLITS, GenerationTask, Task, resolve_data_dir, three_way_split
 
 #: name -> (loader, label names)
 CLASSIFICATION_TASKS = {
@@ -18,11 +19,17 @@ CLASSIFICATION_TASKS = {
     "sciq": (_c.load_sciq, _c.BINARY_QA_LABELS),
 }
 
+#: name -> loader of (pool, official test or None); targets are slot JSON strings
+GENERATION_TASKS = {
+    "slurp": _g.load_slurp,
+    "snips": _g.load_snips,
+}
+
 DEFAULT_SIZES = {"weak_train": 1000, "strong_train": 2000, "test": 1000}
 
 
 def available_tasks() -> list[str]:
-    return sorted(CLASSIFICATION_TASKS)
+    return sorted([*CLASSIFICATION_TASKS, *GENERATION_TASKS])
 
 
 def load_task(name: str, data_dir=None, seed: int = 0, sizes: dict | None = None,
@@ -31,7 +38,8 @@ def load_task(name: str, data_dir=None, seed: int = 0, sizes: dict | None = None
     """Load a task and split it (seeded, stratified) into weak_train / strong_train / test.
 
     Args:
-        name: a registered task (``available_tasks()``) or the path of a CSV / TSV /
+        name: a registered task (``available_tasks()``; ``slurp`` and ``snips`` are
+            generation tasks and give a :class:`GenerationTask`) or the path of a CSV / TSV /
             JSONL file with ``text_column`` and ``label_column``.
         data_dir: folder holding the offline copies (``sst2/``, ``agnews/`` …); defaults
             to ``$BAYES_W2S_DATA``; without either the hub is used.
@@ -40,6 +48,13 @@ def load_task(name: str, data_dir=None, seed: int = 0, sizes: dict | None = None
             ``DEFAULT_SIZES``. Tasks with an official test set sample the test split from it.
     """
     sizes = {**DEFAULT_SIZES, **(sizes or {})}
+    if name in GENERATION_TASKS:
+        pool, official_test = GENERATION_TASKS[name](data_dir)
+        parts = three_way_split(pool, sizes, seed, fixed_test=official_test, stratify_by="scenario")
+        slot_types = _g.slot_types_of(pool, *([official_test] if official_test is not None else []))
+        return GenerationTask(name=name, label_names=slot_types,
+                              source=str(resolve_data_dir(data_dir, name) or "official files online"),
+                              **parts)
     if name in CLASSIFICATION_TASKS:
         loader, names = CLASSIFICATION_TASKS[name]
         pool, official_test = loader(data_dir)
@@ -56,4 +71,4 @@ def load_task(name: str, data_dir=None, seed: int = 0, sizes: dict | None = None
                 label_names=list(names), source=source, **parts)
 
 
-__all__ = ["Task", "load_task", "available_tasks", "SPLITS", "DATA_ENV", "three_way_split"]
+__all__ = ["Task", "GenerationTask", "load_task", "available_tasks", "SPLITS", "DATA_ENV", "three_way_split"]

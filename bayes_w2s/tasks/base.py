@@ -45,8 +45,27 @@ class Task:
     def sizes(self) -> dict[str, int]:
         return {s: len(self.split(s)) for s in SPLITS}
 
+    kind = "classification"
+
     def __repr__(self) -> str:
         return f"Task({self.name!r}, classes={self.label_names}, sizes={self.sizes()})"
+
+
+@dataclass
+class GenerationTask(Task):
+    """A generation (slot-filling) task: every split has columns ``text`` (the input),
+    ``target`` (the JSON target string, see :mod:`bayes_w2s.tasks.generation`), ``id``,
+    ``intent`` and ``scenario`` (the split is stratified by scenario).
+    ``label_names`` are the slot types that may appear in a target."""
+
+    kind = "generation"
+
+    @property
+    def slot_types(self) -> list[str]:
+        return self.label_names
+
+    def __repr__(self) -> str:
+        return f"GenerationTask({self.name!r}, slot_types={len(self.label_names)}, sizes={self.sizes()})"
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None, subdir: str) -> Path | None:
@@ -94,21 +113,22 @@ def stratified_indices(labels: np.ndarray, n: int, rng: np.random.Generator,
 
 
 def three_way_split(ds: Dataset, sizes: dict[str, int | None], seed: int,
-                    fixed_test: Dataset | None = None) -> dict[str, Dataset]:
-    """Seeded, stratified, disjoint ``weak_train / strong_train / test`` splits.
+                    fixed_test: Dataset | None = None, stratify_by: str = "label") -> dict[str, Dataset]:
+    """Seeded, disjoint ``weak_train / strong_train / test`` splits, stratified by the
+    column ``stratify_by``.
 
     ``sizes[s] = None`` takes everything left for that split. With ``fixed_test`` (an
     official test set) the test split is a stratified sample of it instead of ``ds``.
     """
     rng = np.random.default_rng(seed)
-    labels = np.asarray(ds["label"])
+    labels = np.asarray(ds[stratify_by])
     groups = np.asarray(ds["group"]) if "group" in ds.column_names else None
     remaining = np.arange(len(ds))
     out: dict[str, Dataset] = {}
     order = ["test", "weak_train", "strong_train"]
     for name in order:
         if name == "test" and fixed_test is not None:
-            t_labels = np.asarray(fixed_test["label"])
+            t_labels = np.asarray(fixed_test[stratify_by])
             n = sizes.get("test") or len(fixed_test)
             t_groups = np.asarray(fixed_test["group"]) if "group" in fixed_test.column_names else None
             out["test"] = fixed_test.select(np.sort(stratified_indices(t_labels, n, rng, t_groups)))
