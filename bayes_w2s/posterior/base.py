@@ -10,8 +10,44 @@ import numpy as np
 RHAT_MAX = 1.01
 
 
+class DrawDiagnostics:
+    """Convergence checks shared by every fitted posterior that has ``draws``, ``log_lik``
+    ``[chains, draws, items]``, ``sample_stats``, ``history``, ``converged``, ``model``,
+    ``method`` and a ``to_inference_data()``."""
+
+    @property
+    def num_draws(self) -> int:
+        return 0 if self.log_lik is None else self.log_lik.shape[0] * self.log_lik.shape[1]
+
+    def diagnostics(self, warn: bool = True) -> dict:
+        """Max R-hat and min bulk ESS over the global sites, divergences; EM/SVI report their
+        iterations instead (R-hat needs several chains). Warns when R-hat > 1.01 or any
+        transition diverged."""
+        out = {"model": self.model, "method": self.method, "iterations": len(self.history),
+               "converged": self.converged, "max_rhat": float("nan"), "min_ess_bulk": float("nan"),
+               "divergences": int(self.sample_stats["diverging"].sum()) if "diverging" in self.sample_stats else 0}
+        chains = self.log_lik.shape[0] if self.log_lik is not None else 0
+        if chains >= 2 and self.num_draws >= 8:
+            import arviz as az
+
+            idata = self.to_inference_data()
+            names = [n for n in self.draws if n in idata.posterior and n != "item_prob"]
+            rhat = az.rhat(idata, var_names=names)
+            ess = az.ess(idata, var_names=names, method="bulk")
+            out["max_rhat"] = float(max(np.nanmax(rhat[n].values) for n in names))
+            out["min_ess_bulk"] = float(min(np.nanmin(ess[n].values) for n in names))
+            out["converged"] = out["max_rhat"] <= RHAT_MAX
+            if warn and out["max_rhat"] > RHAT_MAX:
+                warnings.warn(f"{self.model}/{self.method}: max R-hat {out['max_rhat']:.3f} > {RHAT_MAX}; "
+                              "run longer chains before trusting this posterior", RuntimeWarning, stacklevel=2)
+        if warn and out["divergences"]:
+            warnings.warn(f"{self.model}/{self.method}: {out['divergences']} divergent transitions; raise "
+                          "target_accept_prob or reparameterise", RuntimeWarning, stacklevel=2)
+        return out
+
+
 @dataclass
-class Posterior:
+class Posterior(DrawDiagnostics):
     """Posterior over the true labels of ``N`` items given ``M`` weak models.
 
     Attributes:
@@ -60,10 +96,6 @@ class Posterior:
         """``[N]`` the MAP class of each item."""
         return self.item_probs.argmax(-1)
 
-    @property
-    def num_draws(self) -> int:
-        return 0 if self.log_lik is None else self.log_lik.shape[0] * self.log_lik.shape[1]
-
     def weak_accuracy(self) -> np.ndarray:
         """``[M]`` each weak model's estimated accuracy, Σ_k π_k θ_mkk."""
         return np.einsum("k,mkk->m", self.class_prior, self.confusion)
@@ -104,32 +136,6 @@ class Posterior:
                             sample_stats=sample_stats or None, coords=coords,
                             dims={**dims, "y": obs_dims},
                             attrs={"model": self.model, "method": self.method, "inference_library": "pyro"})
-
-    def diagnostics(self, warn: bool = True) -> dict:
-        """Max R-hat and min bulk ESS over the global sites, divergences; EM/SVI report their
-        iterations instead (R-hat needs several chains). Warns when R-hat > 1.01 or any
-        transition diverged."""
-        out = {"model": self.model, "method": self.method, "iterations": len(self.history),
-               "converged": self.converged, "max_rhat": float("nan"), "min_ess_bulk": float("nan"),
-               "divergences": int(self.sample_stats["diverging"].sum()) if "diverging" in self.sample_stats else 0}
-        chains = self.log_lik.shape[0] if self.log_lik is not None else 0
-        if chains >= 2 and self.num_draws >= 8:
-            import arviz as az
-
-            idata = self.to_inference_data()
-            names = [n for n in self.draws if n in idata.posterior and n != "item_prob"]
-            rhat = az.rhat(idata, var_names=names)
-            ess = az.ess(idata, var_names=names, method="bulk")
-            out["max_rhat"] = float(max(np.nanmax(rhat[n].values) for n in names))
-            out["min_ess_bulk"] = float(min(np.nanmin(ess[n].values) for n in names))
-            out["converged"] = out["max_rhat"] <= RHAT_MAX
-            if warn and out["max_rhat"] > RHAT_MAX:
-                warnings.warn(f"{self.model}/{self.method}: max R-hat {out['max_rhat']:.3f} > {RHAT_MAX}; "
-                              "run longer chains before trusting this posterior", RuntimeWarning, stacklevel=2)
-        if warn and out["divergences"]:
-            warnings.warn(f"{self.model}/{self.method}: {out['divergences']} divergent transitions; raise "
-                          "target_accept_prob or reparameterise", RuntimeWarning, stacklevel=2)
-        return out
 
     def __repr__(self) -> str:
         return (f"Posterior(model={self.model!r}, method={self.method!r}, N={len(self.item_probs)}, "
