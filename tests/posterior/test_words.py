@@ -1,6 +1,5 @@
 """Word-level reliability posteriors on simulated weak hypotheses."""
 import numpy as np
-import pyro
 import pytest
 import torch
 from pyro import poutine
