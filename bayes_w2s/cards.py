@@ -58,12 +58,16 @@ class ModelCard:
     description: str = ""
     pooling: str = "mean"                  # mean | last | cls
     offline: dict | None = None
+    #: a model trained from random initialisation with its own tokenizer: the
+    #: ``transformers`` config (``model_type`` + sizes) and the BPE ``vocab_size``
+    scratch: dict | None = None
     path: Path | None = field(default=None, repr=False)
 
     def fingerprint(self) -> str:
         """Stable identity of the weights (for cache keys)."""
         src = self.offline or {}
-        return f"{self.name}|{self.hub_id}|{src.get('kind')}|{','.join(src.get('packages', []))}"
+        key = f"{self.name}|{self.hub_id}|{src.get('kind')}|{','.join(src.get('packages', []))}"
+        return key + (f"|{sorted(self.scratch.items())}" if self.scratch else "")
 
 
 def available_cards() -> list[str]:

@@ -41,7 +41,7 @@ def _prf(tp: float, fp: float, fn: float) -> tuple[float, float, float]:
     precision = tp / (tp + fp) if tp + fp > 0 else 0.0
     recall = tp / (tp + fn) if tp + fn > 0 else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    return precision, recall, f1
+    return float(precision), float(recall), float(f1)
 
 
 def _span_counts(gold: list[dict], pred: list[dict], distance) -> np.ndarray:
