@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
             from .pipeline import run_experiment
             cfg = ExperimentConfig.from_yaml(args.config, data_dir=args.data_dir, seeds=args.seeds)
             results = run_experiment(cfg, args.output, command="bayes-w2s " + shlex.join(argv))
-            print(results.groupby("method", sort=False)["accuracy"].agg(["mean", "std"]).to_string())
+            metric = "slu_f1" if cfg.is_generation else "accuracy"
+            print(results.groupby("method", sort=False)[metric].agg(["mean", "std"]).to_string())
     except BayesW2SError as exc:
         print(f"bayes-w2s: error: {exc}", file=sys.stderr)
         return 2

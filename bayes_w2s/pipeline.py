@@ -90,7 +90,8 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
 
 
 def run_experiment(cfg: ExperimentConfig, output_dir: str | Path | None = None, command: str = "") -> pd.DataFrame:
-    """Run every seed of ``cfg`` and write ``results.csv``, ``results.md`` and ``accuracy.png``."""
+    """Run every seed of ``cfg`` and write ``results.csv``, ``results.md`` and a plot
+    (``accuracy.png``; ``slu_f1.png`` for generation tasks)."""
     out = Path(output_dir or Path(cfg.output_root) / cfg.name)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -102,11 +103,16 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path | None = None, 
     for seed in cfg.seeds:
         if len(done) and seed in set(done["seed"]):
             continue
-        frames.append(pd.DataFrame(run_seed(cfg, task, seed, save_dir=out)))
+        if cfg.is_generation:
+            from .generation_pipeline import run_generation_seed
+            frames.append(pd.DataFrame(run_generation_seed(cfg, task, seed, save_dir=out)))
+        else:
+            frames.append(pd.DataFrame(run_seed(cfg, task, seed, save_dir=out)))
         pd.concat(frames).to_csv(partial, index=False)
     results = pd.concat(frames, ignore_index=True)
     results = results[results["seed"].isin(cfg.seeds)]
     meta = {"config": cfg.to_dict(), "split_sizes": task.sizes(), "data_source": task.source,
+            "metric": "slu_f1" if cfg.is_generation else "accuracy",
             "wall_seconds": time.perf_counter() - start, "command": command,
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
             "python": platform.python_version()}

@@ -1,4 +1,5 @@
-"""Results tables (CSV, Markdown) and the accuracy plot."""
+"""Results tables (CSV, Markdown) and the plot of the headline metric (accuracy for
+classification, SLU-F1 for generation)."""
 from __future__ import annotations
 
 import json
@@ -12,28 +13,39 @@ from ..metrics import pgr
 ORDER = {"weak": 0, "weak_ensemble": 1, "student": 2, "ceiling": 3}
 
 
-def add_pgr(results: pd.DataFrame) -> pd.DataFrame:
+#: per headline metric: the weak-ensemble row PGR is also measured against
+VOTE_ROW = {"accuracy": "weak_vote", "slu_f1": "weak_rover"}
+METRIC_LABEL = {"accuracy": "test acc (%)", "slu_f1": "test SLU-F1 (%)"}
+EXTRA_COLUMNS = {"accuracy": [("ece", "ECE (%)"), ("label_accuracy", "target acc on strong_train (%)")],
+                 "slu_f1": [("exact_match", "exact match (%)"), ("slu_precision", "SLU prec. (%)"),
+                            ("slu_recall", "SLU rec. (%)"), ("malformed", "malformed (%)"),
+                            ("label_slu_f1", "target SLU-F1 on strong_train (%)")]}
+
+
+def add_pgr(results: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
     """Per-seed PGR of every student against three weak references:
-    ``pgr_mean_weak`` (mean accuracy of the weak models), ``pgr_best_weak`` (the best
-    weak model on test) and ``pgr_vote`` (the weak ensemble's majority vote)."""
+    ``pgr_mean_weak`` (mean score of the weak models), ``pgr_best_weak`` (the best
+    weak model on test) and ``pgr_vote`` (the weak ensemble's majority vote; ROVER for
+    generation)."""
     rows = []
     for seed, df in results.groupby("seed"):
-        acc = df.set_index("method")["accuracy"]
-        weak = df[df["kind"] == "weak"]["accuracy"]
-        ceiling = df[df["kind"] == "ceiling"]["accuracy"]
-        refs = {"pgr_mean_weak": weak.mean(), "pgr_best_weak": weak.max(), "pgr_vote": acc.get("weak_vote", np.nan)}
+        score = df.set_index("method")[metric]
+        weak = df[df["kind"] == "weak"][metric]
+        ceiling = df[df["kind"] == "ceiling"][metric]
+        refs = {"pgr_mean_weak": weak.mean(), "pgr_best_weak": weak.max(),
+                "pgr_vote": score.get(VOTE_ROW[metric], np.nan)}
         for _, r in df.iterrows():
             r = r.copy()
             for col, ref in refs.items():
-                r[col] = pgr(r["accuracy"], ref, ceiling.iloc[0]) if len(ceiling) and r["kind"] == "student" else np.nan
+                r[col] = pgr(r[metric], ref, ceiling.iloc[0]) if len(ceiling) and r["kind"] == "student" else np.nan
             rows.append(r)
     return pd.DataFrame(rows)
 
 
-def summarise(results: pd.DataFrame) -> pd.DataFrame:
+def summarise(results: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
     """Mean ± sd over seeds per method."""
-    metrics = [c for c in ("accuracy", "ece", "label_accuracy", "pgr_mean_weak", "pgr_best_weak", "pgr_vote")
-               if c in results]
+    metrics = [c for c in (metric, *(c for c, _ in EXTRA_COLUMNS[metric]), "pgr_mean_weak", "pgr_best_weak",
+                           "pgr_vote") if c in results]
     g = results.groupby(["kind", "method"], sort=False)[metrics]
     summary = g.mean().join(g.std(ddof=1), rsuffix="_sd").reset_index()
     summary["n_seeds"] = g.size().values
@@ -48,9 +60,10 @@ def _fmt(mean, sd, pct=True):
     return f"{mean * scale:.1f} ± {sd * scale:.1f}" if not pd.isna(sd) else f"{mean * scale:.1f}"
 
 
-def markdown_table(summary: pd.DataFrame) -> str:
-    cols = [("accuracy", "test acc (%)"), ("ece", "ECE (%)"), ("label_accuracy", "target acc on strong_train (%)"),
-            ("pgr_mean_weak", "PGR vs mean weak (%)"), ("pgr_best_weak", "PGR vs best weak (%)"), ("pgr_vote", "PGR vs vote (%)")]
+def markdown_table(summary: pd.DataFrame, metric: str = "accuracy") -> str:
+    cols = [(metric, METRIC_LABEL[metric]), *EXTRA_COLUMNS[metric], ("pgr_mean_weak", "PGR vs mean weak (%)"),
+            ("pgr_best_weak", "PGR vs best weak (%)"),
+            ("pgr_vote", "PGR vs vote (%)" if metric == "accuracy" else "PGR vs ROVER (%)")]
     cols = [(c, h) for c, h in cols if c in summary]
     lines = ["| method | kind | " + " | ".join(h for _, h in cols) + " |",
              "|---|---|" + "---|" * len(cols)]
@@ -60,7 +73,7 @@ def markdown_table(summary: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def plot_accuracy(summary: pd.DataFrame, path: Path, title: str = "") -> None:
+def plot_accuracy(summary: pd.DataFrame, path: Path, title: str = "", metric: str = "accuracy") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -68,21 +81,22 @@ def plot_accuracy(summary: pd.DataFrame, path: Path, title: str = "") -> None:
     students = summary[summary["kind"] == "student"]
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(students) + 2), 4.2))
     x = np.arange(len(students))
-    ax.bar(x, students["accuracy"] * 100, yerr=students.get("accuracy_sd", 0) * 100, color="#4c72b0", capsize=3)
+    ax.bar(x, students[metric] * 100, yerr=students.get(f"{metric}_sd", 0) * 100, color="#4c72b0", capsize=3)
     ax.set_xticks(x, students["method"], rotation=30, ha="right")
-    styles = {"ceiling": ("k", "-"), "weak_vote": ("#c44e52", "--"), "best weak": ("#dd8452", ":"), "mean weak": ("#8c8c8c", "-.")}
-    levels = {"ceiling": summary.loc[summary["kind"] == "ceiling", "accuracy"],
-              "weak_vote": summary.loc[summary["method"] == "weak_vote", "accuracy"],
-              "best weak": summary.loc[summary["kind"] == "weak", "accuracy"].max(),
-              "mean weak": summary.loc[summary["kind"] == "weak", "accuracy"].mean()}
+    vote = VOTE_ROW[metric]
+    styles = {"ceiling": ("k", "-"), vote: ("#c44e52", "--"), "best weak": ("#dd8452", ":"), "mean weak": ("#8c8c8c", "-.")}
+    levels = {"ceiling": summary.loc[summary["kind"] == "ceiling", metric],
+              vote: summary.loc[summary["method"] == vote, metric],
+              "best weak": summary.loc[summary["kind"] == "weak", metric].max(),
+              "mean weak": summary.loc[summary["kind"] == "weak", metric].mean()}
     for label, val in levels.items():
         val = float(val.iloc[0]) if hasattr(val, "iloc") and len(val) else (float(val) if not hasattr(val, "iloc") else np.nan)
         if not np.isnan(val):
             c, ls = styles[label]
             ax.axhline(val * 100, color=c, ls=ls, lw=1.5, label=f"{label} ({val * 100:.1f})")
-    lo = min(summary["accuracy"].min() * 100, (students["accuracy"].min() * 100) if len(students) else 100)
-    ax.set_ylim(max(0, lo - 5), min(100, summary["accuracy"].max() * 100 + 3))
-    ax.set_ylabel("test accuracy (%)")
+    lo = min(summary[metric].min() * 100, (students[metric].min() * 100) if len(students) else 100)
+    ax.set_ylim(max(0, lo - 5), min(100, summary[metric].max() * 100 + 3))
+    ax.set_ylabel(METRIC_LABEL[metric])
     ax.set_title(title)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -90,9 +104,9 @@ def plot_accuracy(summary: pd.DataFrame, path: Path, title: str = "") -> None:
     plt.close(fig)
 
 
-def _gap_warning(summary: pd.DataFrame) -> list[str]:
-    ceiling = summary.loc[summary["kind"] == "ceiling", "accuracy"]
-    best_weak = summary.loc[summary["kind"] == "weak", "accuracy"].max()
+def _gap_warning(summary: pd.DataFrame, metric: str = "accuracy") -> list[str]:
+    ceiling = summary.loc[summary["kind"] == "ceiling", metric]
+    best_weak = summary.loc[summary["kind"] == "weak", metric].max()
     if len(ceiling) and ceiling.iloc[0] <= best_weak:
         return [f"**The ceiling ({ceiling.iloc[0] * 100:.1f}) does not beat the best weak model "
                 f"({best_weak * 100:.1f})**: there is no gap to recover, so PGR against it is meaningless "
@@ -102,25 +116,40 @@ def _gap_warning(summary: pd.DataFrame) -> list[str]:
 
 def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
     out = Path(out)
-    results = add_pgr(results)
+    metric = meta.get("metric", "accuracy")
+    results = add_pgr(results, metric)
     results.to_csv(out / "results.csv", index=False)
-    summary = summarise(results)
+    summary = summarise(results, metric)
     cfg = meta["config"]
-    plot_accuracy(summary, out / "accuracy.png",
-                  f"{cfg['task']}: weak {', '.join(Path(m).stem for m in cfg['weak_models'])} → strong {Path(cfg['strong_model']).stem}")
+    plot_name = "accuracy.png" if metric == "accuracy" else f"{metric}.png"
+    plot_accuracy(summary, out / plot_name,
+                  f"{cfg['task']}: weak {', '.join(Path(m).stem for m in cfg['weak_models'])} → strong "
+                  f"{Path(cfg['strong_model']).stem}", metric)
+    if metric == "accuracy":
+        notes = ("PGR = (student − weak) / (ceiling − weak), per seed, against the mean weak model, the best weak "
+                 "model on test, and the weak ensemble's majority vote. *target acc* is the accuracy of the "
+                 "training targets themselves on strong_train's (hidden) ground truth. `best_weak` targets come "
+                 "from the weak model with the highest test accuracy in each seed (here: "
+                 f"{', '.join(sorted(set(results['best_weak'])))}). ECE uses 15 equal-width bins.")
+    else:
+        notes = ("SLU-F1 as SLURP's official evaluation (word- and character-level span distances, summed), "
+                 "on the JSON slot targets of the test split; *malformed* = generations that are not a JSON object "
+                 "of slot fillers (scored as no slots). PGR = (student − weak) / (ceiling − weak) per seed, against "
+                 "the mean weak generator, the best one on test and ROVER (the word_reliability consensus of the "
+                 "weak 1-best outputs). *target SLU-F1* scores the training targets on strong_train's hidden "
+                 "references. `best_weak` = the weak generator with the highest test SLU-F1 in each seed (here: "
+                 f"{', '.join(sorted(set(results['best_weak'])))}).")
+    modes = f"mode `{cfg['weak_train']['mode']}`" + (
+        f", overrides {cfg['weak_overrides']}" if cfg.get("weak_overrides") else "")
     md = [f"# {cfg['name']}", "",
           f"Task **{cfg['task']}** (data: `{meta['data_source']}`), split sizes {meta['split_sizes']} "
           f"(split seed {cfg['split_seed']}); training seeds {cfg['seeds']} — mean ± sd over seeds.",
-          f"Weak models: {', '.join(cfg['weak_models'])} (mode `{cfg['weak_train']['mode']}`); "
+          f"Weak models: {', '.join(cfg['weak_models'])} ({modes}); "
           f"strong student: {cfg['strong_model']} (mode `{cfg['student_train']['mode']}`).", "",
-          markdown_table(summary), "",
-          *_gap_warning(summary),
-          "PGR = (student − weak) / (ceiling − weak), per seed, against the mean weak model, the best weak "
-          "model on test, and the weak ensemble's majority vote. *target acc* is the accuracy of the "
-          "training targets themselves on strong_train's (hidden) ground truth. `best_weak` targets come from "
-          f"the weak model with the highest test accuracy in each seed (here: {', '.join(sorted(set(results['best_weak'])))}). "
-          "ECE uses 15 equal-width bins.", "",
-          "![accuracy per method](accuracy.png)", "",
+          markdown_table(summary, metric), "",
+          *_gap_warning(summary, metric),
+          notes, "",
+          f"![{metric} per method]({plot_name})", "",
           f"Wall time: {meta['wall_seconds'] / 60:.1f} min on {meta['machine']} (Python {meta['python']}).", "",
           "Reproduce:", "", "```", meta.get("command") or "(command not recorded)", "```", ""]
     (out / "results.md").write_text("\n".join(md))

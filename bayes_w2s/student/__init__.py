@@ -48,7 +48,10 @@ def train_student(model: str, train_data, targets, loss: str = "xent", *, label_
     Args:
         model: a model card name (``"gemma3-270m"``), hub id or local folder.
         train_data: a dataset with a ``text`` column (usually ``task.strong_train``).
-        targets: a ``Posterior``, ``WeakLabels``, ``[N, K]`` probabilities or ``[N]`` labels
+        targets: a ``Posterior``, ``WeakLabels``, ``[N, K]`` probabilities or ``[N]`` labels;
+            for a generation split (a ``target`` column): a ``WordPosterior``, a
+            :class:`~.generation.GenerationTargets` or target strings, and the result is a
+            :class:`~.generation.GenerationStudent` (losses ``xent``, ``weighted_xent``, ``edl``)
             (see :func:`~bayes_w2s.student.targets.resolve_targets`).
         loss: one of ``xent``, ``weighted_xent``, ``aux_conf``, ``multi_weak``, ``edl``.
         label_names: the class names (read off ``targets`` when it carries them).
@@ -59,6 +62,9 @@ def train_student(model: str, train_data, targets, loss: str = "xent", *, label_
     """
     if len(train_data) == 0:
         raise InvalidInputError("train_data is empty")
+    if "target" in getattr(train_data, "column_names", []) or hasattr(targets, "token_rows"):
+        return _train_generation(model, train_data, targets, loss, config, seed, loss_kwargs, prefer_offline,
+                                 weights, hard)
     if label_names is None:
         label_names = getattr(targets, "label_names", None)
         if label_names is None:
@@ -77,4 +83,31 @@ def train_student(model: str, train_data, targets, loss: str = "xent", *, label_
     return Student(clf, spec, loss, list(label_names), tg.source, time.perf_counter() - start, clf.history)
 
 
-__all__ = ["train_student", "Student", "TrainConfig", "LOSSES", "get_loss", "resolve_targets", "Targets"]
+def _train_generation(model, train_data, targets, loss, config, seed, loss_kwargs, prefer_offline, weights, hard):
+    """Generation targets: a ``GenerationTargets``, a ``WordPosterior`` (token soft labels
+    of its consensus unless ``hard``; ``loss="weighted_xent"`` weights sequences by the
+    posterior's sequence confidence) or a list of target strings (one per item)."""
+    from .generation import GenerationTargets, posterior_targets, train_generation_student   # needs TRL
+
+    texts = list(train_data["text"])
+    if hasattr(targets, "word_posteriors"):
+        targets = posterior_targets(targets, texts, soft=not hard, weighted=loss == "weighted_xent")
+    elif isinstance(targets, (list, tuple)) and all(isinstance(t, str) for t in targets):
+        targets = GenerationTargets(texts, list(targets), weights=weights, source="strings")
+    elif not isinstance(targets, GenerationTargets):
+        raise InvalidInputError("generation targets must be a WordPosterior, GenerationTargets or a list of "
+                                f"target strings, got {type(targets).__name__}")
+    token_loss = "xent" if loss in ("xent", "weighted_xent", "multi_weak") else loss
+    evidential = (loss_kwargs or {}) if token_loss == "edl" else None
+    return train_generation_student(model, targets, token_loss, config=config, seed=seed, evidential=evidential,
+                                    prefer_offline=prefer_offline)
+
+
+__all__ = ["train_student", "Student", "GenerationStudent", "GenerationTargets", "TrainConfig", "LOSSES", "get_loss", "resolve_targets", "Targets"]
+
+
+def __getattr__(name):
+    if name in ("GenerationStudent", "GenerationTargets", "train_generation_student"):
+        from . import generation
+        return getattr(generation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

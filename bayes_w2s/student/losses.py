@@ -114,14 +114,17 @@ class Evidential:
     def evidence_alpha(self, logits):
         return logits.clamp(max=self.max_logit).exp() + 1.0
 
-    def __call__(self, logits, batch, progress=0.0):
-        y = batch["target_probs"]
+    def per_row(self, logits, y, progress=0.0):
+        """``[B]`` the loss of each row (the token-level generation loss weights and masks them)."""
         alpha = self.evidence_alpha(logits)
         s = alpha.sum(-1, keepdim=True)
         fit = (y * (s.log() - alpha.log())).sum(-1)
         lam = self.kl_max * min(1.0, progress / self.anneal) if self.anneal > 0 else self.kl_max
         alpha_tilde = (alpha - 1) * (1 - y) + 1
-        return (fit + lam * dirichlet_kl_to_uniform(alpha_tilde)).mean()
+        return fit + lam * dirichlet_kl_to_uniform(alpha_tilde)
+
+    def __call__(self, logits, batch, progress=0.0):
+        return self.per_row(logits, batch["target_probs"], progress).mean()
 
     def predict_proba(self, logits):
         alpha = self.evidence_alpha(logits)

@@ -49,6 +49,8 @@ class WeakEnsemble:
         self.model_names = [c.name for c in self.cards]
         if len(set(self.model_names)) != len(self.model_names):
             raise InvalidInputError(f"duplicate weak models in {self.model_names}")
+        self._raw_config, self._raw_cache = config, cache
+        self.generation_ = None
         self.configs = {c.name: (config.get(c.name, config.get(m, TrainConfig())) if isinstance(config, dict)
                                  else (config or TrainConfig())) for m, c in zip(models, self.cards)}
         self.seed = seed
@@ -59,9 +61,23 @@ class WeakEnsemble:
         self.label_names = None
 
     def fit(self, train_data, label_names: list | None = None) -> "WeakEnsemble":
-        """Remember the ground-truth training data; models train on first use."""
+        """Remember the ground-truth training data; models train on first use.
+
+        A generation split (a ``target`` column, e.g. SLURP) makes this a generation
+        ensemble: ``label_names`` are then the slot types, ``config`` may hold
+        :class:`~.generators.GeneratorConfig` s, and ``predict`` returns
+        :class:`~.hypotheses.WeakHypotheses` (see :class:`~.generation_ensemble.GenerationEnsemble`).
+        """
         if len(train_data) == 0:
             raise InvalidInputError("the weak models' training data is empty")
+        if "target" in getattr(train_data, "column_names", []):
+            from .generation_ensemble import GenerationEnsemble
+            if label_names is None:
+                raise InvalidInputError("a generation ensemble needs the task's slot types: fit(data, task.slot_types)")
+            self.generation_ = GenerationEnsemble([c.name for c in self.cards], label_names, self._raw_config,
+                                                  seed=self.seed, cache=self._raw_cache,
+                                                  prefer_offline=self.prefer_offline).fit(train_data)
+            return self
         labels = np.asarray(train_data["label"])
         self.label_names = list(label_names) if label_names is not None else \
             list(getattr(train_data, "label_names", None) or range(int(labels.max()) + 1))
@@ -86,8 +102,12 @@ class WeakEnsemble:
             self.classifiers_[name] = clf
         return self.classifiers_[name]
 
-    def predict(self, data) -> WeakLabels:
-        """Each weak model's class probabilities on ``data`` → :class:`WeakLabels`."""
+    def predict(self, data, **kwargs):
+        """Each weak model's class probabilities on ``data`` → :class:`WeakLabels`
+        (for a generation ensemble: n-best hypotheses → ``WeakHypotheses``; ``kwargs``
+        such as ``n_best`` go to :meth:`GenerationEnsemble.predict`)."""
+        if self.generation_ is not None:
+            return self.generation_.predict(data, **kwargs)
         if self._train is None:
             raise InvalidInputError("call fit(weak_train) before predict()")
         texts = list(data["text"])

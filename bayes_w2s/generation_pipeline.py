@@ -1,0 +1,112 @@
+"""One seed of a generation (slot-filling) experiment: weak generators → hypotheses →
+word posterior / joint decoding → generation students → SLU-F1 rows.
+
+The classification counterpart is :func:`bayes_w2s.pipeline.run_seed`; both go through the
+same entry points (``WeakEnsemble``, ``fit_posterior``, ``train_student``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .config import ExperimentConfig, MethodConfig
+from .errors import InvalidInputError
+from .metrics import slu_scores
+from .posterior import fit_posterior
+from .student import train_student
+from .weak import WeakEnsemble, WeakHypotheses
+
+log = logging.getLogger(__name__)
+
+#: the columns a generation row reports (SLU-F1 is the headline metric)
+GEN_METRICS = ("slu_f1", "exact_match", "slu_precision", "slu_recall", "malformed")
+
+
+def _targets_for(method: MethodConfig, task, weak: WeakEnsemble, hyps: WeakHypotheses, best_weak: str):
+    """Training targets of one method on strong_train (strings, GenerationTargets or a WordPosterior)."""
+    from .student.generation import GenerationTargets
+
+    kind, _, rest = method.targets.partition(":")
+    texts = list(task.strong_train["text"])
+    if kind == "ground_truth":
+        return list(task.strong_train["target"])
+    if kind in ("weak", "best_weak"):
+        return hyps.best(hyps.model_names.index(rest if kind == "weak" else best_weak))
+    if kind == "weak_all":   # naive multi-weak: one row per (item, weak model), weighted λ_m
+        m = hyps.num_models
+        lam = np.asarray(method.loss_kwargs.get("weights", [1.0 / m] * m), dtype=float)
+        if lam.shape != (m,):
+            raise InvalidInputError(f"method {method.name!r}: {len(lam)} weights λ for {m} weak models")
+        return GenerationTargets([t for t in texts for _ in range(m)],
+                                 [hyps.best(j)[n] for n in range(len(texts)) for j in range(m)],
+                                 weights=np.tile(lam, len(texts)), source="weak_all")
+    if kind == "joint_decoding":
+        return weak.generation_.joint_decode(task.strong_train, hyps, method.loss_kwargs.get("weights"))
+    model, _, inference = rest.partition(":")
+    return fit_posterior(hyps, model=model, method=inference or "em", **method.posterior_kwargs)
+
+
+def _target_strings(targets) -> list[str]:
+    if hasattr(targets, "consensus"):
+        return targets.consensus
+    if hasattr(targets, "token_rows"):
+        return targets.targets
+    return list(targets)
+
+
+def run_generation_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = None) -> list[dict]:
+    """All rows of one seed: each weak generator, ROVER and joint decoding of the weak
+    ensemble on test, and every method's student. With ``save_dir`` the weak hypotheses
+    and every row's test predictions are written there."""
+    refs_test, refs_train = list(task.test["target"]), list(task.strong_train["target"])
+    configs = {m: cfg.weak_config(m) for m in cfg.weak_models}
+    weak = WeakEnsemble(cfg.weak_models, configs, seed=seed, prefer_offline=cfg.prefer_offline)
+    weak.fit(task.weak_train, task.slot_types)
+    hyp_train, hyp_test = weak.predict(task.strong_train), weak.predict(task.test)
+    predictions: dict[str, list[str]] = {}
+    if save_dir is not None:
+        hyp_train.save(Path(save_dir) / f"weak_hypotheses_seed{seed}_strong_train.json.gz")
+        hyp_test.save(Path(save_dir) / f"weak_hypotheses_seed{seed}_test.json.gz")
+    rows = []
+
+    def add(name, kind, preds, extra=None):
+        scores = slu_scores(preds, refs_test)
+        predictions[name] = list(preds)
+        rows.append({"seed": seed, "method": name, "kind": kind, **{k: scores[k] for k in GEN_METRICS},
+                     **(extra or {})})
+
+    names = hyp_test.model_names
+    for j, m in enumerate(names):
+        add(f"weak:{m}", "weak", hyp_test.best(j), {"label_slu_f1": slu_scores(hyp_train.best(j), refs_train)["slu_f1"]})
+    rover = fit_posterior(hyp_test, model="word_reliability", method="em")
+    add("weak_rover", "weak_ensemble", rover.consensus)
+    add("weak_joint_decoding", "weak_ensemble", weak.generation_.joint_decode(task.test, hyp_test))
+    weak_f1 = {m: r["slu_f1"] for m, r in zip(names, rows)}
+    best_weak = max(weak_f1, key=weak_f1.get)
+
+    for method in tqdm(cfg.methods, desc=f"students (seed {seed})", unit="student"):
+        targets = _targets_for(method, task, weak, hyp_train, best_weak)
+        extra = {"targets": method.targets, "loss": method.loss}
+        strings = _target_strings(targets)
+        if method.targets != "ground_truth" and len(strings) == len(refs_train):
+            extra["label_slu_f1"] = slu_scores(strings, refs_train)["slu_f1"]
+        t0 = time.perf_counter()
+        student = train_student(cfg.strong_model, task.strong_train, targets, method.loss, hard=method.hard,
+                                config=cfg.student_train, seed=seed, loss_kwargs=method.loss_kwargs,
+                                prefer_offline=cfg.prefer_offline)
+        preds = student.generate(task.test["text"])
+        extra["train_seconds"] = time.perf_counter() - t0
+        add(method.name, "ceiling" if method.targets == "ground_truth" else "student", preds, extra)
+    for r in rows:
+        r["best_weak"] = best_weak
+    if save_dir is not None:
+        with open(Path(save_dir) / f"predictions_seed{seed}.jsonl", "w") as fh:
+            for i, item_id in enumerate(task.test["id"]):
+                fh.write(json.dumps({"id": item_id, "reference": refs_test[i],
+                                     **{name: p[i] for name, p in predictions.items()}}) + "\n")
+    return rows

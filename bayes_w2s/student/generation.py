@@ -1,0 +1,210 @@
+"""Strong generation students: SFT on token-level soft targets with per-sequence weights.
+
+Every generation student — the ceiling on ground truth, students of one weak model, of
+all weak models (naive multi-weak), of joint decoding, and of the word posterior —
+trains through :class:`TokenSoftSFTTrainer` on rows ``(prompt, completion tokens,
+per-token sparse target distribution, sequence weight)``; a hard target is the one-hot
+case, where the loss is TRL's completion-only NLL.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from trl import SFTTrainer
+
+from ..align.soft_targets import hard_targets, token_soft_targets
+from ..errors import InvalidInputError
+from ..weak.generators import CausalLMGenerator, GeneratorConfig, prompt_of, sft_config
+from .losses import Evidential
+
+GEN_LOSSES = ("xent", "edl")
+
+
+@dataclass
+class GenerationTargets:
+    """Training rows for a generation student (several rows may share a prompt).
+
+    Attributes:
+        texts: the utterance of each row (the prompt is built from it).
+        targets: the target string of each row (the consensus, for posterior rows).
+        word_slots: per row, the word posterior's slots (``[{word: prob}]``, see
+            :meth:`WordPosterior.word_posteriors`) to turn into token soft labels with the
+            student's tokenizer, or ``None`` (all rows, or one row) for one-hot targets.
+        weights: ``[rows]`` per-sequence weights (1 = plain SFT).
+        source: where the targets came from.
+    """
+
+    texts: list[str]
+    targets: list[str]
+    word_slots: list | None = None
+    weights: np.ndarray | None = None
+    top_k: int = 8
+    source: str = ""
+
+    def __post_init__(self):
+        if len(self.texts) != len(self.targets):
+            raise InvalidInputError(f"{len(self.targets)} targets for {len(self.texts)} texts")
+        if not self.texts:
+            raise InvalidInputError("no training rows for the generation student")
+        if self.weights is not None:
+            self.weights = np.asarray(self.weights, dtype=float)
+            if self.weights.shape != (len(self.texts),) or not np.isfinite(self.weights).all() \
+                    or (self.weights < 0).any():
+                raise InvalidInputError(f"sequence weights must be {len(self.texts)} finite values ≥ 0")
+        if self.word_slots is not None and len(self.word_slots) != len(self.texts):
+            raise InvalidInputError(f"{len(self.word_slots)} word-slot lists for {len(self.texts)} rows")
+
+    def token_rows(self, tokenizer, i: int):
+        """Row ``i`` as ``(completion ids, [(token ids, probs)] per id)`` in ``tokenizer``'s tokens."""
+        slots = self.word_slots[i] if self.word_slots is not None else None
+        if slots is None:
+            return hard_targets(tokenizer, self.targets[i])
+        return token_soft_targets(tokenizer, slots, self.top_k)
+
+
+def posterior_targets(posterior, texts: list[str], soft: bool = True, weighted: bool = False,
+                      top_k: int = 8) -> GenerationTargets:
+    """Targets from a :class:`~bayes_w2s.posterior.WordPosterior`: the consensus, as token
+    soft labels (``soft``) or one-hot, weighted by the sequence confidence (``weighted``)."""
+    if len(texts) != posterior.table.num_items:
+        raise InvalidInputError(f"{len(texts)} texts for a posterior over {posterior.table.num_items} items")
+    slots = [posterior.word_posteriors(n) for n in range(len(texts))] if soft else None
+    weights = posterior.sequence_confidence if weighted else None
+    return GenerationTargets(list(texts), posterior.consensus, word_slots=slots, weights=weights,
+                             source=f"{posterior.model}/{posterior.method}{' soft' if soft else ''}", top_k=top_k)
+
+
+class SoftTokenCollator:
+    """Right-pads ``prompt + completion`` ids; targets ``[B, L, K]`` sit at the positions of
+    the tokens they predict (−1 / 0 where there is none, e.g. the prompt)."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad = pad_token_id
+
+    def __call__(self, rows: list[dict]) -> dict:
+        width = max(len(r["input_ids"]) for r in rows)
+        k = max(len(ids) for r in rows for ids in r["target_ids"])
+        b = len(rows)
+        input_ids = torch.full((b, width), self.pad, dtype=torch.long)
+        mask = torch.zeros((b, width), dtype=torch.long)
+        target_ids = torch.full((b, width, k), -1, dtype=torch.long)
+        target_probs = torch.zeros((b, width, k))
+        for i, r in enumerate(rows):
+            n, start = len(r["input_ids"]), r["completion_start"]
+            input_ids[i, :n] = torch.as_tensor(r["input_ids"])
+            mask[i, :n] = 1
+            for t, (ids, probs) in enumerate(zip(r["target_ids"], r["target_probs"])):
+                target_ids[i, start + t, :len(ids)] = torch.as_tensor(ids)
+                target_probs[i, start + t, :len(probs)] = torch.as_tensor(probs)
+        return {"input_ids": input_ids, "attention_mask": mask, "target_ids": target_ids,
+                "target_probs": target_probs, "seq_weight": torch.as_tensor([r["weight"] for r in rows])}
+
+
+class TokenSoftSFTTrainer(SFTTrainer):
+    """``SFTTrainer`` whose loss takes a *distribution* per completion token and a weight
+    per sequence.
+
+    TRL's SFT losses (``nll``, ``dft``) score one label per token and weigh every
+    sequence alike; word-posterior targets are distributions over the vocabulary
+    (several candidate words survive) and sequences differ in how much the posterior
+    trusts them, so ``compute_loss`` is overridden. ``loss="xent"``: per token
+    ``−Σ_v q_v log p_θ(v)``; ``loss="edl"``: the evidential loss of
+    :class:`~bayes_w2s.student.losses.Evidential` over the vocabulary. Per sequence the
+    token losses are averaged; sequences are averaged with their weights.
+    """
+
+    def __init__(self, *args, token_loss: str = "xent", evidential: Evidential | None = None, **kwargs):
+        if token_loss not in GEN_LOSSES:
+            raise InvalidInputError(f"unknown generation loss {token_loss!r}; use one of {GEN_LOSSES}")
+        super().__init__(*args, **kwargs)
+        self.token_loss = token_loss
+        self.evidential = evidential or Evidential()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        target_ids = inputs.pop("target_ids")[:, 1:]
+        target_probs = inputs.pop("target_probs")[:, 1:]
+        weight = inputs.pop("seq_weight").float()
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        logits = outputs.logits[:, :-1].float()
+        has = target_probs.sum(-1) > 0                                    # [B, L-1] positions with a target
+        if self.token_loss == "xent":
+            logp = F.log_softmax(logits, -1).gather(-1, target_ids.clamp_min(0))
+            token = -(target_probs * logp).sum(-1)
+        else:
+            rows = logits[has]
+            dense = torch.zeros_like(rows).scatter_add_(-1, target_ids[has].clamp_min(0), target_probs[has])
+            progress = self.state.global_step / max(1, self.state.max_steps)
+            token = torch.zeros(has.shape, dtype=rows.dtype, device=rows.device)
+            token[has] = self.evidential.per_row(rows, dense, progress)
+        per_seq = (token * has).sum(1) / has.sum(1).clamp_min(1)
+        loss = (per_seq * weight).sum() / weight.sum().clamp_min(1e-8)
+        return (loss, outputs) if return_outputs else loss
+
+
+@dataclass
+class GenerationStudent:
+    """A trained strong generation student (a :class:`CausalLMGenerator` underneath)."""
+
+    generator: CausalLMGenerator
+    loss: str
+    targets: str
+    wall_seconds: float = float("nan")
+    history: list = field(default_factory=list)
+
+    def generate(self, texts, n_best: int = 1, progress: bool = True) -> list[str]:
+        """The 1-best target string per text (greedy when ``n_best == 1``)."""
+        return [h[0].text for h in self.generator.generate(list(texts), n_best=n_best, progress=progress)]
+
+
+def train_generation_student(model: str, targets: GenerationTargets, loss: str = "xent", *,
+                             config: GeneratorConfig | None = None, seed: int = 0,
+                             evidential: dict | None = None, prefer_offline: bool = True) -> GenerationStudent:
+    """SFT of a causal LM on (soft) token targets; see :class:`TokenSoftSFTTrainer`."""
+    from datasets import Dataset
+    from transformers import set_seed
+
+    if loss not in GEN_LOSSES:
+        raise InvalidInputError(f"unknown generation loss {loss!r}; use one of {GEN_LOSSES}")
+    config = config or GeneratorConfig()
+    if config.mode == "head":
+        raise InvalidInputError("a generation student trains in mode 'full' or 'lora'")
+    gen = CausalLMGenerator(model, config, prefer_offline)
+    set_seed(seed)
+    tok, lm = gen._build(targets.texts, targets.targets)
+    rows = {"input_ids": [], "completion_start": [], "target_ids": [], "target_probs": [], "weight": []}
+    weights = targets.weights if targets.weights is not None else np.ones(len(targets.texts))
+    for i, text in enumerate(targets.texts):
+        completion, dist = targets.token_rows(tok, i)
+        prompt = tok(prompt_of(text))["input_ids"]
+        keep = max(1, config.max_length - len(prompt))           # truncate the completion, never the prompt
+        rows["input_ids"].append(prompt + list(completion)[:keep])
+        rows["completion_start"].append(len(prompt))
+        rows["target_ids"].append([d[0] for d in dist[:keep]])
+        rows["target_probs"].append([d[1] for d in dist[:keep]])
+        rows["weight"].append(float(weights[i]))
+    peft_config = None
+    if config.mode == "lora":
+        from peft import LoraConfig
+        peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear",
+                                 task_type="CAUSAL_LM")
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        # rows are tokenised here (soft targets must line up with the student's tokens),
+        # so TRL's own dataset preparation is skipped
+        args = sft_config(config, seed, tmp, dataset_kwargs={"skip_prepare_dataset": True})
+        trainer = TokenSoftSFTTrainer(model=lm, args=args, train_dataset=Dataset.from_dict(rows),
+                                      processing_class=tok, peft_config=peft_config,
+                                      data_collator=SoftTokenCollator(tok.pad_token_id), token_loss=loss,
+                                      evidential=Evidential(**(evidential or {})))
+        trainer.train()
+    model_out = trainer.model
+    if peft_config is not None:
+        model_out = model_out.merge_and_unload()
+    gen.model, gen.tokenizer = model_out.eval(), tok
+    gen.history = trainer.state.log_history
+    return GenerationStudent(gen, loss, targets.source, time.perf_counter() - start, gen.history)
