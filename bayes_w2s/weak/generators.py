@@ -85,7 +85,8 @@ def _training_args(cfg: GeneratorConfig, seed: int, output_dir: str, **extra) ->
     return dict(output_dir=output_dir, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
                 learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_ratio,
                 lr_scheduler_type="linear", seed=seed, data_seed=seed, report_to="none", save_strategy="no",
-                logging_steps=10**9, dataloader_num_workers=0, bf16=cfg.bf16, **extra)
+                logging_steps=10**9, dataloader_num_workers=0, bf16=cfg.bf16,
+                dataloader_pin_memory=torch.cuda.is_available(), **extra)
 
 
 # -- causal LMs ----------------------------------------------------------------------------

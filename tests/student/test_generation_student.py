@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bayes_w2s.errors import InvalidInputError
+from bayes_w2s.student import GenerationTargets, train_student
+from bayes_w2s.student.generation import SoftTokenCollator, TokenSoftSFTTrainer
+from bayes_w2s.student.losses import Evidential
+from bayes_w2s.weak.generators import GeneratorConfig
+
+PAIRS = [("wake me at five am", '{"time": "five am"}'), ("play some jazz", '{"music_genre": "jazz"}'),
+         ("what is the weather today", '{"date": "today"}'), ("hello there", "{}")] * 6
+
+
+def _batch():
+    rows = [{"input_ids": [5, 6, 7, 8], "completion_start": 2, "target_ids": [[7, 9], [8]],
+             "target_probs": [[0.75, 0.25], [1.0]], "weight": 2.0},
+            {"input_ids": [5, 6, 3], "completion_start": 2, "target_ids": [[3]], "target_probs": [[1.0]],
+             "weight": 1.0}]
+    return SoftTokenCollator(pad_token_id=0)(rows)
+
+
+def test_collator_places_targets_at_the_tokens_they_predict():
+    b = _batch()
+    assert b["input_ids"].tolist() == [[5, 6, 7, 8], [5, 6, 3, 0]]
+    assert b["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
+    assert b["target_ids"][0, 2].tolist() == [7, 9] and b["target_probs"][0, 2].tolist() == [0.75, 0.25]
+    assert b["target_probs"][0, :2].sum() == 0 and b["target_ids"][1, 2].tolist() == [3, -1]
+    assert b["seq_weight"].tolist() == [2.0, 1.0]
+
+
+class _Fixed(torch.nn.Module):
+    """Returns given logits: the loss can be checked by hand."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, input_ids=None, attention_mask=None):
+        return type("Out", (), {"logits": self.logits})()
+
+
+def _loss(token_loss, logits, batch):
+    trainer = TokenSoftSFTTrainer.__new__(TokenSoftSFTTrainer)   # the loss only, no model setup
+    trainer.token_loss, trainer.evidential = token_loss, Evidential(kl_max=0.5, anneal=0.0)
+    trainer.state = type("S", (), {"global_step": 0, "max_steps": 1})()
+    return trainer.compute_loss(_Fixed(logits), dict(batch))
+
+
+def test_soft_token_xent_equals_its_formula():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 10)
+    lp = F.log_softmax(logits, -1)
+    seq0 = (-(0.75 * lp[0, 1, 7] + 0.25 * lp[0, 1, 9]) - lp[0, 2, 8]) / 2    # predicted from positions 1, 2
+    seq1 = -lp[1, 1, 3]
+    expected = (2.0 * seq0 + 1.0 * seq1) / 3.0                                 # sequence-weighted mean
+    assert float(_loss("xent", logits, _batch())) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_token_edl_equals_the_classification_evidential_loss_per_token():
+    torch.manual_seed(1)
+    logits = torch.randn(2, 4, 10)
+    edl = Evidential(kl_max=0.5, anneal=0.0)
+    y = torch.zeros(3, 10)
+    y[0, 7], y[0, 9], y[1, 8], y[2, 3] = 0.75, 0.25, 1.0, 1.0
+    rows = edl.per_row(torch.stack([logits[0, 1], logits[0, 2], logits[1, 1]]), y)
+    expected = (2.0 * (rows[0] + rows[1]) / 2 + rows[2]) / 3.0
+    assert float(_loss("edl", logits, _batch())) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_a_tiny_student_trains_and_changes_its_parameters():
+    from transformers import set_seed
+
+    from bayes_w2s.weak.generators import CausalLMGenerator
+
+    texts, targets = map(list, zip(*PAIRS))
+    cfg = GeneratorConfig(mode="full", epochs=1, batch_size=8, learning_rate=1e-3, max_new_tokens=8)
+    set_seed(0)
+    _, initial = CausalLMGenerator("gpt2-tiny-scratch", cfg)._build(texts, targets)   # what seed 0 starts from
+    soft = GenerationTargets(texts, targets, word_slots=[[{w: 0.8, "x": 0.2} for w in t.split()] for t in targets],
+                             weights=np.linspace(0.1, 1, len(texts)))
+    for loss in ("xent", "edl"):
+        student = train_student("gpt2-tiny-scratch", _ds(texts, targets), soft, loss, config=cfg, seed=0)
+        trained = student.generator.model.transformer.h[0].mlp.c_fc.weight
+        assert trained.shape == initial.transformer.h[0].mlp.c_fc.weight.shape
+        assert not torch.allclose(trained, initial.transformer.h[0].mlp.c_fc.weight)
+        assert len(student.generate(["hello there"], progress=False)) == 1
+
+
+def _ds(texts, targets):
+    from datasets import Dataset
+    return Dataset.from_dict({"text": texts, "target": targets})
+
+
+def test_errors():
+    with pytest.raises(InvalidInputError, match="2 targets for 1 texts"):
+        GenerationTargets(["a"], ["{}", "{}"])
+    with pytest.raises(InvalidInputError, match="finite values"):
+        GenerationTargets(["a"], ["{}"], weights=[np.nan])
+    with pytest.raises(InvalidInputError, match="unknown generation loss"):
+        train_student("gpt2-tiny-scratch", _ds(["a"], ["{}"]), ["{}"], "aux_conf")
+    with pytest.raises(InvalidInputError, match="must be a WordPosterior"):
+        train_student("gpt2-tiny-scratch", _ds(["a"], ["{}"]), np.zeros((1, 2)), "xent")

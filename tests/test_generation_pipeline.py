@@ -1,0 +1,53 @@
+"""The generation pipeline end to end on real SLURP data (tiny scratch models: plumbing)."""
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bayes_w2s.config import ExperimentConfig
+from bayes_w2s.errors import InvalidInputError
+from bayes_w2s.pipeline import run_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "experiments" / "configs" / "slurp_tiny.yaml"
+
+
+@pytest.mark.slow
+def test_tiny_slurp_config_runs_end_to_end(tmp_path, data_dir):
+    cfg = ExperimentConfig.from_yaml(TINY, data_dir=str(data_dir))
+    results = run_experiment(cfg, tmp_path, command="pytest")
+    methods = set(results["method"])
+    assert {m.name for m in cfg.methods} <= methods
+    assert {"weak:gpt2-tiny-scratch", "weak:minilm-l6", "weak_rover", "weak_joint_decoding"} <= methods
+    for col in ("slu_f1", "exact_match", "malformed"):
+        assert results[col].between(0, 1).all()
+    table = pd.read_csv(tmp_path / "results.csv")
+    assert "pgr_best_weak" in table and (tmp_path / "slu_f1.png").stat().st_size > 0
+    md = (tmp_path / "results.md").read_text()
+    assert "test SLU-F1 (%)" in md and "pytest" in md.split("Reproduce")[1]
+    rows = [json.loads(line) for line in open(tmp_path / "predictions_seed0.jsonl")]
+    assert len(rows) == 40 and "ceiling" in rows[0] and "reference" in rows[0]
+    assert (tmp_path / "weak_hypotheses_seed0_strong_train.json.gz").exists()
+
+
+def test_generation_config_errors():
+    base = ExperimentConfig.from_yaml(TINY).to_dict()
+    base["methods"] = [{"name": "x", "targets": "mean"}]
+    with pytest.raises(InvalidInputError, match="do not exist for generation"):
+        ExperimentConfig.from_dict(base)
+    base["methods"] = [{"name": "x", "targets": "best_weak", "loss": "aux_conf"}]
+    with pytest.raises(InvalidInputError, match="is for classification"):
+        ExperimentConfig.from_dict(base)
+    base["methods"] = [{"name": "x", "targets": "posterior:dawid_skene:em"}]
+    with pytest.raises(InvalidInputError, match="generation posteriors are word models"):
+        ExperimentConfig.from_dict(base)
+    base["methods"] = [{"name": "x", "targets": "best_weak"}]
+    with pytest.raises(InvalidInputError, match="unknown key"):
+        ExperimentConfig.from_dict({**base, "weak_train": {"mode": "full", "lora_dropout": 0.1}})
+    with pytest.raises(InvalidInputError, match="not among weak_models"):
+        ExperimentConfig.from_dict({**base, "weak_overrides": {"gpt9": {"epochs": 1}}})
+    sst2 = ExperimentConfig.from_yaml(ROOT / "experiments" / "configs" / "sst2.yaml").to_dict()
+    sst2["methods"] = [{"name": "x", "targets": "joint_decoding"}]
+    with pytest.raises(InvalidInputError, match="are for generation tasks"):
+        ExperimentConfig.from_dict(sst2)
