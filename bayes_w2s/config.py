@@ -35,6 +35,9 @@ class MethodConfig:
                                                         "consensus one-hot instead of token soft labels)"})
     loss_kwargs: dict = field(default_factory=dict, metadata={"help": "the loss's own settings"})
     posterior_kwargs: dict = field(default_factory=dict, metadata={"help": "fit_posterior settings"})
+    train_overrides: dict = field(default_factory=dict, metadata={"help":
+        "settings that replace student_train's for this row, e.g. {epochs: 0.34} for the same number of "
+        "steps when there are several rows per item (naive multi-weak generation)"})
 
     def __post_init__(self):
         kind = self.targets.split(":")[0]
@@ -78,6 +81,11 @@ class ExperimentConfig:
         from .tasks import GENERATION_TASKS
         return self.task in GENERATION_TASKS
 
+    def student_config(self, method: "MethodConfig"):
+        """``student_train`` with the method's ``train_overrides`` applied."""
+        over = method.train_overrides
+        return dataclasses.replace(self.student_train, **over) if over else self.student_train
+
     def weak_config(self, model: str):
         """``weak_train`` with ``weak_overrides[model]`` applied."""
         over = self.weak_overrides.get(model, {})
@@ -99,6 +107,10 @@ class ExperimentConfig:
                 raise InvalidInputError(f"weak_overrides names {model!r}, which is not among weak_models")
             _build(train_cls, {**dataclasses.asdict(self.weak_train), **over}, f"weak_overrides[{model}]")
         self.methods = [m if isinstance(m, MethodConfig) else _build(MethodConfig, m, "methods[]") for m in self.methods]
+        for m in self.methods:
+            if m.train_overrides:
+                _build(train_cls, {**dataclasses.asdict(self.student_train), **m.train_overrides},
+                       f"methods[{m.name}].train_overrides")
         if not self.methods:
             raise InvalidInputError("config lists no methods")
         names = [m.name for m in self.methods]

@@ -97,7 +97,7 @@ def run_generation_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path |
             extra["label_slu_f1"] = slu_scores(strings, refs_train)["slu_f1"]
         t0 = time.perf_counter()
         student = train_student(cfg.strong_model, task.strong_train, targets, method.loss, hard=method.hard,
-                                config=cfg.student_train, seed=seed, loss_kwargs=method.loss_kwargs,
+                                config=cfg.student_config(method), seed=seed, loss_kwargs=method.loss_kwargs,
                                 prefer_offline=cfg.prefer_offline)
         preds = student.generate(task.test["text"])
         extra["train_seconds"] = time.perf_counter() - t0

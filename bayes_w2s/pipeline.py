@@ -78,7 +78,7 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
         extra = {"label_accuracy": accuracy(target_probs, y_strong)} if method.targets != "ground_truth" else {}
         t0 = time.perf_counter()
         student = train_student(cfg.strong_model, task.strong_train, targets, method.loss,
-                                label_names=task.label_names, hard=method.hard, config=cfg.student_train,
+                                label_names=task.label_names, hard=method.hard, config=cfg.student_config(method),
                                 seed=seed, loss_kwargs=method.loss_kwargs, prefer_offline=cfg.prefer_offline)
         probs = student.predict_proba(task.test)
         extra["train_seconds"] = time.perf_counter() - t0
