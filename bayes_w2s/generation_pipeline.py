@@ -77,6 +77,8 @@ def run_generation_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path |
     def add(name, kind, preds, extra=None):
         scores = slu_scores(preds, refs_test)
         predictions[name] = list(preds)
+        log.info("seed %d, %s: SLU-F1 %.1f, exact match %.1f", seed, name, 100 * scores["slu_f1"],
+                 100 * scores["exact_match"])
         rows.append({"seed": seed, "method": name, "kind": kind, **{k: scores[k] for k in GEN_METRICS},
                      **(extra or {})})
 

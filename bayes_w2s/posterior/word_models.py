@@ -43,6 +43,20 @@ def _true_word_prior(n_candidates: torch.Tensor, width: int, dtype) -> torch.Ten
     return torch.zeros(real.shape, dtype=dtype).masked_fill(~real, float("-inf"))
 
 
+def _observe_slots(choice, n_candidates, weak_models, log_reliability, dtype, subsample_size):
+    """Shared tail: w_s ~ Uniform over the slot's candidates; y_s,m | w_s as in the models.
+    ``log_reliability(idx)`` gives ``(log r, log(1 − r))`` for the (subsampled) slots."""
+    width = max(int(n_candidates.max()), 2)
+    with pyro.plate("slots", choice.shape[0], dim=-2, subsample_size=subsample_size) as idx:
+        k_s = n_candidates[idx]
+        w = pyro.sample("w", dist.Categorical(logits=_true_word_prior(k_s, width, dtype)),
+                        infer={"enumerate": "parallel"})
+        with weak_models:
+            logits = word_choice_logits(w, *log_reliability(idx), k_s, width)
+            pyro.sample("y", dist.Categorical(logits=logits), obs=choice[idx])
+    return w
+
+
 def word_reliability(choice: torch.Tensor, n_candidates: torch.Tensor, reliability_a: float = 4.0,
                      reliability_b: float = 2.0, subsample_size: int | None = None):
     r"""ROVER with learnt reliabilities: one probability per weak model of putting the
@@ -58,21 +72,14 @@ def word_reliability(choice: torch.Tensor, n_candidates: torch.Tensor, reliabili
     label set varies, as in Cui et al. (2025, §4) for word-level weak supervision. The
     Beta(4, 2) default says weak models are right more often than not.
     """
-    s, m = choice.shape
-    width = max(int(n_candidates.max()), 2)
+    m = choice.shape[1]
     dtype = torch.float64     # the data are integers; the fitters work in double precision
     weak_models = pyro.plate("weak_models", m, dim=-1)
     with weak_models:
         r = pyro.sample("reliability", dist.Beta(torch.tensor(float(reliability_a), dtype=dtype),
                                                  torch.tensor(float(reliability_b), dtype=dtype)))
-    with pyro.plate("slots", s, dim=-2, subsample_size=subsample_size) as idx:
-        k_s = n_candidates[idx]
-        w = pyro.sample("w", dist.Categorical(logits=_true_word_prior(k_s, width, dtype)),
-                        infer={"enumerate": "parallel"})
-        with weak_models:
-            logits = word_choice_logits(w, r.log(), torch.log1p(-r), k_s, width)
-            pyro.sample("y", dist.Categorical(logits=logits), obs=choice[idx])
-    return w
+    return _observe_slots(choice, n_candidates, weak_models, lambda idx: (r.log(), torch.log1p(-r)), dtype,
+                          subsample_size)
 
 
 def word_reliability_conf(choice: torch.Tensor, n_candidates: torch.Tensor, feature: torch.Tensor,
@@ -93,8 +100,7 @@ def word_reliability_conf(choice: torch.Tensor, n_candidates: torch.Tensor, feat
     word-level analogue of the soft-label model: the weak model's probability is an
     observation whose calibration is learnt, not trusted.
     """
-    s, m = choice.shape
-    width = max(int(n_candidates.max()), 2)
+    m = choice.shape[1]
     dtype = feature.dtype
     weak_models = pyro.plate("weak_models", m, dim=-1)
     with weak_models:
@@ -102,16 +108,10 @@ def word_reliability_conf(choice: torch.Tensor, n_candidates: torch.Tensor, feat
                                                      torch.tensor(float(intercept_scale), dtype=dtype)))
         beta = pyro.sample("slope", dist.Normal(torch.tensor(0.0, dtype=dtype),
                                                 torch.tensor(float(slope_scale), dtype=dtype)))
-    with pyro.plate("slots", s, dim=-2, subsample_size=subsample_size) as idx:
-        k_s = n_candidates[idx]
-        w = pyro.sample("w", dist.Categorical(logits=_true_word_prior(k_s, width, dtype)),
-                        infer={"enumerate": "parallel"})
-        with weak_models:
-            eta = alpha + beta * feature[idx]                                  # [S, M]
-            logits = word_choice_logits(w, torch.nn.functional.logsigmoid(eta),
-                                        torch.nn.functional.logsigmoid(-eta), k_s, width)
-            pyro.sample("y", dist.Categorical(logits=logits), obs=choice[idx])
-    return w
+    def log_reliability(idx):
+        eta = alpha + beta * feature[idx]                                      # [S, M]
+        return torch.nn.functional.logsigmoid(eta), torch.nn.functional.logsigmoid(-eta)
+    return _observe_slots(choice, n_candidates, weak_models, log_reliability, dtype, subsample_size)
 
 
 #: name -> (Pyro model, latent global sites)
