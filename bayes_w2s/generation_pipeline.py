@@ -106,9 +106,8 @@ def run_generation_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path |
         add(method.name, "ceiling" if method.targets == "ground_truth" else "student", preds, extra)
     for r in rows:
         r["best_weak"] = best_weak
-    if save_dir is not None:
+    if save_dir is not None:   # model outputs only: the references stay in the dataset (by id)
         with open(Path(save_dir) / f"predictions_seed{seed}.jsonl", "w") as fh:
             for i, item_id in enumerate(task.test["id"]):
-                fh.write(json.dumps({"id": item_id, "reference": refs_test[i],
-                                     **{name: p[i] for name, p in predictions.items()}}) + "\n")
+                fh.write(json.dumps({"id": item_id, **{name: p[i] for name, p in predictions.items()}}) + "\n")
     return rows

@@ -27,7 +27,7 @@ def test_tiny_slurp_config_runs_end_to_end(tmp_path, data_dir):
     md = (tmp_path / "results.md").read_text()
     assert "test SLU-F1 (%)" in md and "pytest" in md.split("Reproduce")[1]
     rows = [json.loads(line) for line in open(tmp_path / "predictions_seed0.jsonl")]
-    assert len(rows) == 40 and "ceiling" in rows[0] and "reference" in rows[0]
+    assert len(rows) == 40 and "ceiling" in rows[0] and "reference" not in rows[0]   # no dataset text committed
     assert (tmp_path / "weak_hypotheses_seed0_strong_train.json.gz").exists()
 
 
