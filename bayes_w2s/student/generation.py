@@ -175,7 +175,7 @@ def train_generation_student(model: str, targets: GenerationTargets, loss: str =
         raise InvalidInputError("a generation student trains in mode 'full' or 'lora'")
     gen = CausalLMGenerator(model, config, prefer_offline)
     set_seed(seed)
-    tok, lm = gen._build(targets.texts, targets.targets)
+    tok, lm = gen.build(targets.texts, targets.targets)
     rows = {"input_ids": [], "completion_start": [], "target_ids": [], "target_probs": [], "weight": []}
     weights = targets.weights if targets.weights is not None else np.ones(len(targets.texts))
     for i, text in enumerate(targets.texts):

@@ -133,7 +133,8 @@ class CausalLMGenerator:
         self.history: list[dict] = []
         self.train_seconds = float("nan")
 
-    def _build(self, texts, targets):
+    def build(self, texts, targets):
+        """``(tokenizer, model)`` before training (a scratch card trains its BPE on the pairs)."""
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         if self.card.scratch:
@@ -153,7 +154,7 @@ class CausalLMGenerator:
             tok.pad_token = tok.eos_token
         return tok, model
 
-    def fit(self, texts: list[str], targets: list[str], seed: int = 0, trainer_cls=None, **trainer_kwargs):
+    def fit(self, texts: list[str], targets: list[str], seed: int = 0):
         """Fine-tune on (utterance, target) pairs with TRL's ``SFTTrainer`` (completion-only loss)."""
         from datasets import Dataset
         from transformers import set_seed
@@ -161,7 +162,7 @@ class CausalLMGenerator:
 
         _check_pairs(texts, targets)
         set_seed(seed)
-        self.tokenizer, model = self._build(list(texts), list(targets))
+        self.tokenizer, model = self.build(list(texts), list(targets))
         cfg = self.config
         peft_config = None
         if cfg.mode == "lora":
@@ -171,12 +172,10 @@ class CausalLMGenerator:
         elif cfg.mode == "head":
             raise InvalidInputError("mode 'head' is for taggers; a causal LM generator trains 'full' or 'lora'")
         data = {"prompt": [prompt_of(t) for t in texts], "completion": [" " + y for y in targets]}
-        data.update(trainer_kwargs.pop("columns", {}))
         with tempfile.TemporaryDirectory() as tmp:
             args = sft_config(cfg, seed, tmp)
-            trainer = (trainer_cls or SFTTrainer)(model=model, args=args, train_dataset=Dataset.from_dict(data),
-                                                  processing_class=self.tokenizer, peft_config=peft_config,
-                                                  **trainer_kwargs)
+            trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_dict(data),
+                                 processing_class=self.tokenizer, peft_config=peft_config)
             out = trainer.train()
         self.history = trainer.state.log_history
         self.train_seconds = out.metrics.get("train_runtime", float("nan"))
@@ -322,7 +321,7 @@ def render_tags(words: list[str], tags: list[str], tag_logprobs: np.ndarray) -> 
     total = float(tag_logprobs.sum())
     if not spans:
         return Hypothesis([target], np.array([total]), 0.0, num_tokens=len(words))
-    pieces, cursor, keyed = [], 0, set()
+    pieces, cursor = [], 0
     grouped: dict[str, list] = {}
     for kind, idx in spans:
         grouped.setdefault(kind, []).append(idx)
@@ -331,7 +330,6 @@ def render_tags(words: list[str], tags: list[str], tag_logprobs: np.ndarray) -> 
         at = target.index(key, cursor)
         pieces.append(((at, at + len(key)), float(tag_logprobs[groups[0][0]])))
         cursor = at + len(key)
-        keyed.add(kind)
         for idx in groups:
             for i in idx:
                 escaped = json.dumps(words[i], ensure_ascii=False)[1:-1]    # as it appears in the JSON
@@ -362,20 +360,18 @@ class TaggerGenerator:
         self.history: list[dict] = []
         self.train_seconds = float("nan")
 
-    def _encode(self, word_lists, tags=None):
+    def _training_rows(self, word_lists, tags):
+        """Tokenised rows with each word's tag on its first sub-token (−100 elsewhere)."""
         enc = self.tokenizer(word_lists, is_split_into_words=True, truncation=True, max_length=self.config.max_length)
         rows = []
         for i in range(len(word_lists)):
-            word_ids = enc.word_ids(i)
-            row = {"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i]}
-            if tags is not None:
-                prev, labels = None, []
-                for w in word_ids:
-                    labels.append(-100 if w is None or w == prev else self.labels.index(tags[i][w]))
-                    prev = w
-                row["labels"] = labels
-            rows.append(row)
-        return enc, rows
+            prev, labels = None, []
+            for w in enc.word_ids(i):
+                labels.append(-100 if w is None or w == prev else self.labels.index(tags[i][w]))
+                prev = w
+            rows.append({"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i],
+                         "labels": labels})
+        return rows
 
     def fit(self, texts: list[str], targets: list[str], seed: int = 0):
         from transformers import (AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification,
@@ -411,7 +407,7 @@ class TaggerGenerator:
             from peft import LoraConfig, get_peft_model
             model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear",
                                                      task_type="TOKEN_CLS"))
-        _, rows = self._encode(words, tags)
+        rows = self._training_rows(words, tags)
         with tempfile.TemporaryDirectory() as tmp:
             trainer = Trainer(model=model, args=TrainingArguments(**_training_args(cfg, seed, tmp)),
                               train_dataset=rows, data_collator=DataCollatorForTokenClassification(self.tokenizer))

@@ -77,7 +77,7 @@ def test_a_tiny_student_trains_and_changes_its_parameters():
     texts, targets = map(list, zip(*PAIRS))
     cfg = GeneratorConfig(mode="full", epochs=1, batch_size=8, learning_rate=1e-3, max_new_tokens=8)
     set_seed(0)
-    _, initial = CausalLMGenerator("gpt2-tiny-scratch", cfg)._build(texts, targets)   # what seed 0 starts from
+    _, initial = CausalLMGenerator("gpt2-tiny-scratch", cfg).build(texts, targets)   # what seed 0 starts from
     soft = GenerationTargets(texts, targets, word_slots=[[{w: 0.8, "x": 0.2} for w in t.split()] for t in targets],
                              weights=np.linspace(0.1, 1, len(texts)))
     for loss in ("xent", "edl"):
