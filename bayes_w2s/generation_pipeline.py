@@ -19,6 +19,7 @@ from .errors import InvalidInputError
 from .metrics import slu_scores
 from .posterior import fit_posterior
 from .student import train_student
+from .tasks.generation import is_well_formed
 from .weak import WeakEnsemble, WeakHypotheses
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,9 @@ def _targets_for(method: MethodConfig, task, weak: WeakEnsemble, hyps: WeakHypot
     if kind == "joint_decoding":
         return weak.generation_.joint_decode(task.strong_train, hyps, method.loss_kwargs.get("weights"))
     model, _, inference = rest.partition(":")
-    return fit_posterior(hyps, model=model, method=inference or "em", **method.posterior_kwargs)
+    # word-level voting can mix pieces of different JSON targets: keep targets well-formed
+    return fit_posterior(hyps, model=model, method=inference or "em",
+                         **method.posterior_kwargs).constrain(is_well_formed)
 
 
 def _target_strings(targets) -> list[str]:
@@ -85,7 +88,7 @@ def run_generation_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path |
     names = hyp_test.model_names
     for j, m in enumerate(names):
         add(f"weak:{m}", "weak", hyp_test.best(j), {"label_slu_f1": slu_scores(hyp_train.best(j), refs_train)["slu_f1"]})
-    rover = fit_posterior(hyp_test, model="word_reliability", method="em")
+    rover = fit_posterior(hyp_test, model="word_reliability", method="em").constrain(is_well_formed)
     add("weak_rover", "weak_ensemble", rover.consensus)
     add("weak_joint_decoding", "weak_ensemble", weak.generation_.joint_decode(task.test, hyp_test))
     weak_f1 = {m: r["slu_f1"] for m, r in zip(names, rows)}

@@ -44,7 +44,8 @@ def _insert(dist: dict[int, float], pending: dict[int, float]) -> None:
 
 
 def token_soft_targets(tokenizer, slots: list[dict[str, float]], top_k: int = 8,
-                       eos_token_id: int | None = None) -> tuple[list[int], list[tuple[list[int], list[float]]]]:
+                       eos_token_id: int | None = None,
+                       path: list[str] | None = None) -> tuple[list[int], list[tuple[list[int], list[float]]]]:
     """Soft targets for one item.
 
     Args:
@@ -52,12 +53,19 @@ def token_soft_targets(tokenizer, slots: list[dict[str, float]], top_k: int = 8,
             as :meth:`WordPosterior.word_posteriors` gives them.
         top_k: tokens kept per position.
         eos_token_id: appended as the last target (default: the tokenizer's EOS).
+        path: the word to teacher-force in each slot (default: its most probable word), e.g.
+            :meth:`WordPosterior.target_words`; each must be one of the slot's candidates.
 
     Returns ``(completion_ids, targets)``: the token ids of ``" " + consensus`` plus EOS,
     and per id a sparse distribution ``(token ids, probabilities)`` that contains that id.
     """
     eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
-    best = [max(s, key=s.get) for s in slots]
+    if path is None:
+        best = [max(s, key=s.get) for s in slots]
+    else:
+        if len(path) != len(slots) or any(w not in s for w, s in zip(path, slots)):
+            raise InvalidInputError("path must give one of each slot's candidate words, one per slot")
+        best = list(path)
     kept = [i for i, w in enumerate(best) if w != EPS]
     words = [best[i] for i in kept]
     text = " " + " ".join(words)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyro
@@ -44,6 +45,9 @@ class SlotTable:
         choice: ``[S, M]`` index into ``candidates[s]`` of each weak model's word.
         feature: ``[S, M]`` the word's log-probability, standardised per weak model
             (0 for ε and for hypotheses given without scores).
+        noise_logprob: ``[S, width]`` log q of each candidate, q being the noise
+            distribution of the models' errors (−∞ for padding); ``noise_rest`` ``[S]``
+            the log of q's mass on every other word.
     """
 
     networks: list[ConfusionNetwork]
@@ -53,6 +57,8 @@ class SlotTable:
     feature: np.ndarray
     model_names: list[str]
     item_ids: list | None = None
+    noise_logprob: np.ndarray | None = None
+    noise_rest: np.ndarray | None = None
 
     @property
     def n_candidates(self) -> np.ndarray:
@@ -117,15 +123,37 @@ def slot_table(hypotheses, model_names=None, item_ids=None) -> SlotTable:
     mean = np.nan_to_num(mean)
     sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
     feature = np.nan_to_num((raw - mean) / sd, nan=0.0)
+    noise_logprob, noise_rest = _unigram_noise(cands, choice)
     return SlotTable(networks, np.array(rows, dtype=np.int64), cands, choice, feature, model_names,
-                     list(item_ids) if item_ids is not None else None)
+                     list(item_ids) if item_ids is not None else None, noise_logprob, noise_rest)
+
+
+def _unigram_noise(cands: list[list[str]], choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The error distribution q: add-one unigram frequencies of the words the weak models
+    chose (ε counted like a word), with one more share for all unseen words, so q's
+    mass off any slot's candidates is positive."""
+    counts: dict[str, int] = {}
+    for s, row in enumerate(choice):
+        for k in row:
+            counts[cands[s][k]] = counts.get(cands[s][k], 0) + 1
+    total = sum(counts.values()) + len(counts) + 1
+    width = max(max((len(c) for c in cands), default=1), 2)
+    logq = np.full((len(cands), width), -np.inf)
+    rest = np.zeros(len(cands))
+    for s, cand in enumerate(cands):
+        q = np.array([(counts[w] + 1) / total for w in cand])
+        logq[s, :len(cand)] = np.log(q)
+        rest[s] = np.log1p(-q.sum())
+    return logq, rest
 
 
 def _tensors(table: SlotTable):
+    """``choice, n_cand, onehot [S, M, W], feature, noise_logprob [S, W], noise_rest [S]``."""
     choice = torch.as_tensor(table.choice)
     n_cand = torch.as_tensor(table.n_candidates)
     onehot = torch.nn.functional.one_hot(choice, table.width).to(DTYPE)           # [S, M, W]
-    return choice, n_cand, onehot, torch.as_tensor(table.feature, dtype=DTYPE)
+    return (choice, n_cand, onehot, torch.as_tensor(table.feature, dtype=DTYPE),
+            torch.as_tensor(table.noise_logprob, dtype=DTYPE), torch.as_tensor(table.noise_rest, dtype=DTYPE))
 
 
 def log_reliability(model: str, g: dict, feature: torch.Tensor):
@@ -137,14 +165,21 @@ def log_reliability(model: str, g: dict, feature: torch.Tensor):
     return logsigmoid(eta), logsigmoid(-eta)
 
 
-def slot_log_joint(onehot: torch.Tensor, n_cand: torch.Tensor, log_r: torch.Tensor,
+def _branches(onehot: torch.Tensor, noise_logprob: torch.Tensor, log_r: torch.Tensor, log_not_r: torch.Tensor):
+    """``[..., S, M]`` log p(y_sm | w_s ≠ y_sm) = log(1 − r) + log q(y) ("err") and
+    log p(y_sm | w_s = y_sm) = log(r + (1 − r) q(y)) ("hit")."""
+    noise_of_choice = torch.einsum("smw,sw->sm", onehot, noise_logprob.clamp_min(-1e30))
+    err = log_not_r + noise_of_choice
+    return err, torch.logaddexp(log_r.expand_as(err), err)
+
+
+def slot_log_joint(onehot: torch.Tensor, n_cand: torch.Tensor, noise_logprob: torch.Tensor, log_r: torch.Tensor,
                    log_not_r: torch.Tensor) -> torch.Tensor:
     """``[..., S, W]`` log p(w_s = k) + Σ_m log p(y_sm | w_s = k) (−∞ for k ≥ K_s)."""
     width = onehot.shape[-1]
-    spread = log_not_r - (n_cand.clamp_min(2) - 1).to(DTYPE).log().unsqueeze(-1)   # [..., S, M]
-    agree = torch.einsum("...sm,smw->...sw", (log_r - spread).expand(*log_r.shape[:-2], *onehot.shape[:2]),
-                         onehot)
-    joint = spread.sum(-1, keepdim=True) + agree - n_cand.to(DTYPE).log().unsqueeze(-1)
+    err, hit = _branches(onehot, noise_logprob, log_r, log_not_r)
+    agree = torch.einsum("...sm,smw->...sw", hit - err, onehot)
+    joint = err.sum(-1, keepdim=True) + agree - n_cand.to(DTYPE).log().unsqueeze(-1)
     return joint.masked_fill(torch.arange(width) >= n_cand.unsqueeze(-1), float("-inf"))
 
 
@@ -183,6 +218,8 @@ class WordPosterior(DrawDiagnostics):
         reliability_sd: ``[M]`` its posterior sd, or ``None`` (point fits).
         draws: global sites as ``[chains, draws, M]``; log_lik: ``[chains, draws, N]``
             log p(item's words | globals), true words summed out (for LOO).
+        valid: optional well-formedness check of a target text (e.g. "parses as slot
+            JSON"); see :meth:`target_path`. Set it with :meth:`constrain`.
     """
 
     table: SlotTable
@@ -197,6 +234,7 @@ class WordPosterior(DrawDiagnostics):
     log_lik: np.ndarray | None = None
     sample_stats: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    valid: Callable[[str], bool] | None = None
 
     @property
     def model_names(self) -> list[str]:
@@ -210,24 +248,62 @@ class WordPosterior(DrawDiagnostics):
         return [dict(zip(self.table.candidates[s], self.slot_probs[s, :len(self.table.candidates[s])].tolist()))
                 for s in self._slots_of(n)]
 
-    @property
-    def consensus(self) -> list[str]:
-        """Per item, the most probable word of each slot (ε dropped), joined by spaces."""
+    def constrain(self, valid: Callable[[str], bool] | None) -> "WordPosterior":
+        """The same posterior whose consensus must pass ``valid`` (see :meth:`target_path`)."""
+        return replace(self, valid=valid)
+
+    def target_path(self) -> np.ndarray:
+        """``[S]`` the candidate chosen in every slot: the most probable one; for an item
+        whose slot-wise argmax fails :attr:`valid` (word-level voting can mix the pieces
+        of a structured target, e.g. a JSON key from one model and its value's closing
+        brace from none), the weak model's 1-best that is most probable under the slot
+        posteriors and passes ``valid`` (the argmax stays if none does)."""
         best = self.slot_probs.argmax(-1)
+        if self.valid is None:
+            return best
+        log_p = np.log(np.clip(self.slot_probs, 1e-300, 1.0))
+        for n, text in enumerate(self._texts(best)):
+            if self.valid(text):
+                continue
+            slots = self._slots_of(n)
+            options = self.table.choice[slots].T                                    # [M, slots of n]
+            scores = [log_p[slots, opt].sum() for opt in options]
+            for m in np.argsort(scores)[::-1]:
+                if self.valid(self._join(slots, options[m])):
+                    best[slots] = options[m]
+                    break
+        return best
+
+    def _join(self, slots: np.ndarray, chosen: np.ndarray) -> str:
+        return " ".join(w for w in (self.table.candidates[s][k] for s, k in zip(slots, chosen)) if w != EPS)
+
+    def _texts(self, path: np.ndarray) -> list[str]:
         out = [[] for _ in range(self.table.num_items)]
         for s, n in enumerate(self.table.item_of_slot):
-            word = self.table.candidates[s][best[s]]
+            word = self.table.candidates[s][path[s]]
             if word != EPS:
                 out[n].append(word)
         return [" ".join(words) for words in out]
+
+    def target_words(self, n: int, path: np.ndarray | None = None) -> list[str]:
+        """Item ``n``: the chosen word of each slot (ε = ``""``), as :meth:`target_path`."""
+        path = self.target_path() if path is None else path
+        return [self.table.candidates[s][path[s]] for s in self._slots_of(n)]
+
+    @property
+    def consensus(self) -> list[str]:
+        """Per item, the chosen word of each slot (ε dropped) joined by spaces: the most
+        probable words, or the best valid weak hypothesis where those fail :attr:`valid`."""
+        return self._texts(self.target_path())
 
     @property
     def sequence_confidence(self) -> np.ndarray:
         """``[N]`` posterior probability that the consensus is right in every slot (slots are
         independent given the globals); 0 for an item without slots (nothing to learn)."""
-        log_best = np.log(np.clip(self.slot_probs.max(-1), 1e-300, 1.0))
+        path = self.target_path()
+        log_p = np.log(np.clip(self.slot_probs[np.arange(len(path)), path], 1e-300, 1.0))
         out = np.zeros(self.table.num_items)
-        np.add.at(out, self.table.item_of_slot, log_best)
+        np.add.at(out, self.table.item_of_slot, log_p)
         conf = np.exp(out)
         conf[np.bincount(self.table.item_of_slot, minlength=self.table.num_items) == 0] = 0.0
         return conf
@@ -252,10 +328,10 @@ class WordPosterior(DrawDiagnostics):
 
 def _summarise(table: SlotTable, model: str, method: str, draws: dict, **extra) -> WordPosterior:
     """Slot posteriors (Rao-Blackwellised over draws), reliabilities and per-item log-lik."""
-    _, n_cand, onehot, feature = _tensors(table)
+    _, n_cand, onehot, feature, noise, _ = _tensors(table)
     with torch.no_grad():
         log_r, log_not_r = log_reliability(model, draws, feature)                  # [C, D, S|1, M]
-        joint = slot_log_joint(onehot, n_cand, log_r, log_not_r)                   # [C, D, S, W]
+        joint = slot_log_joint(onehot, n_cand, noise, log_r, log_not_r)            # [C, D, S, W]
         slot_ll = torch.logsumexp(joint, -1)                                        # [C, D, S]
         probs = (joint - slot_ll.unsqueeze(-1)).exp().mean((0, 1))
         r = log_r.exp().expand(*log_r.shape[:-2], len(table.candidates), log_r.shape[-1]).mean(-2)   # [C, D, M]
@@ -273,37 +349,68 @@ def _point(g: dict) -> dict:
 
 # -- EM ----------------------------------------------------------------------------------
 
-def fit_em_words(table: SlotTable, model: str = "word_reliability", *, max_iter: int = 500, tol: float = 1e-9,
-                 progress: bool = False, **priors) -> WordPosterior:
-    """MAP by EM. E-step: the slot posteriors q_s(w). M-step: for ``word_reliability`` the
-    closed form ``r_m = (a − 1 + Σ_s q_s(y_sm)) / (a + b − 2 + S)``; for the confidence
-    model a few L-BFGS steps of the q-weighted logistic regression (generalised EM).
-    The log joint is recorded per iteration and never decreases."""
-    p = model_priors(model, priors)
-    _, n_cand, onehot, feature = _tensors(table)
-    s_count, m = table.choice.shape
+def _em_starts(model: str, m: int, p: dict, restarts: bool) -> list[dict]:
+    """The symmetric start (every model equally reliable) and, with ``restarts``, one start
+    per weak model in which that model is the reliable one. The word models' likelihood has
+    "dictator" modes — one model's reliability → 1 and the consensus copies it — so a single
+    start ends in whichever mode is nearest; we keep the start with the best log joint."""
+    levels = [torch.full((m,), 0.7, dtype=DTYPE)]
+    if restarts and m > 1:
+        for lead in range(m):
+            r = torch.full((m,), 0.5, dtype=DTYPE)
+            r[lead] = 0.9
+            levels.append(r)
     if model == "word_reliability":
-        g = {"reliability": torch.full((m,), 0.7, dtype=DTYPE)}
-    else:
-        g = {"intercept": torch.full((m,), p["intercept_loc"], dtype=DTYPE), "slope": torch.zeros(m, dtype=DTYPE)}
+        return [{"reliability": r} for r in levels]
+    # the symmetric start sits at the prior's centre, the others at the same levels as above
+    return [{"intercept": torch.full((m,), p["intercept_loc"], dtype=DTYPE) if i == 0 else torch.logit(r),
+             "slope": torch.zeros(m, dtype=DTYPE)} for i, r in enumerate(levels)]
+
+
+def _em_from(g: dict, model: str, p: dict, tensors, s_count: int, max_iter: int, tol: float,
+             progress: bool) -> tuple[dict, list[float], bool]:
+    n_cand, onehot, feature, noise = tensors
     history = []
-    converged = False
     for _ in tqdm(range(max_iter), desc=f"EM {model}", disable=not progress, leave=False):
         with torch.no_grad():
-            joint = slot_log_joint(onehot, n_cand, *log_reliability(model, g, feature))
+            log_r, log_not_r = log_reliability(model, g, feature)
+            joint = slot_log_joint(onehot, n_cand, noise, log_r, log_not_r)
             slot_ll = torch.logsumexp(joint, -1)
             history.append(float(slot_ll.sum() + log_prior(model, g, p)))
             q = (joint - slot_ll.unsqueeze(-1)).exp()
-            right = torch.einsum("sw,smw->sm", q, onehot)                           # q_s(y_sm): m's word is true
+            err, hit = _branches(onehot, noise, log_r, log_not_r)
+            # E[m copied the true word]: its word is true (q_s) and came from the r branch
+            right = torch.einsum("sw,smw->sm", q, onehot) * (log_r - hit).exp()
         if len(history) > 1 and abs(history[-1] - history[-2]) <= tol * (1 + abs(history[-1])):
-            converged = True
-            break
+            return g, history, True
         if model == "word_reliability":
             a, b = p["reliability_a"], p["reliability_b"]
             g = {"reliability": ((a - 1 + right.sum(0)) / (a + b - 2 + s_count)).clamp(1e-6, 1 - 1e-6)}
         else:
             g = _logistic_m_step(g, right, feature, p)
-    return _summarise(table, model, "em", _point(g), history=history, converged=converged)
+    return g, history, False
+
+
+def fit_em_words(table: SlotTable, model: str = "word_reliability", *, max_iter: int = 500, tol: float = 1e-9,
+                 restarts: bool = True, progress: bool = False, **priors) -> WordPosterior:
+    """MAP by EM. E-step: the slot posteriors q_s(w). M-step: for ``word_reliability`` the
+    closed form ``r_m = (a − 1 + Σ_s q_s(y_sm)) / (a + b − 2 + S)``; for the confidence
+    model a few L-BFGS steps of the q-weighted logistic regression (generalised EM).
+    The log joint is recorded per iteration and never decreases.
+
+    With ``restarts`` (default) EM runs from the symmetric start and from one start per weak
+    model (that model reliable, the others not) and keeps the run with the highest final
+    log joint; ``info["start_log_joints"]`` lists every start's, symmetric first."""
+    p = model_priors(model, priors)
+    _, n_cand, onehot, feature, noise, _ = _tensors(table)
+    s_count, m = table.choice.shape
+    runs = [_em_from(g, model, p, (n_cand, onehot, feature, noise), s_count, max_iter, tol, progress)
+            for g in _em_starts(model, m, p, restarts)]
+    finals = [history[-1] for _, history, _ in runs]
+    best = int(np.argmax(finals))
+    g, history, converged = runs[best]
+    return _summarise(table, model, "em", _point(g), history=history, converged=converged,
+                      info={"start_log_joints": finals, "best_start": best})
 
 
 def _logistic_m_step(g: dict, right: torch.Tensor, feature: torch.Tensor, p: dict, steps: int = 20) -> dict:
@@ -324,8 +431,8 @@ def _logistic_m_step(g: dict, right: torch.Tensor, feature: torch.Tensor, p: dic
 # -- SVI ---------------------------------------------------------------------------------
 
 def _model_args(table: SlotTable, model: str):
-    choice, n_cand, _, feature = _tensors(table)
-    return (choice, n_cand) if model == "word_reliability" else (choice, n_cand, feature)
+    choice, n_cand, _, feature, noise, rest = _tensors(table)
+    return (choice, n_cand, noise, rest) + (() if model == "word_reliability" else (feature,))
 
 
 def fit_svi_words(table: SlotTable, model: str = "word_reliability", *, guide: str = "delta", steps: int = 1000,
@@ -362,22 +469,10 @@ def fit_svi_words(table: SlotTable, model: str = "word_reliability", *, guide: s
 # -- NUTS --------------------------------------------------------------------------------
 
 def make_potential(table: SlotTable, model: str, priors: dict):
-    """The negative log joint of the unconstrained globals, true words summed out.
-
-    For ``word_reliability`` identical slot rows (same choices, same candidate count) are
-    exchangeable, so each distinct row is evaluated once and weighted by its count.
-    """
+    """The negative log joint of the unconstrained globals, true words summed out."""
     p = model_priors(model, priors)
     _, sites = WORD_MODELS[model]
-    _, n_cand, onehot, feature = _tensors(table)
-    weight = torch.ones(len(n_cand), dtype=DTYPE)
-    if model == "word_reliability":
-        rows = np.concatenate([table.choice, table.n_candidates[:, None]], 1)
-        uniq, inverse, counts = np.unique(rows, axis=0, return_inverse=True, return_counts=True)
-        first = np.zeros(len(uniq), dtype=np.int64)
-        first[inverse.ravel()] = np.arange(len(rows))
-        onehot, n_cand, feature = onehot[first], n_cand[first], feature[first]
-        weight = torch.as_tensor(counts, dtype=DTYPE)
+    _, n_cand, onehot, feature, noise, _ = _tensors(table)
     support = {"reliability": constraints.unit_interval, "intercept": constraints.real, "slope": constraints.real}
 
     def potential(params: dict) -> torch.Tensor:
@@ -386,8 +481,8 @@ def make_potential(table: SlotTable, model: str, priors: dict):
             t = biject_to(support[s])
             g[s] = t(params[s])
             log_det = log_det + t.log_abs_det_jacobian(params[s], g[s]).sum()
-        joint = slot_log_joint(onehot, n_cand, *log_reliability(model, g, feature))
-        return -((torch.logsumexp(joint, -1) * weight).sum() + log_prior(model, g, p) + log_det)
+        joint = slot_log_joint(onehot, n_cand, noise, *log_reliability(model, g, feature))
+        return -(torch.logsumexp(joint, -1).sum() + log_prior(model, g, p) + log_det)
     return potential, support
 
 

@@ -35,6 +35,8 @@ class GenerationTargets:
         word_slots: per row, the word posterior's slots (``[{word: prob}]``, see
             :meth:`WordPosterior.word_posteriors`) to turn into token soft labels with the
             student's tokenizer, or ``None`` (all rows, or one row) for one-hot targets.
+        word_paths: per row with ``word_slots``, the word to teacher-force in each slot
+            (:meth:`WordPosterior.target_words`), or ``None`` for each slot's most probable.
         weights: ``[rows]`` per-sequence weights (1 = plain SFT).
         source: where the targets came from.
     """
@@ -42,6 +44,7 @@ class GenerationTargets:
     texts: list[str]
     targets: list[str]
     word_slots: list | None = None
+    word_paths: list | None = None
     weights: np.ndarray | None = None
     top_k: int = 8
     source: str = ""
@@ -64,18 +67,23 @@ class GenerationTargets:
         slots = self.word_slots[i] if self.word_slots is not None else None
         if slots is None:
             return hard_targets(tokenizer, self.targets[i])
-        return token_soft_targets(tokenizer, slots, self.top_k)
+        path = self.word_paths[i] if self.word_paths is not None else None
+        return token_soft_targets(tokenizer, slots, self.top_k, path=path)
 
 
 def posterior_targets(posterior, texts: list[str], soft: bool = True, weighted: bool = False,
                       top_k: int = 8) -> GenerationTargets:
-    """Targets from a :class:`~bayes_w2s.posterior.WordPosterior`: the consensus, as token
-    soft labels (``soft``) or one-hot, weighted by the sequence confidence (``weighted``)."""
+    """Targets from a :class:`~bayes_w2s.posterior.WordPosterior`: the consensus (its
+    :meth:`~bayes_w2s.posterior.WordPosterior.target_path`, so a posterior constrained to
+    well-formed targets teaches well-formed ones), as token soft labels (``soft``) or
+    one-hot, weighted by the sequence confidence (``weighted``)."""
     if len(texts) != posterior.table.num_items:
         raise InvalidInputError(f"{len(texts)} texts for a posterior over {posterior.table.num_items} items")
+    path = posterior.target_path()
     slots = [posterior.word_posteriors(n) for n in range(len(texts))] if soft else None
+    paths = [posterior.target_words(n, path) for n in range(len(texts))] if soft else None
     weights = posterior.sequence_confidence if weighted else None
-    return GenerationTargets(list(texts), posterior.consensus, word_slots=slots, weights=weights,
+    return GenerationTargets(list(texts), posterior.consensus, word_slots=slots, word_paths=paths, weights=weights,
                              source=f"{posterior.model}/{posterior.method}{' soft' if soft else ''}", top_k=top_k)
 
 

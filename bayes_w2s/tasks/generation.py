@@ -69,6 +69,16 @@ def parse_slots(text: str) -> tuple[list[dict], bool]:
     return entities, True
 
 
+def is_well_formed(text: str) -> bool:
+    """Whether ``text`` is, in full, one slot JSON object (nothing before or after it):
+    the check a training target must pass (:meth:`WordPosterior.constrain`)."""
+    try:
+        json.loads(text)
+    except (json.JSONDecodeError, ValueError, TypeError):
+        return False
+    return parse_slots(text)[1]
+
+
 def check_targets(targets, slot_types) -> None:
     """Raise a clear error for a target that is not well-formed JSON or names a slot
     type outside ``slot_types`` (targets are training data; model outputs are not checked)."""

@@ -70,3 +70,12 @@ def test_on_the_real_smollm2_tokenizer():
     assert tok.decode(ids) == ' {"time": "five am"}' + tok.eos_token
     spread = [t for t in targets if len(t[0]) > 1]
     assert len(spread) >= 3 and np.isclose(max(max(p) for _, p in spread), 0.9)
+
+
+def test_a_path_teacher_forces_a_non_argmax_word(tok):
+    slots = [{'{"time":': 1.0}, {'"five': 0.6, '"nine': 0.4}, {'am"}': 1.0}]
+    ids, targets = token_soft_targets(tok, slots, path=['{"time":', '"nine', 'am"}'])
+    _check(ids, targets)
+    assert tok.decode(ids[:-1]) == ' {"time": "nine am"}'
+    with pytest.raises(Exception, match="one of each slot's candidate words"):
+        token_soft_targets(tok, slots, path=['{"time":', '"ten', 'am"}'])

@@ -55,13 +55,36 @@ def test_em_recovers_reliability_order_and_informative_confidence_helps(simulate
     assert np.all(np.diff(plain.history) > -1e-8)                 # EM never decreases the log joint
     conf = fit_posterior(hyps, model="word_reliability_conf", method="em")
     best_weak = max(np.mean([" ".join(h[m].words) == t for h, t in zip(hyps, truth)]) for m in range(4))
-    assert _exact(conf, truth) > _exact(plain, truth) + 0.1 and _exact(conf, truth) > best_weak + 0.1
+    assert _exact(plain, truth) > best_weak + 0.05                # 75% vs 64% when written
+    assert _exact(conf, truth) > _exact(plain, truth) + 0.03 and _exact(conf, truth) > best_weak + 0.1
     assert np.all(conf.draws["slope"] > 0)                        # confident words are right more often
     # sequence confidence is calibrated-ish: right consensus sequences are the confident ones
     right = np.array([c == t for c, t in zip(conf.consensus, truth)])
     assert conf.sequence_confidence[right].mean() > conf.sequence_confidence[~right].mean() + 0.2
     slots = conf.word_posteriors(0)
     assert all(abs(sum(s.values()) - 1) < 1e-9 for s in slots)
+
+
+@pytest.mark.parametrize("model", sorted(WORD_MODELS))
+def test_the_most_reliable_model_leads_not_a_dictator(model):
+    """Regression: with errors spread over the slot's observed candidates, the least
+    reliable of three models won the likelihood and every other model was explained
+    against its words. With the vocabulary-wide noise distribution the order is right."""
+    truth, hyps = simulate_hypotheses(n=200, reliabilities=(0.85, 0.35, 0.15), seed=0)
+    post = fit_posterior(hyps, model=model, method="em")
+    assert np.argmax(post.reliability) == 0 and np.argmin(post.reliability) == 2
+    assert abs(post.reliability[1] - 0.35) < 0.05 and abs(post.reliability[2] - 0.15) < 0.05
+    assert _exact(post, truth) >= np.mean([" ".join(h[0].words) == t for h, t in zip(hyps, truth)])
+
+
+def test_em_restarts_keep_the_best_start(simulated):
+    _, hyps = simulated
+    table = slot_table(hyps[:150])
+    one = fit_posterior(table, model="word_reliability", method="em", restarts=False)
+    many = fit_posterior(table, model="word_reliability", method="em")
+    finals = many.info["start_log_joints"]
+    assert len(finals) == 1 + 4 and finals[0] == pytest.approx(one.history[-1])
+    assert many.history[-1] == max(finals) >= one.history[-1]
 
 
 @pytest.mark.parametrize("model", sorted(WORD_MODELS))
@@ -75,7 +98,7 @@ def test_svi_map_equals_em(simulated, model):
 
 @pytest.mark.parametrize("model", sorted(WORD_MODELS))
 def test_potential_matches_the_pyro_model(simulated, model):
-    """Our NUTS potential (distinct rows, weighted) = −log joint of the Pyro model with the
+    """Our NUTS potential = −log joint of the Pyro model with the
     true words enumerated, at an arbitrary point (log-Jacobian of the transform added)."""
     _, hyps = simulated
     table = slot_table(hyps[:100])
@@ -85,7 +108,8 @@ def test_potential_matches_the_pyro_model(simulated, model):
     u = {s: 0.5 * torch.randn(4, generator=gen, dtype=torch.float64) for s in sites}
     g = {s: torch.distributions.biject_to(support[s])(u[s]) for s in sites}
     log_det = sum(torch.distributions.biject_to(support[s]).log_abs_det_jacobian(u[s], g[s]).sum() for s in sites)
-    args = (torch.as_tensor(table.choice), torch.as_tensor(table.n_candidates))
+    args = (torch.as_tensor(table.choice), torch.as_tensor(table.n_candidates), torch.as_tensor(table.noise_logprob),
+            torch.as_tensor(table.noise_rest))
     if model == "word_reliability_conf":
         args += (torch.as_tensor(table.feature),)
     pyro_log_joint = -TraceEnum_ELBO(max_plate_nesting=2).loss(poutine.condition(fn, data=g), lambda *a: None, *args)
@@ -127,3 +151,21 @@ def test_errors_name_the_problem(simulated):
         fit_posterior(hyps[:5], model="word_reliability", method="gibbs")
     with pytest.raises(InvalidInputError, match="no items"):
         fit_posterior([], model="word_reliability")
+
+
+def test_constrained_consensus_falls_back_to_the_best_valid_hypothesis():
+    """Word voting can glue pieces of different structured targets together; with a
+    validity check the item's consensus is the most probable weak hypothesis that passes."""
+    from bayes_w2s.tasks.generation import is_well_formed
+    good, other = '{"time": "five am"}', '{"date": "today"}'
+    hyps = [[good, good, other]] * 30 + [['{"time": "five', '{"time": "five', '{"time": "nine am"}']] + \
+           [[other, other, good]] * 30
+    post = fit_posterior(hyps, model="word_reliability", method="em")
+    assert post.consensus[30] == '{"time": "five'                 # two votes for ε beat 'am"}'
+    fixed = post.constrain(is_well_formed)
+    assert all(is_well_formed(c) for c in fixed.consensus)
+    assert fixed.consensus[30] == '{"time": "nine am"}'           # the only well-formed hypothesis
+    path = fixed.target_path()
+    assert " ".join(w for w in fixed.target_words(30, path) if w) == fixed.consensus[30]
+    assert fixed.consensus[:30] == post.consensus[:30] == [good] * 30
+    assert 0 < fixed.sequence_confidence[30] < post.sequence_confidence[30]

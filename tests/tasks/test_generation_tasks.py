@@ -86,3 +86,10 @@ def test_snips_renders_bio_to_the_same_json(data_dir):
     assert "playlist" in t.slot_types and slot_types_of(t.test) <= slot_types_of(t.test) + t.slot_types
     check_targets(t.strong_train["target"], t.slot_types)
     assert len(set(t.weak_train["scenario"])) == 7
+
+
+def test_is_well_formed_takes_the_whole_text():
+    from bayes_w2s.tasks.generation import is_well_formed
+    assert is_well_formed("{}") and is_well_formed('{"time": ["five am", "six"]}')
+    assert not is_well_formed('{"time": "five') and not is_well_formed('{"time": "x"} "y"}')
+    assert not is_well_formed('["x"]') and not is_well_formed('{"time": 5}') and not is_well_formed("")
