@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidInputError
-from .slu import per_slot_type, slu_scores
+from .slu import item_slu_f1, per_slot_type, slu_scores
 
 
 def _as_pred(probs_or_labels: np.ndarray) -> np.ndarray:
@@ -46,4 +46,4 @@ def pgr(student: float, weak: float, ceiling: float) -> float:
     return float((student - weak) / gap) if gap > 0 else float("nan")
 
 
-__all__ = ["accuracy", "expected_calibration_error", "pgr", "slu_scores", "per_slot_type"]
+__all__ = ["accuracy", "expected_calibration_error", "pgr", "slu_scores", "item_slu_f1", "per_slot_type"]

@@ -110,6 +110,19 @@ def slu_scores(predictions, references) -> dict[str, float]:
             "exact_match": exact / len(references), "malformed": malformed / len(references)}
 
 
+def item_slu_f1(prediction: str, reference: str) -> float:
+    """SLU-F1 of one utterance (word + char tables, as :func:`slu_scores`); 1 when neither
+    has a slot (nothing to find and nothing claimed). A utility for ranking candidates."""
+    gold, ok = parse_slots(reference)
+    if not ok:
+        raise InvalidInputError(f"the reference is not a JSON object of slot fillers: {reference!r}")
+    pred = parse_slots(prediction)[0]
+    if not gold and not pred:
+        return 1.0
+    counts = _span_counts(gold, pred, word_distance) + _span_counts(gold, pred, char_distance)
+    return _prf(*counts)[2]
+
+
 def per_slot_type(predictions, references) -> dict[str, dict[str, float]]:
     """SLU precision / recall / F1 per gold or predicted slot type (word + char tables)."""
     tables: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(3))

@@ -290,6 +290,27 @@ class WordPosterior(DrawDiagnostics):
         path = self.target_path() if path is None else path
         return [self.table.candidates[s][path[s]] for s in self._slots_of(n)]
 
+    def sample_targets(self, num_samples: int, seed: int = 0) -> list[dict[str, int]]:
+        """Per item, ``num_samples`` draws of its true target from the slot posteriors
+        (slots independently), as ``{text: count}``. Draws that fail :attr:`valid` are
+        dropped; an item left without any counts its consensus ``num_samples`` times."""
+        if num_samples < 1:
+            raise InvalidInputError(f"num_samples must be ≥ 1, got {num_samples}")
+        rng = np.random.default_rng(seed)
+        cum = np.cumsum(self.slot_probs, -1)
+        draws = (rng.random((num_samples, len(cum), 1)) > cum[None]).sum(-1)          # [draws, S]
+        draws = np.minimum(draws, self.table.n_candidates[None] - 1)
+        out: list[dict[str, int]] = [{} for _ in range(self.table.num_items)]
+        for path in draws:
+            for n, text in enumerate(self._texts(path)):
+                if self.valid is None or self.valid(text):
+                    out[n][text] = out[n].get(text, 0) + 1
+        consensus = self.consensus
+        for n, counts in enumerate(out):
+            if not counts:
+                counts[consensus[n]] = num_samples
+        return out
+
     @property
     def consensus(self) -> list[str]:
         """Per item, the chosen word of each slot (ε dropped) joined by spaces: the most

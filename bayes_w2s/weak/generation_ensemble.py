@@ -100,16 +100,19 @@ class GenerationEnsemble:
             parts.append(part)
         return WeakHypotheses.concat_models(parts)
 
-    def joint_decode(self, data, hypotheses: WeakHypotheses, weights=None, progress: bool = True) -> list[str]:
-        """Joint decoding: every weak model's n-best candidates are rescored by *every* weak
-        model with its own tokenizer (mean token log-prob); the candidate with the highest
-        weighted sum (weights ``λ_m``, default equal) is the single target per item."""
-        texts = list(data["text"])
+    def score_candidates(self, data, candidates: list[list[str]], weights=None, progress: bool = True) -> list[np.ndarray]:
+        """Per item, each candidate's weighted sum over weak models (weights ``λ_m``, default
+        equal) of its mean token log-prob under that model, each with its own tokenizer.
+        Scores are cached per weak model, data and candidate lists."""
+        texts = list(data["text"]) if hasattr(data, "column_names") or isinstance(data, dict) else list(data)
+        if len(candidates) != len(texts):
+            raise InvalidInputError(f"{len(candidates)} candidate lists for {len(texts)} items")
+        if any(len(c) == 0 for c in candidates):
+            raise InvalidInputError("every item needs at least one candidate to score")
         m = len(self.model_names)
         lam = np.full(m, 1.0 / m) if weights is None else np.asarray(weights, dtype=float)
         if lam.shape != (m,) or (lam < 0).any() or not np.isfinite(lam).all():
-            raise InvalidInputError(f"joint decoding needs {m} non-negative weights, got {weights!r}")
-        candidates = [list(dict.fromkeys(h.text for hyps in item for h in hyps)) for item in hypotheses.nbest]
+            raise InvalidInputError(f"scoring needs {m} non-negative weights, got {weights!r}")
         scores = []
         for name in self.model_names:
             path = self._key(name, "joint", texts, json.dumps(candidates), ".json") if self.cache else None
@@ -126,8 +129,12 @@ class GenerationEnsemble:
                     tmp.write_text(json.dumps([s.tolist() for s in part]))
                     tmp.replace(path)
             scores.append(part)
-        out = []
-        for n, cands in enumerate(candidates):
-            total = sum(lam[j] * scores[j][n] for j in range(m))
-            out.append(cands[int(np.argmax(total))])
-        return out
+        return [sum(lam[j] * scores[j][n] for j in range(m)) for n in range(len(texts))]
+
+    def joint_decode(self, data, hypotheses: WeakHypotheses, weights=None, progress: bool = True) -> list[str]:
+        """Joint decoding: every weak model's n-best candidates are rescored by *every* weak
+        model with its own tokenizer (mean token log-prob); the candidate with the highest
+        weighted sum (weights ``λ_m``, default equal) is the single target per item."""
+        candidates = [list(dict.fromkeys(h.text for hyps in item for h in hyps)) for item in hypotheses.nbest]
+        totals = self.score_candidates(data, candidates, weights, progress)
+        return [cands[int(np.argmax(total))] for cands, total in zip(candidates, totals)]

@@ -1,0 +1,295 @@
+"""Preference learning for generation students: DPO and conservative DPO on the student's
+own candidates, ranked by the weak supervisors.
+
+1. The SFT student writes an N-best list per strong_train prompt (:func:`student_candidates`).
+2. The candidates are ranked, either as in Cui et al. (2025, §4.3) by the weak ensemble's
+   weighted mean token log-probability, each weak model with its own tokenizer
+   (:meth:`GenerationEnsemble.score_candidates`), or by their expected utility (SLU-F1)
+   under the word posterior (:func:`posterior_utilities`).
+3. Chosen = best, rejected = worst; each pair carries ``p``, the posterior probability that
+   chosen is better than rejected (:func:`make_pairs`).
+4. :class:`ConservativeDPOTrainer` learns the pairs with DPO, conservative DPO with a global
+   ε (Mitchell, 2023), conservative DPO with a per-pair ``ε_i = 1 − p_i`` (ours), or TRL's
+   ``robust`` loss (Chowdhury et al., 2024).
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from trl import DPOConfig, DPOTrainer
+from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+from ..errors import InvalidInputError
+from ..weak.generators import GeneratorConfig, prompt_of
+from .generation import GenerationStudent
+
+PREFERENCE_LOSSES = ("dpo", "cdpo", "cdpo_pair", "robust")
+RANKERS = ("weak", "posterior")
+MAX_PAIR_EPSILON = 0.49     # ε_i is clipped below 1/2: at 1/2 a pair carries no preference
+
+
+@dataclass
+class PreferenceConfig:
+    """The preference stage after SFT. Also the YAML schema of a method's ``preference:``."""
+
+    loss: str = field(default="cdpo_pair", metadata={
+        "help": "dpo (TRL sigmoid) | cdpo (global ε) | cdpo_pair (ε_i = 1 − p_i) | robust (TRL robust, global ε)"})
+    beta: float = field(default=0.1, metadata={"help": "DPO temperature β > 0"})
+    epsilon: float = field(default=0.1, metadata={"help": "global label-noise rate ε in [0, 0.5) (cdpo, robust)"})
+    n_candidates: int = field(default=10, metadata={"help": "N: beam width of the student's N-best list (≥ 2)"})
+    ranker: str = field(default="weak", metadata={
+        "help": "weak: weighted mean token log-prob of the weak ensemble (the paper) | posterior: expected SLU-F1 "
+                "under the word posterior"})
+    posterior_model: str = field(default="word_reliability_conf", metadata={
+        "help": "word posterior that gives p (and ranks, with ranker=posterior)"})
+    posterior_samples: int = field(default=64, metadata={"help": "draws of the true target per item for p"})
+    max_items: int | None = field(default=None, metadata={"help": "strong_train prompts used for pairs (None: all)"})
+    epochs: float = field(default=1.0, metadata={"help": "passes over the pairs"})
+    batch_size: int = field(default=8, metadata={"help": "pairs per step"})
+    learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate (AdamW, linear decay)"})
+    mode: str = field(default="lora", metadata={"help": "lora | full"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank (mode=lora)"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (mode=lora)"})
+
+    def __post_init__(self):
+        if self.loss not in PREFERENCE_LOSSES:
+            raise InvalidInputError(f"unknown preference loss {self.loss!r}; use one of {PREFERENCE_LOSSES}")
+        if self.ranker not in RANKERS:
+            raise InvalidInputError(f"unknown ranker {self.ranker!r}; use one of {RANKERS}")
+        if not 0.0 <= self.epsilon < 0.5:
+            raise InvalidInputError(f"epsilon must be in [0, 0.5), got {self.epsilon}")
+        if not self.beta > 0:
+            raise InvalidInputError(f"beta must be > 0, got {self.beta}")
+        if self.n_candidates < 2:
+            raise InvalidInputError(f"n_candidates (N) must be ≥ 2 to make a pair, got {self.n_candidates}")
+        if self.mode not in ("lora", "full"):
+            raise InvalidInputError(f"preference mode must be 'lora' or 'full', got {self.mode!r}")
+        for name in ("posterior_samples", "batch_size", "epochs", "learning_rate"):
+            if not getattr(self, name) > 0:
+                raise InvalidInputError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.max_items is not None and self.max_items < 1:
+            raise InvalidInputError(f"max_items must be ≥ 1 or None, got {self.max_items}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# -- pairs -------------------------------------------------------------------------------
+
+@dataclass
+class PreferencePairs:
+    """One (chosen, rejected) pair per prompt.
+
+    Attributes:
+        texts: the utterances (the prompt is built from each).
+        chosen, rejected: the best and the worst candidate under the ranker.
+        p: ``[pairs]`` posterior probability that chosen is better than rejected.
+        source: how the pairs were ranked.
+    """
+
+    texts: list[str]
+    chosen: list[str]
+    rejected: list[str]
+    p: np.ndarray
+    source: str = ""
+
+    def __post_init__(self):
+        n = len(self.texts)
+        if not n:
+            raise InvalidInputError("no preference pairs: every item's candidates tied or were identical")
+        if len(self.chosen) != n or len(self.rejected) != n:
+            raise InvalidInputError(f"{len(self.chosen)} chosen / {len(self.rejected)} rejected for {n} prompts")
+        self.p = np.asarray(self.p, dtype=float)
+        if self.p.shape != (n,) or not np.isfinite(self.p).all() or (self.p < 0).any() or (self.p > 1).any():
+            raise InvalidInputError(f"p must be {n} probabilities in [0, 1]")
+        if any(c == r for c, r in zip(self.chosen, self.rejected)):
+            raise InvalidInputError("a pair's chosen and rejected completions are identical")
+
+    @property
+    def epsilon(self) -> np.ndarray:
+        """Per-pair label-noise rate ``ε_i = 1 − p_i``, clipped to [0, 0.49]."""
+        return np.clip(1.0 - self.p, 0.0, MAX_PAIR_EPSILON)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def student_candidates(student: GenerationStudent, texts: list[str], n: int, progress: bool = True) -> list[list[str]]:
+    """The student's beam-search N-best per text, duplicates removed, best first."""
+    hyps = student.generator.generate(list(texts), n_best=n, progress=progress)
+    return [list(dict.fromkeys(h.text for h in item)) for item in hyps]
+
+
+def posterior_utilities(posterior, candidates: list[list[str]], utility: Callable[[str, str], float],
+                        num_samples: int = 64, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per item ``(U, w)``: ``U[k, j]`` = ``utility(candidate k, sampled truth j)`` over the
+    distinct draws of the item's true target from the word posterior, ``w[j]`` their
+    probabilities. ``U @ w`` is each candidate's expected utility."""
+    if len(candidates) != posterior.table.num_items:
+        raise InvalidInputError(f"{len(candidates)} candidate lists for a posterior over "
+                                f"{posterior.table.num_items} items")
+    out = []
+    for cands, draws in zip(candidates, posterior.sample_targets(num_samples, seed)):
+        truths = list(draws)
+        weights = np.array([draws[t] for t in truths], dtype=float)
+        out.append((np.array([[utility(c, t) for t in truths] for c in cands]), weights / weights.sum()))
+    return out
+
+
+def make_pairs(texts: list[str], candidates: list[list[str]], scores: list[np.ndarray],
+               utilities: list[tuple[np.ndarray, np.ndarray]], source: str = "") -> PreferencePairs:
+    """Chosen = the highest-scoring candidate, rejected = the lowest; ``p`` = posterior
+    probability that chosen's utility beats rejected's (ties count one half). Items with
+    one distinct candidate or all scores equal give no pair."""
+    keep_t, chosen, rejected, p = [], [], [], []
+    for text, cands, score, (u, w) in zip(texts, candidates, scores, utilities):
+        score = np.asarray(score, dtype=float)
+        if len(cands) < 2 or score.shape != (len(cands),) or np.ptp(score) == 0:
+            continue
+        best, worst = int(np.argmax(score)), int(np.argmin(score))
+        diff = u[best] - u[worst]
+        keep_t.append(text)
+        chosen.append(cands[best])
+        rejected.append(cands[worst])
+        p.append(float(w @ ((diff > 0) + 0.5 * (diff == 0))))
+    return PreferencePairs(keep_t, chosen, rejected, np.array(p), source)
+
+
+# -- trainer -----------------------------------------------------------------------------
+
+def conservative_dpo_loss(margin: torch.Tensor, beta: float, epsilon: torch.Tensor | float) -> torch.Tensor:
+    """Per pair ``−(1 − ε) log σ(β h) − ε log σ(−β h)``, ``h`` the policy-minus-reference
+    log-ratio margin; ε may be one number or one per pair (ε = 0 is DPO)."""
+    return -(1 - epsilon) * F.logsigmoid(beta * margin) - epsilon * F.logsigmoid(-beta * margin)
+
+
+@dataclass
+class PreferenceCollator(DataCollatorForPreference):
+    """TRL's preference collator, plus the per-pair ``epsilon`` as a ``[B]`` tensor."""
+
+    def torch_call(self, examples):
+        out = super().torch_call(examples)
+        if "epsilon" in examples[0]:
+            out["epsilon"] = torch.tensor([float(e["epsilon"]) for e in examples], dtype=torch.float32)
+        return out
+
+
+class ConservativeDPOTrainer(DPOTrainer):
+    """``DPOTrainer`` with conservative DPO, global or per pair.
+
+    TRL ≥ 0.29 ignores ``label_smoothing`` in its ``sigmoid`` loss and has no per-pair
+    weights, so ``cdpo`` / ``cdpo_pair`` are computed here from the same per-sequence
+    log-probs TRL uses (its fused LM head) and the precomputed reference log-probs.
+    ``dpo`` and ``robust`` are TRL's own ``sigmoid`` and ``robust`` losses, untouched.
+    """
+
+    def __init__(self, *args, preference_loss: str = "dpo", **kwargs):
+        if preference_loss not in PREFERENCE_LOSSES:
+            raise InvalidInputError(f"unknown preference loss {preference_loss!r}; use one of {PREFERENCE_LOSSES}")
+        self.preference_loss = preference_loss
+        super().__init__(*args, **kwargs)
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if "epsilon" not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, "epsilon"]
+
+    def compute_ref_log_probs(self, model, inputs):
+        # TRL passes every non-reference key to the model; ε is ours
+        return super().compute_ref_log_probs(model, {k: v for k, v in inputs.items() if k != "epsilon"})
+
+    def sequence_logps(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed completion log-probs ``(chosen [B], rejected [B])`` of the batch."""
+        mask = inputs["completion_mask"]
+        labels = inputs["input_ids"].masked_fill(mask == 0, -100)
+        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=labels,
+                    use_cache=False, fused_lm_head=True)
+        logps = out.log_probs[:, -(mask.shape[1] - 1):].sum(1)
+        return logps.chunk(2)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        epsilon = inputs.pop("epsilon", None)
+        if self.preference_loss in ("dpo", "robust"):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if self.preference_loss == "cdpo_pair":
+            if epsilon is None:
+                raise InvalidInputError("cdpo_pair needs a per-pair 'epsilon' column in the dataset")
+        else:
+            epsilon = self.label_smoothing
+        chosen, rejected = self.sequence_logps(model, inputs)
+        margin = (chosen - inputs["ref_chosen_logps"]) - (rejected - inputs["ref_rejected_logps"])
+        eps = epsilon.to(margin) if torch.is_tensor(epsilon) else epsilon
+        loss = conservative_dpo_loss(margin, self.beta, eps).mean()
+        mode = "train" if model.training else "eval"
+        self._metrics[mode]["rewards/margins"].append((self.beta * margin).mean().item())
+        self._metrics[mode]["rewards/accuracies"].append((margin > 0).float().mean().item())
+        return (loss, None) if return_outputs else loss
+
+
+def dpo_config(config: PreferenceConfig, seed: int, output_dir: str, max_length: int, bf16: bool = False,
+               **extra) -> DPOConfig:
+    """TRL's ``DPOConfig`` for our settings: reference log-probs precomputed once (the SFT
+    student is the reference), TRL's loss type for ``dpo`` / ``robust``. TRL turns
+    gradient checkpointing and bf16 on by default; both are the wrong trade on a CPU."""
+    loss_type = {"dpo": "sigmoid", "robust": "robust"}.get(config.loss, "sigmoid")
+    smoothing = config.epsilon if config.loss in ("cdpo", "robust") else 0.0
+    return DPOConfig(output_dir=output_dir, num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
+                     learning_rate=config.learning_rate, lr_scheduler_type="linear", warmup_steps=0.05,
+                     beta=config.beta, loss_type=[loss_type], label_smoothing=smoothing, precompute_ref_log_probs=True,
+                     max_length=max_length, seed=seed, data_seed=seed, report_to="none", save_strategy="no",
+                     logging_steps=10**9, remove_unused_columns=False, activation_checkpointing=False, bf16=bf16,
+                     dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(), **extra)
+
+
+def clone_model(model):
+    """A copy of a causal LM with its own weights and the class's own ``forward``. TRL's
+    trainers patch ``forward`` on the instance (their fused LM head) with a method bound
+    to that instance, so ``copy.deepcopy`` would give a copy that runs the original's
+    weights."""
+    clone = type(model)(model.config)
+    clone.load_state_dict(model.state_dict())
+    return clone.to(device=model.device, dtype=model.dtype)
+
+
+def train_preference(student: GenerationStudent, pairs: PreferencePairs, config: PreferenceConfig | None = None,
+                     seed: int = 0) -> GenerationStudent:
+    """DPO / conservative DPO of a trained SFT student on ``pairs``; the SFT student is the
+    reference policy. Returns a new :class:`GenerationStudent` (the SFT one is untouched)."""
+    import copy
+
+    from datasets import Dataset
+    from transformers import set_seed
+
+    config = config or PreferenceConfig()
+    gen = copy.copy(student.generator)
+    tok, lm = gen.tokenizer, clone_model(student.generator.model).train()
+    set_seed(seed)
+    rows = {"prompt": [prompt_of(t) for t in pairs.texts], "chosen": [" " + c for c in pairs.chosen],
+            "rejected": [" " + r for r in pairs.rejected], "epsilon": pairs.epsilon.tolist()}
+    peft_config = None
+    if config.mode == "lora":
+        from peft import LoraConfig
+        peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear",
+                                 task_type="CAUSAL_LM")
+    gen_cfg: GeneratorConfig = gen.config
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        args = dpo_config(config, seed, tmp, gen_cfg.max_length, gen_cfg.bf16)
+        trainer = ConservativeDPOTrainer(model=lm, args=args, train_dataset=Dataset.from_dict(rows),
+                                         processing_class=tok, peft_config=peft_config,
+                                         data_collator=PreferenceCollator(pad_token_id=tok.pad_token_id),
+                                         preference_loss=config.loss)
+        trainer.train()
+    model_out = trainer.model
+    if peft_config is not None:
+        model_out = model_out.merge_and_unload()
+    gen.model = model_out.eval()
+    gen.history = trainer.state.log_history
+    return GenerationStudent(gen, config.loss, f"{student.targets} + {config.loss}", time.perf_counter() - start,
+                             gen.history)

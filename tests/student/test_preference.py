@@ -1,0 +1,145 @@
+"""DPO / conservative DPO: pairs, the collator, each loss against its formula, a tiny run."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bayes_w2s.errors import InvalidInputError
+from bayes_w2s.metrics import item_slu_f1
+from bayes_w2s.student import train_student
+from bayes_w2s.student.preference import (ConservativeDPOTrainer, PreferenceCollator, clone_model, PreferenceConfig,
+                                          PreferencePairs, conservative_dpo_loss, dpo_config, make_pairs,
+                                          posterior_utilities, student_candidates, train_preference)
+from bayes_w2s.weak.generators import GeneratorConfig, prompt_of
+
+PAIRS = [("wake me at five am", '{"time": "five am"}'), ("play some jazz", '{"music_genre": "jazz"}'),
+         ("what is the weather today", '{"date": "today"}'), ("hello there", "{}")] * 4
+EPS = [0.05, 0.2, 0.35, 0.45]
+
+
+def test_config_rejects_bad_combinations_early():
+    with pytest.raises(InvalidInputError, match=r"epsilon must be in \[0, 0.5\)"):
+        PreferenceConfig(epsilon=0.5)
+    with pytest.raises(InvalidInputError, match="beta must be > 0"):
+        PreferenceConfig(beta=0.0)
+    with pytest.raises(InvalidInputError, match="N\\) must be ≥ 2"):
+        PreferenceConfig(n_candidates=1)
+    with pytest.raises(InvalidInputError, match="unknown preference loss"):
+        PreferenceConfig(loss="ipo")
+    with pytest.raises(InvalidInputError, match="unknown ranker"):
+        PreferenceConfig(ranker="oracle")
+
+
+def test_make_pairs_takes_best_and_worst_and_the_posterior_probability():
+    cands = [["a", "b", "c"], ["x"], ["u", "v"]]
+    scores = [np.array([0.1, 0.9, -1.0]), np.array([0.0]), np.array([1.0, 1.0])]
+    # item 0: chosen b, rejected c; under the posterior (two truths, w = 0.75 / 0.25) b beats c
+    # in the first truth and ties in the second → p = 0.75 + 0.5 * 0.25
+    u0 = np.array([[0.0, 1.0], [1.0, 0.5], [0.0, 0.5]])
+    utilities = [(u0, np.array([0.75, 0.25])), (np.ones((1, 1)), np.ones(1)), (np.ones((2, 1)), np.ones(1))]
+    pairs = make_pairs(["t0", "t1", "t2"], cands, scores, utilities, source="test")
+    assert (pairs.texts, pairs.chosen, pairs.rejected) == (["t0"], ["b"], ["c"])     # t1: one candidate, t2: tie
+    assert pairs.p[0] == pytest.approx(0.875) and pairs.epsilon[0] == pytest.approx(0.125)
+    low = PreferencePairs(["t"], ["a"], ["b"], np.array([0.2]))
+    assert low.epsilon[0] == pytest.approx(0.49)                  # clipped below 1/2
+    with pytest.raises(InvalidInputError, match="no preference pairs"):
+        make_pairs(["t2"], [cands[2]], [scores[2]], [utilities[2]])
+    with pytest.raises(InvalidInputError, match="probabilities in"):
+        PreferencePairs(["t"], ["a"], ["b"], np.array([1.5]))
+
+
+def test_posterior_utilities_are_expected_slu_f1_under_posterior_draws():
+    from bayes_w2s.posterior import fit_posterior
+    from bayes_w2s.tasks.generation import is_well_formed
+
+    good = '{"time": "five am"}'
+    hyps = [[good, good, '{"time": "six am"}']] * 20
+    post = fit_posterior(hyps, model="word_reliability", method="em").constrain(is_well_formed)
+    (u, w) = posterior_utilities(post, [[good, '{"time": "six am"}', "{}"]] * 20, item_slu_f1, 200, seed=0)[0]
+    assert u.shape[0] == 3 and abs(w.sum() - 1) < 1e-12
+    expected = u @ w
+    assert expected[0] > expected[1] > expected[2] == 0.0          # "{}" has no slot right
+
+
+def test_collator_carries_the_per_pair_epsilon_intact():
+    rows = [{"prompt_ids": [1, 2], "chosen_ids": [3], "rejected_ids": [4, 5], "epsilon": e} for e in EPS]
+    batch = PreferenceCollator(pad_token_id=0)(rows)
+    assert batch["epsilon"].tolist() == pytest.approx(EPS)
+    assert batch["input_ids"].shape[0] == 2 * len(EPS)            # chosen rows, then rejected rows
+
+
+@pytest.fixture(scope="module")
+def sft_student():
+    texts, targets = map(list, zip(*PAIRS))
+    cfg = GeneratorConfig(mode="full", epochs=1, batch_size=8, learning_rate=1e-3, max_new_tokens=8, n_best=2)
+    from datasets import Dataset
+    return train_student("gpt2-tiny-scratch", Dataset.from_dict({"text": texts, "target": targets}), targets,
+                         "xent", config=cfg, seed=0)
+
+
+def _pairs():
+    texts = [t for t, _ in PAIRS[:4]]
+    chosen = [c for _, c in PAIRS[:4]]
+    rejected = ['{"date": "today"}', "{}", '{"time": "five am"}', '{"music_genre": "jazz"}']
+    return PreferencePairs(texts, chosen, rejected, 1 - np.array(EPS))
+
+
+def _sequence_logp(model, tok, prompt, completion):
+    """log π(completion | prompt) by a plain forward (no TRL code)."""
+    p = tok(prompt)["input_ids"]
+    c = tok(prompt + completion + tok.eos_token)["input_ids"][len(p):]
+    ids = torch.tensor([p + c])
+    with torch.no_grad():
+        lp = F.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
+    return float(lp[torch.arange(len(p) - 1, len(p) + len(c) - 1), torch.tensor(c)].sum())
+
+
+@pytest.mark.parametrize("loss", ["dpo", "cdpo", "cdpo_pair", "robust"])
+def test_each_loss_equals_its_formula(sft_student, loss, tmp_path):
+    """The trainer's loss on a batch = the formula on log-probs computed independently,
+    with the policy moved away from the (precomputed) reference so that h ≠ 0."""
+    from datasets import Dataset
+
+    gen, pairs = sft_student.generator, _pairs()
+    tok, model = gen.tokenizer, gen.model
+    cfg = PreferenceConfig(loss=loss, beta=0.5, epsilon=0.2, mode="full", batch_size=4)
+    rows = {"prompt": [prompt_of(t) for t in pairs.texts], "chosen": [" " + c for c in pairs.chosen],
+            "rejected": [" " + r for r in pairs.rejected], "epsilon": pairs.epsilon.tolist()}
+    policy = clone_model(model).train()
+    trainer = ConservativeDPOTrainer(model=policy, args=dpo_config(cfg, 0, str(tmp_path), 64),
+                                     train_dataset=Dataset.from_dict(rows), processing_class=tok,
+                                     data_collator=PreferenceCollator(pad_token_id=tok.pad_token_id),
+                                     preference_loss=loss)
+    ref = [(_sequence_logp(model, tok, p, c), _sequence_logp(model, tok, p, r))
+           for p, c, r in zip(rows["prompt"], rows["chosen"], rows["rejected"])]
+    np.testing.assert_allclose(trainer.train_dataset["ref_chosen_logps"], [a for a, _ in ref], rtol=1e-4, atol=1e-4)
+    with torch.no_grad():                                         # move the policy off the reference
+        for prm in policy.parameters():
+            prm.add_(0.05 * torch.randn(prm.shape, generator=torch.Generator().manual_seed(prm.numel())))
+    pol = [(_sequence_logp(policy, tok, p, c), _sequence_logp(policy, tok, p, r))
+           for p, c, r in zip(rows["prompt"], rows["chosen"], rows["rejected"])]
+    h = torch.tensor([(pc - rc) - (pr - rr) for (pc, pr), (rc, rr) in zip(pol, ref)], dtype=torch.float64)
+    assert h.abs().min() > 1e-3
+    b, eps = 0.5, torch.tensor(pairs.epsilon, dtype=torch.float64)
+    expected = {"dpo": -F.logsigmoid(b * h),
+                "cdpo": -(0.8 * F.logsigmoid(b * h) + 0.2 * F.logsigmoid(-b * h)),
+                "cdpo_pair": -((1 - eps) * F.logsigmoid(b * h) + eps * F.logsigmoid(-b * h)),
+                "robust": (-(0.8) * F.logsigmoid(b * h) + 0.2 * F.logsigmoid(-b * h)) / 0.6}[loss].mean()
+    examples = [trainer.train_dataset[i] for i in range(len(pairs))]
+    batch = trainer.data_collator(examples)
+    assert batch["epsilon"].tolist() == pytest.approx(pairs.epsilon.tolist())
+    policy.train()
+    got = trainer.compute_loss(policy, dict(batch))
+    assert float(got.detach()) == pytest.approx(float(expected), rel=1e-4)
+    assert float(conservative_dpo_loss(h, b, 0.0).mean()) == pytest.approx(float(-F.logsigmoid(b * h).mean()))
+
+
+def test_a_tiny_preference_run_changes_the_parameters_and_keeps_the_sft_student(sft_student):
+    before = sft_student.generator.model.transformer.h[0].mlp.c_fc.weight.detach().clone()
+    cfg = PreferenceConfig(loss="cdpo_pair", beta=0.5, mode="full", batch_size=4, epochs=2, learning_rate=1e-3)
+    tuned = train_preference(sft_student, _pairs(), cfg, seed=0)
+    after = tuned.generator.model.transformer.h[0].mlp.c_fc.weight
+    assert not torch.allclose(after, before)
+    assert torch.equal(sft_student.generator.model.transformer.h[0].mlp.c_fc.weight, before)
+    cands = student_candidates(tuned, ["play some jazz"], n=2, progress=False)
+    assert len(cands) == 1 and 1 <= len(cands[0]) <= 2
