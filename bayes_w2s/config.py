@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import yaml
@@ -38,6 +39,15 @@ class MethodConfig:
     train_overrides: dict = field(default_factory=dict, metadata={"help":
         "settings that replace student_train's for this row, e.g. {epochs: 0.34} for the same number of "
         "steps when there are several rows per item (naive multi-weak generation)"})
+    preference: Any = field(default=None, metadata={"help":
+        "generation only: a DPO / conservative-DPO stage after SFT (PreferenceConfig keys: loss, beta, epsilon, "
+        "n_candidates, ranker, …); methods with the same SFT settings share one SFT student"})
+
+    def sft_key(self) -> str:
+        """What identifies this method's SFT student (everything but the name and preference)."""
+        import json
+        return json.dumps([self.targets, self.loss, self.hard, self.loss_kwargs, self.posterior_kwargs,
+                           self.train_overrides], sort_keys=True, default=str)
 
     def __post_init__(self):
         kind = self.targets.split(":")[0]
@@ -107,6 +117,19 @@ class ExperimentConfig:
                 raise InvalidInputError(f"weak_overrides names {model!r}, which is not among weak_models")
             _build(train_cls, {**dataclasses.asdict(self.weak_train), **over}, f"weak_overrides[{model}]")
         self.methods = [m if isinstance(m, MethodConfig) else _build(MethodConfig, m, "methods[]") for m in self.methods]
+        for m in self.methods:
+            if m.preference is None:
+                continue
+            if not self.is_generation:
+                raise InvalidInputError(f"method {m.name!r}: the preference stage is for generation tasks")
+            from .student.preference import PreferenceConfig
+            if isinstance(m.preference, dict):
+                m.preference = _build(PreferenceConfig, m.preference, f"methods[{m.name}].preference")
+            elif not isinstance(m.preference, PreferenceConfig):
+                raise InvalidInputError(f"method {m.name!r}: preference must be a mapping of PreferenceConfig keys")
+            if m.targets == "ground_truth":
+                raise InvalidInputError(f"method {m.name!r}: the preference stage learns from weak rankings; "
+                                        "start it from a weak or posterior SFT student, not the ceiling")
         for m in self.methods:
             if m.train_overrides:
                 _build(train_cls, {**dataclasses.asdict(self.student_train), **m.train_overrides},

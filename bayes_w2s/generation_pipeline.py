@@ -54,6 +54,35 @@ def _targets_for(method: MethodConfig, task, weak: WeakEnsemble, hyps: WeakHypot
                          **method.posterior_kwargs).constrain(is_well_formed)
 
 
+def _preference_pairs(pc, student, task, weak: WeakEnsemble, hyp_train: WeakHypotheses, seed: int):
+    """The SFT student's N-best on (a seeded subset of) strong_train, ranked by ``pc.ranker``,
+    with p from the word posterior. Also returns diagnostics against the hidden references:
+    how often chosen is truly better than rejected (ties half), and the mean p."""
+    from .metrics import item_slu_f1
+    from .student.preference import make_pairs, posterior_utilities, student_candidates
+
+    n = len(task.strong_train)
+    items = np.arange(n) if pc.max_items is None or pc.max_items >= n else \
+        np.sort(np.random.default_rng(seed).choice(n, pc.max_items, replace=False))
+    texts = [task.strong_train["text"][i] for i in items]
+    refs = [task.strong_train["target"][i] for i in items]
+    candidates = student_candidates(student, texts, pc.n_candidates)
+    posterior = fit_posterior(hyp_train, model=pc.posterior_model, method="em").constrain(is_well_formed)
+    utilities = posterior_utilities(posterior, candidates, item_slu_f1, pc.posterior_samples, seed, items=items)
+    if pc.ranker == "weak":
+        scores = weak.generation_.score_candidates(texts, candidates)
+    else:
+        scores = [u @ w for u, w in utilities]
+    pairs = make_pairs(texts, candidates, scores, utilities, source=f"{pc.ranker} ranker")
+    truly = [np.sign(item_slu_f1(c, refs[i]) - item_slu_f1(r, refs[i]))
+             for i, c, r in zip(pairs.items, pairs.chosen, pairs.rejected)]
+    extra = {"pairs": len(pairs), "pair_accuracy": float(np.mean([(d > 0) + 0.5 * (d == 0) for d in truly])),
+             "mean_p": float(pairs.p.mean())}
+    log.info("seed %d: %d pairs (%s ranker), chosen truly better in %.1f%%, mean p %.2f", seed, len(pairs),
+             pc.ranker, 100 * extra["pair_accuracy"], extra["mean_p"])
+    return pairs, extra
+
+
 def _target_strings(targets) -> list[str]:
     if hasattr(targets, "consensus"):
         return targets.consensus
@@ -94,18 +123,37 @@ def run_generation_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path |
     weak_f1 = {m: r["slu_f1"] for m, r in zip(names, rows)}
     best_weak = max(weak_f1, key=weak_f1.get)
 
+    sft: dict[str, tuple] = {}          # SFT key → (student, its test predictions, its extra columns)
+    pair_cache: dict[tuple, object] = {}
     for method in tqdm(cfg.methods, desc=f"students (seed {seed})", unit="student"):
-        targets = _targets_for(method, task, weak, hyp_train, best_weak)
-        extra = {"targets": method.targets, "loss": method.loss}
-        strings = _target_strings(targets)
-        if method.targets != "ground_truth" and len(strings) == len(refs_train):
-            extra["label_slu_f1"] = slu_scores(strings, refs_train)["slu_f1"]
-        t0 = time.perf_counter()
-        student = train_student(cfg.strong_model, task.strong_train, targets, method.loss, hard=method.hard,
-                                config=cfg.student_config(method), seed=seed, loss_kwargs=method.loss_kwargs,
-                                prefer_offline=cfg.prefer_offline)
-        preds = student.generate(task.test["text"])
-        extra["train_seconds"] = time.perf_counter() - t0
+        key = method.sft_key()
+        if key not in sft:
+            targets = _targets_for(method, task, weak, hyp_train, best_weak)
+            extra = {"targets": method.targets, "loss": method.loss}
+            strings = _target_strings(targets)
+            if method.targets != "ground_truth" and len(strings) == len(refs_train):
+                extra["label_slu_f1"] = slu_scores(strings, refs_train)["slu_f1"]
+            t0 = time.perf_counter()
+            student = train_student(cfg.strong_model, task.strong_train, targets, method.loss, hard=method.hard,
+                                    config=cfg.student_config(method), seed=seed, loss_kwargs=method.loss_kwargs,
+                                    prefer_offline=cfg.prefer_offline)
+            preds = student.generate(task.test["text"])
+            extra["train_seconds"] = time.perf_counter() - t0
+            sft[key] = (student, preds, extra)
+        student, preds, extra = sft[key]
+        if method.preference is not None:
+            t0 = time.perf_counter()
+            pc = method.preference
+            pair_key = (key, pc.n_candidates, pc.ranker, pc.posterior_model, pc.posterior_samples, pc.max_items)
+            if pair_key not in pair_cache:
+                pair_cache[pair_key] = _preference_pairs(pc, student, task, weak, hyp_train, seed)
+            pairs, pair_extra = pair_cache[pair_key]
+            from .student.preference import train_preference
+            tuned = train_preference(student, pairs, pc, seed=seed)
+            preds = tuned.generate(task.test["text"])
+            extra = {**extra, **pair_extra, "preference": pc.loss, "beta": pc.beta,
+                     "epsilon": pc.epsilon if pc.loss in ("cdpo", "robust") else float("nan"),
+                     "sft_seconds": extra["train_seconds"], "train_seconds": time.perf_counter() - t0}
         add(method.name, "ceiling" if method.targets == "ground_truth" else "student", preds, extra)
     for r in rows:
         r["best_weak"] = best_weak

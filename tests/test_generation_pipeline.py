@@ -29,6 +29,9 @@ def test_tiny_slurp_config_runs_end_to_end(tmp_path, data_dir):
     rows = [json.loads(line) for line in open(tmp_path / "predictions_seed0.jsonl")]
     assert len(rows) == 40 and "ceiling" in rows[0] and "reference" not in rows[0]   # no dataset text committed
     assert (tmp_path / "weak_hypotheses_seed0_strong_train.json.gz").exists()
+    dpo = results.set_index("method").loc[["+ DPO", "+ cDPO per-pair"]]
+    assert (dpo["pairs"] > 0).all() and dpo["pair_accuracy"].between(0, 1).all() and dpo["mean_p"].between(0, 1).all()
+    assert list(dpo["preference"]) == ["dpo", "cdpo_pair"]
 
 
 def test_generation_config_errors():
@@ -47,6 +50,14 @@ def test_generation_config_errors():
         ExperimentConfig.from_dict({**base, "weak_train": {"mode": "full", "lora_dropout": 0.1}})
     with pytest.raises(InvalidInputError, match="not among weak_models"):
         ExperimentConfig.from_dict({**base, "weak_overrides": {"gpt9": {"epochs": 1}}})
+    for bad, message in [({"epsilon": 0.5}, r"epsilon must be in \[0, 0.5\)"), ({"beta": 0}, "beta must be > 0"),
+                         ({"n_candidates": 1}, "must be ≥ 2"), ({"eps": 0.1}, "unknown key")]:
+        base["methods"] = [{"name": "x", "targets": "best_weak", "preference": bad}]
+        with pytest.raises(InvalidInputError, match=message):
+            ExperimentConfig.from_dict(base)
+    base["methods"] = [{"name": "x", "targets": "ground_truth", "preference": {}}]
+    with pytest.raises(InvalidInputError, match="not the ceiling"):
+        ExperimentConfig.from_dict(base)
     sst2 = ExperimentConfig.from_yaml(ROOT / "experiments" / "configs" / "sst2.yaml").to_dict()
     sst2["methods"] = [{"name": "x", "targets": "joint_decoding"}]
     with pytest.raises(InvalidInputError, match="are for generation tasks"):

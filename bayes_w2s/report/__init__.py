@@ -19,7 +19,8 @@ METRIC_LABEL = {"accuracy": "test acc (%)", "slu_f1": "test SLU-F1 (%)"}
 EXTRA_COLUMNS = {"accuracy": [("ece", "ECE (%)"), ("label_accuracy", "target acc on strong_train (%)")],
                  "slu_f1": [("exact_match", "exact match (%)"), ("slu_precision", "SLU prec. (%)"),
                             ("slu_recall", "SLU rec. (%)"), ("malformed", "malformed (%)"),
-                            ("label_slu_f1", "target SLU-F1 on strong_train (%)")]}
+                            ("label_slu_f1", "target SLU-F1 on strong_train (%)"),
+                            ("pair_accuracy", "pairs: chosen truly better (%)"), ("mean_p", "pairs: mean p (%)")]}
 
 
 def add_pgr(results: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
@@ -139,6 +140,18 @@ def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
                  "weak 1-best outputs). *target SLU-F1* scores the training targets on strong_train's hidden "
                  "references. `best_weak` = the weak generator with the highest test SLU-F1 in each seed (here: "
                  f"{', '.join(sorted(set(results['best_weak'])))}).")
+    stages = [f"`{m['name']}`: {m['preference']['loss']}, β = {m['preference']['beta']}"
+              + (f", ε = {m['preference']['epsilon']}" if m['preference']['loss'] in ("cdpo", "robust") else "")
+              + f", N = {m['preference']['n_candidates']}, {m['preference']['ranker']} ranker, "
+              f"{m['preference']['max_items'] or 'all'} prompts, {m['preference']['epochs']} epoch(s), "
+              f"lr {m['preference']['learning_rate']} ({m['preference']['mode']})"
+              for m in cfg["methods"] if m.get("preference")]
+    if stages:
+        notes += (" Preference rows start from the SFT student of the same targets (trained once) and learn "
+                  "(chosen, rejected) = the best and the worst of its N-best under the ranker; *pairs: chosen truly "
+                  "better* checks each pair against strong_train's hidden reference (ties count half); *mean p* is "
+                  "the word posterior's probability that chosen beats rejected (per-pair ε = 1 − p). Settings: "
+                  + "; ".join(stages) + ".")
     modes = f"mode `{cfg['weak_train']['mode']}`" + (
         f", overrides {cfg['weak_overrides']}" if cfg.get("weak_overrides") else "")
     md = [f"# {cfg['name']}", "",

@@ -91,6 +91,7 @@ class PreferencePairs:
         chosen, rejected: the best and the worst candidate under the ranker.
         p: ``[pairs]`` posterior probability that chosen is better than rejected.
         source: how the pairs were ranked.
+        items: ``[pairs]`` each pair's position in the lists :func:`make_pairs` was given.
     """
 
     texts: list[str]
@@ -98,6 +99,7 @@ class PreferencePairs:
     rejected: list[str]
     p: np.ndarray
     source: str = ""
+    items: np.ndarray | None = None
 
     def __post_init__(self):
         n = len(self.texts)
@@ -127,15 +129,19 @@ def student_candidates(student: GenerationStudent, texts: list[str], n: int, pro
 
 
 def posterior_utilities(posterior, candidates: list[list[str]], utility: Callable[[str, str], float],
-                        num_samples: int = 64, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+                        num_samples: int = 64, seed: int = 0,
+                        items: list[int] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per item ``(U, w)``: ``U[k, j]`` = ``utility(candidate k, sampled truth j)`` over the
     distinct draws of the item's true target from the word posterior, ``w[j]`` their
-    probabilities. ``U @ w`` is each candidate's expected utility."""
-    if len(candidates) != posterior.table.num_items:
-        raise InvalidInputError(f"{len(candidates)} candidate lists for a posterior over "
-                                f"{posterior.table.num_items} items")
+    probabilities. ``U @ w`` is each candidate's expected utility. ``items`` picks the
+    posterior's items that ``candidates`` belong to (default: all, in order)."""
+    items = list(range(posterior.table.num_items)) if items is None else list(items)
+    if len(candidates) != len(items):
+        raise InvalidInputError(f"{len(candidates)} candidate lists for {len(items)} posterior items")
+    draws_all = posterior.sample_targets(num_samples, seed)
     out = []
-    for cands, draws in zip(candidates, posterior.sample_targets(num_samples, seed)):
+    for cands, n in zip(candidates, items):
+        draws = draws_all[n]
         truths = list(draws)
         weights = np.array([draws[t] for t in truths], dtype=float)
         out.append((np.array([[utility(c, t) for t in truths] for c in cands]), weights / weights.sum()))
@@ -147,18 +153,19 @@ def make_pairs(texts: list[str], candidates: list[list[str]], scores: list[np.nd
     """Chosen = the highest-scoring candidate, rejected = the lowest; ``p`` = posterior
     probability that chosen's utility beats rejected's (ties count one half). Items with
     one distinct candidate or all scores equal give no pair."""
-    keep_t, chosen, rejected, p = [], [], [], []
-    for text, cands, score, (u, w) in zip(texts, candidates, scores, utilities):
+    keep_t, chosen, rejected, p, items = [], [], [], [], []
+    for i, (text, cands, score, (u, w)) in enumerate(zip(texts, candidates, scores, utilities)):
         score = np.asarray(score, dtype=float)
         if len(cands) < 2 or score.shape != (len(cands),) or np.ptp(score) == 0:
             continue
         best, worst = int(np.argmax(score)), int(np.argmin(score))
         diff = u[best] - u[worst]
         keep_t.append(text)
+        items.append(i)
         chosen.append(cands[best])
         rejected.append(cands[worst])
         p.append(float(w @ ((diff > 0) + 0.5 * (diff == 0))))
-    return PreferencePairs(keep_t, chosen, rejected, np.array(p), source)
+    return PreferencePairs(keep_t, chosen, rejected, np.array(p), source, np.array(items, dtype=np.int64))
 
 
 # -- trainer -----------------------------------------------------------------------------
