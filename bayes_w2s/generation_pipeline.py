@@ -6,6 +6,7 @@ same entry points (``WeakEnsemble``, ``fit_posterior``, ``train_student``).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .backbones import texts_fingerprint
 from .config import ExperimentConfig, MethodConfig
 from .errors import InvalidInputError
 from .metrics import slu_scores
@@ -52,6 +54,35 @@ def _targets_for(method: MethodConfig, task, weak: WeakEnsemble, hyps: WeakHypot
     # word-level voting can mix pieces of different JSON targets: keep targets well-formed
     return fit_posterior(hyps, model=model, method=inference or "em",
                          **method.posterior_kwargs).constrain(is_well_formed)
+
+
+def _trained_student(cfg: ExperimentConfig, method: MethodConfig, task, targets, seed: int):
+    """The method's SFT student, trained once and kept (safetensors) under the cache keyed
+    by the strong card, the training settings, the seed and the exact targets, so a rerun
+    after a crash — or another experiment with the same SFT rows — loads it instead."""
+    from .cards import cache_dir, load_card
+    from .student.generation import GenerationStudent
+    from .weak.generators import CausalLMGenerator
+
+    config = cfg.student_config(method)
+    h = hashlib.sha256()
+    for part in (load_card(cfg.strong_model).fingerprint(), config.key(), method.sft_key(), str(seed),
+                 texts_fingerprint(list(task.strong_train["text"])), *_target_strings(targets)):
+        h.update(part.encode() + b"\0")
+    for array in (getattr(targets, "slot_probs", None), getattr(targets, "weights", None)):
+        if array is not None:
+            h.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+    if getattr(targets, "word_slots", None) is not None:
+        h.update(json.dumps([targets.word_slots, targets.word_paths], sort_keys=True).encode())
+    path = cache_dir("students") / f"{Path(cfg.strong_model).stem}-{h.hexdigest()[:16]}"
+    if path.exists():
+        log.info("seed %d, %s: loading the trained student from %s", seed, method.name, path)
+        gen = CausalLMGenerator(cfg.strong_model, config, cfg.prefer_offline).load(path)
+        return GenerationStudent(gen, method.loss, method.targets, history=gen.history)
+    student = train_student(cfg.strong_model, task.strong_train, targets, method.loss, hard=method.hard,
+                            config=config, seed=seed, loss_kwargs=method.loss_kwargs, prefer_offline=cfg.prefer_offline)
+    student.generator.save(path)
+    return student
 
 
 def _preference_pairs(pc, student, task, weak: WeakEnsemble, hyp_train: WeakHypotheses, seed: int):
@@ -134,9 +165,7 @@ def run_generation_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path |
             if method.targets != "ground_truth" and len(strings) == len(refs_train):
                 extra["label_slu_f1"] = slu_scores(strings, refs_train)["slu_f1"]
             t0 = time.perf_counter()
-            student = train_student(cfg.strong_model, task.strong_train, targets, method.loss, hard=method.hard,
-                                    config=cfg.student_config(method), seed=seed, loss_kwargs=method.loss_kwargs,
-                                    prefer_offline=cfg.prefer_offline)
+            student = _trained_student(cfg, method, task, targets, seed)
             preds = student.generate(task.test["text"])
             extra["train_seconds"] = time.perf_counter() - t0
             sft[key] = (student, preds, extra)

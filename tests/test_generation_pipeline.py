@@ -32,6 +32,10 @@ def test_tiny_slurp_config_runs_end_to_end(tmp_path, data_dir):
     dpo = results.set_index("method").loc[["+ DPO", "+ cDPO per-pair"]]
     assert (dpo["pairs"] > 0).all() and dpo["pair_accuracy"].between(0, 1).all() and dpo["mean_p"].between(0, 1).all()
     assert list(dpo["preference"]) == ["dpo", "cdpo_pair"]
+    # one saved SFT student per distinct SFT setting: the two preference rows reuse "word posterior soft"
+    from bayes_w2s.cards import cache_dir
+    saved = [p for p in cache_dir("students").iterdir() if (p / "model.safetensors").exists()]
+    assert len(saved) == len({m.sft_key() for m in cfg.methods}) == len(cfg.methods) - 2
 
 
 def test_generation_config_errors():

@@ -20,6 +20,7 @@ import heapq
 import json
 import logging
 import tempfile
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -28,7 +29,7 @@ from tqdm.auto import tqdm
 
 from ..align.bridge import generated_to_words, tokens_to_words
 from ..cards import ModelCard, load_card, resolve_weights
-from ..errors import InvalidInputError
+from ..errors import CorruptCacheError, InvalidInputError
 from ..tasks.generation import parse_slots, render_slots
 from .hypotheses import Hypothesis
 
@@ -188,6 +189,36 @@ class CausalLMGenerator:
     def _require_model(self):
         if self.model is None:
             raise InvalidInputError("the generator is not trained yet: call fit() first")
+
+    def save(self, path) -> None:
+        """The trained model (safetensors), tokenizer and training log in folder ``path``,
+        written to a temporary folder first so a crash never leaves a half-written one."""
+        import shutil
+
+        self._require_model()
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save_pretrained(tmp, safe_serialization=True)
+        self.tokenizer.save_pretrained(tmp)
+        (tmp / "history.json").write_text(json.dumps(self.history, default=str))
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.replace(path)
+
+    def load(self, path) -> "CausalLMGenerator":
+        """Load what :meth:`save` wrote (safetensors only, no remote code)."""
+        from safetensors import SafetensorError
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(path)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+            self.model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False, use_safetensors=True,
+                                                              dtype=torch.float32).eval()
+            self.history = json.loads((path / "history.json").read_text())
+        except (OSError, ValueError, SafetensorError) as err:
+            raise CorruptCacheError(f"cannot load the saved generator {path} ({err}); delete it") from err
+        return self
 
     @torch.inference_mode()
     def generate(self, texts: list[str], n_best: int | None = None, progress: bool = True) -> list[list[Hypothesis]]:

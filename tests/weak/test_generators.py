@@ -60,7 +60,7 @@ def test_weak_hypotheses_round_trip_and_corrupt_cache(tmp_path):
         Hypothesis(["a"], [np.nan])
 
 
-def test_scratch_causal_lm_plumbing():
+def test_scratch_causal_lm_plumbing(tmp_path):
     texts, targets = zip(*PAIRS)
     cfg = GeneratorConfig(mode="full", epochs=2, batch_size=8, learning_rate=1e-3, n_best=3, max_new_tokens=12)
     gen = CausalLMGenerator("gpt2-tiny-scratch", cfg).fit(list(texts), list(targets))
@@ -73,6 +73,15 @@ def test_scratch_causal_lm_plumbing():
     assert scores[0].shape == (2,) and np.all(scores[0] < 0)
     with pytest.raises(InvalidInputError, match="for taggers"):
         CausalLMGenerator("gpt2-tiny-scratch", GeneratorConfig(mode="head")).fit(list(texts), list(targets))
+    # a saved generator (safetensors + its own BPE) loads back and scores identically
+    gen.save(tmp_path / "gen")
+    assert (tmp_path / "gen" / "model.safetensors").exists() and not (tmp_path / "gen.tmp").exists()
+    again = CausalLMGenerator("gpt2-tiny-scratch", cfg).load(tmp_path / "gen")
+    np.testing.assert_allclose(again.score(["wake me at five am"], [['{"time": "five am"}', "{}"]])[0], scores[0],
+                               rtol=1e-5)
+    (tmp_path / "gen" / "model.safetensors").write_bytes(b"not a model")
+    with pytest.raises(CorruptCacheError, match="delete it"):
+        CausalLMGenerator("gpt2-tiny-scratch", cfg).load(tmp_path / "gen")
 
 
 def test_tagger_plumbing(tiny_encoder):
