@@ -145,7 +145,7 @@ def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
               + f", N = {m['preference']['n_candidates']}, {m['preference']['ranker']} ranker, "
               f"{m['preference']['max_items'] or 'all'} prompts, {m['preference']['epochs']} epoch(s), "
               f"lr {m['preference']['learning_rate']} ({m['preference']['mode']})"
-              for m in cfg["methods"] if m.get("preference")]
+              for m in cfg.get("methods", []) if m.get("preference")]
     if stages:
         notes += (" Preference rows start from the SFT student of the same targets (trained once) and learn "
                   "(chosen, rejected) = the best and the worst of its N-best under the ranker; *pairs: chosen truly "

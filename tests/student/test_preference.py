@@ -88,9 +88,9 @@ def _sequence_logp(model, tok, prompt, completion):
     """log π(completion | prompt) by a plain forward (no TRL code)."""
     p = tok(prompt)["input_ids"]
     c = tok(prompt + completion + tok.eos_token)["input_ids"][len(p):]
-    ids = torch.tensor([p + c])
+    ids = torch.tensor([p + c], device=model.device)
     with torch.no_grad():
-        lp = F.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
+        lp = F.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1).cpu()
     return float(lp[torch.arange(len(p) - 1, len(p) + len(c) - 1), torch.tensor(c)].sum())
 
 
@@ -115,7 +115,7 @@ def test_each_loss_equals_its_formula(sft_student, loss, tmp_path):
     np.testing.assert_allclose(trainer.train_dataset["ref_chosen_logps"], [a for a, _ in ref], rtol=1e-4, atol=1e-4)
     with torch.no_grad():                                         # move the policy off the reference
         for prm in policy.parameters():
-            prm.add_(0.05 * torch.randn(prm.shape, generator=torch.Generator().manual_seed(prm.numel())))
+            prm.add_(0.05 * torch.randn(prm.shape, generator=torch.Generator().manual_seed(prm.numel())).to(prm))
     pol = [(_sequence_logp(policy, tok, p, c), _sequence_logp(policy, tok, p, r))
            for p, c, r in zip(rows["prompt"], rows["chosen"], rows["rejected"])]
     h = torch.tensor([(pc - rc) - (pr - rr) for (pc, pr), (rc, rr) in zip(pol, ref)], dtype=torch.float64)
