@@ -19,7 +19,7 @@ from trl import SFTTrainer
 
 from ..align.soft_targets import hard_targets, token_soft_targets
 from ..errors import InvalidInputError
-from ..weak.generators import CausalLMGenerator, GeneratorConfig, prompt_of, sft_config
+from ..weak.generators import CausalLMGenerator, GeneratorConfig, causal_lm_lora, prompt_of, sft_config
 from .losses import Evidential
 
 GEN_LOSSES = ("xent", "edl")
@@ -197,9 +197,7 @@ def train_generation_student(model: str, targets: GenerationTargets, loss: str =
         rows["weight"].append(float(weights[i]))
     peft_config = None
     if config.mode == "lora":
-        from peft import LoraConfig
-        peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear",
-                                 task_type="CAUSAL_LM")
+        peft_config = causal_lm_lora(config)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         # rows are tokenised here (soft targets must line up with the student's tokens),

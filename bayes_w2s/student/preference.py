@@ -17,7 +17,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from ..errors import InvalidInputError
-from ..weak.generators import GeneratorConfig, prompt_of
+from ..weak.generators import GeneratorConfig, causal_lm_lora, prompt_of
 from .generation import GenerationStudent
 
 PREFERENCE_LOSSES = ("dpo", "cdpo", "cdpo_pair", "robust")
@@ -75,9 +75,6 @@ class PreferenceConfig:
                 raise InvalidInputError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.max_items is not None and self.max_items < 1:
             raise InvalidInputError(f"max_items must be ≥ 1 or None, got {self.max_items}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 # -- pairs -------------------------------------------------------------------------------
@@ -281,9 +278,7 @@ def train_preference(student: GenerationStudent, pairs: PreferencePairs, config:
             "rejected": [" " + r for r in pairs.rejected], "epsilon": pairs.epsilon.tolist()}
     peft_config = None
     if config.mode == "lora":
-        from peft import LoraConfig
-        peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear",
-                                 task_type="CAUSAL_LM")
+        peft_config = causal_lm_lora(config)
     gen_cfg: GeneratorConfig = gen.config
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

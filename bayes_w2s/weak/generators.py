@@ -103,6 +103,14 @@ def sft_config(cfg: GeneratorConfig, seed: int, output_dir: str, **extra):
                      remove_unused_columns=False, disable_tqdm=False, **extra)
 
 
+def causal_lm_lora(cfg):
+    """The LoRA adapter a causal LM trains with (``cfg.lora_r`` / ``cfg.lora_alpha``, all
+    linear layers): weak generators, SFT students and the preference stage share it."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM")
+
+
 def train_bpe_tokenizer(corpus: list[str], vocab_size: int):
     """A byte-level BPE (GPT-2 style) trained on ``corpus`` with ``tokenizers``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -167,9 +175,7 @@ class CausalLMGenerator:
         cfg = self.config
         peft_config = None
         if cfg.mode == "lora":
-            from peft import LoraConfig
-            peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear",
-                                     task_type="CAUSAL_LM")
+            peft_config = causal_lm_lora(cfg)
         elif cfg.mode == "head":
             raise InvalidInputError("mode 'head' is for taggers; a causal LM generator trains 'full' or 'lora'")
         data = {"prompt": [prompt_of(t) for t in texts], "completion": [" " + y for y in targets]}
