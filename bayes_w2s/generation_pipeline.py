@@ -27,7 +27,7 @@ from .weak import WeakEnsemble, WeakHypotheses
 log = logging.getLogger(__name__)
 
 #: the columns a generation row reports (SLU-F1 is the headline metric)
-GEN_METRICS = ("slu_f1", "exact_match", "slu_precision", "slu_recall", "malformed")
+GEN_METRICS = ("slu_f1", "exact_match", "slu_precision", "slu_recall", "malformed", "no_slots")
 
 
 def _targets_for(method: MethodConfig, task, weak: WeakEnsemble, hyps: WeakHypotheses, best_weak: str):
@@ -85,32 +85,59 @@ def _trained_student(cfg: ExperimentConfig, method: MethodConfig, task, targets,
     return student
 
 
-def _preference_pairs(pc, student, task, weak: WeakEnsemble, hyp_train: WeakHypotheses, seed: int):
-    """The SFT student's N-best on (a seeded subset of) strong_train, ranked by ``pc.ranker``,
-    with p from the word posterior. Also returns diagnostics against the hidden references:
-    how often chosen is truly better than rejected (ties half), and the mean p."""
-    from .metrics import item_slu_f1
-    from .student.preference import make_pairs, posterior_utilities, student_candidates
+def _pair_candidates(pc, student, task, seed: int):
+    """A seeded subset of strong_train (``pc.max_items``) and the SFT student's N-best on it."""
+    from .student.preference import student_candidates
 
     n = len(task.strong_train)
     items = np.arange(n) if pc.max_items is None or pc.max_items >= n else \
         np.sort(np.random.default_rng(seed).choice(n, pc.max_items, replace=False))
     texts = [task.strong_train["text"][i] for i in items]
+    return items, texts, student_candidates(student, texts, pc.n_candidates)
+
+
+def _preference_pairs(pc, candidates, task, weak: WeakEnsemble, hyp_train: WeakHypotheses, seed: int,
+                      save_path: Path | None = None):
+    """Rank the student's N-best (``_pair_candidates``) by ``pc.ranker``, with p from the word
+    posterior. Also returns diagnostics against the hidden references: how often chosen is
+    truly better than rejected (ties half), the mean p, and how often chosen / rejected
+    fill no slot (a ranker that favours ``{}`` teaches the student to say nothing)."""
+    from .metrics import item_slu_f1
+    from .student.preference import make_pairs, posterior_utilities
+    from .tasks.generation import parse_slots
+
+    items, texts, cands = candidates
     refs = [task.strong_train["target"][i] for i in items]
-    candidates = student_candidates(student, texts, pc.n_candidates)
     posterior = fit_posterior(hyp_train, model=pc.posterior_model, method="em").constrain(is_well_formed)
-    utilities = posterior_utilities(posterior, candidates, item_slu_f1, pc.posterior_samples, seed, items=items)
-    if pc.ranker == "weak":
-        scores = weak.generation_.score_candidates(texts, candidates)
-    else:
-        scores = [u @ w for u, w in utilities]
-    pairs = make_pairs(texts, candidates, scores, utilities, source=f"{pc.ranker} ranker")
+    utilities = posterior_utilities(posterior, cands, item_slu_f1, pc.posterior_samples, seed, items=items)
+    expected = [u @ w for u, w in utilities]
+    weak_scores = weak.generation_.score_candidates(texts, cands) if pc.ranker == "weak" else None
+    pairs = make_pairs(texts, cands, weak_scores if pc.ranker == "weak" else expected, utilities,
+                       source=f"{pc.ranker} ranker")
     truly = [np.sign(item_slu_f1(c, refs[i]) - item_slu_f1(r, refs[i]))
              for i, c, r in zip(pairs.items, pairs.chosen, pairs.rejected)]
+
+    def empty(text):
+        return not parse_slots(text)[0]
+
     extra = {"pairs": len(pairs), "pair_accuracy": float(np.mean([(d > 0) + 0.5 * (d == 0) for d in truly])),
-             "mean_p": float(pairs.p.mean())}
-    log.info("seed %d: %d pairs (%s ranker), chosen truly better in %.1f%%, mean p %.2f", seed, len(pairs),
-             pc.ranker, 100 * extra["pair_accuracy"], extra["mean_p"])
+             "mean_p": float(pairs.p.mean()), "chosen_empty": float(np.mean([empty(c) for c in pairs.chosen])),
+             "rejected_empty": float(np.mean([empty(r) for r in pairs.rejected]))}
+    log.info("seed %d: %d pairs (%s ranker), chosen truly better in %.1f%%, mean p %.2f, chosen {} %.0f%%, "
+             "rejected {} %.0f%%", seed, len(pairs), pc.ranker, 100 * extra["pair_accuracy"], extra["mean_p"],
+             100 * extra["chosen_empty"], 100 * extra["rejected_empty"])
+    if save_path is not None:   # every candidate with both rankers' view of it, for inspection
+        paired = {int(i): k for k, i in enumerate(pairs.items)}
+        with open(save_path, "w") as fh:
+            for n, item in enumerate(items):
+                row = {"id": task.strong_train["id"][int(item)], "candidates": cands[n],
+                       "expected_slu_f1": np.round(expected[n], 4).tolist()}
+                if weak_scores is not None:
+                    row["weak_score"] = np.round(weak_scores[n], 4).tolist()
+                if n in paired:
+                    k = paired[n]
+                    row.update(chosen=pairs.chosen[k], rejected=pairs.rejected[k], p=round(float(pairs.p[k]), 4))
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     return pairs, extra
 
 
@@ -155,7 +182,8 @@ def run_generation_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path |
     best_weak = max(weak_f1, key=weak_f1.get)
 
     sft: dict[str, tuple] = {}          # SFT key → (student, its test predictions, its extra columns)
-    pair_cache: dict[tuple, object] = {}
+    candidate_cache: dict[tuple, tuple] = {}     # (SFT key, N, prompts) → the student's N-best
+    pair_cache: dict[tuple, tuple] = {}
     for method in tqdm(cfg.methods, desc=f"students (seed {seed})", unit="student"):
         key = method.sft_key()
         if key not in sft:
@@ -173,9 +201,15 @@ def run_generation_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path |
         if method.preference is not None:
             t0 = time.perf_counter()
             pc = method.preference
-            pair_key = (key, pc.n_candidates, pc.ranker, pc.posterior_model, pc.posterior_samples, pc.max_items)
+            cand_key = (key, pc.n_candidates, pc.max_items)
+            if cand_key not in candidate_cache:
+                candidate_cache[cand_key] = _pair_candidates(pc, student, task, seed)
+            pair_key = (*cand_key, pc.ranker, pc.posterior_model, pc.posterior_samples)
             if pair_key not in pair_cache:
-                pair_cache[pair_key] = _preference_pairs(pc, student, task, weak, hyp_train, seed)
+                save_path = None if save_dir is None else \
+                    Path(save_dir) / f"pairs_seed{seed}_{len(pair_cache)}_{pc.ranker}.jsonl"
+                pair_cache[pair_key] = _preference_pairs(pc, candidate_cache[cand_key], task, weak, hyp_train,
+                                                         seed, save_path)
             pairs, pair_extra = pair_cache[pair_key]
             from .student.preference import train_preference
             tuned = train_preference(student, pairs, pc, seed=seed)

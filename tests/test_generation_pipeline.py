@@ -32,6 +32,16 @@ def test_tiny_slurp_config_runs_end_to_end(tmp_path, data_dir):
     dpo = results.set_index("method").loc[["+ DPO", "+ cDPO per-pair"]]
     assert (dpo["pairs"] > 0).all() and dpo["pair_accuracy"].between(0, 1).all() and dpo["mean_p"].between(0, 1).all()
     assert list(dpo["preference"]) == ["dpo", "cdpo_pair"]
+    assert dpo["chosen_empty"].between(0, 1).all() and results["no_slots"].between(0, 1).all()
+    # one N-best per SFT student, ranked once per pair setting, saved with its candidates
+    first, second = ([json.loads(line) for line in open(tmp_path / f"pairs_seed0_{k}_weak.jsonl")] for k in (0, 1))
+    assert len(first) == len(second) == 20
+    assert [r["candidates"] for r in first] == [r["candidates"] for r in second]
+    for r in first:   # the weak ranker pairs the candidates of highest and lowest ensemble score
+        if "chosen" in r:
+            score = dict(zip(r["candidates"], r["weak_score"]))
+            assert score[r["chosen"]] == max(score.values()) and score[r["rejected"]] == min(score.values())
+            assert len(r["expected_slu_f1"]) == len(r["candidates"]) and 0 <= r["p"] <= 1
     # one saved SFT student per distinct SFT setting: the two preference rows reuse "word posterior soft"
     from bayes_w2s.cards import cache_dir
     saved = [p for p in cache_dir("students").iterdir() if (p / "model.safetensors").exists()]

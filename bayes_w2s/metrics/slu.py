@@ -81,8 +81,9 @@ def slu_scores(predictions, references) -> dict[str, float]:
 
     Returns ``slu_f1``, ``slu_precision``, ``slu_recall``, ``word_f1``, ``char_f1``,
     ``span_f1`` (exact type + filler), ``exact_match`` (same entity multiset) and
-    ``malformed`` (fraction of predictions that were not a JSON object of fillers); all
-    in [0, 1].
+    ``malformed`` (fraction of predictions that were not a JSON object of fillers) and
+    ``no_slots`` (fraction of predictions that fill no slot, malformed ones included: a
+    student that learns to say ``{}`` shows here first); all in [0, 1].
     """
     predictions, references = list(predictions), list(references)
     if len(predictions) != len(references):
@@ -92,13 +93,14 @@ def slu_scores(predictions, references) -> dict[str, float]:
     word = np.zeros(3)
     char = np.zeros(3)
     span = np.zeros(3)
-    exact = malformed = 0
+    exact = malformed = no_slots = 0
     for i, (pred_text, ref_text) in enumerate(zip(predictions, references)):
         gold, ok = parse_slots(ref_text)
         if not ok:
             raise InvalidInputError(f"reference {i} is not a JSON object of slot fillers: {ref_text!r}")
         pred, ok = parse_slots(pred_text)
         malformed += not ok
+        no_slots += not pred
         word += _span_counts(gold, pred, word_distance)
         char += _span_counts(gold, pred, char_distance)
         span += _exact_counts(gold, pred)
@@ -107,7 +109,7 @@ def slu_scores(predictions, references) -> dict[str, float]:
     precision, recall, f1 = _prf(*(word + char))
     return {"slu_f1": f1, "slu_precision": precision, "slu_recall": recall,
             "word_f1": _prf(*word)[2], "char_f1": _prf(*char)[2], "span_f1": _prf(*span)[2],
-            "exact_match": exact / len(references), "malformed": malformed / len(references)}
+            "exact_match": exact / len(references), "malformed": malformed / len(references), "no_slots": no_slots / len(references)}
 
 
 def item_slu_f1(prediction: str, reference: str) -> float:

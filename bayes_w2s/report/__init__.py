@@ -19,8 +19,10 @@ METRIC_LABEL = {"accuracy": "test acc (%)", "slu_f1": "test SLU-F1 (%)"}
 EXTRA_COLUMNS = {"accuracy": [("ece", "ECE (%)"), ("label_accuracy", "target acc on strong_train (%)")],
                  "slu_f1": [("exact_match", "exact match (%)"), ("slu_precision", "SLU prec. (%)"),
                             ("slu_recall", "SLU rec. (%)"), ("malformed", "malformed (%)"),
+                            ("no_slots", "`{}` outputs (%)"),
                             ("label_slu_f1", "target SLU-F1 on strong_train (%)"),
-                            ("pair_accuracy", "pairs: chosen truly better (%)"), ("mean_p", "pairs: mean p (%)")]}
+                            ("pair_accuracy", "pairs: chosen truly better (%)"), ("mean_p", "pairs: mean p (%)"),
+                            ("chosen_empty", "pairs: chosen `{}` (%)"), ("rejected_empty", "pairs: rejected `{}` (%)")]}
 
 
 def add_pgr(results: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:

@@ -40,7 +40,7 @@ def test_corpus_counts_are_pooled_and_malformed_scores_empty():
     refs = ['{"time": "five am"}', "{}", '{"date": "today"}']
     preds = ['{"time": "five', "{}", '{"date": "today"}']
     s = slu_scores(preds, refs)
-    assert s["malformed"] == pytest.approx(1 / 3)
+    assert s["malformed"] == pytest.approx(1 / 3) and s["no_slots"] == pytest.approx(2 / 3)
     assert s["slu_precision"] == 1.0 and s["slu_recall"] == pytest.approx(0.5)
     assert s["exact_match"] == pytest.approx(2 / 3)
     assert slu_scores(["{}"], ["{}"])["slu_f1"] == 0.0   # no entities anywhere: F1 is 0, as officially
