@@ -75,6 +75,9 @@ class ExperimentConfig:
     data_dir: str | None = field(default=None, metadata={"help": "offline data folder (default $BAYES_W2S_DATA, else the hub)"})
     sizes: dict = field(default_factory=lambda: {"weak_train": 1000, "strong_train": 2000, "test": 1000},
                         metadata={"help": "items per split"})
+    weak_label_budget: int | None = field(default=None, metadata={"help":
+        "the weak models learn from a seeded, stratified subset of this many weak_train items; strong_train and "
+        "test stay those of the full split (None: all of weak_train)"})
     split_seed: int = field(default=0, metadata={"help": "seed of the data split (fixed across seeds so cached features are reused)"})
     seeds: list = field(default_factory=lambda: [0, 1, 2], metadata={"help": "training seeds (weak models and students)"})
     weak_train: TrainConfig = field(default_factory=TrainConfig, metadata={"help":
@@ -141,6 +144,9 @@ class ExperimentConfig:
             raise InvalidInputError(f"method names must be unique: {names}")
         if not self.seeds:
             raise InvalidInputError("config needs at least one seed")
+        budget, drawn = self.weak_label_budget, (self.sizes or {}).get("weak_train")
+        if budget is not None and (budget < 1 or (drawn is not None and budget > drawn)):
+            raise InvalidInputError(f"weak_label_budget must be between 1 and sizes.weak_train ({drawn}), got {budget}")
         if len(self.weak_models) < 1:
             raise InvalidInputError("config needs at least one weak model")
         # the names weak models go by (a card's name; a YAML path's stem; a hub id's last part)

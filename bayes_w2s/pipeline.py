@@ -96,6 +96,8 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path | None = None, 
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     task = load_task(cfg.task, data_dir=cfg.data_dir, seed=cfg.split_seed, sizes=cfg.sizes)
+    if cfg.weak_label_budget is not None:
+        task = task.with_weak_budget(cfg.weak_label_budget, cfg.split_seed)
     log.info("%s", task)
     partial = out / "results.partial.csv"   # resumable: finished seeds are not rerun
     done = pd.read_csv(partial) if partial.exists() else pd.DataFrame()

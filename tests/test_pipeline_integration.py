@@ -66,6 +66,8 @@ def test_config_errors(tmp_path):
         ExperimentConfig(**dict(CONFIG, methods=[{"name": "x", "targets": "mean", "loss": "multi_weak"}]))
     with pytest.raises(InvalidInputError, match="unknown targets"):
         ExperimentConfig(**dict(CONFIG, methods=[{"name": "x", "targets": "oracle"}]))
+    with pytest.raises(InvalidInputError, match="weak_label_budget must be between 1 and"):
+        ExperimentConfig(**dict(CONFIG, weak_label_budget=10**6))
     p = tmp_path / "c.yaml"
     p.write_text("name: x\ntask: sst2\n")
     assert main(["run", str(p)]) == 2      # clear message, non-zero exit, no traceback

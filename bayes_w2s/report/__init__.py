@@ -158,7 +158,10 @@ def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
         f", overrides {cfg['weak_overrides']}" if cfg.get("weak_overrides") else "")
     md = [f"# {cfg['name']}", "",
           f"Task **{cfg['task']}** (data: `{meta['data_source']}`), split sizes {meta['split_sizes']} "
-          f"(split seed {cfg['split_seed']}); training seeds {cfg['seeds']} — mean ± sd over seeds.",
+          f"(split seed {cfg['split_seed']}"
+          + (f"; the weak models learn from a stratified {cfg['weak_label_budget']}-item subset of a "
+             f"{cfg['sizes']['weak_train']}-item weak_train draw" if cfg.get("weak_label_budget") else "")
+          + f"); training seeds {cfg['seeds']} — mean ± sd over seeds.",
           f"Weak models: {', '.join(cfg['weak_models'])} ({modes}); "
           f"strong student: {cfg['strong_model']} (mode `{cfg['student_train']['mode']}`).", "",
           markdown_table(summary, metric), "",

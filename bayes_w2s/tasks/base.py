@@ -1,6 +1,7 @@
 """The :class:`Task` container and the seeded, stratified three-way split."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,19 @@ class Task:
 
     def sizes(self) -> dict[str, int]:
         return {s: len(self.split(s)) for s in SPLITS}
+
+    def with_weak_budget(self, n: int, seed: int) -> "Task":
+        """The same task with ``weak_train`` cut to a seeded subset of ``n`` items,
+        stratified as the split was. strong_train and test are untouched, so the weak
+        supervisors' label budget can vary while the strong model's data (and its cached
+        features) stay fixed."""
+        if not 1 <= n <= len(self.weak_train):
+            raise InvalidInputError(f"a weak label budget of {n} items does not fit weak_train "
+                                    f"({len(self.weak_train)} items)")
+        column = "scenario" if self.kind == "generation" else "label"
+        groups = np.asarray(self.weak_train["group"]) if "group" in self.weak_train.column_names else None
+        idx = stratified_indices(np.asarray(self.weak_train[column]), n, np.random.default_rng(seed), groups)
+        return dataclasses.replace(self, weak_train=self.weak_train.select(np.sort(idx)))
 
     kind = "classification"
 

@@ -33,6 +33,17 @@ def test_agnews_offline(data_dir):
     _check_disjoint(t)
 
 
+def test_weak_label_budget_cuts_only_weak_train(data_dir):
+    t = load_task("agnews", data_dir=data_dir, seed=0, sizes={"weak_train": 80, "strong_train": 80, "test": 40})
+    cut = t.with_weak_budget(20, seed=0)
+    assert np.bincount(cut.weak_train["label"]).tolist() == [5, 5, 5, 5]
+    assert set(cut.weak_train["id"]) < set(t.weak_train["id"])
+    assert cut.strong_train["id"] == t.strong_train["id"] and cut.test["id"] == t.test["id"]
+    assert cut.weak_train["id"] == t.with_weak_budget(20, seed=0).weak_train["id"]   # seeded
+    with pytest.raises(InvalidInputError, match="does not fit weak_train"):
+        t.with_weak_budget(81, seed=0)
+
+
 def test_cosmosqa_keeps_questions_together(data_dir):
     t = load_task("cosmosqa", data_dir=data_dir, seed=0, sizes={"weak_train": 400, "strong_train": 400, "test": 200})
     groups = [set(t.split(s)["group"]) for s in ("weak_train", "strong_train", "test")]
