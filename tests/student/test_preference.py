@@ -141,5 +141,10 @@ def test_a_tiny_preference_run_changes_the_parameters_and_keeps_the_sft_student(
     after = tuned.generator.model.transformer.h[0].mlp.c_fc.weight
     assert not torch.allclose(after, before)
     assert torch.equal(sft_student.generator.model.transformer.h[0].mlp.c_fc.weight, before)
+    # TRL leaves the KV cache off in the trained model's generation config; we decode with it on
+    calls = []
+    real_generate = tuned.generator.model.generate
+    tuned.generator.model.generate = lambda *a, **kw: calls.append(kw.get("use_cache")) or real_generate(*a, **kw)
     cands = student_candidates(tuned, ["play some jazz"], n=2, progress=False)
+    assert calls and all(c is True for c in calls)
     assert len(cands) == 1 and 1 <= len(cands[0]) <= 2
