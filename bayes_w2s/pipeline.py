@@ -105,17 +105,22 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path | None = None, 
     for seed in cfg.seeds:
         if len(done) and seed in set(done["seed"]):
             continue
+        seed_start = time.perf_counter()
         if cfg.is_generation:
             from .generation_pipeline import run_generation_seed
-            frames.append(pd.DataFrame(run_generation_seed(cfg, task, seed, save_dir=out)))
+            frame = pd.DataFrame(run_generation_seed(cfg, task, seed, save_dir=out))
         else:
-            frames.append(pd.DataFrame(run_seed(cfg, task, seed, save_dir=out)))
+            frame = pd.DataFrame(run_seed(cfg, task, seed, save_dir=out))
+        frame["seed_wall_seconds"] = time.perf_counter() - seed_start   # a resumed run still reports it
+        frames.append(frame)
         pd.concat(frames).to_csv(partial, index=False)
     results = pd.concat(frames, ignore_index=True)
     results = results[results["seed"].isin(cfg.seeds)]
     meta = {"config": cfg.to_dict(), "split_sizes": task.sizes(), "data_source": task.source,
             "metric": "slu_f1" if cfg.is_generation else "accuracy",
             "wall_seconds": time.perf_counter() - start, "command": command,
+            "seed_wall_seconds": {int(k): float(v) for k, v in results.groupby("seed")["seed_wall_seconds"].first().items()}
+            if "seed_wall_seconds" in results else {},
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
             "python": platform.python_version()}
     from accelerate import PartialState

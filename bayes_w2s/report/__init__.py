@@ -56,6 +56,16 @@ def summarise(results: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
     return summary.sort_values(["order"], kind="stable").drop(columns="order")
 
 
+def _wall_time(meta: dict) -> str:
+    """This run's wall time, or, when seeds were resumed from an earlier run, each seed's."""
+    per_seed = {int(k): v for k, v in meta.get("seed_wall_seconds", {}).items() if not pd.isna(v)}
+    seeds = meta.get("config", {}).get("seeds", [])
+    if per_seed and len(per_seed) == len(seeds) and sum(per_seed.values()) > meta["wall_seconds"] + 60:
+        return (f"{sum(per_seed.values()) / 60:.1f} min over resumed runs ("
+                + ", ".join(f"seed {k}: {v / 60:.1f} min" for k, v in sorted(per_seed.items())) + ")")
+    return f"{meta['wall_seconds'] / 60:.1f} min"
+
+
 def _fmt(mean, sd, pct=True):
     if pd.isna(mean):
         return "–"
@@ -168,7 +178,7 @@ def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
           *_gap_warning(summary, metric),
           notes, "",
           f"![{metric} per method]({plot_name})", "",
-          f"Wall time: {meta['wall_seconds'] / 60:.1f} min on {meta['machine']} (Python {meta['python']}).", "",
+          f"Wall time: {_wall_time(meta)} on {meta['machine']} (Python {meta['python']}).", "",
           "Reproduce:", "", "```", meta.get("command") or "(command not recorded)", "```", ""]
     (out / "results.md").write_text("\n".join(md))
     (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))

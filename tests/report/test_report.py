@@ -35,3 +35,17 @@ def test_report_files_and_gap_warning(tmp_path):
     assert "does not beat" not in (tmp_path / "results.md").read_text()
     write_report(_results(0.75), meta, tmp_path)
     assert "does not beat the best weak model" in (tmp_path / "results.md").read_text()
+
+
+def test_wall_time_of_a_resumed_run_counts_every_seed(tmp_path):
+    meta = {"config": {"name": "t", "task": "x", "weak_models": ["a", "b"], "strong_model": "s", "split_seed": 0,
+                       "seeds": [0, 1], "weak_train": {"mode": "head"}, "student_train": {"mode": "head"},
+                       "weak_label_budget": 50, "sizes": {"weak_train": 500}},
+            "data_source": "here", "split_sizes": {}, "wall_seconds": 600.0, "machine": "m", "python": "3",
+            "command": "cmd", "seed_wall_seconds": {"0": 3000.0, "1": 600.0}}
+    write_report(_results(0.90), meta, tmp_path)
+    md = (tmp_path / "results.md").read_text()
+    assert "Wall time: 60.0 min over resumed runs (seed 0: 50.0 min, seed 1: 10.0 min)" in md
+    assert "stratified 50-item subset of a 500-item weak_train draw" in md
+    write_report(_results(0.90), {**meta, "seed_wall_seconds": {"0": 300.0, "1": 300.0}}, tmp_path)
+    assert "Wall time: 10.0 min on m" in (tmp_path / "results.md").read_text()   # one uninterrupted run
