@@ -39,7 +39,13 @@ def analyse(rows: list[dict], refs: dict[str, str]) -> dict:
             "top beam {}": np.mean([_empty(r["candidates"][0]) for r in rows]),
             "oracle {}": np.mean([_empty(o) for o in oracle]),
             "reference {}": np.mean([_empty(ref(r)) for r in rows]),
-            "mean p": np.mean([r["p"] for r in paired])}
+            "mean p": np.mean([r["p"] for r in paired]),
+            # the pairs that teach "no slot beats slots", and how sure the posterior is of them
+            "{} over slots": np.mean([_empty(r["chosen"]) and not _empty(r["rejected"]) for r in paired]),
+            "mean p, {} over slots": np.mean([r["p"] for r in paired if _empty(r["chosen"]) and not _empty(r["rejected"])]
+                                             or [np.nan]),
+            "mean p, others": np.mean([r["p"] for r in paired if not (_empty(r["chosen"]) and not _empty(r["rejected"]))]
+                                      or [np.nan])}
 
 
 def main():
@@ -56,14 +62,15 @@ def main():
         seed, _, ranker = path.stem.removeprefix("pairs_seed").split("_", 2)
         table.append({"seed": int(seed), "ranker": ranker, **analyse(rows, refs)})
     df = pd.DataFrame(table)
-    pct = [c for c in df.columns if c.startswith(("F1", "mean p")) or c.endswith("{}")]
+    pct = [c for c in df.columns if c.startswith(("F1", "mean p")) or "{}" in c]
     shown = df.copy()
     shown[pct] = (100 * shown[pct]).round(1)
     cmd = f"python experiments/analyze_preference_pairs.py {a.results}"
     text = ("# Preference pairs against the hidden references\n\n"
             "Per seed and ranker: mean item SLU-F1 (%) of chosen, rejected, the SFT student's top beam and the best "
             "of its N-best in hindsight (oracle), against strong_train's references (1.0 when neither has a slot); "
-            "how often each fills no slot (`{}`, %); the posterior's mean p (%).\n\n"
+            "how often each fills no slot (`{}`, %); the posterior's mean p (%), overall, on the pairs whose chosen "
+            "fills no slot and rejected does (*{} over slots*, % of pairs) and on the rest.\n\n"
             + "| " + " | ".join(shown.columns) + " |\n|" + "---|" * len(shown.columns) + "\n"
             + "".join("| " + " | ".join(str(v) for v in row) + " |\n" for row in shown.itertuples(index=False))
             + f"\n```\n{cmd}\n```\n")
