@@ -112,7 +112,7 @@ def _preference_pairs(pc, candidates, task, weak: WeakEnsemble, hyp_train: WeakH
     utilities = posterior_utilities(posterior, cands, item_slu_f1, pc.posterior_samples, seed, items=items)
     expected = [u @ w for u, w in utilities]
     weak_scores = weak.generation_.score_candidates(texts, cands) if pc.ranker == "weak" else None
-    pairs = make_pairs(texts, cands, weak_scores if pc.ranker == "weak" else expected, utilities,
+    pairs = make_pairs(texts, cands, expected if weak_scores is None else weak_scores, utilities,
                        source=f"{pc.ranker} ranker")
     truly = [np.sign(item_slu_f1(c, refs[i]) - item_slu_f1(r, refs[i]))
              for i, c, r in zip(pairs.items, pairs.chosen, pairs.rejected)]
@@ -126,7 +126,7 @@ def _preference_pairs(pc, candidates, task, weak: WeakEnsemble, hyp_train: WeakH
     log.info("seed %d: %d pairs (%s ranker), chosen truly better in %.1f%%, mean p %.2f, chosen {} %.0f%%, "
              "rejected {} %.0f%%", seed, len(pairs), pc.ranker, 100 * extra["pair_accuracy"], extra["mean_p"],
              100 * extra["chosen_empty"], 100 * extra["rejected_empty"])
-    if save_path is not None:   # every candidate with both rankers' view of it, for inspection
+    if save_path is not None:   # every candidate, its expected SLU-F1 and (weak ranker) its weak score
         paired = {int(i): k for k, i in enumerate(pairs.items)}
         with open(save_path, "w") as fh:
             for n, item in enumerate(items):
