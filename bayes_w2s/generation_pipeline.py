@@ -104,7 +104,7 @@ def _preference_pairs(pc, candidates, task, weak: WeakEnsemble, hyp_train: WeakH
     fill no slot (a ranker that favours ``{}`` teaches the student to say nothing)."""
     from .metrics import item_slu_f1
     from .student.preference import make_pairs, posterior_utilities
-    from .tasks.generation import parse_slots
+    from .tasks.generation import fills_no_slot
 
     items, texts, cands = candidates
     refs = [task.strong_train["target"][i] for i in items]
@@ -117,12 +117,9 @@ def _preference_pairs(pc, candidates, task, weak: WeakEnsemble, hyp_train: WeakH
     truly = [np.sign(item_slu_f1(c, refs[i]) - item_slu_f1(r, refs[i]))
              for i, c, r in zip(pairs.items, pairs.chosen, pairs.rejected)]
 
-    def empty(text):
-        return not parse_slots(text)[0]
-
     extra = {"pairs": len(pairs), "pair_accuracy": float(np.mean([(d > 0) + 0.5 * (d == 0) for d in truly])),
-             "mean_p": float(pairs.p.mean()), "chosen_empty": float(np.mean([empty(c) for c in pairs.chosen])),
-             "rejected_empty": float(np.mean([empty(r) for r in pairs.rejected]))}
+             "mean_p": float(pairs.p.mean()), "chosen_empty": float(np.mean([fills_no_slot(c) for c in pairs.chosen])),
+             "rejected_empty": float(np.mean([fills_no_slot(r) for r in pairs.rejected]))}
     log.info("seed %d: %d pairs (%s ranker), chosen truly better in %.1f%%, mean p %.2f, chosen {} %.0f%%, "
              "rejected {} %.0f%%", seed, len(pairs), pc.ranker, 100 * extra["pair_accuracy"], extra["mean_p"],
              100 * extra["chosen_empty"], 100 * extra["rejected_empty"])

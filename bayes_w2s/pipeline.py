@@ -89,15 +89,21 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
     return rows
 
 
+def experiment_task(cfg: ExperimentConfig):
+    """The task of ``cfg``, split by ``split_seed``, weak_train cut to ``weak_label_budget``."""
+    task = load_task(cfg.task, data_dir=cfg.data_dir, seed=cfg.split_seed, sizes=cfg.sizes)
+    if cfg.weak_label_budget is not None:
+        task = task.with_weak_budget(cfg.weak_label_budget, cfg.split_seed)
+    return task
+
+
 def run_experiment(cfg: ExperimentConfig, output_dir: str | Path | None = None, command: str = "") -> pd.DataFrame:
     """Run every seed of ``cfg`` and write ``results.csv``, ``results.md`` and a plot
     (``accuracy.png``; ``slu_f1.png`` for generation tasks)."""
     out = Path(output_dir or Path(cfg.output_root) / cfg.name)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    task = load_task(cfg.task, data_dir=cfg.data_dir, seed=cfg.split_seed, sizes=cfg.sizes)
-    if cfg.weak_label_budget is not None:
-        task = task.with_weak_budget(cfg.weak_label_budget, cfg.split_seed)
+    task = experiment_task(cfg)
     log.info("%s", task)
     partial = out / "results.partial.csv"   # resumable: finished seeds are not rerun
     done = pd.read_csv(partial) if partial.exists() else pd.DataFrame()

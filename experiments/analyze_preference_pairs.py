@@ -17,12 +17,8 @@ import pandas as pd
 
 from bayes_w2s.config import ExperimentConfig
 from bayes_w2s.metrics import item_slu_f1
-from bayes_w2s.tasks import load_task
-from bayes_w2s.tasks.generation import parse_slots
-
-
-def _empty(text: str) -> bool:
-    return not parse_slots(text)[0]
+from bayes_w2s.pipeline import experiment_task
+from bayes_w2s.tasks.generation import fills_no_slot as _empty
 
 
 def analyse(rows: list[dict], refs: dict[str, str]) -> dict:
@@ -54,7 +50,7 @@ def main():
     a = ap.parse_args()
     folder = Path(a.results)
     cfg = ExperimentConfig.from_dict(json.loads((folder / "meta.json").read_text())["config"])
-    task = load_task(cfg.task, data_dir=cfg.data_dir, seed=cfg.split_seed, sizes=cfg.sizes)
+    task = experiment_task(cfg)
     refs = dict(zip(task.strong_train["id"], task.strong_train["target"]))
     table = []
     for path in sorted(folder.glob("pairs_seed*.jsonl")):

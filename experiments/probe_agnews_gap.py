@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bayes_w2s import load_task, train_student
+from bayes_w2s import train_student
 from bayes_w2s.config import ExperimentConfig
 from bayes_w2s.metrics import accuracy
+from bayes_w2s.pipeline import experiment_task
 
 
 def main():
@@ -27,9 +28,7 @@ def main():
     ap.add_argument("--out", default="experiments/results/agnews_gap_probe")
     a = ap.parse_args()
     cfg = ExperimentConfig.from_yaml(a.config)
-    task = load_task(cfg.task, data_dir=cfg.data_dir, seed=cfg.split_seed, sizes=cfg.sizes)
-    if cfg.weak_label_budget is not None:
-        task = task.with_weak_budget(cfg.weak_label_budget, cfg.split_seed)
+    task = experiment_task(cfg)
     y = np.array(task.test["label"])
 
     def score(model, split, epochs):

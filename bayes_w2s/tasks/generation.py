@@ -69,6 +69,11 @@ def parse_slots(text: str) -> tuple[list[dict], bool]:
     return entities, True
 
 
+def fills_no_slot(text: str) -> bool:
+    """Whether a generation names no slot (``{}``, or malformed and so scored as ``{}``)."""
+    return not parse_slots(text)[0]
+
+
 def is_well_formed(text: str) -> bool:
     """Whether ``text`` is, in full, one slot JSON object (nothing before or after it):
     the check a training target must pass (:meth:`WordPosterior.constrain`)."""
