@@ -11,7 +11,7 @@ import pandas as pd
 from ..errors import InvalidInputError, UnknownNameError
 from .base import Posterior
 from .inference import fit_em, fit_nuts, fit_svi
-from .inputs import LabelMatrix, as_label_matrix
+from .inputs import LabelMatrix, as_label_matrix, check_fit_settings
 from .models import MODELS
 from .word_models import WORD_MODELS
 from .words import WORD_FITTERS, WordPosterior, slot_table
@@ -53,6 +53,7 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str = "em", *,
         raise UnknownNameError(f"unknown posterior model {model!r}; available: {sorted(METHODS)}")
     if method not in METHODS[model]:
         raise UnknownNameError(f"posterior model {model!r} has no method {method!r}; available: {list(METHODS[model])}")
+    check_fit_settings(model, method, kwargs)
     if model in WORD_MODELS:
         if hasattr(labels, "word_hypotheses"):     # WeakHypotheses: 1-best words of each weak model
             model_names = model_names or labels.model_names
