@@ -366,7 +366,7 @@ def check_fit_settings(model: str, method: str, kwargs: dict) -> None:
     priors, settings = fit_settings(model, method)
     unknown = sorted(set(kwargs) - set(priors) - set(settings))
     if unknown:
-        raise InvalidInputError(f"fit_posterior(model={model!r}, method={method!r}): unknown setting(s) {unknown}; "
+        raise InvalidInputError(f"fit_posterior: model {model!r} has no prior or {method} setting named {unknown}; "
                                 f"priors: {priors}; {method} settings: {settings}")
     for name, value in kwargs.items():
         if name in priors:

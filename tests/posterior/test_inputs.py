@@ -60,7 +60,7 @@ def test_errors():
         WeakLabels(np.full((2, 2, 2), 0.7), ["a", "b"], ["x", "y"])
     with pytest.raises(LabelSetMismatchError, match="weak labels are over"):
         fit_posterior(WeakLabels(np.full((2, 2, 2), 0.5), ["a", "b"], ["x", "y"]), label_names=["y", "x"])
-    with pytest.raises(InvalidInputError, match=r"unknown setting\(s\) \['beta'\]"):
+    with pytest.raises(InvalidInputError, match=r"has no prior or em setting named \['beta'\]"):
         fit_posterior(np.array([[0, 1], [1, 1]]), beta=3.0)
     with pytest.raises(LabelSetMismatchError, match="not in the class set"):
         fit_posterior(pd.DataFrame({"task": [0], "worker": ["a"], "label": ["maybe"]}), label_names=["yes", "no"])
@@ -114,7 +114,7 @@ BAD_INPUTS = [
     (VOTES, dict(method="nuts", target_accept_prob=1.2), InvalidInputError, "target_accept_prob must be"),
     (VOTES, dict(method="svi", guide="laplace"), InvalidInputError, "guide must be one of"),
     (VOTES, dict(method="svi", subsample_size=0), InvalidInputError, "subsample_size must be None or"),
-    (VOTES, dict(method="em", steps=10), InvalidInputError, r"unknown setting\(s\) \['steps'\]"),
+    (VOTES, dict(method="em", steps=10), InvalidInputError, r"has no prior or em setting named \['steps'\]"),
 ]
 
 
