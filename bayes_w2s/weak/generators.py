@@ -65,9 +65,20 @@ class GeneratorConfig:
         if self.mode not in GEN_MODES:
             raise InvalidInputError(f"unknown generator mode {self.mode!r}; use one of {GEN_MODES}")
         for name in ("epochs", "batch_size", "learning_rate", "max_length", "max_new_tokens", "n_best",
-                     "eval_batch_size"):
-            if not getattr(self, name) > 0:
-                raise InvalidInputError(f"GeneratorConfig.{name} must be positive, got {getattr(self, name)}")
+                     "eval_batch_size", "lora_r", "lora_alpha"):
+            value = getattr(self, name)
+            integer = name not in ("epochs", "learning_rate")
+            kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+            # inf or NaN would train to NaN without a word: every number is finite
+            if not isinstance(value, kinds) or isinstance(value, bool) or not np.isfinite(value) or not value > 0:
+                raise InvalidInputError(f"GeneratorConfig.{name} must be a positive finite "
+                                        f"{'integer' if integer else 'number'}, got {value!r}")
+        for name, high in (("weight_decay", np.inf), ("warmup_ratio", 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or not np.isfinite(value) or not 0 <= value <= high:
+                raise InvalidInputError(f"GeneratorConfig.{name} must be a finite number ≥ 0"
+                                        f"{' and ≤ 1' if high == 1.0 else ''}, got {value!r}")
 
     def key(self) -> str:
         d = asdict(self)
