@@ -241,3 +241,13 @@ def test_kill_and_resume_gives_the_uninterrupted_results(tiny_setup, tmp_path, m
     pd.testing.assert_frame_equal(whole.drop(columns=timing), resumed.drop(columns=timing))
     files = [pd.read_csv(tmp_path / d / "results.csv").drop(columns=timing) for d in ("whole", "resumed")]
     pd.testing.assert_frame_equal(*files)
+
+
+def test_shipped_configs_pass_the_pre_run_checks():
+    from pathlib import Path
+
+    from bayes_w2s.pipeline import load_experiment_config, validate_experiment
+    configs = sorted((Path(__file__).resolve().parents[1] / "experiments" / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        validate_experiment(load_experiment_config(path))

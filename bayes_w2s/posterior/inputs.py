@@ -141,10 +141,7 @@ def check_memory(n: int, m: int, k: int) -> None:
 
 def _one_hot(votes: np.ndarray, k: int) -> np.ndarray:
     """``[N, M]`` votes (−1 = abstain) → ``[N, M, K]`` float counts, without a K×K identity."""
-    counts = np.zeros((*votes.shape, k))
-    n_idx, m_idx = np.nonzero(votes >= 0)
-    counts[n_idx, m_idx, votes[n_idx, m_idx]] = 1.0
-    return counts
+    return (votes[..., None] == np.arange(k)).astype(np.float64)   # abstentions (-1) match no class
 
 
 # -- hard votes ----------------------------------------------------------------------------
@@ -278,7 +275,9 @@ def _from_long(df: pd.DataFrame, num_classes, label_names) -> LabelMatrix:
     shape = (len(tasks), len(workers), len(label_names))
     check_memory(*shape)
     keep = l_idx >= 0
-    flat = (t_idx[keep].astype(np.int64) * shape[1] + w_idx[keep]) * shape[2] + l_idx[keep]
+    if not keep.all():   # drop abstentions (copies; skipped when there are none)
+        t_idx, w_idx, l_idx = t_idx[keep], w_idx[keep], l_idx[keep]
+    flat = (t_idx.astype(np.int64) * shape[1] + w_idx) * shape[2] + l_idx
     counts = np.bincount(flat, minlength=int(np.prod(shape))).reshape(shape).astype(np.float64)
     return LabelMatrix(counts, [str(w) for w in workers], list(label_names), list(tasks))
 
