@@ -71,8 +71,8 @@ class GeneratorConfig:
             kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
             # inf or NaN would train to NaN without a word: every number is finite
             if not isinstance(value, kinds) or isinstance(value, bool) or not np.isfinite(value) or not value > 0:
-                raise InvalidInputError(f"GeneratorConfig.{name} must be a positive finite "
-                                        f"{'integer' if integer else 'number'}, got {value!r}")
+                raise InvalidInputError(f"GeneratorConfig.{name} must be positive (a finite "
+                                        f"{'integer' if integer else 'number'}), got {value!r}")
         for name, high in (("weight_decay", np.inf), ("warmup_ratio", 1.0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
