@@ -87,7 +87,8 @@ def train_student(model: str, train_data, targets, loss: str = "xent", *, label_
 
 def _check_arguments(model, loss, config, loss_kwargs, hard, seed) -> None:
     """Fail before any model loads on arguments of the wrong kind."""
-    if not isinstance(model, str):
+    from ..cards import ModelCard
+    if not isinstance(model, (str, ModelCard)):
         raise InvalidInputError(f"train_student model must be a model card name, hub id or folder, got {model!r}")
     if not isinstance(loss, str):
         raise InvalidInputError(f"train_student loss must be a loss name ({LOSSES}), got {loss!r}")
