@@ -320,7 +320,8 @@ def run_fingerprint(cfg: ExperimentConfig, task) -> dict:
 
 def _flatten(value, prefix: str = "") -> dict:
     if isinstance(value, dict):
-        return {k: v for key, sub in value.items() for k, v in _flatten(sub, f"{prefix}.{key}" if prefix else key).items()}
+        return {k: v for key, sub in value.items()
+                for k, v in _flatten(sub, f"{prefix}.{key}" if prefix else key).items()}
     if isinstance(value, list):
         return {k: v for i, sub in enumerate(value) for k, v in _flatten(sub, f"{prefix}[{i}]").items()} or {prefix: []}
     return {prefix: value}

@@ -97,7 +97,8 @@ def _check_arguments(model, loss, config, loss_kwargs, hard, seed) -> None:
         raise InvalidInputError(f"train_student config must be a TrainConfig, got {type(config).__name__} "
                                 f"{config!r}{hint}")
     if loss_kwargs is not None and not isinstance(loss_kwargs, dict):
-        raise InvalidInputError(f"train_student loss_kwargs must be a mapping of the loss's settings, got {loss_kwargs!r}")
+        raise InvalidInputError(f"train_student loss_kwargs must be a mapping of the loss's settings, "
+                                f"got {loss_kwargs!r}")
     if not isinstance(hard, (bool, np.bool_)):
         raise InvalidInputError(f"train_student hard must be True or False, got {hard!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

@@ -45,7 +45,8 @@ def resolve_targets(targets, num_items: int, label_names: list, hard: bool = Fal
         try:
             arr = np.asarray(targets)
         except ValueError as exc:   # ragged lists
-            raise InvalidInputError(f"targets must be an [N, K] array of probabilities or [N] class indices ({exc})") from None
+            raise InvalidInputError(f"targets must be an [N, K] array of probabilities or [N] class indices "
+                                    f"({exc})") from None
         if arr.dtype.kind not in "iuf":
             raise InvalidInputError(f"targets must be numbers ([N, K] probabilities or [N] class indices), "
                                     f"got dtype {arr.dtype}")

@@ -113,4 +113,5 @@ def load_task(name: str, data_dir=None, seed: int = 0, sizes: dict | None = None
                 label_names=list(names), source=source, **parts)
 
 
-__all__ = ["check_sizes", "Task", "GenerationTask", "load_task", "available_tasks", "SPLITS", "DATA_ENV", "three_way_split"]
+__all__ = ["check_sizes", "Task", "GenerationTask", "load_task", "available_tasks", "SPLITS", "DATA_ENV",
+           "three_way_split"]

@@ -65,8 +65,8 @@ class WeakEnsemble:
     def __init__(self, models: list[str], config: TrainConfig | dict | None = None, seed: int = 0,
                  cache: str | Path | bool | None = None, prefer_offline: bool = True):
         if isinstance(models, (str, Path)):   # iterating a string would look up one card per character
-            raise InvalidInputError(f"WeakEnsemble models must be a list of model names, got the string {str(models)!r}; "
-                                    f"use [{str(models)!r}]")
+            raise InvalidInputError(f"WeakEnsemble models must be a list of model names, got the string "
+                                    f"{str(models)!r}; use [{str(models)!r}]")
         models = list(models)
         if len(models) == 0:
             raise InvalidInputError("a weak ensemble needs at least one model")
