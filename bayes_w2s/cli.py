@@ -16,6 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--output", help="results folder (default: <output_root>/<name>)")
     run.add_argument("--data-dir", help="offline data folder (default $BAYES_W2S_DATA)")
     run.add_argument("--seeds", type=int, nargs="+", help="override the config's seeds")
+    run.add_argument("--restart", action="store_true",
+                     help="discard the finished seeds of an interrupted run in the output folder")
+    run.add_argument("--overwrite", action="store_true", help="replace the results an output folder already holds")
     sub.add_parser("tasks", help="list tasks")
     sub.add_parser("models", help="list model cards")
     args = parser.parse_args(argv)
@@ -32,15 +35,18 @@ def main(argv: list[str] | None = None) -> int:
                 c = load_card(name)
                 print(f"{name:16s} {c.params:>6s}  {c.hub_id:45s} {'offline' if c.offline else 'hub only'}")
         else:
-            from .config import ExperimentConfig
-            from .pipeline import run_experiment
-            cfg = ExperimentConfig.from_yaml(args.config, data_dir=args.data_dir, seeds=args.seeds)
-            results = run_experiment(cfg, args.output, command="bayes-w2s " + shlex.join(argv))
+            from .pipeline import load_experiment_config, run_experiment
+            cfg = load_experiment_config(args.config, data_dir=args.data_dir, seeds=args.seeds)
+            results = run_experiment(cfg, args.output, command="bayes-w2s " + shlex.join(argv),
+                                     restart=args.restart, overwrite=args.overwrite)
             metric = "slu_f1" if cfg.is_generation else "accuracy"
             print(results.groupby("method", sort=False)[metric].agg(["mean", "std"]).to_string())
     except BayesW2SError as exc:
         print(f"bayes-w2s: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("bayes-w2s: interrupted; rerun the same command to resume (finished seeds are kept)", file=sys.stderr)
+        return 130
     return 0
 
 

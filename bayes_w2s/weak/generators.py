@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from ..align.bridge import generated_to_words, tokens_to_words
 from ..cards import ModelCard, load_card, resolve_weights
 from ..errors import CorruptCacheError, InvalidInputError
+from ..io import atomic_dir
 from ..tasks.generation import parse_slots, render_slots
 from .hypotheses import Hypothesis
 
@@ -64,9 +65,20 @@ class GeneratorConfig:
         if self.mode not in GEN_MODES:
             raise InvalidInputError(f"unknown generator mode {self.mode!r}; use one of {GEN_MODES}")
         for name in ("epochs", "batch_size", "learning_rate", "max_length", "max_new_tokens", "n_best",
-                     "eval_batch_size"):
-            if not getattr(self, name) > 0:
-                raise InvalidInputError(f"GeneratorConfig.{name} must be positive, got {getattr(self, name)}")
+                     "eval_batch_size", "lora_r", "lora_alpha"):
+            value = getattr(self, name)
+            integer = name not in ("epochs", "learning_rate")
+            kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+            # inf or NaN would train to NaN without a word: every number is finite
+            if not isinstance(value, kinds) or isinstance(value, bool) or not np.isfinite(value) or not value > 0:
+                raise InvalidInputError(f"GeneratorConfig.{name} must be positive (a finite "
+                                        f"{'integer' if integer else 'number'}), got {value!r}")
+        for name, high in (("weight_decay", np.inf), ("warmup_ratio", 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or not np.isfinite(value) or not 0 <= value <= high:
+                raise InvalidInputError(f"GeneratorConfig.{name} must be a finite number ≥ 0"
+                                        f"{' and ≤ 1' if high == 1.0 else ''}, got {value!r}")
 
     def key(self) -> str:
         d = asdict(self)
@@ -199,17 +211,12 @@ class CausalLMGenerator:
     def save(self, path) -> None:
         """The trained model (safetensors), tokenizer and training log in folder ``path``,
         written to a temporary folder first so a crash never leaves a half-written one."""
-        import shutil
-
         self._require_model()
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp, safe_serialization=True)
-        self.tokenizer.save_pretrained(tmp)
-        (tmp / "history.json").write_text(json.dumps(self.history, default=str))
-        shutil.rmtree(path, ignore_errors=True)
-        tmp.replace(path)
+        with atomic_dir(path) as tmp:   # per-process temp folder: concurrent writers never collide
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
+            (tmp / "history.json").write_text(json.dumps(self.history, default=str))
 
     def load(self, path) -> "CausalLMGenerator":
         """Load what :meth:`save` wrote (safetensors only, no remote code)."""
