@@ -147,7 +147,12 @@ class FeatureCache:
     One ``.npz`` per (card, texts) holding the features and their SHA-256, so a file that
     was damaged after it was written is noticed; an unreadable or mismatched file is
     recomputed with a warning naming it. The backbone is loaded only when something is missing.
+    Rows already seen in this process are also kept by text, so a subset of a featurised
+    list (a cross-fitting fold) is assembled from memory instead of embedded again.
     """
+
+    #: (card, pooling, max length) key -> {text: feature row}, shared by every instance
+    _rows: dict[str, dict[str, np.ndarray]] = {}
 
     def __init__(self, card: ModelCard | str, max_length: int = 128, batch_size: int = 32,
                  prefer_offline: bool = True, root: Path | None = None):
@@ -156,27 +161,32 @@ class FeatureCache:
         self.root = Path(root) if root else cache_dir("features")
         self._backbone = None
 
+    def _key(self) -> str:
+        return hashlib.sha256(f"{self.card.fingerprint()}|{self.card.pooling}|{self.max_length}".encode()).hexdigest()[:12]
+
     def path(self, texts: list[str]) -> Path:
-        key = hashlib.sha256(f"{self.card.fingerprint()}|{self.card.pooling}|{self.max_length}".encode()).hexdigest()[:12]
-        return self.root / f"{self.card.name}-{key}-{texts_fingerprint(texts)}.npz"
+        return self.root / f"{self.card.name}-{self._key()}-{texts_fingerprint(texts)}.npz"
 
     def __call__(self, texts: list[str]) -> np.ndarray:
+        rows = self._rows.setdefault(self._key(), {})
+        if texts and all(t in rows for t in texts):
+            return np.stack([rows[t] for t in texts])
         path = self.path(texts)
         feats = self._read(path, len(texts))
-        if feats is not None:
-            return feats
-        legacy = path.with_suffix(".npy")   # written before features carried a checksum
-        feats = self._read(legacy, len(texts)) if legacy.exists() else None
         if feats is None:
-            if self._backbone is None:
-                self._backbone = load_backbone(self.card, self.prefer_offline)
-            tok, model = self._backbone
-            feats = embed(texts, tok, model, self.card.pooling, self.batch_size, self.max_length,
-                          desc=f"features {self.card.name}")
-        try:
-            save_features(path, feats)
-        except OSError as exc:   # a cache that cannot be written costs time, not results
-            log.warning("could not write the feature cache %s (%s); continuing without it", path, exc)
+            legacy = path.with_suffix(".npy")   # written before features carried a checksum
+            feats = self._read(legacy, len(texts)) if legacy.exists() else None
+            if feats is None:
+                if self._backbone is None:
+                    self._backbone = load_backbone(self.card, self.prefer_offline)
+                tok, model = self._backbone
+                feats = embed(texts, tok, model, self.card.pooling, self.batch_size, self.max_length,
+                              desc=f"features {self.card.name}")
+            try:
+                save_features(path, feats)
+            except OSError as exc:   # a cache that cannot be written costs time, not results
+                log.warning("could not write the feature cache %s (%s); continuing without it", path, exc)
+        rows.update(zip(texts, feats))
         return feats
 
     @staticmethod
