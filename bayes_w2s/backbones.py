@@ -168,13 +168,13 @@ class FeatureCache:
         return self.root / f"{self.card.name}-{self._key()}-{texts_fingerprint(texts)}.npz"
 
     def __call__(self, texts: list[str]) -> np.ndarray:
-        rows = self._rows.setdefault(self._key(), {})
-        if texts and all(t in rows for t in texts):
-            return np.stack([rows[t] for t in texts])
+        rows = self._rows.setdefault(f"{self.root}|{self._key()}", {})
         path = self.path(texts)
+        legacy = path.with_suffix(".npy")   # written before features carried a checksum
+        if texts and not path.exists() and not legacy.exists() and all(t in rows for t in texts):
+            return np.stack([rows[t] for t in texts])
         feats = self._read(path, len(texts))
         if feats is None:
-            legacy = path.with_suffix(".npy")   # written before features carried a checksum
             feats = self._read(legacy, len(texts)) if legacy.exists() else None
             if feats is None:
                 if self._backbone is None:

@@ -84,7 +84,7 @@ class Posterior(DrawDiagnostics):
         history: per-iteration log joint (EM), ELBO (VB) or ELBO loss (SVI).
         draws: global sites as ``[chains, draws, ...]`` in the model's own layout.
         log_lik: ``[chains, draws, N]`` log p(y_n | globals), the class summed out (for LOO).
-        true_class: ``[chains, draws, N]`` item labels drawn by ``infer_discrete`` (NUTS).
+        true_class: ``[chains, draws, N]`` item labels drawn from their conditional per draw (NUTS).
         sample_stats: e.g. ``diverging`` ``[chains, draws]`` (NUTS).
         observed: the observation tensor the model saw (vote counts, probabilities, log-odds).
         priors: the prior settings fitted with; temperature: the likelihood's temperature.

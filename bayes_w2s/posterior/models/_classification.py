@@ -20,6 +20,7 @@ is ``Σ_l counts·log θ`` plus a constant, exactly the Dawid–Skene likelihood
 """
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
 import numpy as np
@@ -38,9 +39,20 @@ CHUNK = 64
 
 
 def confusion_prior(num_classes: int, beta_diag: float, beta_off: float, dtype=DTYPE) -> torch.Tensor:
-    """``[K, K]`` Dirichlet concentrations of the confusion rows: β_diag on the diagonal."""
-    k = num_classes
-    return torch.full((k, k), float(beta_off), dtype=dtype) + torch.eye(k, dtype=dtype) * (beta_diag - beta_off)
+    """``[K, K]`` Dirichlet concentrations of the confusion rows: β_diag on the diagonal
+    (one cached constant per setting; never modify it in place)."""
+    return _confusion_prior(int(num_classes), float(beta_diag), float(beta_off), dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _confusion_prior(k: int, beta_diag: float, beta_off: float, dtype) -> torch.Tensor:
+    return torch.full((k, k), beta_off, dtype=dtype) + torch.eye(k, dtype=dtype) * (beta_diag - beta_off)
+
+
+@functools.lru_cache(maxsize=64)
+def constant(shape: tuple, value: float) -> torch.Tensor:
+    """A cached constant tensor (prior concentrations); never modify it in place."""
+    return torch.full(shape, float(value), dtype=DTYPE)
 
 
 def for_vindex(table: torch.Tensor, model_dims: int = 3, nest: int = 2) -> torch.Tensor:
@@ -159,6 +171,9 @@ class ClassModel(PosteriorModel):
     def latent_class_of(self, k: int, p: dict) -> torch.Tensor | None:
         return None
 
+    def local_classes(self, data: ModelData, p: dict) -> torch.Tensor | None:
+        return self.latent_class_of(len(data.source.label_names), p)
+
     def row_log_coef(self, obs: dict):
         return votes_log_coef(obs["counts"]) if "counts" in obs else 0.0
 
@@ -266,7 +281,7 @@ def vote_start(data: ModelData) -> torch.Tensor:
 
 def pi_log_prior(log_pi: torch.Tensor, alpha_prior: float) -> torch.Tensor:
     """log Dir(π | α_π 1_K)."""
-    return dirichlet_log_density(torch.full(log_pi.shape[-1:], float(alpha_prior), dtype=DTYPE), log_pi)
+    return dirichlet_log_density(constant(tuple(log_pi.shape[-1:]), alpha_prior), log_pi)
 
 
 def pi_counts(wq: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
+from ..engine import scaled
 from ..engine import CONCENTRATION, DTYPE, SIMPLEX, Site, dirichlet_log_density
 from ._classification import (ClassModel, confusion_prior, indexed_log_theta, observe_votes, pi_counts,
                               pi_log_prior, vote_start, votes_log_lik)
@@ -48,7 +49,7 @@ class DawidSkene(ClassModel):
         return pi_log_prior(log_g["pi"], p["alpha_prior"]) + dirichlet_log_density(conc, log_g["theta"]).sum()
 
     def log_joint(self, obs, g, log_g, p, lik_weight=1.0):
-        return log_g["pi"].unsqueeze(-2) + lik_weight * votes_log_lik(obs["counts"], log_g["theta"])
+        return log_g["pi"].unsqueeze(-2) + scaled(lik_weight, votes_log_lik(obs["counts"], log_g["theta"]))
 
     def expected_counts(self, obs, wq, lik_weight):
         counts = obs["counts"]

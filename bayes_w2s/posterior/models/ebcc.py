@@ -6,6 +6,7 @@ import pyro.distributions as dist
 import torch
 from pyro.ops.indexing import Vindex
 
+from ..engine import scaled
 from ..engine import CONCENTRATION, DTYPE, PriorSpec, SIMPLEX, Site, dirichlet_log_density
 from ._classification import (ClassModel, VoteCounts, confusion_prior, for_vindex, pi_log_prior, true_class,
                               vote_start, votes_log_lik)
@@ -89,7 +90,7 @@ class EBCC(ClassModel):
         log_theta = log_g["theta"].reshape(*lead, k * big_l, *log_g["theta"].shape[-2:])   # [..., K·L, M, K]
         log_nu = log_g["nu"].reshape(*lead, k * big_l)
         latent_prior = log_g["pi"].repeat_interleave(big_l, -1) + log_nu
-        return latent_prior.unsqueeze(-2) + lik_weight * votes_log_lik(obs["counts"], log_theta)
+        return latent_prior.unsqueeze(-2) + scaled(lik_weight, votes_log_lik(obs["counts"], log_theta))
 
     def expected_counts(self, obs, wq, lik_weight):
         counts = obs["counts"]

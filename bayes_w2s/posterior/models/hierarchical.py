@@ -7,6 +7,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
+from ..engine import scaled
 from ..engine import CONCENTRATION, DTYPE, POSITIVE, POSITIVE_SUPPORT, SIMPLEX, Site, dirichlet_log_density
 from ._classification import ClassModel, confusion_prior, indexed_log_theta, observe_votes, pi_log_prior, votes_log_lik
 from .dawid_skene import DawidSkene
@@ -71,7 +72,7 @@ class Hierarchical(ClassModel):
         return out + dirichlet_log_density(g["kappa"] * g["mu"], log_g["theta"]).sum()
 
     def log_joint(self, obs, g, log_g, p, lik_weight=1.0):
-        return log_g["pi"].unsqueeze(-2) + lik_weight * votes_log_lik(obs["counts"], log_g["theta"])
+        return log_g["pi"].unsqueeze(-2) + scaled(lik_weight, votes_log_lik(obs["counts"], log_g["theta"]))
 
     def init(self, data, p, seed=0):
         ds = DawidSkene()

@@ -9,6 +9,7 @@ import torch
 from pyro.ops.indexing import Vindex
 from torch.distributions import biject_to, constraints
 
+from ..engine import scaled
 from ..engine import (CONCENTRATION, CORR_CHOLESKY, DTYPE, POSITIVE, POSITIVE_SUPPORT, PriorSpec, REAL,
                       REAL_SUPPORT, SIMPLEX, Site, dirichlet_mode)
 from ._classification import ClassModel, for_vindex, masked, pi_counts, pi_log_prior, true_class
@@ -126,8 +127,8 @@ class LogisticT(ClassModel):
 
     def log_joint(self, obs, g, log_g, p, lik_weight=1.0):
         z = obs["logits"].reshape(len(obs["logits"]), -1)
-        return log_g["pi"].unsqueeze(-2) + lik_weight * student_t_log_lik(z, g["mu"], g["sigma"], g["omega"],
-                                                                          float(p["df"]))
+        return log_g["pi"].unsqueeze(-2) + scaled(lik_weight, student_t_log_lik(z, g["mu"], g["sigma"], g["omega"],
+                                                                                float(p["df"])))
 
     def confusion(self, g, data, item_probs):
         """P(weak model's argmax = l | true class k), from the posterior item labels."""

@@ -7,6 +7,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
+from ..engine import scaled
 from ..engine import CONCENTRATION, DTYPE, SIMPLEX, UNIT, Site, dirichlet_log_density
 from ._classification import ClassModel, observe_votes, pi_counts, pi_log_prior, vote_start, votes_log_lik
 from ._classification import for_vindex
@@ -73,7 +74,7 @@ class OneCoin(ClassModel):
 
     def log_joint(self, obs, g, log_g, p, lik_weight=1.0):
         log_theta = one_coin_log_theta(log_g["accuracy"], log_g["pi"].shape[-1])
-        return log_g["pi"].unsqueeze(-2) + lik_weight * votes_log_lik(obs["counts"], log_theta)
+        return log_g["pi"].unsqueeze(-2) + scaled(lik_weight, votes_log_lik(obs["counts"], log_theta))
 
     def expected_counts(self, obs, wq, lik_weight):
         counts = obs["counts"]

@@ -9,6 +9,7 @@ import torch
 from pyro.ops.indexing import Vindex
 
 from ...errors import InvalidInputError
+from ..engine import scaled
 from ..engine import CONCENTRATION, DTYPE, POSITIVE, POSITIVE_SUPPORT, SIMPLEX, Site, dirichlet_mode
 from ._classification import ClassModel, confusion_prior, for_vindex, masked, pi_counts, pi_log_prior, true_class
 
@@ -92,7 +93,7 @@ class SoftLabel(ClassModel):
         return pi_log_prior(log_g["pi"], p["alpha_prior"]) + gamma.expand_as(lam).sum()
 
     def log_joint(self, obs, g, log_g, p, lik_weight=1.0):
-        return log_g["pi"].unsqueeze(-2) + lik_weight * soft_log_lik(obs["probs"], g["concentration"])
+        return log_g["pi"].unsqueeze(-2) + scaled(lik_weight, soft_log_lik(obs["probs"], g["concentration"]))
 
     def confusion(self, g, data, item_probs):
         lam = g["concentration"]
