@@ -11,6 +11,7 @@ from scipy.special import softmax
 from ..backbones import texts_fingerprint
 from ..cards import cache_dir, load_card
 from ..errors import InvalidInputError
+from ..tasks.base import split_kind
 from ..training import Classifier, TrainConfig
 from .labels import WeakLabels
 
@@ -70,7 +71,7 @@ class WeakEnsemble:
         """
         if len(train_data) == 0:
             raise InvalidInputError("the weak models' training data is empty")
-        if "target" in getattr(train_data, "column_names", []):
+        if split_kind(train_data) == "generation":
             from .generation_ensemble import GenerationEnsemble
             if label_names is None:
                 raise InvalidInputError("a generation ensemble needs the task's slot types: fit(data, task.slot_types)")
