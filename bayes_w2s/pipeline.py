@@ -23,28 +23,42 @@ log = logging.getLogger(__name__)
 
 
 def _targets_for(method: MethodConfig, task, wl_train: WeakLabels, best_weak: str):
-    kind, _, rest = method.targets.partition(":")
-    if kind == "ground_truth":
+    spec = method.spec
+    if spec.kind == "ground_truth":
         return np.asarray(task.strong_train["label"])
-    if kind == "weak":
-        return wl_train.model(rest)
-    if kind == "best_weak":
+    if spec.kind == "weak":
+        return wl_train.model(spec.name)
+    if spec.kind == "best_weak":
         return wl_train.model(best_weak)
-    if kind == "mean":
+    if spec.kind == "mean":
         return wl_train.mean()
-    if kind == "vote":
+    if spec.kind == "vote":
         return wl_train.majority_vote()
-    if kind == "weak_all":
+    if spec.kind == "weak_all":
         return wl_train
-    model, _, inference = rest.partition(":")
-    return fit_posterior(wl_train, model=model, method=inference or "em", **method.posterior_kwargs)
+    return fit_posterior(wl_train, model=spec.name, method=spec.method, **method.posterior_kwargs)
+
+
+def student_dir(out: Path, method: MethodConfig, seed: int) -> Path:
+    """Where ``run_experiment`` saves a method's student: ``<results>/students/<method>/seed<s>/``."""
+    return Path(out) / "students" / method.slug / f"seed{seed}"
+
+
+def save_test_probs(path: Path, probs: dict, task) -> None:
+    """Every row's test probabilities ``[rows, N, K]`` with the row names, item ids and
+    true labels (``.npz``, no pickle): what the reliability diagram is drawn from."""
+    np.savez_compressed(path, methods=np.array(list(probs), dtype=str),
+                        probs=np.stack([np.asarray(p, dtype=np.float32) for p in probs.values()]),
+                        ids=np.asarray(task.test["id"], dtype=str), labels=np.asarray(task.test["label"]))
 
 
 def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = None) -> list[dict]:
     """All rows of one seed: weak models, their vote and mean, and every method.
 
     With ``save_dir``, the weak labels of strong_train and test are written there
-    (``weak_labels_seed<seed>_<split>.npz``, no pickle) for notebooks and benchmarks.
+    (``weak_labels_seed<seed>_<split>.npz``, no pickle) for notebooks and benchmarks, every
+    row's test probabilities (``test_probs_seed<seed>.npz``) and, if ``cfg.saves_students``,
+    each method's student (:func:`student_dir`).
     """
     y_test = np.asarray(task.test["label"])
     weak = WeakEnsemble(cfg.weak_models, cfg.weak_train, seed=seed, prefer_offline=cfg.prefer_offline)
@@ -54,10 +68,11 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
     if save_dir is not None:
         wl_train.save(Path(save_dir) / f"weak_labels_seed{seed}_strong_train.npz")
         wl_test.save(Path(save_dir) / f"weak_labels_seed{seed}_test.npz")
-    rows = []
+    rows, test_probs = [], {}
     y_strong = np.asarray(task.strong_train["label"])
 
     def add(name, kind, probs, extra=None):
+        test_probs[name] = probs
         rows.append({"seed": seed, "method": name, "kind": kind, "accuracy": accuracy(probs, y_test),
                      "ece": expected_calibration_error(probs, y_test), **(extra or {})})
 
@@ -82,10 +97,14 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
                                 seed=seed, loss_kwargs=method.loss_kwargs, prefer_offline=cfg.prefer_offline)
         probs = student.predict_proba(task.test)
         extra["train_seconds"] = time.perf_counter() - t0
+        if save_dir is not None and cfg.saves_students:
+            student.save_pretrained(student_dir(save_dir, method, seed))
         add(method.name, "ceiling" if method.targets == "ground_truth" else "student", probs,
             {"targets": method.targets, "loss": method.loss, **extra})
     for r in rows:
         r["best_weak"] = best_weak
+    if save_dir is not None:
+        save_test_probs(Path(save_dir) / f"test_probs_seed{seed}.npz", test_probs, task)
     return rows
 
 
@@ -112,7 +131,7 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path | None = None, 
         if len(done) and seed in set(done["seed"]):
             continue
         seed_start = time.perf_counter()
-        if cfg.is_generation:
+        if task.kind == "generation":
             from .generation_pipeline import run_generation_seed
             frame = pd.DataFrame(run_generation_seed(cfg, task, seed, save_dir=out))
         else:
@@ -123,7 +142,7 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path | None = None, 
     results = pd.concat(frames, ignore_index=True)
     results = results[results["seed"].isin(cfg.seeds)]
     meta = {"config": cfg.to_dict(), "split_sizes": task.sizes(), "data_source": task.source,
-            "metric": "slu_f1" if cfg.is_generation else "accuracy",
+            "metric": "slu_f1" if task.kind == "generation" else "accuracy",
             "wall_seconds": time.perf_counter() - start, "command": command,
             "seed_wall_seconds": {int(k): float(v) for k, v in results.groupby("seed")["seed_wall_seconds"].first().items()}
             if "seed_wall_seconds" in results else {},
