@@ -286,8 +286,8 @@ def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
           *_gap_warning(summary, metric),
           notes, "",
           f"![{metric} per method]({plot_name})", "",
-          *([f"Reliability of every row's test predictions (seeds pooled; 10 equal-width confidence bins, so the "
-             f"ECE in each panel differs from the table's 15-bin ECE): ![reliability diagrams](reliability.png)", ""]
+          *(["Reliability of every row's test predictions (seeds pooled; 10 equal-width confidence bins, so the "
+             "ECE in each panel differs from the table's 15-bin ECE):", "", "![reliability diagrams](reliability.png)", ""]
             if any(p.name == "reliability.png" for p in plots) else []),
           f"Wall time: {_wall_time(meta)} on {meta['machine']} (Python {meta['python']}).", "",
           "Reproduce:", "", "```", meta.get("command") or "(command not recorded)", "```", ""]
