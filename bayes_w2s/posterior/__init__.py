@@ -1,78 +1,165 @@
-"""Posterior models over weak labels: Pyro models, EM / SVI / NUTS, ArviZ diagnostics.
+"""Posterior models over weak labels: Pyro models, EM / VB / SVI / NUTS, ArviZ diagnostics.
 
-``fit_posterior`` is the single entry point, for class labels (:mod:`.models`) and for
-word hypotheses of generation tasks (:mod:`.word_models`); ``compare_posteriors`` ranks
-fits by LOO.
+``fit_posterior`` is the functional entry point, for class labels and for word
+hypotheses of generation tasks; :mod:`.estimators` puts crowd-kit-style classes
+(``fit`` / ``fit_predict_proba``) on the same core; ``compare_posteriors`` ranks fits by
+LOO. Models live in :mod:`.models` (one module each), inference in :mod:`.engine`.
 """
 from __future__ import annotations
 
+import inspect
+
+import numpy as np
 import pandas as pd
 
-from ..errors import InvalidInputError, UnknownNameError
+from ..errors import InvalidInputError, LabelSetMismatchError, UnknownNameError
 from .base import Posterior
-from .inference import fit_em, fit_nuts, fit_svi
+from .engine import FITTERS, check_temperature
 from .inputs import LabelMatrix, as_label_matrix
-from .models import MODELS
-from .word_models import WORD_MODELS
-from .words import WORD_FITTERS, WordPosterior, slot_table
+from .models import MODELS, get_model
+from .words import WordPosterior, slot_table
 
-#: model -> inference methods it supports (hierarchical has no closed-form M-step)
-METHODS = {"dawid_skene": ("em", "svi", "nuts"), "one_coin": ("em", "svi", "nuts"),
-           "hierarchical": ("svi", "nuts"), "soft": ("em", "svi", "nuts"),
-           "word_reliability": ("em", "svi", "nuts"), "word_reliability_conf": ("em", "svi", "nuts")}
-_FITTERS = {"em": fit_em, "svi": fit_svi, "nuts": fit_nuts}
+#: model -> inference methods it supports, the first being its default
+METHODS = {name: m.methods for name, m in MODELS.items()}
 
 
 def available_posteriors() -> list[tuple[str, str]]:
     return sorted((m, me) for m, methods in METHODS.items() for me in methods)
 
 
-def fit_posterior(labels, model: str = "dawid_skene", method: str = "em", *,
+def fit_settings(method: str) -> set[str]:
+    """The keyword settings an inference method takes."""
+    params = inspect.signature(FITTERS[method]).parameters
+    return {n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY} - {"temperature"}
+
+
+def split_kwargs(model, method: str, kwargs: dict) -> tuple[dict, dict, dict]:
+    """``kwargs`` → (priors, data settings, method settings); unknown names fail, naming all
+    three groups."""
+    priors_known = set(model.prior_defaults())
+    data_known = set(getattr(model, "data_settings", {}))
+    method_known = fit_settings(method)
+    priors = {k: v for k, v in kwargs.items() if k in priors_known}
+    data = {k: v for k, v in kwargs.items() if k in data_known}
+    settings = {k: v for k, v in kwargs.items() if k in method_known}
+    unknown = set(kwargs) - set(priors) - set(data) - set(settings)
+    if unknown:
+        raise InvalidInputError(
+            f"unknown prior setting(s) or option(s) {sorted(unknown)} for {model.name}/{method}; priors: "
+            f"{sorted(priors_known)}; data settings: {sorted(data_known)}; {method} settings: {sorted(method_known)}")
+    return priors, data, settings
+
+
+def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
+    """``gold`` ({item: label} or an ``[N]`` array with −1 = unknown) → ``[N]`` class indices.
+
+    Items are item ids when the labels carry them, else positions; labels are class names or
+    class indices."""
+    if gold is None:
+        return None
+    n, k = lm.counts.shape[0], len(lm.label_names)
+    out = np.full(n, -1, dtype=np.int64)
+    if isinstance(gold, dict):
+        if not gold:
+            return None
+        position = {str(i): j for j, i in enumerate(lm.item_ids)} if lm.item_ids is not None else None
+        items = list(gold.items())
+    else:
+        arr = np.asarray(gold)
+        if arr.shape != (n,):
+            raise InvalidInputError(f"gold must be a dict {{item: label}} or an array of {n} labels (−1 = unknown), "
+                                    f"got shape {arr.shape}")
+        position, items = None, [(j, v) for j, v in enumerate(arr.tolist()) if v != -1]
+    names = {str(c): j for j, c in enumerate(lm.label_names)}
+    for item, label in items:
+        if position is not None and str(item) in position:
+            j = position[str(item)]
+        elif isinstance(item, (int, np.integer)) and not isinstance(item, bool) and 0 <= item < n:
+            j = int(item)
+        else:
+            raise InvalidInputError(f"gold item {item!r} is not among the {n} items (ids or positions 0..{n - 1})")
+        if isinstance(label, (int, np.integer)) and not isinstance(label, bool) and str(label) not in names:
+            if not 0 <= label < k:
+                raise LabelSetMismatchError(f"gold label {label!r} of item {item!r} is not a class index 0..{k - 1}")
+            out[j] = int(label)
+        elif str(label) in names:
+            out[j] = names[str(label)]
+        else:
+            raise LabelSetMismatchError(f"gold label {label!r} of item {item!r} is not in the class set "
+                                        f"{list(lm.label_names)}")
+    return out
+
+
+def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None, *,
                   num_classes: int | None = None, label_names=None, model_names=None, item_ids=None,
-                  **kwargs) -> Posterior | WordPosterior:
+                  gold=None, temperature: float = 1.0, **kwargs) -> Posterior | WordPosterior:
     """Fit a posterior over the true labels (or words) given weak labels (or hypotheses).
 
     Args:
         labels: a ``WeakLabels`` (soft ``[N, M, K]``; vote models use its argmax votes, the
-            ``soft`` model its probabilities), an int array ``[N, M]`` of hard votes
+            soft-label models its probabilities), an int array ``[N, M]`` of hard votes
             (``-1`` = abstain), or a long ``DataFrame`` with columns ``task, worker, label``
             (a worker may label a task more than once). For the word models: a
             ``WeakHypotheses`` or ``hypotheses[n][m]``, weak model m's output for item n
             (a string, a word list or ``WordScores`` with word log-probs).
-        model: ``dawid_skene`` | ``one_coin`` | ``hierarchical`` | ``soft``
-            (:mod:`bayes_w2s.posterior.models`); ``word_reliability`` |
-            ``word_reliability_conf`` (:mod:`bayes_w2s.posterior.word_models`), which
-            return a :class:`WordPosterior`.
-        method: ``em`` (closed-form MAP-EM) | ``svi`` (``TraceEnum_ELBO``) | ``nuts``.
+        model: ``dawid_skene`` | ``one_coin`` | ``hierarchical`` | ``ebcc`` (votes);
+            ``soft`` | ``logistic_normal`` (probabilities); ``word_reliability`` |
+            ``word_reliability_conf`` (word hypotheses; they return a :class:`WordPosterior`).
+        method: ``em`` (closed-form MAP-EM) | ``vb`` (closed-form mean-field VB, conjugate
+            models) | ``svi`` (``TraceEnum_ELBO``) | ``nuts``; default: the model's first.
         num_classes / label_names: the class set, when it cannot be read off ``labels``.
         model_names / item_ids: axis labels of word hypotheses given as plain lists.
-        **kwargs: priors of the model (e.g. ``beta_diag``) and settings of the method
-            (:func:`~.inference.fit_em`, :func:`~.inference.fit_svi`, :func:`~.inference.fit_nuts`).
+        gold: items whose true class is known, ``{item: label}`` (items by id or position,
+            labels by name or index) or an ``[N]`` array with −1 for unknown; c is observed
+            there (semi-supervised fitting).
+        temperature: T of the power likelihood p(y | c, θ)^{1/T}; T = 1 is the plain model,
+            T > 1 discounts evidence counted as independent that is not (choose it on gold
+            items: :func:`bayes_w2s.posterior.calibration.choose_temperature`).
+        **kwargs: priors of the model (e.g. ``beta_diag``), data settings (``eps``) and
+            settings of the method (:mod:`.engine`'s ``fit_em``, ``fit_vb``, ``fit_svi``,
+            ``fit_nuts``).
     """
-    if model not in METHODS:
-        raise UnknownNameError(f"unknown posterior model {model!r}; available: {sorted(METHODS)}")
-    if method not in METHODS[model]:
-        raise UnknownNameError(f"posterior model {model!r} has no method {method!r}; available: {list(METHODS[model])}")
-    if model in WORD_MODELS:
+    m = get_model(model)
+    method = m.methods[0] if method is None else method
+    if method not in m.methods:
+        raise UnknownNameError(f"posterior model {model!r} has no method {method!r}; available: {list(m.methods)}")
+    temperature = check_temperature(temperature)
+    priors, data_settings, settings = split_kwargs(m, method, kwargs)
+    if method == "svi" and "guide" not in settings:
+        settings["guide"] = getattr(m, "default_guide", "delta")
+    point = method == "em" or (method == "svi" and settings.get("guide") == "delta")
+    if point and not getattr(m, "point_estimate", True):
+        raise InvalidInputError(f"the {model!r} model has no posterior mode (its density is unbounded at the edge "
+                                f"of the simplex; see the docstring of {m.fn.__module__}.{m.fn.__name__}), so "
+                                f"{method} cannot fit it as a point estimate: use one of {list(m.methods)}"
+                                + (" with guide='normal'" if "svi" in m.methods else ""))
+    p = m.priors(priors, point_estimate=point)
+    if m.observes == "words":
         if hasattr(labels, "word_hypotheses"):     # WeakHypotheses: 1-best words of each weak model
             model_names = model_names or labels.model_names
             item_ids = item_ids or labels.ids
             labels = labels.word_hypotheses()
         table = labels if hasattr(labels, "item_of_slot") else slot_table(labels, model_names, item_ids)
-        return WORD_FITTERS[method](table, model, **kwargs)
-    lm = as_label_matrix(labels, num_classes=num_classes, label_names=label_names)
-    return _FITTERS[method](lm, model, **kwargs)
+        data = m.prepare(table, p, gold=gold)
+    else:
+        lm = as_label_matrix(labels, num_classes=num_classes, label_names=label_names)
+        data = m.prepare(lm, p, gold=gold_labels(gold, lm), **data_settings)
+    fit = FITTERS[method](m, data, p, temperature=temperature, **settings)
+    if data_settings:
+        fit.info["data_settings"] = data_settings
+    if gold is not None and m.observes != "words":
+        fit.info["gold_items"] = int((data.fn_kwargs["gold"] >= 0).sum()) if "gold" in data.fn_kwargs else 0
+    return m.summarise(data, fit, method, p, temperature)
 
 
 def compare_posteriors(posteriors, names=None, ic: str = "loo") -> pd.DataFrame:
     """Rank fitted posteriors by expected log predictive density (``arviz.compare``).
 
     All must observe the same data (vote models with vote models, soft with soft: their
-    likelihoods are over different observations) and carry posterior draws (NUTS, or SVI
-    with ``guide="normal"``); a point fit has no spread for PSIS-LOO.
+    likelihoods are over different observations) and carry posterior draws (NUTS, VB, or
+    SVI with ``guide="normal"``); a point fit has no spread for PSIS-LOO.
     """
     import arviz as az
-    import numpy as np
 
     posteriors = list(posteriors)
     if len(posteriors) < 2:
@@ -82,15 +169,15 @@ def compare_posteriors(posteriors, names=None, ic: str = "loo") -> pd.DataFrame:
         raise InvalidInputError(f"posterior names must be unique, got {names}; pass names=")
     for name, p in zip(names, posteriors):
         if p.num_draws < 2:
-            raise InvalidInputError(f"{name}: LOO needs posterior draws; fit with method='nuts' "
+            raise InvalidInputError(f"{name}: LOO needs posterior draws; fit with method='nuts', 'vb' "
                                     "or method='svi', guide='normal'")
-    kinds = {MODELS[p.model][1] for p in posteriors}
-    if len(kinds) > 1 or any(p.observed.shape != posteriors[0].observed.shape
-                             or not np.allclose(p.observed, posteriors[0].observed) for p in posteriors):
+    first = posteriors[0]
+    if any(p.observed.shape != first.observed.shape or not np.allclose(p.observed, first.observed)
+           for p in posteriors):
         raise InvalidInputError("LOO compares models of the same observations: vote models and the soft-label "
-                                "model see different data, and all fits must use the same items")
+                                "models see different data, and all fits must use the same items")
     return az.compare({n: p.to_inference_data() for n, p in zip(names, posteriors)}, ic=ic)
 
 
-__all__ = ["Posterior", "WordPosterior", "slot_table", "fit_posterior", "compare_posteriors", "available_posteriors", "as_label_matrix",
-           "LabelMatrix", "MODELS", "METHODS"]
+__all__ = ["Posterior", "WordPosterior", "slot_table", "fit_posterior", "compare_posteriors", "available_posteriors",
+           "as_label_matrix", "LabelMatrix", "MODELS", "METHODS", "get_model"]

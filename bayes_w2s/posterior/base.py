@@ -46,26 +46,48 @@ class DrawDiagnostics:
         return out
 
 
+def _item_coords(item_ids, n: int):
+    """Item ids as the ArviZ ``item`` coordinate when they are unique, else positions."""
+    if item_ids is not None and len(set(map(str, item_ids))) == n:
+        return [str(i) for i in item_ids]
+    return np.arange(n)
+
+
+def _site_dims(value: np.ndarray, dims: tuple) -> tuple[np.ndarray, list]:
+    """A draw array in the model's layout → ArviZ layout: the singleton axes the layout
+    names ``"_"`` (plate placeholders) dropped, and ``weak_model`` first, for reading."""
+    squeeze = tuple(2 + i for i, d in enumerate(dims) if d == "_")
+    value = np.squeeze(value, axis=squeeze) if squeeze else value
+    dims = [d for d in dims if d != "_"]
+    if "weak_model" in dims[1:]:
+        j = dims.index("weak_model")
+        value = np.moveaxis(value, 2 + j, 2)
+        dims = ["weak_model"] + dims[:j] + dims[j + 1:]
+    return value, dims
+
+
 @dataclass
 class Posterior(DrawDiagnostics):
     """Posterior over the true labels of ``N`` items given ``M`` weak models.
 
     Attributes:
         item_probs: ``[N, K]`` posterior probability of each item's true class (averaged
-            over posterior draws of the globals when the method gives draws).
+            over posterior draws of the globals when the method gives draws; VB: q(c)).
         confusion: ``[M, K, K]`` posterior mean (MAP for EM / delta SVI) of each weak model's
             confusion; row ``k`` is P(weak label | true class ``k``). For the soft-label
-            model, row ``k`` is the mean predicted distribution given true class ``k``.
+            models, row ``k`` is the mean predicted distribution (``soft``) or the
+            distribution of the weak model's argmax (``logistic_normal``) given class ``k``.
         confusion_sd: ``[M, K, K]`` its posterior standard deviation, or ``None`` (point fits).
         class_prior: ``[K]`` the class prior π.
         model_names, label_names, item_ids: axis labels.
-        model: posterior model name; method: inference method (em | svi | nuts).
-        history: per-iteration log joint (EM) or ELBO loss (SVI).
+        model: posterior model name; method: inference method (em | vb | svi | nuts).
+        history: per-iteration log joint (EM), ELBO (VB) or ELBO loss (SVI).
         draws: global sites as ``[chains, draws, ...]`` in the model's own layout.
         log_lik: ``[chains, draws, N]`` log p(y_n | globals), the class summed out (for LOO).
         true_class: ``[chains, draws, N]`` item labels drawn by ``infer_discrete`` (NUTS).
         sample_stats: e.g. ``diverging`` ``[chains, draws]`` (NUTS).
-        observed: the observation tensor the model saw (vote counts or clipped probabilities).
+        observed: the observation tensor the model saw (vote counts, probabilities, log-odds).
+        priors: the prior settings fitted with; temperature: the likelihood's temperature.
     """
 
     item_probs: np.ndarray
@@ -85,6 +107,8 @@ class Posterior(DrawDiagnostics):
     sample_stats: dict = field(default_factory=dict)
     observed: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    priors: dict = field(default_factory=dict)
+    temperature: float = 1.0
 
     @property
     def confidence(self) -> np.ndarray:
@@ -100,42 +124,76 @@ class Posterior(DrawDiagnostics):
         """``[M]`` each weak model's estimated accuracy, Σ_k π_k θ_mkk."""
         return np.einsum("k,mkk->m", self.class_prior, self.confusion)
 
+    def to_frame(self):
+        """``item_probs`` as a DataFrame indexed by item id (crowd-kit's ``probas_`` layout)."""
+        import pandas as pd
+
+        index = pd.Index(self.item_ids if self.item_ids is not None else range(len(self.item_probs)), name="task")
+        return pd.DataFrame(self.item_probs, index=index, columns=list(self.label_names))
+
+    # -- new items --------------------------------------------------------------------
+    def predict_proba(self, labels, gold=None) -> np.ndarray:
+        """``[N', K]`` the posterior of new items' true classes under the fitted reliabilities,
+        with no refit: the closed-form item posterior at every draw of the globals, averaged
+        (VB: at the fitted factors' expected logs). ``labels`` come from the same weak models,
+        in any layout ``fit_posterior`` takes."""
+        import torch
+
+        from .inputs import as_label_matrix
+        from .models import get_model
+
+        model = get_model(self.model)
+        lm = as_label_matrix(labels, num_classes=len(self.label_names), label_names=self.label_names)
+        if lm.counts.shape[1] != len(self.model_names):
+            from ..errors import InvalidInputError
+            raise InvalidInputError(f"the posterior was fitted on {len(self.model_names)} weak models "
+                                    f"{self.model_names}, the new labels have {lm.counts.shape[1]}")
+        if not lm.model_names[0].startswith("weak_") and list(lm.model_names) != list(self.model_names):
+            from ..errors import InvalidInputError
+            raise InvalidInputError(f"new labels come from weak models {lm.model_names}, the posterior from "
+                                    f"{self.model_names}")
+        data = model.prepare(lm, self.priors, gold=gold, **self.info.get("data_settings", {}))
+        draws = {s: torch.as_tensor(v) for s, v in self.draws.items()}
+        concentration = self.info.get("concentration") if self.method == "vb" else None
+        probs, _ = model.local_posterior(data, draws, self.priors, self.temperature, concentration)
+        if data.inverse is not None:
+            probs = probs[data.inverse]
+        return probs.numpy()
+
     # -- ArviZ --------------------------------------------------------------------------
     def to_inference_data(self):
         """An ``arviz.InferenceData``: posterior (globals, item-label posterior), log_likelihood,
-        observed_data and sample_stats, with dims named after weak models and classes."""
+        observed_data and sample_stats, with dims named after weak models, classes and items."""
         import arviz as az
 
+        from .models import get_model
+
+        model = get_model(self.model)
         classes = [str(c) for c in self.label_names]
+        items = _item_coords(self.item_ids, len(self.item_probs))
         coords = {"weak_model": list(self.model_names), "true_class": classes, "weak_label": classes,
-                  "class": classes, "item": np.arange(len(self.item_probs))}
+                  "class": classes, "item": items}
         posterior, dims = {}, {}
         for name, value in self.draws.items():
-            if name == "mu":         # [C, D, K, 1, K] population confusion
-                posterior[name] = value[:, :, :, 0, :]
-                dims[name] = ["true_class", "weak_label"]
-            elif value.ndim == 5:    # [C, D, K, M, K] model layout -> [C, D, M, K, K]
-                posterior[name] = value.transpose(0, 1, 3, 2, 4)
-                dims[name] = ["weak_model", "true_class", "weak_label"]
-            elif name == "accuracy":
-                posterior[name], dims[name] = value, ["weak_model"]
-            elif name == "pi":
-                posterior[name], dims[name] = value, ["class"]
-            else:
+            site_dims = model.sites[name].dims if name in model.sites else model.derived_dims.get(name)
+            if site_dims is None:
                 posterior[name] = value
+                continue
+            posterior[name], dims[name] = _site_dims(value, site_dims)
         chains, n_draws = self.log_lik.shape[:2]
         if self.true_class is not None:
             posterior["true_class_draw"], dims["true_class_draw"] = self.true_class, ["item"]
         # the exact item posterior, per draw would be [C, D, N, K]; its mean is enough here
         posterior["item_prob"] = np.broadcast_to(self.item_probs, (chains, n_draws) + self.item_probs.shape)
         dims["item_prob"] = ["item", "class"]
-        obs_dims = ["item", "weak_model", "weak_label"]
         observed = {"y": self.observed} if self.observed is not None else None
-        sample_stats = dict(self.sample_stats)
+        if self.observed is not None and self.observed.shape[-1] != len(classes):
+            coords["log_ratio"] = [f"{c}/{classes[-1]}" for c in classes[:-1]]
         return az.from_dict(posterior=posterior, log_likelihood={"y": self.log_lik}, observed_data=observed,
-                            sample_stats=sample_stats or None, coords=coords,
-                            dims={**dims, "y": obs_dims},
-                            attrs={"model": self.model, "method": self.method, "inference_library": "pyro"})
+                            sample_stats=dict(self.sample_stats) or None, coords=coords,
+                            dims={**dims, "y": ["item", *model.observed_dims]},
+                            attrs={"model": self.model, "method": self.method, "inference_library": "pyro",
+                                   "temperature": self.temperature})
 
     def __repr__(self) -> str:
         return (f"Posterior(model={self.model!r}, method={self.method!r}, N={len(self.item_probs)}, "

@@ -1,4 +1,6 @@
-"""The Pyro model functions and the closed-form densities EM/NUTS use must agree."""
+"""Every hand-written density must equal its Pyro model's trace: the closed-form log joint
+(EM, VB, the item posteriors), the log prior and the NUTS potential, for every model in
+the registry, with gold items and a tempered likelihood too."""
 import numpy as np
 import pyro
 import pytest
@@ -6,54 +8,102 @@ import torch
 from pyro import poutine
 from pyro.infer import TraceEnum_ELBO
 
-from bayes_w2s.posterior import MODELS, as_label_matrix
-from bayes_w2s.posterior.inference import (_latent_sites, _init_values, item_log_lik, log_density, make_potential,
-                                           model_data, model_priors, to_constrained, to_unconstrained)
-from bayes_w2s.posterior.models import VoteCounts
+from bayes_w2s.errors import InvalidInputError
+from bayes_w2s.posterior import MODELS, as_label_matrix, slot_table
+from bayes_w2s.posterior.engine import (TemperedLikelihood, compress_rows, make_potential, to_constrained,
+                                        to_unconstrained)
+from bayes_w2s.posterior.models import VoteCounts, get_model
+from bayes_w2s.posterior.models.one_coin import one_coin_log_theta, one_coin_theta
 
 from .conftest import simulate_soft, simulate_votes
 
-
-def _random_point(model, lm, data, seed=0):
-    """A point away from the MAP: the EM-based start, perturbed in unconstrained space."""
-    gen = torch.Generator().manual_seed(seed)
-    init = _init_values(lm, model, 1e-4)
-    return {s: to_constrained(s, to_unconstrained(s, v) + 0.3 * torch.randn(to_unconstrained(s, v).shape, generator=gen,
-                                                                            dtype=v.dtype))[0]
-            for s, v in init.items() if s in _latent_sites(model)}
+CLASS_MODELS = sorted(n for n, m in MODELS.items() if m.observes != "words")
+WORD_MODELS = sorted(n for n, m in MODELS.items() if m.observes == "words")
 
 
-@pytest.mark.parametrize("model", sorted(MODELS))
-def test_closed_form_log_density_matches_pyro_trace(model):
-    """−ELBO of the model conditioned on the globals (true class enumerated) = our log joint."""
-    if model == "soft":
-        _, labels = simulate_soft(n=200)
+def _data(name, gold=False, n=120, priors=None):
+    model = get_model(name)
+    p = model.priors(priors or ({"num_subtypes": 3} if name == "ebcc" else {}))
+    if model.observes == "words":
+        from .test_words import simulate_hypotheses
+        _, hyps = simulate_hypotheses(n=40)
+        return model, model.prepare(slot_table(hyps), p), p
+    if model.observes == "probs":
+        _, labels = simulate_soft(n=n)
     else:
-        _, votes = simulate_votes(n=200, k=3, accs=(0.6, 0.7, 0.8))
-        votes[::7, 1] = -1                                             # abstentions
-        labels = votes
+        _, labels = simulate_votes(n=n, k=3, accs=(0.6, 0.7, 0.8))
+        labels[::7, 1] = -1                                            # abstentions
     lm = as_label_matrix(labels, num_classes=3)
-    data = model_data(lm, model)
-    g = _random_point(model, lm, data)
-    ours = log_density(model, data, torch.ones(len(data), dtype=data.dtype), g,
-                       {s: v.log() for s, v in g.items()}, model_priors(model, {}))
-    conditioned = poutine.condition(MODELS[model][0], data=g)
-    pyro_value = -TraceEnum_ELBO(max_plate_nesting=2).loss(conditioned, lambda *a, **k: None, data)
-    assert float(ours) == pytest.approx(float(pyro_value), rel=1e-9, abs=1e-6)
+    gold_arr = None
+    if gold:
+        gold_arr = np.full(n, -1)
+        gold_arr[::5] = np.arange(0, n, 5) % 3
+    return model, model.prepare(lm, p, gold=gold_arr), p
+
+
+def _random_point(model, data, p, seed=0):
+    """A point away from the MAP: the start, perturbed in unconstrained space."""
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for s, v in model.init(data, p).items():
+        if s not in model.sites:
+            continue
+        u = to_unconstrained(model.sites[s].support, v)
+        out[s] = to_constrained(model.sites[s].support, u + 0.3 * torch.randn(u.shape, generator=gen, dtype=u.dtype))[0]
+    return out
+
+
+def _pyro_log_joint(model, data, p, g, temperature=1.0):
+    """log p(globals, y) of the Pyro model conditioned on ``g``, local latents enumerated."""
+    call = model.fn_call(data, p, temperature)
+    return -TraceEnum_ELBO(max_plate_nesting=model.max_plate_nesting).loss(poutine.condition(call, data=g),
+                                                                           lambda: None)
+
+
+def _closed_form(model, data, p, g, temperature=1.0):
+    log_g = model.logs(g)
+    lj = model.log_joint(data.obs, g, log_g, p, 1.0 / temperature)
+    if data.mask is not None:
+        lj = lj + data.mask
+    coef = model.row_log_coef(data.obs)
+    return model.log_prior(g, log_g, p) + (data.weight * (torch.logsumexp(lj, -1) + coef / temperature)).sum()
+
+
+@pytest.mark.parametrize("name", CLASS_MODELS + WORD_MODELS)
+@pytest.mark.parametrize("variant", ["plain", "gold", "tempered"])
+def test_closed_form_log_joint_matches_pyro_trace(name, variant):
+    if variant == "gold" and get_model(name).observes == "words":
+        pytest.skip("gold words are not supported")
+    model, data, p = _data(name, gold=variant == "gold")
+    temperature = 2.5 if variant == "tempered" else 1.0
+    g = _random_point(model, data, p)
+    ours = float(_closed_form(model, data, p, g, temperature))
+    assert ours == pytest.approx(float(_pyro_log_joint(model, data, p, g, temperature)), rel=1e-9, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", CLASS_MODELS + WORD_MODELS)
+def test_nuts_potential_is_the_density_in_unconstrained_coordinates(name):
+    model, data, p = _data(name)
+    g = _random_point(model, data, p, seed=1)
+    u = {s: to_unconstrained(model.sites[s].support, v) for s, v in g.items()}
+    log_jac = sum(to_constrained(model.sites[s].support, u[s])[2] for s in u)
+    potential = make_potential(model, data, p)
+    assert float(-potential(u)) == pytest.approx(float(_closed_form(model, data, p, g) + log_jac
+                                                       - (data.weight * model.row_log_coef(data.obs)).sum()),
+                                                 rel=1e-9, abs=1e-6)
 
 
 def test_pattern_compression_preserves_the_density():
     _, votes = simulate_votes(n=500, k=4)
+    model = get_model("dawid_skene")
+    p = model.priors()
     lm = as_label_matrix(votes)
-    data = model_data(lm, "dawid_skene")
-    from bayes_w2s.posterior.inference import _compress
-    patterns, inverse, weight = _compress(data)
-    assert len(patterns) < len(data) and torch.equal(patterns[inverse], data) and weight.sum() == len(data)
-    pot_full = make_potential("dawid_skene", data, torch.ones(len(data), dtype=data.dtype), {})
-    pot_comp = make_potential("dawid_skene", patterns, weight, {})
-    g = _random_point("dawid_skene", lm, data)
-    u = {s: to_unconstrained(s, v) for s, v in g.items()}
-    assert float(pot_full(u)) == pytest.approx(float(pot_comp(u)), rel=1e-10)
+    data = model.prepare(lm, p)
+    assert data.num_rows < 500 and data.weight.sum() == 500
+    counts = torch.as_tensor(lm.counts)
+    assert torch.equal(data.obs["counts"][data.inverse], counts)
+    first, inverse, freq = compress_rows(counts.reshape(500, -1))
+    assert torch.equal(counts[first][inverse], counts) and freq.sum() == 500
 
 
 def test_vote_counts_log_prob_is_the_multinomial():
@@ -64,18 +114,34 @@ def test_vote_counts_log_prob_is_the_multinomial():
     assert got[0].item() == pytest.approx(expected0) and got[1].item() == 0.0   # abstention adds nothing
 
 
-def test_item_log_lik_one_coin_layout():
+def test_one_coin_layout():
     acc = torch.tensor([0.9, 0.6], dtype=torch.float64)
-    votes = np.array([[0, 1], [2, 2]])
-    lm = as_label_matrix(votes, num_classes=3)
-    ll = item_log_lik("one_coin", model_data(lm, "one_coin"), {"accuracy": acc})
-    # item 0, true class 0: model 0 right (0.9), model 1 wrong ((1-0.6)/2)
-    assert ll[0, 0].item() == pytest.approx(np.log(0.9) + np.log(0.2))
-    assert ll[1, 2].item() == pytest.approx(np.log(0.9) + np.log(0.6))
+    theta = one_coin_theta(acc, 3)                                   # [K, M, K]
+    assert theta[0, 0].tolist() == pytest.approx([0.9, 0.05, 0.05]) and theta[2, 1, 2].item() == pytest.approx(0.6)
+    log_acc = torch.stack([acc.log(), torch.log1p(-acc)], -1)
+    assert torch.allclose(one_coin_log_theta(log_acc, 3).exp(), theta)
 
 
-def test_unknown_prior_name_is_reported():
-    from bayes_w2s.errors import InvalidInputError
+def test_tempered_likelihood_at_t1_is_the_plain_one():
+    model, data, p = _data("dawid_skene")
+    g = _random_point(model, data, p)
+    with TemperedLikelihood(1.0):
+        tempered = float(_pyro_log_joint(model, data, p, g))
+    assert tempered == pytest.approx(float(_pyro_log_joint(model, data, p, g, 1.0)), rel=1e-12)
+    assert float(_closed_form(model, data, p, g, 1.0)) == pytest.approx(tempered, rel=1e-9)
+
+
+def test_unknown_and_out_of_range_priors_are_reported():
+    ds = get_model("dawid_skene")
     with pytest.raises(InvalidInputError, match="unknown prior setting"):
-        model_priors("dawid_skene", {"beta_diagonal": 3.0})
+        ds.priors({"beta_diagonal": 3.0})
+    with pytest.raises(InvalidInputError, match="beta_diag = -1.0 is out of range"):
+        ds.priors({"beta_diag": -1.0})
+    with pytest.raises(InvalidInputError, match="must be a number"):
+        ds.priors({"beta_off": "1"})
+    with pytest.raises(InvalidInputError, match="posterior mode does not exist"):
+        ds.priors({"beta_off": 0.5}, point_estimate=True)
+    assert ds.priors({"beta_off": 0.5})["beta_off"] == 0.5                  # fine for VB / NUTS
+    with pytest.raises(InvalidInputError, match="must be an integer"):
+        get_model("ebcc").priors({"num_subtypes": 2.5})
     pyro.clear_param_store()

@@ -8,8 +8,9 @@ from pyro.infer import TraceEnum_ELBO
 from bayes_w2s.align import WordScores
 from bayes_w2s.errors import InvalidInputError, UnknownNameError
 from bayes_w2s.posterior import WordPosterior, fit_posterior, slot_table
-from bayes_w2s.posterior.word_models import WORD_MODELS
-from bayes_w2s.posterior.words import make_potential
+from bayes_w2s.posterior import MODELS
+
+WORD_MODELS = sorted(n for n, m in MODELS.items() if m.observes == "words")
 
 
 def simulate_hypotheses(n=300, reliabilities=(0.9, 0.75, 0.6, 0.5), vocab=30, seed=0):
@@ -65,7 +66,7 @@ def test_em_recovers_reliability_order_and_informative_confidence_helps(simulate
     assert all(abs(sum(s.values()) - 1) < 1e-9 for s in slots)
 
 
-@pytest.mark.parametrize("model", sorted(WORD_MODELS))
+@pytest.mark.parametrize("model", WORD_MODELS)
 def test_the_most_reliable_model_leads_not_a_dictator(model):
     """Regression: with errors spread over the slot's observed candidates, the least
     reliable of three models won the likelihood and every other model was explained
@@ -87,33 +88,13 @@ def test_em_restarts_keep_the_best_start(simulated):
     assert many.history[-1] == max(finals) >= one.history[-1]
 
 
-@pytest.mark.parametrize("model", sorted(WORD_MODELS))
+@pytest.mark.parametrize("model", WORD_MODELS)
 def test_svi_map_equals_em(simulated, model):
     _, hyps = simulated
     em = fit_posterior(hyps[:150], model=model, method="em")
     svi = fit_posterior(hyps[:150], model=model, method="svi", steps=300, progress=False)
-    for site in WORD_MODELS[model][1]:
+    for site in MODELS[model].sites:
         np.testing.assert_allclose(svi.draws[site], em.draws[site], atol=5e-3)
-
-
-@pytest.mark.parametrize("model", sorted(WORD_MODELS))
-def test_potential_matches_the_pyro_model(simulated, model):
-    """Our NUTS potential = −log joint of the Pyro model with the
-    true words enumerated, at an arbitrary point (log-Jacobian of the transform added)."""
-    _, hyps = simulated
-    table = slot_table(hyps[:100])
-    potential, support = make_potential(table, model, {})
-    fn, sites = WORD_MODELS[model]
-    gen = torch.Generator().manual_seed(1)
-    u = {s: 0.5 * torch.randn(4, generator=gen, dtype=torch.float64) for s in sites}
-    g = {s: torch.distributions.biject_to(support[s])(u[s]) for s in sites}
-    log_det = sum(torch.distributions.biject_to(support[s]).log_abs_det_jacobian(u[s], g[s]).sum() for s in sites)
-    args = (torch.as_tensor(table.choice), torch.as_tensor(table.n_candidates), torch.as_tensor(table.noise_logprob),
-            torch.as_tensor(table.noise_rest))
-    if model == "word_reliability_conf":
-        args += (torch.as_tensor(table.feature),)
-    pyro_log_joint = -TraceEnum_ELBO(max_plate_nesting=2).loss(poutine.condition(fn, data=g), lambda *a: None, *args)
-    assert float(-potential(u)) == pytest.approx(pyro_log_joint + float(log_det), rel=1e-9)
 
 
 def test_nuts_arviz_and_loo(simulated):
@@ -145,7 +126,7 @@ def test_errors_name_the_problem(simulated):
         fit_posterior([["a", "b"], ["a"]], model="word_reliability")
     with pytest.raises(InvalidInputError, match="a string, a list of words or WordScores"):
         fit_posterior([["a", 3]], model="word_reliability")
-    with pytest.raises(InvalidInputError, match="has no prior"):
+    with pytest.raises(InvalidInputError, match="unknown prior setting"):
         fit_posterior(hyps[:5], model="word_reliability", method="em", beta_diag=2.0)
     with pytest.raises(UnknownNameError, match="no method 'gibbs'"):
         fit_posterior(hyps[:5], model="word_reliability", method="gibbs")

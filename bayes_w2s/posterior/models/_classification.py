@@ -1,0 +1,274 @@
+"""What every classification posterior model shares: the true-class site (with gold
+items observed), the vote-count likelihood, data preparation and the fitted summary.
+
+Layout, shared so that EM, VB, SVI, NUTS and ArviZ treat every model alike:
+
+* plate ``"weak_models"`` (dim −1, size M) and plate ``"classes"`` (dim −2, size K) hold
+  the global reliability parameters, stored as ``[K, M, ...]`` so that indexing them
+  with the true class lines up with the observation plates;
+* plate ``"items"`` (dim −2, size N, subsampled for large N) holds the true class
+  ``c_n``, a discrete site enumerated in parallel (``TraceEnum_ELBO``, NUTS) or drawn by
+  ``infer_discrete``; on gold items (``gold[n] ≥ 0``) a factor restricts it to the known
+  class, so c is observed there (semi-supervised fitting);
+* the observation site ``"y"`` sits in ``items × weak_models``.
+
+Vote models observe ``counts[n, m, l]``, how often weak model m gave item n label l.
+All-zero rows are abstentions (or models that never saw the item) and contribute
+nothing; a worker who labelled an item twice contributes both votes. The site is a
+multinomial whose total count is that row's sum (:class:`VoteCounts`): its log-density
+is ``Σ_l counts·log θ`` plus a constant, exactly the Dawid–Skene likelihood.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.ops.indexing import Vindex
+from torch.distributions import constraints
+
+from ...errors import InvalidInputError
+from ..engine import (DTYPE, CONCENTRATION, Fit, ModelData, PosteriorModel, compress_rows, dirichlet_log_density,
+                      gold_mask, masked_log_joint)
+
+#: draws summarised at a time (bounds the [draws, rows, latent] tensors)
+CHUNK = 64
+
+
+def confusion_prior(num_classes: int, beta_diag: float, beta_off: float, dtype=DTYPE) -> torch.Tensor:
+    """``[K, K]`` Dirichlet concentrations of the confusion rows: β_diag on the diagonal."""
+    k = num_classes
+    return torch.full((k, k), float(beta_off), dtype=dtype) + torch.eye(k, dtype=dtype) * (beta_diag - beta_off)
+
+
+def for_vindex(table: torch.Tensor, model_dims: int = 3, nest: int = 2) -> torch.Tensor:
+    """``[*B, *T] -> [*B, 1 × nest, *T]``: outer-plate batch dims ``B`` (draws, particles)
+    sit left of the model's ``nest`` plate dims that the index tensors broadcast over;
+    ``T`` is the table's own ``model_dims`` trailing dims."""
+    lead = table.shape[:table.dim() - model_dims]
+    return table.reshape(lead + (1,) * nest + table.shape[table.dim() - model_dims:])
+
+
+class VoteCounts(dist.TorchDistribution):
+    """Multinomial over vote counts whose total may differ per (item, model) row.
+
+    ``log_prob = Σ_l counts_l log p_l + log multinomial coefficient``; 0 for an all-zero
+    row (abstention). Unlike ``torch``'s ``Multinomial`` it needs no single total count,
+    and it computes the coefficient on the observed counts alone rather than on their
+    broadcast against every enumerated class and posterior draw. It takes
+    log-probabilities, so that the log is taken on the small confusion table before
+    indexing. Observation only: no sampler.
+    """
+
+    arg_constraints = {"log_probs": constraints.real_vector}
+    support = constraints.independent(constraints.nonnegative_integer, 1)
+
+    def __init__(self, log_probs: torch.Tensor, validate_args=None):
+        self.log_probs = log_probs
+        super().__init__(log_probs.shape[:-1], log_probs.shape[-1:], validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        return VoteCounts(self.log_probs.expand(torch.Size(batch_shape) + self.event_shape), validate_args=False)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        coef = torch.lgamma(value.sum(-1) + 1) - torch.lgamma(value + 1).sum(-1)
+        return (value * self.log_probs).sum(-1) + coef
+
+
+def true_class(pi: torch.Tensor, gold: torch.Tensor | None, idx: torch.Tensor, items_dim: int = -2) -> torch.Tensor:
+    """c_n ~ Cat(π), enumerated; on a gold item a factor keeps only its known class."""
+    c = pyro.sample("c", dist.Categorical(pi), infer={"enumerate": "parallel"})
+    if gold is not None:
+        g = gold[idx].reshape(-1, *([1] * (-1 - items_dim)))          # items at ``items_dim``
+        pyro.factor("gold", torch.zeros((), dtype=pi.dtype).masked_fill((g >= 0) & (c != g), float("-inf")))
+    return c
+
+
+def observe_votes(counts: torch.Tensor, log_theta_of, pi: torch.Tensor, weak_models: pyro.plate,
+                  subsample_size: int | None, gold: torch.Tensor | None = None):
+    """Shared tail of the vote models: c_n ~ Cat(π); counts_n,m ~ Mult(θ[c_n, m]).
+
+    ``log_theta_of(c)`` returns ``[..., N, M, K]`` log θ rows for the enumerated classes.
+    """
+    n = counts.shape[0]
+    with pyro.plate("items", n, dim=-2, subsample_size=subsample_size) as idx:
+        c = true_class(pi, gold, idx)
+        with weak_models:
+            pyro.sample("y", VoteCounts(log_theta_of(c)), obs=counts[idx])
+    return c
+
+
+def indexed_log_theta(theta: torch.Tensor, m: int):
+    """``c ↦ log θ[c, m, :]`` for θ ``[..., K, M, K]`` (log taken on the small table)."""
+    log_theta = theta.clamp_min(torch.finfo(theta.dtype).tiny).log()
+    return lambda c: Vindex(for_vindex(log_theta))[..., c, torch.arange(m), :]
+
+
+def votes_log_lik(counts: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor:
+    """``[..., R, K]`` Σ_m Σ_l counts_rml log θ_kml for ``log_theta`` ``[..., K, M, K]``;
+    one matmul over ``[R, M·K]`` (the multinomial coefficient is :func:`votes_log_coef`)."""
+    r, m, k = counts.shape
+    kk = log_theta.shape[-3]
+    flat = log_theta.reshape(*log_theta.shape[:-3], kk, m * k).transpose(-1, -2)  # [..., M·L, K]
+    return counts.reshape(r, m * k) @ flat
+
+
+def votes_log_coef(counts: torch.Tensor) -> torch.Tensor:
+    """``[R]`` Σ_m log multinomial coefficient; 0 when each model votes at most once."""
+    return (torch.lgamma(counts.sum(-1) + 1) - torch.lgamma(counts + 1).sum(-1)).sum(-1)
+
+
+class ClassModel(PosteriorModel):
+    """A posterior over each item's true class given its weak labels."""
+
+    observes: ClassVar[str] = "votes"
+    #: identical rows (vote patterns) are fitted once
+    compress: ClassVar[bool] = True
+
+    # -- data --------------------------------------------------------------------------
+    def observation(self, lm, **settings) -> dict:
+        """Per-item observation tensors, keyed by the Pyro function's data arguments."""
+        if settings:
+            raise InvalidInputError(f"the {self.name!r} model has no data setting(s) {sorted(settings)}")
+        return {"counts": torch.as_tensor(lm.counts, dtype=DTYPE)}
+
+    def num_latent(self, k: int, p: dict) -> int:
+        return k
+
+    def prepare(self, lm, p: dict, gold=None, **settings) -> ModelData:
+        full = self.observation(lm, **settings)
+        n = len(lm.counts)
+        gold_t = None if gold is None else torch.as_tensor(gold, dtype=torch.long)
+        if self.compress:
+            parts = [v.reshape(n, -1) for v in full.values()]
+            if gold_t is not None:
+                parts.append((gold_t + 1).to(DTYPE).unsqueeze(-1))
+            first, inverse, weight = compress_rows(torch.cat(parts, 1))
+            rows = {key: v[first] for key, v in full.items()}
+            row_gold = None if gold_t is None else gold_t[first]
+        else:
+            rows, inverse, weight, row_gold = full, None, torch.ones(n, dtype=DTYPE), gold_t
+        k = len(lm.label_names)
+        classes = self.latent_class_of(k, p)
+        mask = gold_mask(row_gold, self.num_latent(k, p), classes if classes is not None else torch.arange(k))
+        return ModelData(rows, weight, inverse, tuple(full[a] for a in self.data_args),
+                         {"gold": gold_t} if gold_t is not None else {}, mask, lm)
+
+    def latent_class_of(self, k: int, p: dict) -> torch.Tensor | None:
+        return None
+
+    def row_log_coef(self, obs: dict):
+        return votes_log_coef(obs["counts"]) if "counts" in obs else 0.0
+
+    def observed(self, data: ModelData) -> np.ndarray:
+        return data.fn_args[0].numpy()
+
+    #: ArviZ dims of the observation (after ``item``)
+    observed_dims: ClassVar[tuple] = ("weak_model", "weak_label")
+    #: ArviZ dims of deterministic draws (``complete``)
+    derived_dims: ClassVar[dict] = {"theta": ("true_class", "weak_model", "weak_label")}
+
+    # -- reported quantities -------------------------------------------------------------
+    def confusion(self, g: dict, data: ModelData, item_probs: torch.Tensor) -> torch.Tensor:
+        """``[..., K, M, K]`` P(weak label | true class) for draws ``g``."""
+        return g["theta"]
+
+    # -- summary ---------------------------------------------------------------------------
+    def class_log_joint(self, data: ModelData, g: dict, p: dict, lik_weight: float) -> torch.Tensor:
+        """``[..., R, K]`` log p(c, y_r | globals): the latent's finer values summed per class."""
+        lj = masked_log_joint(self, data, g, self.logs(g), p, lik_weight)
+        classes = self.latent_class_of(len(data.source.label_names), p)
+        if classes is None:
+            return lj
+        k = int(classes.max()) + 1
+        return torch.logsumexp(lj.reshape(*lj.shape[:-1], k, -1), -1)   # latent index = class · L + subtype
+
+    def local_posterior(self, data: ModelData, draws: dict, p: dict, temperature: float,
+                        concentration: dict | None = None):
+        """``([R, K] item posterior, [C, D, R] log p(y_r | globals))`` from global draws
+        (Rao–Blackwellised: the exact p(c | y, globals) averaged over draws), or from the
+        VB factors' expected logs when ``concentration`` is given."""
+        w = 1.0 / temperature
+        if concentration is not None:
+            elog = {s: torch.digamma(torch.as_tensor(a)) - torch.digamma(torch.as_tensor(a).sum(-1, keepdim=True))
+                    for s, a in concentration.items()}
+            lj = masked_log_joint(self, data, None, elog, p, w)
+            classes = self.latent_class_of(len(data.source.label_names), p)
+            if classes is not None:
+                lj = torch.logsumexp(lj.reshape(*lj.shape[:-1], int(classes.max()) + 1, -1), -1)
+            probs = lj.softmax(-1)
+        else:
+            probs = None
+        lead = next(iter(draws.values())).shape[:2]
+        flat = {s: v.reshape(-1, *v.shape[2:]) for s, v in draws.items()}
+        total = lead[0] * lead[1]
+        sums, log_marg = 0.0, []
+        with torch.no_grad():
+            for start in range(0, total, CHUNK):
+                g = {s: v[start:start + CHUNK] for s, v in flat.items()}
+                lj = self.class_log_joint(data, g, p, w)
+                if probs is None:
+                    sums = sums + lj.softmax(-1).sum(0)
+                if w != 1.0:   # LOO scores the model's own predictive density, untempered
+                    lj = self.class_log_joint(data, g, p, 1.0)
+                log_marg.append(torch.logsumexp(lj, -1) + self.row_log_coef(data.obs))
+        if probs is None:
+            probs = sums / total
+        return probs, torch.cat(log_marg).reshape(*lead, -1)
+
+    def summarise(self, data: ModelData, fit: Fit, method: str, p: dict, temperature: float = 1.0):
+        from ..base import Posterior
+
+        lm = data.source
+        draws = fit.draws
+        concentration = fit.info.get("concentration") if method == "vb" else None
+        probs, log_lik = self.local_posterior(data, draws, p, temperature, concentration)
+        if fit.item_probs is not None:     # VB's own q(c), classes summed
+            probs = fit.item_probs
+            classes = self.latent_class_of(len(lm.label_names), p)
+            if classes is not None:
+                probs = probs.reshape(*probs.shape[:-1], int(classes.max()) + 1, -1).sum(-1)
+        if data.inverse is not None:
+            probs, log_lik = probs[data.inverse], log_lik[..., data.inverse]
+        with torch.no_grad():
+            conf = self.confusion(draws, data, probs).transpose(-3, -2)                      # [C, D, M, K, K]
+        n_draws = conf.shape[0] * conf.shape[1]
+        return Posterior(
+            item_probs=probs.numpy(), confusion=conf.mean((0, 1)).numpy(),
+            confusion_sd=conf.flatten(0, 1).std(0).numpy() if n_draws > 1 else None,
+            class_prior=draws["pi"].mean((0, 1)).numpy(), model_names=lm.model_names, label_names=lm.label_names,
+            item_ids=lm.item_ids, model=self.name, method=method, history=list(fit.history), converged=fit.converged,
+            draws={s: v.detach().numpy() for s, v in draws.items()}, log_lik=log_lik.numpy(),
+            true_class=fit.true_class, sample_stats=fit.sample_stats, observed=self.observed(data),
+            info=dict(fit.info), priors=dict(p), temperature=temperature)
+
+
+def masked(q: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``q`` restricted by a gold mask (0 / −∞) and renormalised."""
+    if mask is None:
+        return q
+    allowed = mask.exp()
+    q = q * allowed + 1e-9 * allowed          # a gold class no weak model voted for still gets mass
+    return q / q.sum(-1, keepdim=True)
+
+
+def vote_start(data: ModelData) -> torch.Tensor:
+    """``[R, K]`` where fits start: each row's share of votes per class (the soft majority
+    vote), gold rows at their class."""
+    counts = data.obs["counts"]
+    mask = data.mask
+    if mask is not None and mask.shape[-1] != counts.shape[-1]:     # finer latents: class = index // L
+        mask = mask.reshape(len(mask), counts.shape[-1], -1)[..., 0]
+    return masked(counts.sum(1) / counts.sum((1, 2)).unsqueeze(-1), mask)
+
+
+def pi_log_prior(log_pi: torch.Tensor, alpha_prior: float) -> torch.Tensor:
+    """log Dir(π | α_π 1_K)."""
+    return dirichlet_log_density(torch.full(log_pi.shape[-1:], float(alpha_prior), dtype=DTYPE), log_pi)
+
+
+def pi_counts(wq: torch.Tensor) -> torch.Tensor:
+    """``[K]`` expected class counts Σ_r w_r q_rk."""
+    return wq.sum(0)

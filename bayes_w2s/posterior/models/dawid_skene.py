@@ -1,0 +1,65 @@
+"""Dawid–Skene: a full confusion matrix per weak model."""
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+from ..engine import CONCENTRATION, DTYPE, SIMPLEX, Site, dirichlet_log_density
+from ._classification import (ClassModel, confusion_prior, indexed_log_theta, observe_votes, pi_counts,
+                              pi_log_prior, vote_start, votes_log_lik)
+
+
+def dawid_skene(counts: torch.Tensor, alpha_prior: float = 1.0, beta_diag: float = 2.0, beta_off: float = 1.0,
+                subsample_size: int | None = None, gold: torch.Tensor | None = None):
+    r"""Dawid–Skene: a full confusion matrix per weak model (Dawid & Skene, 1979).
+
+    .. math::
+        \pi &\sim \mathrm{Dir}(\alpha_\pi \mathbf 1_K) \\
+        \theta_{k,m} &\sim \mathrm{Dir}(\beta_\text{off}\mathbf 1_K + (\beta_\text{diag}-\beta_\text{off}) e_k)
+            \quad\text{(row k of weak model m's confusion)} \\
+        c_n &\sim \mathrm{Cat}(\pi) \\
+        y_{n,m} &\sim \mathrm{Mult}(\theta_{c_n, m}) \quad\text{(the votes of model m on item n)}
+
+    The diagonal-heavy prior (β_diag > β_off) prefers the mode in which weak models beat
+    chance, which is what breaks the K!-fold label-switching symmetry. Bayesian treatment
+    as in Kim & Ghahramani (2012), "Bayesian classifier combination".
+    """
+    n, m, k = counts.shape
+    pi = pyro.sample("pi", dist.Dirichlet(torch.full((k,), float(alpha_prior), dtype=counts.dtype)))
+    weak_models = pyro.plate("weak_models", m, dim=-1)
+    with weak_models, pyro.plate("classes", k, dim=-2):
+        conc = confusion_prior(k, beta_diag, beta_off, counts.dtype).unsqueeze(1).expand(k, m, k)
+        theta = pyro.sample("theta", dist.Dirichlet(conc))                   # [K, M, K]
+    return observe_votes(counts, indexed_log_theta(theta, m), pi, weak_models, subsample_size, gold)
+
+
+class DawidSkene(ClassModel):
+    name = "dawid_skene"
+    fn = staticmethod(dawid_skene)
+    sites = {"pi": Site(SIMPLEX, ("class",), 0),
+             "theta": Site(SIMPLEX, ("true_class", "weak_model", "weak_label"), 2)}
+    methods = ("em", "vb", "svi", "nuts")
+    prior_specs = {"alpha_prior": CONCENTRATION, "beta_diag": CONCENTRATION, "beta_off": CONCENTRATION}
+
+    def log_prior(self, g, log_g, p):
+        k = log_g["pi"].shape[-1]
+        conc = confusion_prior(k, p["beta_diag"], p["beta_off"]).unsqueeze(1)
+        return pi_log_prior(log_g["pi"], p["alpha_prior"]) + dirichlet_log_density(conc, log_g["theta"]).sum()
+
+    def log_joint(self, obs, g, log_g, p, lik_weight=1.0):
+        return log_g["pi"].unsqueeze(-2) + lik_weight * votes_log_lik(obs["counts"], log_g["theta"])
+
+    def expected_counts(self, obs, wq, lik_weight):
+        counts = obs["counts"]
+        r, m, k = counts.shape
+        theta = (wq.T @ counts.reshape(r, m * k)).reshape(k, m, k)
+        return {"pi": pi_counts(wq), "theta": lik_weight * theta}
+
+    def prior_concentration(self, p, shape_of):
+        k, m = shape_of["theta"][0], shape_of["theta"][1]
+        return {"pi": torch.full((k,), float(p["alpha_prior"]), dtype=DTYPE),
+                "theta": confusion_prior(k, p["beta_diag"], p["beta_off"]).unsqueeze(1).expand(k, m, k)}
+
+    def init(self, data, p, seed=0):
+        return self.m_step(data, vote_start(data), None, p, 1.0)

@@ -1,0 +1,81 @@
+"""Hierarchical Dawid–Skene: a population confusion that each weak model deviates from."""
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+from ..engine import CONCENTRATION, DTYPE, POSITIVE, POSITIVE_SUPPORT, SIMPLEX, Site, dirichlet_log_density
+from ._classification import ClassModel, confusion_prior, indexed_log_theta, observe_votes, pi_log_prior, votes_log_lik
+from .dawid_skene import DawidSkene
+
+
+def hierarchical_dawid_skene(counts: torch.Tensor, alpha_prior: float = 1.0, beta_diag: float = 2.0,
+                             beta_off: float = 1.0, concentration_shape: float = 2.0,
+                             concentration_rate: float = 0.1, subsample_size: int | None = None,
+                             gold: torch.Tensor | None = None):
+    r"""Hierarchical Dawid–Skene: a population confusion that each weak model deviates from.
+
+    .. math::
+        \mu_k &\sim \mathrm{Dir}(\beta_\text{off}\mathbf 1_K + (\beta_\text{diag}-\beta_\text{off}) e_k)
+            \quad\text{(population confusion row)} \\
+        \kappa &\sim \mathrm{Gamma}(s, r) \quad\text{(how closely models follow the population)} \\
+        \theta_{k,m} &\sim \mathrm{Dir}(\kappa\,\mu_k) \\
+        \pi &\sim \mathrm{Dir}(\alpha_\pi \mathbf 1_K),\quad c_n \sim \mathrm{Cat}(\pi),\quad
+        y_{n,m} \sim \mathrm{Mult}(\theta_{c_n, m})
+
+    Weak models that labelled few items borrow strength from the others (Paun et al., 2018,
+    "Comparing Bayesian models of annotation", the hierarchical ``HierDS`` family).
+
+    No posterior mode: wherever κ μ_kl < 1 (small off-diagonal population mass, typical)
+    and weak model m never gave label l to class k (typical for sparse annotators), the
+    density of θ_kml grows without bound as θ_kml → 0, so a MAP optimiser (EM, SVI with a
+    delta guide) runs θ to the edge of the simplex and the log density to +∞ (NaN after
+    a few hundred steps on sparse crowd data). The model is therefore fitted by mean-field
+    SVI (``guide="normal"``, whose ELBO includes the log-Jacobian and stays bounded) or NUTS.
+    """
+    n, m, k = counts.shape
+    dtype = counts.dtype
+    pi = pyro.sample("pi", dist.Dirichlet(torch.full((k,), float(alpha_prior), dtype=dtype)))
+    kappa = pyro.sample("kappa", dist.Gamma(torch.tensor(float(concentration_shape), dtype=dtype),
+                                            torch.tensor(float(concentration_rate), dtype=dtype)))
+    weak_models = pyro.plate("weak_models", m, dim=-1)
+    with pyro.plate("classes", k, dim=-2):
+        mu = pyro.sample("mu", dist.Dirichlet(confusion_prior(k, beta_diag, beta_off, dtype).unsqueeze(1)))  # [K, 1, K]
+        with weak_models:
+            theta = pyro.sample("theta", dist.Dirichlet(kappa.unsqueeze(-1) * mu))
+    return observe_votes(counts, indexed_log_theta(theta, m), pi, weak_models, subsample_size, gold)
+
+
+class Hierarchical(ClassModel):
+    name = "hierarchical"
+    fn = staticmethod(hierarchical_dawid_skene)
+    sites = {"pi": Site(SIMPLEX, ("class",), 0), "kappa": Site(POSITIVE_SUPPORT, (), 0),
+             "mu": Site(SIMPLEX, ("true_class", "_", "weak_label"), 2),
+             "theta": Site(SIMPLEX, ("true_class", "weak_model", "weak_label"), 2)}
+    methods = ("svi", "nuts")
+    point_estimate = False
+    default_guide = "normal"
+    prior_specs = {"alpha_prior": CONCENTRATION, "beta_diag": CONCENTRATION, "beta_off": CONCENTRATION,
+                   "concentration_shape": POSITIVE, "concentration_rate": POSITIVE}
+
+    def log_prior(self, g, log_g, p):
+        k = log_g["pi"].shape[-1]
+        shape, rate = float(p["concentration_shape"]), float(p["concentration_rate"])
+        out = pi_log_prior(log_g["pi"], p["alpha_prior"])
+        out = out + shape * math.log(rate) - math.lgamma(shape) + (shape - 1) * log_g["kappa"] - rate * g["kappa"]
+        out = out + dirichlet_log_density(confusion_prior(k, p["beta_diag"], p["beta_off"]).unsqueeze(1),
+                                          log_g["mu"]).sum()
+        return out + dirichlet_log_density(g["kappa"] * g["mu"], log_g["theta"]).sum()
+
+    def log_joint(self, obs, g, log_g, p, lik_weight=1.0):
+        return log_g["pi"].unsqueeze(-2) + lik_weight * votes_log_lik(obs["counts"], log_g["theta"])
+
+    def init(self, data, p, seed=0):
+        ds = DawidSkene()
+        base = ds.init(data, ds.priors({n: p[n] for n in ("alpha_prior", "beta_diag", "beta_off")}))
+        theta = base["theta"]
+        return {"pi": base["pi"], "theta": theta, "mu": theta.mean(1, keepdim=True),
+                "kappa": torch.tensor(20.0, dtype=DTYPE)}

@@ -1,0 +1,188 @@
+"""Logistic-normal soft-label model: weak models' log-odds as correlated Gaussians."""
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.ops.indexing import Vindex
+from torch.distributions import biject_to, constraints
+
+from ..engine import (CONCENTRATION, CORR_CHOLESKY, DTYPE, POSITIVE, POSITIVE_SUPPORT, PriorSpec, REAL,
+                      REAL_SUPPORT, SIMPLEX, Site, dirichlet_mode)
+from ._classification import ClassModel, for_vindex, masked, pi_counts, pi_log_prior, true_class
+from .soft import soft_observation
+
+
+def prior_means(num_classes: int, num_models: int, offset: float, dtype=DTYPE) -> torch.Tensor:
+    """``[K, M·(K−1)]`` prior mean log-odds: for true class k every weak model puts ``offset``
+    more log-odds on k than on the reference class K−1 (and on class K−1, ``offset`` more
+    on it than on every other class)."""
+    k = num_classes
+    per_model = offset * (torch.eye(k, k - 1, dtype=dtype) - (torch.arange(k) == k - 1).to(dtype).unsqueeze(-1))
+    return per_model.repeat(1, num_models)                                   # models are the outer blocks
+
+
+def logistic_normal(logits: torch.Tensor, alpha_prior: float = 1.0, mean_offset: float = 2.0,
+                    mean_scale: float = 3.0, scale_shape: float = 2.0, scale_rate: float = 0.5,
+                    lkj_concentration: float = 2.0, subsample_size: int | None = None,
+                    gold: torch.Tensor | None = None):
+    r"""Logistic-normal soft-label model: the log-odds of all weak models, jointly Gaussian
+    given the true class, with a covariance shared across classes.
+
+    .. math::
+        \pi &\sim \mathrm{Dir}(\alpha_\pi \mathbf 1_K),\quad
+        \mu_k \sim \mathcal N(m_k, \tau^2 I),\quad
+        \sigma_d \sim \mathrm{Gamma}(a, b),\quad
+        L_\Omega \sim \mathrm{LKJCholesky}(\eta) \\
+        c_n &\sim \mathrm{Cat}(\pi),\qquad
+        z_n = \big(\log p_{n,m,l} - \log p_{n,m,K}\big)_{m,\,l<K} \sim
+            \mathcal N\big(\mu_{c_n},\ \mathrm{diag}(\sigma) L_\Omega L_\Omega^\top \mathrm{diag}(\sigma)\big)
+
+    ``z_n`` (dimension M·(K−1)) is every weak model's additive log-ratio of its predicted
+    distribution — for a softmax classifier, its logit differences, which are close to
+    Gaussian given the class for linear heads on frozen features. The correlation L_Ω
+    spans weak models, so two models that err together are one piece of evidence, not two:
+    the item posterior is a linear discriminant whose weights are Σ⁻¹(μ_k − μ_j), and
+    correlated coordinates share their weight. High-variance coordinates (the log-odds of
+    classes a model is sure are wrong, which vary by orders of magnitude) get little
+    weight, unlike the Dirichlet likelihood of :mod:`.soft`. The log-ratio basis does not
+    matter: the model is equivariant under any invertible linear map of z. Aitchison &
+    Shen (1980) for the logistic-normal; Lewandowski, Kurowicka & Joe (2009) for LKJ;
+    a latent-class mixture of Gaussians as in McLachlan & Peel (2000).
+    """
+    n, m, km1 = logits.shape
+    k, d = km1 + 1, m * km1
+    dtype = logits.dtype
+    pi = pyro.sample("pi", dist.Dirichlet(torch.full((k,), float(alpha_prior), dtype=dtype)))
+    with pyro.plate("classes", k, dim=-1):
+        mu = pyro.sample("mu", dist.Normal(prior_means(k, m, mean_offset, dtype),
+                                           torch.tensor(float(mean_scale), dtype=dtype)).to_event(1))  # [K, D]
+    sigma = pyro.sample("sigma", dist.Gamma(torch.full((d,), float(scale_shape), dtype=dtype),
+                                            torch.tensor(float(scale_rate), dtype=dtype)).to_event(1))
+    omega = pyro.sample("omega", dist.LKJCholesky(d, torch.tensor(float(lkj_concentration), dtype=dtype)))
+    tril = sigma.unsqueeze(-1) * omega
+    flat = logits.reshape(n, d)
+    with pyro.plate("items", n, dim=-1, subsample_size=subsample_size) as idx:
+        c = true_class(pi, gold, idx, items_dim=-1)
+        loc = Vindex(for_vindex(mu, 2, nest=1))[..., c, :]
+        pyro.sample("y", dist.MultivariateNormal(loc, scale_tril=tril), obs=flat[idx])
+    return c
+
+
+def gaussian_log_lik(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+    """``[..., R, K]`` log N(z_r; μ_k, Σ), Σ = LLᵀ with L = diag(σ) L_Ω; two triangular solves."""
+    tril = sigma.unsqueeze(-1) * omega                                       # [..., D, D]
+    a = torch.linalg.solve_triangular(tril, z.T, upper=False)                # [..., D, R]
+    b = torch.linalg.solve_triangular(tril, mu.transpose(-1, -2), upper=False)   # [..., D, K]
+    mahal = (a * a).sum(-2).unsqueeze(-1) - 2 * a.transpose(-1, -2) @ b + (b * b).sum(-2).unsqueeze(-2)
+    log_det = sigma.log().sum(-1) + torch.diagonal(omega, dim1=-2, dim2=-1).log().sum(-1)
+    return -0.5 * mahal - (log_det + 0.5 * z.shape[-1] * math.log(2 * math.pi)).unsqueeze(-1).unsqueeze(-1)
+
+
+class LogisticNormal(ClassModel):
+    name = "logistic_normal"
+    fn = staticmethod(logistic_normal)
+    observes = "probs"
+    compress = False
+    data_args = ("logits",)
+    data_settings = {"eps": 1e-6}
+    max_plate_nesting = 1
+    sites = {"pi": Site(SIMPLEX, ("class",), 0), "mu": Site(REAL_SUPPORT, ("true_class", "log_ratio_coord"), 1),
+             "sigma": Site(POSITIVE_SUPPORT, ("log_ratio_coord",), 0),
+             "omega": Site(CORR_CHOLESKY, ("log_ratio_coord", "log_ratio_coord_"), 0)}
+    methods = ("em", "svi", "nuts")
+    prior_specs = {"alpha_prior": CONCENTRATION, "mean_offset": REAL, "mean_scale": POSITIVE,
+                   "scale_shape": PriorSpec(map_low=1.0, help="a Gamma shape"), "scale_rate": POSITIVE,
+                   "lkj_concentration": PriorSpec(map_low=1.0, help="an LKJ concentration")}
+    observed_dims = ("weak_model", "log_ratio")
+
+    def observation(self, lm, eps: float = 1e-6):
+        log_p = soft_observation(lm, eps).log()
+        return {"logits": log_p[..., :-1] - log_p[..., -1:]}                 # [N, M, K−1]
+
+    def log_prior(self, g, log_g, p):
+        k, d = g["mu"].shape[-2:]
+        m0 = prior_means(k, d // (k - 1), p["mean_offset"])
+        mean = dist.Normal(m0, torch.tensor(float(p["mean_scale"]), dtype=DTYPE)).log_prob(g["mu"]).sum()
+        scale = dist.Gamma(torch.tensor(float(p["scale_shape"]), dtype=DTYPE),
+                           torch.tensor(float(p["scale_rate"]), dtype=DTYPE)).log_prob(g["sigma"]).sum()
+        corr = dist.LKJCholesky(d, torch.tensor(float(p["lkj_concentration"]), dtype=DTYPE)).log_prob(g["omega"])
+        return pi_log_prior(log_g["pi"], p["alpha_prior"]) + mean + scale + corr
+
+    def log_joint(self, obs, g, log_g, p, lik_weight=1.0):
+        z = obs["logits"].reshape(len(obs["logits"]), -1)
+        return log_g["pi"].unsqueeze(-2) + lik_weight * gaussian_log_lik(z, g["mu"], g["sigma"], g["omega"])
+
+    def confusion(self, g, data, item_probs):
+        """P(weak model's argmax = l | true class k), from the posterior item labels."""
+        logits = data.obs["logits"]
+        votes = torch.cat([logits, torch.zeros_like(logits[..., :1])], -1).argmax(-1)      # [R, M]
+        k = item_probs.shape[-1]
+        onehot = torch.nn.functional.one_hot(votes, k).to(DTYPE)
+        conf = torch.einsum("rk,rml->kml", item_probs, onehot) / item_probs.sum(0).clamp_min(1e-12)[:, None, None]
+        return conf.reshape(1, 1, *conf.shape)
+
+    def init(self, data, p, seed=0):
+        logits = data.obs["logits"]
+        probs = torch.cat([logits, torch.zeros_like(logits[..., :1])], -1).softmax(-1)
+        return self.m_step(data, masked(probs.mean(1), data.mask), None, p, 1.0)
+
+    def m_step(self, data, q, g, p, lik_weight, steps: int = 30):
+        """Expectation–conditional maximisation: π and then each μ_k at their conditional
+        modes given Σ (Gaussian–Gaussian), then (σ, L_Ω) by L-BFGS on the expected scatter."""
+        z = data.obs["logits"].reshape(data.num_rows, -1)
+        wq = q * data.weight.unsqueeze(-1)
+        k, d = wq.shape[-1], z.shape[-1]
+        pi = dirichlet_mode(pi_counts(wq) + float(p["alpha_prior"]))
+        nk = lik_weight * wq.sum(0)                                                    # [K]
+        sk = lik_weight * wq.T @ z                                                     # [K, D]
+        eye = torch.eye(d, dtype=DTYPE)
+        if g is None:   # the pooled within-class covariance of the q-weighted class means
+            centre = sk / nk.clamp_min(1e-12).unsqueeze(-1)
+            scatter = _scatter(z, centre, wq, lik_weight)
+            cov = scatter / nk.sum() + 1e-6 * eye
+            sigma = cov.diagonal().sqrt()
+            omega = torch.linalg.cholesky(cov / sigma.unsqueeze(-1) / sigma.unsqueeze(-2))
+        else:
+            sigma, omega = g["sigma"], g["omega"]
+        tril = sigma.unsqueeze(-1) * omega
+        precision = torch.cholesky_inverse(tril)
+        tau2 = float(p["mean_scale"]) ** 2
+        m0 = prior_means(k, d // (k - 1), p["mean_offset"])
+        a = nk[:, None, None] * precision + eye / tau2                                 # [K, D, D]
+        mu = torch.linalg.solve(a, (sk @ precision + m0 / tau2).unsqueeze(-1)).squeeze(-1)
+        scatter = _scatter(z, mu, wq, lik_weight)
+        sigma, omega = _fit_covariance(scatter, nk.sum(), sigma, omega, p, steps)
+        return {"pi": pi, "mu": mu, "sigma": sigma, "omega": omega}
+
+
+def _scatter(z: torch.Tensor, centres: torch.Tensor, wq: torch.Tensor, lik_weight: float) -> torch.Tensor:
+    """Σ_k Σ_r w q_rk (z_r − c_k)(z_r − c_k)ᵀ."""
+    diff = z.unsqueeze(1) - centres.unsqueeze(0)                                       # [R, K, D]
+    return lik_weight * torch.einsum("rk,rkd,rke->de", wq, diff, diff)
+
+
+def _fit_covariance(scatter, total, sigma, omega, p, steps):
+    """argmax over (σ, L_Ω) of −W/2 log|Σ| − ½ tr(Σ⁻¹ S) + log Gamma(σ) + log LKJ(L_Ω)."""
+    d = scatter.shape[-1]
+    corr = biject_to(constraints.corr_cholesky)
+    u_sigma = sigma.log().clone().requires_grad_(True)
+    u_omega = corr.inv(omega).clone().requires_grad_(True)
+    gamma = dist.Gamma(torch.tensor(float(p["scale_shape"]), dtype=DTYPE), torch.tensor(float(p["scale_rate"]), dtype=DTYPE))
+    lkj = dist.LKJCholesky(d, torch.tensor(float(p["lkj_concentration"]), dtype=DTYPE))
+    opt = torch.optim.LBFGS([u_sigma, u_omega], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        s, om = u_sigma.exp(), corr(u_omega)
+        tril = s.unsqueeze(-1) * om
+        half = torch.linalg.solve_triangular(tril, scatter, upper=False)
+        trace = torch.linalg.solve_triangular(tril, half.T, upper=False).diagonal().sum()
+        log_det = 2 * (s.log().sum() + om.diagonal().log().sum())
+        loss = 0.5 * total * log_det + 0.5 * trace - gamma.log_prob(s).sum() - lkj.log_prob(om)
+        loss.backward()
+        return loss
+    opt.step(closure)
+    return u_sigma.detach().exp(), corr(u_omega.detach())
