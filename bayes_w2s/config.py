@@ -10,10 +10,11 @@ This module imports neither torch nor transformers: ``bayes-w2s validate`` takes
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
+import hashlib
 import inspect
 import json
+import os
 import types
 import typing
 import unicodedata
@@ -44,7 +45,8 @@ class TargetSpec:
     """A method's ``targets`` string, parsed once: ``kind[:name[:method]]``.
 
     ``weak:<model>`` names a weak model; ``posterior:<model>[:<method>]`` a posterior model
-    and its inference method (default ``em``); the other kinds take no name.
+    and its inference method (``None``: the model's default, its first); the other kinds
+    take no name.
     """
 
     kind: str
@@ -61,7 +63,7 @@ class TargetSpec:
         if len(rest) > (2 if kind == "posterior" else 1 if kind == "weak" else 0):
             raise InvalidInputError(f"targets {text!r} has too many ':' parts")
         if kind == "posterior":
-            return cls(kind, rest[0], rest[1] if len(rest) > 1 and rest[1] else "em")
+            return cls(kind, rest[0], rest[1] if len(rest) > 1 and rest[1] else None)
         return cls(kind, rest[0] if rest else None)
 
     def __str__(self) -> str:
@@ -171,84 +173,61 @@ _build = build   # the name other modules used
 _POSTERIOR_SRC = Path(__file__).resolve().parent / "posterior"
 
 
-def posterior_parameters(model: str, method: str) -> set[str]:
-    """The keyword arguments ``fit_posterior(..., model=model, method=method)`` accepts: the
-    model function's priors (its parameters with defaults) and the fitter's settings (its
-    keyword-only parameters). Unknown models or methods raise :class:`UnknownNameError`.
+def posterior_registry() -> dict:
+    """``{model: {"methods": [...], "settings": {method: [keyword names]}}}`` for every
+    posterior model; a model's first method is its default.
 
-    Read from ``bayes_w2s/posterior``'s source, so that validating a config does not import
-    torch and Pyro (~2 s); when the source no longer has the layout read here (``METHODS``,
-    ``MODELS`` / ``WORD_MODELS``, ``_FITTERS`` / ``WORD_FITTERS``), the package is imported
-    and ``inspect.signature`` asked instead. ``tests/test_config.py`` holds both readings equal.
+    Built by :func:`_posterior_registry_from_import` (which imports torch and Pyro, ~2 s)
+    once per version of ``bayes_w2s/posterior``'s source, and kept as JSON in the user cache
+    (``$BAYES_W2S_CACHE/config/``), so that validating a config imports no torch after the
+    first time.
     """
+    from .cards import cache_dir
+
+    h = hashlib.sha256()
+    for f in sorted(_POSTERIOR_SRC.rglob("*.py")):
+        h.update(f.relative_to(_POSTERIOR_SRC).as_posix().encode() + b"\0" + f.read_bytes())
+    path = cache_dir("config") / f"posterior-{h.hexdigest()[:16]}.json"
     try:
-        return _posterior_parameters_from_source(model, method)
-    except LookupError:
-        return _posterior_parameters_from_import(model, method)
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        registry = _posterior_registry_from_import()
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(registry, sort_keys=True))
+        tmp.replace(path)
+        return registry
 
 
-def _check_posterior_name(methods: dict, model: str, method: str) -> None:
-    if model not in methods:
-        raise UnknownNameError(f"unknown posterior model {model!r}; available: {sorted(methods)}")
-    if method not in methods[model]:
-        raise UnknownNameError(f"posterior model {model!r} has no method {method!r}; available: {list(methods[model])}")
+def _posterior_registry_from_import() -> dict:
+    """The registry from the posterior package itself: each model's methods and, per method,
+    the keyword arguments ``fit_posterior`` accepts (its priors, its data settings, the
+    method's settings, ``temperature``) — as ``fit_posterior``'s ``split_kwargs`` reads them.
+    Adapt this function when that API changes."""
+    from .posterior import METHODS, fit_posterior, fit_settings
+    from .posterior.models import MODELS
+
+    common = {"temperature"} & set(inspect.signature(fit_posterior).parameters)
+    return {name: {"methods": list(METHODS[name]),
+                   "settings": {method: sorted(set(m.prior_defaults()) | set(getattr(m, "data_settings", {}))
+                                               | fit_settings(method) | common) for method in METHODS[name]}}
+            for name, m in MODELS.items()}
 
 
-def _parameter_names(fn_params) -> set[str]:
-    priors, settings = fn_params
-    return {n for n in priors if n != "subsample_size"} | set(settings)
-
-
-def _posterior_parameters_from_import(model: str, method: str) -> set[str]:
-    from . import posterior
-    from .posterior.word_models import WORD_MODELS
-    from .posterior.words import WORD_FITTERS
-
-    _check_posterior_name(posterior.METHODS, model, method)
-    word = model in WORD_MODELS
-    fn = (WORD_MODELS if word else posterior.MODELS)[model][0]
-    fitter = (WORD_FITTERS if word else posterior._FITTERS)[method]
-    priors = [n for n, p in inspect.signature(fn).parameters.items() if p.default is not p.empty]
-    settings = [n for n, p in inspect.signature(fitter).parameters.items() if p.kind is p.KEYWORD_ONLY]
-    return _parameter_names((priors, settings))
-
-
-def _posterior_parameters_from_source(model: str, method: str) -> set[str]:
-    trees = {m: ast.parse((_POSTERIOR_SRC / f"{m}.py").read_text(encoding="utf-8"))
-             for m in ("__init__", "models", "word_models", "inference", "words")}
-
-    def assigned(tree, name):
-        for node in tree.body:
-            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
-                return node.value
-        raise LookupError(name)
-
-    def registry(tree, name) -> dict:    # {"key": name of the function it starts with}
-        value = assigned(tree, name)
-        out = {}
-        for k, v in zip(value.keys, value.values):
-            target = v.elts[0] if isinstance(v, ast.Tuple) else v
-            out[ast.literal_eval(k)] = target.id
-        return out
-
-    def function(tree, name) -> ast.FunctionDef:
-        for node in tree.body:
-            if isinstance(node, ast.FunctionDef) and node.name == name:
-                return node
-        raise LookupError(name)
-
-    _check_posterior_name(ast.literal_eval(assigned(trees["__init__"], "METHODS")), model, method)
-    models, word_models = registry(trees["models"], "MODELS"), registry(trees["word_models"], "WORD_MODELS")
-    word = model in word_models
-    if not word and model not in models:
-        raise LookupError(model)
-    fn = function(trees["word_models" if word else "models"], (word_models if word else models)[model])
-    fitters = registry(trees["words"], "WORD_FITTERS") if word else registry(trees["__init__"], "_FITTERS")
-    fitter = function(trees["words" if word else "inference"], fitters[method])
-    positional = fn.args.posonlyargs + fn.args.args
-    priors = [a.arg for a in positional[len(positional) - len(fn.args.defaults):]] + \
-             [a.arg for a, d in zip(fn.args.kwonlyargs, fn.args.kw_defaults) if d is not None]
-    return _parameter_names((priors, [a.arg for a in fitter.args.kwonlyargs]))
+def check_posterior_target(spec: "TargetSpec", kwargs: dict) -> None:
+    """``posterior:<model>[:<method>]`` names a model and one of its methods, and ``kwargs``
+    (a method's ``posterior_kwargs``) are settings that model and method take."""
+    registry = posterior_registry()
+    if spec.name not in registry:
+        raise ConfigError(f"unknown posterior model {spec.name!r}; available: {sorted(registry)}")
+    methods = registry[spec.name]["methods"]
+    method = spec.method or methods[0]
+    if method not in methods:
+        raise ConfigError(f"posterior model {spec.name!r} has no method {method!r}; available: {methods}")
+    valid = set(registry[spec.name]["settings"][method])
+    unknown = set(kwargs) - valid
+    if unknown:
+        raise ConfigError(f"posterior_kwargs: unknown setting(s) {sorted(unknown)} for {spec.name}/{method}; "
+                          f"valid: {sorted(valid)}")
 
 
 # -- methods ---------------------------------------------------------------------------------
@@ -461,13 +440,10 @@ class ExperimentConfig:
             raise ConfigError(f"method {m.name!r}: {m.targets!r} / loss {m.loss!r} are for generation tasks")
         if spec.kind == "posterior":
             try:
-                valid = posterior_parameters(spec.name, spec.method)
-            except UnknownNameError as err:
-                raise ConfigError(f"{where}.targets: {err}") from None
-            unknown = set(m.posterior_kwargs) - valid
-            if unknown:
-                raise ConfigError(f"{where}.posterior_kwargs: unknown setting(s) {sorted(unknown)} for {spec}; "
-                                  f"valid: {sorted(valid)}")
+                check_posterior_target(spec, m.posterior_kwargs)
+            except ConfigError as err:
+                field_name = "posterior_kwargs" if str(err).startswith("posterior_kwargs") else "targets"
+                raise ConfigError(f"{where}.{field_name}: {str(err).removeprefix('posterior_kwargs: ')}") from None
 
     def _check_loss_kwargs(self, m: MethodConfig, where: str):
         if self.is_generation:

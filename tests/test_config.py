@@ -4,8 +4,8 @@ import dataclasses
 import pytest
 import yaml
 
-from bayes_w2s.config import (LOSS_KWARGS, LOSSES, ExperimentConfig, TargetSpec, posterior_parameters,
-                              read_yaml, set_dotted)
+from bayes_w2s.config import (LOSS_KWARGS, LOSSES, ExperimentConfig, TargetSpec, posterior_registry, read_yaml,
+                              set_dotted)
 from bayes_w2s.errors import ConfigError, InvalidInputError
 from bayes_w2s.train_config import GeneratorConfig, TrainConfig
 
@@ -57,9 +57,9 @@ def test_yaml_1_1_exponents_and_numeric_strings_are_coerced(tmp_path):
      r"methods\[0\] \('a'\).loss_kwargs: unknown setting\(s\) \['alpha'\] for loss 'aux_conf'; valid: \['alpha_max', 'warmup'\]"),
     ({"methods": [{"name": "a", "targets": "mean", "loss_kwargs": {"alpha_max": 1}}]}, r"for loss 'xent'; valid: none"),
     ({"methods": [{"name": "a", "targets": "posterior:dawid:em"}]}, r"targets: unknown posterior model 'dawid'"),
-    ({"methods": [{"name": "a", "targets": "posterior:hierarchical:em"}]}, r"has no method 'em'; available: \['svi', 'nuts'\]"),
+    ({"methods": [{"name": "a", "targets": "posterior:hierarchical:em"}]}, r"targets: posterior model 'hierarchical' has no method 'em'"),
     ({"methods": [{"name": "a", "targets": "posterior:dawid_skene:svi", "posterior_kwargs": {"stepz": 9}}]},
-     r"posterior_kwargs: unknown setting\(s\) \['stepz'\] for posterior:dawid_skene:svi; valid: \[.*'steps'"),
+     r"methods\[0\] \('a'\).posterior_kwargs: unknown setting\(s\) \['stepz'\] for dawid_skene/svi; valid: \[.*'steps'"),
     ({"methods": [{"name": "a", "targets": "mean", "posterior_kwargs": {"steps": 9}}]}, r"posterior_kwargs need targets"),
     ({"methods": [{"name": "a", "targets": "oracle"}]}, r"method 'a': unknown targets 'oracle'"),
     ({"methods": [{"name": "A b", "targets": "mean"}, {"name": "a-B", "targets": "vote"}]}, r"more than punctuation"),
@@ -101,7 +101,7 @@ def test_generation_tasks_get_generator_configs(tmp_path):
     cfg = load(tmp_path, task="slurp", methods=[{"name": "w", "targets": "posterior:word_reliability_conf"}],
                student_train={"mode": "lora", "n_best": "2"})
     assert isinstance(cfg.student_train, GeneratorConfig) and cfg.student_train.n_best == 2
-    assert cfg.kind == "generation" and cfg.methods[0].spec == TargetSpec("posterior", "word_reliability_conf", "em")
+    assert cfg.kind == "generation" and cfg.methods[0].spec == TargetSpec("posterior", "word_reliability_conf")
     assert not cfg.saves_students and load(tmp_path).saves_students     # default: classification only
     fails(tmp_path, r"generation posteriors are word models", task="slurp",
           methods=[{"name": "w", "targets": "posterior:dawid_skene"}])
@@ -110,7 +110,7 @@ def test_generation_tasks_get_generator_configs(tmp_path):
 
 
 def test_target_spec_parses_once():
-    assert TargetSpec.parse("posterior:soft") == TargetSpec("posterior", "soft", "em")
+    assert TargetSpec.parse("posterior:soft") == TargetSpec("posterior", "soft")      # the model's default method
     assert str(TargetSpec.parse("posterior:hierarchical:svi")) == "posterior:hierarchical:svi"
     assert TargetSpec.parse("weak:minilm-l6") == TargetSpec("weak", "minilm-l6")
     assert TargetSpec.parse("vote") == TargetSpec("vote")
@@ -135,23 +135,34 @@ def test_loss_settings_table_matches_the_loss_classes():
         assert kwargs == expected, name
 
 
-def test_posterior_settings_read_from_source_equal_the_signatures():
-    """The torch-free reading of bayes_w2s/posterior must agree with inspect.signature; if the
-    posterior package changes layout, adapt config._posterior_parameters_from_source."""
-    from bayes_w2s.config import _posterior_parameters_from_import, _posterior_parameters_from_source
-    from bayes_w2s.posterior import available_posteriors
-    for model, method in available_posteriors():
-        assert _posterior_parameters_from_source(model, method) == _posterior_parameters_from_import(model, method)
-    assert {"beta_diag", "max_iter"} <= posterior_parameters("dawid_skene", "em")
+def test_posterior_registry_matches_what_fit_posterior_accepts(tmp_path, monkeypatch):
+    """Every setting the registry lists is one fit_posterior takes for that model and method
+    (its split_kwargs accepts it), and the registry is read back from the cache unchanged."""
+    from bayes_w2s.posterior import METHODS, split_kwargs
+    from bayes_w2s.posterior.models import get_model
+    registry = posterior_registry()
+    assert {m: r["methods"] for m, r in registry.items()} == {m: list(me) for m, me in METHODS.items()}
+    for model, entry in registry.items():
+        for method, names in entry["settings"].items():
+            split_kwargs(get_model(model), method, {n: None for n in names if n != "temperature"})
+            with pytest.raises(InvalidInputError, match="unknown"):
+                split_kwargs(get_model(model), method, {"not_a_setting": 1})
+    assert {"beta_diag", "max_iter", "temperature"} <= set(registry["dawid_skene"]["settings"]["em"])
+    assert posterior_registry() == registry                             # the cached copy
 
 
-def test_shipped_configs_load_without_torch():
+def test_shipped_configs_load_without_torch(tmp_path):
+    """Once the posterior registry is cached (the first validation builds it), loading
+    configs imports neither torch nor transformers."""
+    import os
     import subprocess
     import sys
     from pathlib import Path
     root = Path(__file__).resolve().parents[1]
     code = ("import sys, glob; from bayes_w2s.config import ExperimentConfig; "
             "[ExperimentConfig.from_yaml(p) for p in glob.glob('experiments/configs/*.yaml')]; "
-            "bad = [m for m in ('torch', 'transformers', 'pyro', 'trl') if m in sys.modules]; "
-            "assert not bad, bad")
-    subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
+            "print([m for m in ('torch', 'transformers', 'pyro', 'trl') if m in sys.modules])")
+    env = {**os.environ, "BAYES_W2S_CACHE": str(tmp_path)}
+    first, second = (subprocess.run([sys.executable, "-c", code], cwd=root, env=env, check=True, capture_output=True,
+                                    text=True).stdout.strip() for _ in range(2))
+    assert "'torch'" in first and second == "[]", (first, second)
