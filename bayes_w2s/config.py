@@ -165,9 +165,6 @@ def build(cls, data, where: str):
         raise ConfigError(f"{where}: {err}") from None
 
 
-_build = build   # the name other modules used
-
-
 # -- posterior settings --------------------------------------------------------------------
 
 _POSTERIOR_SRC = Path(__file__).resolve().parent / "posterior"
