@@ -27,6 +27,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .cards import ModelCard, cache_dir, load_card, resolve_weights
 from .errors import CorruptCacheError, InvalidInputError
+from .io import atomic_path, sha256_bytes, warn_unreadable
 from .train_config import MODES
 
 log = logging.getLogger(__name__)
@@ -229,8 +230,15 @@ def embed(texts: list[str], tokenizer, model, pooling: str = "mean", batch_size:
 class FeatureCache:
     """Frozen-backbone features on disk, keyed by card, max length and the texts.
 
-    One ``.npy`` per (card, texts); the backbone is loaded only when something is missing.
+    One ``.npz`` per (card, texts) holding the features and their SHA-256, so a file that
+    was damaged after it was written is noticed; an unreadable or mismatched file is
+    recomputed with a warning naming it. The backbone is loaded only when something is missing.
+    Rows already seen in this process are also kept by text, so a subset of a featurised
+    list (a cross-fitting fold) is assembled from memory instead of embedded again.
     """
+
+    #: (card, pooling, max length) key -> {text: feature row}, shared by every instance
+    _rows: dict[str, dict[str, np.ndarray]] = {}
 
     def __init__(self, card: ModelCard | str, max_length: int = 128, batch_size: int = 32,
                  prefer_offline: bool = True, root: Path | None = None):
@@ -239,26 +247,70 @@ class FeatureCache:
         self.root = Path(root) if root else cache_dir("features")
         self._backbone = None
 
+    def _key(self) -> str:
+        return hashlib.sha256(f"{self.card.fingerprint()}|{self.card.pooling}|{self.max_length}".encode()).hexdigest()[:12]
+
     def path(self, texts: list[str]) -> Path:
-        key = hashlib.sha256(f"{self.card.fingerprint()}|{self.card.pooling}|{self.max_length}".encode()).hexdigest()[:12]
-        return self.root / f"{self.card.name}-{key}-{texts_fingerprint(texts)}.npy"
+        return self.root / f"{self.card.name}-{self._key()}-{texts_fingerprint(texts)}.npz"
 
     def __call__(self, texts: list[str]) -> np.ndarray:
+        rows = self._rows.setdefault(self._key(), {})
+        if texts and all(t in rows for t in texts):
+            return np.stack([rows[t] for t in texts])
         path = self.path(texts)
-        if path.exists():
+        feats = self._read(path, len(texts))
+        if feats is None:
+            legacy = path.with_suffix(".npy")   # written before features carried a checksum
+            feats = self._read(legacy, len(texts)) if legacy.exists() else None
+            if feats is None:
+                if self._backbone is None:
+                    self._backbone = load_backbone(self.card, self.prefer_offline)
+                tok, model = self._backbone
+                feats = embed(texts, tok, model, self.card.pooling, self.batch_size, self.max_length,
+                              desc=f"features {self.card.name}")
             try:
-                feats = np.load(path, allow_pickle=False)
-            except Exception as exc:
-                raise CorruptCacheError(f"cannot read cached features {path} ({exc}); delete it to recompute") from exc
-            if feats.shape[0] != len(texts):
-                raise CorruptCacheError(f"cached features {path} have {feats.shape[0]} rows for {len(texts)} texts; delete it")
-            return feats
-        if self._backbone is None:
-            self._backbone = load_backbone(self.card, self.prefer_offline)
-        tok, model = self._backbone
-        feats = embed(texts, tok, model, self.card.pooling, self.batch_size, self.max_length,
-                      desc=f"features {self.card.name}")
-        tmp = path.with_name(path.stem + ".tmp.npy")
-        np.save(tmp, feats)
-        tmp.replace(path)
+                save_features(path, feats)
+            except OSError as exc:   # a cache that cannot be written costs time, not results
+                log.warning("could not write the feature cache %s (%s); continuing without it", path, exc)
+        rows.update(zip(texts, feats))
         return feats
+
+    @staticmethod
+    def _read(path: Path, n: int) -> np.ndarray | None:
+        if not path.exists():
+            return None
+        try:
+            feats = load_features(path)
+        except CorruptCacheError as exc:
+            warn_unreadable(path, exc.__cause__ or exc)
+            return None
+        if feats.ndim != 2 or feats.shape[0] != n:
+            warn_unreadable(path, f"features of shape {feats.shape} for {n} texts")
+            return None
+        return feats
+
+
+def _checksum(feats: np.ndarray) -> str:
+    return sha256_bytes(np.ascontiguousarray(feats).tobytes() + str((feats.dtype.str, feats.shape)).encode())
+
+
+def save_features(path: Path, feats: np.ndarray) -> Path:
+    """Write ``[N, D]`` features with their SHA-256 (``.npz``, no pickle), atomically."""
+    with atomic_path(path) as tmp:
+        np.savez(tmp, features=feats, sha256=np.array(_checksum(feats)))
+    return path
+
+
+def load_features(path: Path) -> np.ndarray:
+    """Read what :func:`save_features` wrote (or a legacy ``.npy``); CorruptCacheError
+    names the file when it cannot be read or its checksum does not match."""
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as z:
+            feats, expected = z["features"], str(z["sha256"])
+    except Exception as exc:   # zip, header and key errors all mean an unreadable file
+        raise CorruptCacheError(f"cannot read cached features {path} ({exc}); delete it to recompute") from exc
+    if _checksum(feats) != expected:
+        raise CorruptCacheError(f"cached features {path} do not match their checksum; delete it to recompute")
+    return feats

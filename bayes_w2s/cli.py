@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="run an experiment YAML end to end")
     config_args(run)
     run.add_argument("--output", help="results folder (default: <output_root>/<name>)")
+    run.add_argument("--restart", action="store_true",
+                     help="discard the finished seeds of an interrupted run in the output folder")
+    run.add_argument("--overwrite", action="store_true", help="replace the results an output folder already holds")
     validate = sub.add_parser("validate", parents=[common], help="check a config (types, names, settings) without running it")
     config_args(validate)
     plots = sub.add_parser("plots", parents=[common], help="redraw the plots of results folders from their saved files")
@@ -58,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     except BayesW2SError as exc:
         print(f"bayes-w2s: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("bayes-w2s: interrupted; rerun the same command to resume (finished seeds are kept)", file=sys.stderr)
+        return 130
 
 
 def _load_config(args):
@@ -68,7 +74,8 @@ def _load_config(args):
 def _run(args, argv) -> int:
     cfg = _load_config(args)
     from .pipeline import run_experiment
-    results = run_experiment(cfg, args.output, command="bayes-w2s " + shlex.join(argv))
+    results = run_experiment(cfg, args.output, command="bayes-w2s " + shlex.join(argv),
+                             restart=args.restart, overwrite=args.overwrite)
     metric = "slu_f1" if cfg.is_generation else "accuracy"
     print(results.groupby("method", sort=False)[metric].agg(["mean", "std"]).to_string())
     return 0

@@ -72,15 +72,20 @@ class TargetSpec:
 
 # -- typed fields --------------------------------------------------------------------------
 
-def _type_name(hint) -> str:
+def _type_name(hint, plural: bool = False) -> str:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in args)
-    if origin in (list, dict):
-        inner = ", ".join(_type_name(a) for a in args)
-        return f"a {origin.__name__}" + (f" of {inner}" if origin is list and args else "")
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null",
-            Any: "anything"}.get(hint, getattr(hint, "__name__", str(hint)))
+        return " or ".join(_type_name(a, plural) for a in args)
+    if origin in (list, dict) or hint in (list, dict):
+        name = "list" if list in (origin, hint) else "mapping"
+        inner = f" of {_type_name(args[0], plural=True)}" if name == "list" and args else ""
+        return (f"{name}s" if plural else f"a {name}") + inner
+    names = {int: ("an integer", "integers"), float: ("a number", "numbers"), str: ("a string", "strings"),
+             bool: ("true or false", "booleans"), type(None): ("null", "nulls"), Any: ("anything", "anything")}
+    if hint in names:
+        return names[hint][plural]
+    name = getattr(hint, "__name__", str(hint))
+    return f"{name} mappings" if plural else f"a {name} mapping"
 
 
 def coerce(value, hint, path: str):
@@ -197,17 +202,17 @@ def posterior_registry() -> dict:
 
 def _posterior_registry_from_import() -> dict:
     """The registry from the posterior package itself: each model's methods and, per method,
-    the keyword arguments ``fit_posterior`` accepts (its priors, its data settings, the
-    method's settings, ``temperature``) — as ``fit_posterior``'s ``split_kwargs`` reads them.
-    Adapt this function when that API changes."""
-    from .posterior import METHODS, fit_posterior, fit_settings
-    from .posterior.models import MODELS
+    the keyword arguments ``fit_posterior`` accepts (:func:`bayes_w2s.posterior.inputs.fit_settings`:
+    priors, the method's settings, data settings; and ``temperature``). Adapt this function
+    when that API changes."""
+    from .posterior import METHODS, fit_posterior
+    from .posterior.inputs import fit_settings
 
     common = {"temperature"} & set(inspect.signature(fit_posterior).parameters)
-    return {name: {"methods": list(METHODS[name]),
-                   "settings": {method: sorted(set(m.prior_defaults()) | set(getattr(m, "data_settings", {}))
-                                               | fit_settings(method) | common) for method in METHODS[name]}}
-            for name, m in MODELS.items()}
+    return {name: {"methods": list(methods),
+                   "settings": {method: sorted({n for part in fit_settings(name, method) for n in part} | common)
+                                for method in methods}}
+            for name, methods in METHODS.items()}
 
 
 def check_posterior_target(spec: "TargetSpec", kwargs: dict) -> None:
@@ -280,8 +285,6 @@ class MethodConfig:
         if self.loss == "weighted_xent" and kind != "posterior":
             raise InvalidInputError(f"method {self.name!r}: weighted_xent weights items by posterior confidence; "
                                     "use targets: posterior:<model>")
-        if self.posterior_kwargs and kind != "posterior":
-            raise InvalidInputError(f"method {self.name!r}: posterior_kwargs need targets: posterior:<model>")
 
 
 # -- the experiment ---------------------------------------------------------------------------
@@ -371,9 +374,8 @@ class ExperimentConfig:
                 raise ConfigError(f"sizes.{split} must be a positive number of items (or null for all), got {n}")
         if not self.seeds:
             raise ConfigError("seeds: the config needs at least one seed, e.g. seeds: [0]")
-        bad = [s for s in self.seeds if s < 0]
-        if bad or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"seeds must be distinct integers ≥ 0, got {self.seeds}")
+        if any(s < 0 or s >= 2**32 for s in self.seeds):   # a repeated seed is run once (run_experiment)
+            raise ConfigError(f"seeds must be integers in [0, 2**32), got {self.seeds}")
         if self.split_seed < 0:
             raise ConfigError(f"split_seed must be ≥ 0, got {self.split_seed}")
         budget, drawn = self.weak_label_budget, self.sizes.get("weak_train")
@@ -419,6 +421,8 @@ class ExperimentConfig:
 
     def _check_targets(self, m: MethodConfig, where: str):
         spec = m.spec
+        if m.posterior_kwargs and spec.kind != "posterior":
+            raise ConfigError(f"{where}: posterior_kwargs are for posterior targets, not {m.targets!r}")
         if spec.kind == "weak" and spec.name not in self.weak_names:
             raise ConfigError(f"method {m.name!r}: {spec.name!r} is not among weak_models {self.weak_names}")
         if spec.kind in ("posterior", "weak_all", "joint_decoding") and len(self.weak_models) < 2:
@@ -521,7 +525,8 @@ def read_yaml(path: str | Path) -> dict:
     if data is None:
         raise ConfigError(f"{path}: the file is empty")
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of config keys at the top level, got a {type(data).__name__}")
+        raise ConfigError(f"{path}: the top level must be a mapping of config keys (name:, task:, …), "
+                          f"got a {type(data).__name__}")
     return data
 
 

@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 
 from .backbones import texts_fingerprint
 from .config import ExperimentConfig, MethodConfig
-from .errors import InvalidInputError
+from .errors import CorruptCacheError, InvalidInputError
+from .io import atomic_path, warn_unreadable
 from .metrics import slu_scores
 from .posterior import fit_posterior
 from .student import train_student
@@ -76,11 +77,17 @@ def _trained_student(cfg: ExperimentConfig, method: MethodConfig, task, targets,
     path = cache_dir("students") / f"{Path(cfg.strong_model).stem}-{h.hexdigest()[:16]}"
     if path.exists():
         log.info("seed %d, %s: loading the trained student from %s", seed, method.name, path)
-        gen = CausalLMGenerator(cfg.strong_model, config, cfg.prefer_offline).load(path)
-        return GenerationStudent(gen, method.loss, method.targets, history=gen.history)
+        try:
+            gen = CausalLMGenerator(cfg.strong_model, config, cfg.prefer_offline).load(path)
+            return GenerationStudent(gen, method.loss, method.targets, history=gen.history)
+        except CorruptCacheError as err:   # retrain; the new folder replaces the bad one
+            warn_unreadable(path, err.__cause__ or err)
     student = train_student(cfg.strong_model, task.strong_train, targets, method.loss, hard=method.hard,
                             config=config, seed=seed, loss_kwargs=method.loss_kwargs, prefer_offline=cfg.prefer_offline)
-    student.save_pretrained(path)
+    try:
+        student.save_pretrained(path)
+    except OSError as err:   # a cache that cannot be written costs time, not results
+        log.warning("could not write the student cache %s (%s); continuing without it", path, err)
     return student
 
 
@@ -124,7 +131,7 @@ def _preference_pairs(pc, candidates, task, weak: WeakEnsemble, hyp_train: WeakH
              100 * extra["chosen_empty"], 100 * extra["rejected_empty"])
     if save_path is not None:   # every candidate, its expected SLU-F1 and (weak ranker) its weak score
         paired = {int(i): k for k, i in enumerate(pairs.items)}
-        with open(save_path, "w") as fh:
+        with atomic_path(save_path) as tmp, open(tmp, "w") as fh:
             for n, item in enumerate(items):
                 row = {"id": task.strong_train["id"][int(item)], "candidates": cands[n],
                        "expected_slu_f1": np.round(expected[n], 4).tolist()}
@@ -220,7 +227,7 @@ def run_generation_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path |
     for r in rows:
         r["best_weak"] = best_weak
     if save_dir is not None:   # model outputs only: the references stay in the dataset (by id)
-        with open(Path(save_dir) / f"predictions_seed{seed}.jsonl", "w") as fh:
+        with atomic_path(Path(save_dir) / f"predictions_seed{seed}.jsonl") as tmp, open(tmp, "w") as fh:
             for i, item_id in enumerate(task.test["id"]):
                 fh.write(json.dumps({"id": item_id, **{name: p[i] for name, p in predictions.items()}}) + "\n")
     return rows

@@ -1,9 +1,13 @@
 """Run a whole experiment: task → weak ensemble → posteriors → students → metrics → report."""
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import platform
+import re
+import shutil
 import time
 from pathlib import Path
 
@@ -11,12 +15,17 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .cards import load_card
 from .config import ExperimentConfig, MethodConfig
+from .errors import BayesW2SError, CorruptCacheError, InvalidInputError, UnknownNameError
+from .io import write_text
 from .metrics import accuracy, expected_calibration_error
-from .posterior import fit_posterior
+from .posterior import available_posteriors, fit_posterior
+from .posterior.inputs import check_fit_settings
 from .report import write_report
 from .student import train_student
-from .tasks import load_task
+from .student.losses import get_loss
+from .tasks import check_sizes, load_task
 from .weak import WeakEnsemble, WeakLabels
 
 log = logging.getLogger(__name__)
@@ -116,18 +125,45 @@ def experiment_task(cfg: ExperimentConfig):
     return task
 
 
-def run_experiment(cfg: ExperimentConfig, output_dir: str | Path | None = None, command: str = "") -> pd.DataFrame:
-    """Run every seed of ``cfg`` and write ``results.csv``, ``results.md`` and a plot
-    (``accuracy.png``; ``slu_f1.png`` for generation tasks)."""
+def run_experiment(cfg: ExperimentConfig, output_dir: str | Path | None = None, command: str = "", *,
+                   restart: bool = False, overwrite: bool = False) -> pd.DataFrame:
+    """Run every seed of ``cfg`` and write ``results.csv``, ``results.md``, ``meta.json`` and
+    a plot (``accuracy.png``; ``slu_f1.png`` for generation tasks).
+
+    Finished seeds are kept in ``results.partial.json`` (with a hash of the config and the
+    data), so a rerun after a crash or Ctrl-C does only the missing seeds. A resume file
+    of another config or other data is refused unless ``restart`` (its seeds are then
+    discarded); a folder that already holds results is refused unless ``overwrite``.
+    Everything the config names is checked before any model trains, and a run that fails
+    before finishing a seed leaves no folder behind.
+    """
+    validate_experiment(cfg)
+    seeds = list(dict.fromkeys(cfg.seeds))   # a seed given twice is run once
+    if len(seeds) != len(cfg.seeds):
+        log.warning("seeds %s repeat; running %s", cfg.seeds, seeds)
     out = Path(output_dir or Path(cfg.output_root) / cfg.name)
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out, overwrite=overwrite)
+    created = not out.exists()   # the folder is made by the first file written into it
+    is_main = _is_main_process()
+    try:
+        return _run_seeds(cfg, seeds, out, command, restart, is_main)
+    except BaseException:        # Ctrl-C too: a run that finished no seed leaves nothing behind
+        if created and is_main and not (out / RESUME_FILE).exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _run_seeds(cfg: ExperimentConfig, seeds: list[int], out: Path, command: str, restart: bool,
+               is_main: bool) -> pd.DataFrame:
     start = time.perf_counter()
     task = experiment_task(cfg)
     log.info("%s", task)
-    partial = out / "results.partial.csv"   # resumable: finished seeds are not rerun
-    done = pd.read_csv(partial) if partial.exists() else pd.DataFrame()
+    resume = ResumeFile(out / RESUME_FILE, run_fingerprint(cfg, task))
+    if restart:
+        resume.discard()
+    done = resume.read()
     frames = [done] if len(done) else []
-    for seed in cfg.seeds:
+    for seed in seeds:
         if len(done) and seed in set(done["seed"]):
             continue
         seed_start = time.perf_counter()
@@ -138,18 +174,225 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path | None = None, 
             frame = pd.DataFrame(run_seed(cfg, task, seed, save_dir=out))
         frame["seed_wall_seconds"] = time.perf_counter() - seed_start   # a resumed run still reports it
         frames.append(frame)
-        pd.concat(frames).to_csv(partial, index=False)
+        resume.write(pd.concat(frames, ignore_index=True))
     results = pd.concat(frames, ignore_index=True)
-    results = results[results["seed"].isin(cfg.seeds)]
-    meta = {"config": cfg.to_dict(), "split_sizes": task.sizes(), "data_source": task.source,
+    results = results[results["seed"].isin(seeds)].reset_index(drop=True)
+    config = {**cfg.to_dict(), "seeds": seeds}
+    meta = {"config": config, "split_sizes": task.sizes(), "data_source": task.source,
             "metric": "slu_f1" if task.kind == "generation" else "accuracy",
             "wall_seconds": time.perf_counter() - start, "command": command,
             "seed_wall_seconds": {int(k): float(v) for k, v in results.groupby("seed")["seed_wall_seconds"].first().items()}
             if "seed_wall_seconds" in results else {},
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
             "python": platform.python_version()}
-    from accelerate import PartialState
-    if PartialState().is_main_process:   # under `accelerate launch` only rank 0 writes
+    if is_main:   # under `accelerate launch` only rank 0 writes
         write_report(results, meta, out)
-        partial.unlink(missing_ok=True)
+        remove_stale_seed_files(out, seeds)
+        resume.discard()
     return results
+
+
+def _is_main_process() -> bool:
+    from accelerate import PartialState
+    return PartialState().is_main_process
+
+
+# -- checks before anything trains ----------------------------------------------------------
+
+def load_experiment_config(path: str | Path, **overrides) -> ExperimentConfig:
+    """``ExperimentConfig.from_yaml``: every failure (malformed YAML, a top level that is not a
+    mapping, non-UTF-8 bytes, a value of the wrong type) is a one-line ``ConfigError`` naming
+    the file and the field."""
+    return ExperimentConfig.from_yaml(path, **overrides)
+
+
+def _method_error(method: MethodConfig, exc: BayesW2SError) -> BayesW2SError:
+    return type(exc)(f"method {method.name!r}: {exc}")
+
+
+def validate_experiment(cfg: ExperimentConfig) -> None:
+    """Check everything the config names before any model trains: seeds, model cards,
+    split sizes, posterior models / methods and their settings, and loss settings."""
+    seeds = cfg.seeds
+    if not isinstance(seeds, (list, tuple)) or not seeds or any(
+            isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s < 2**32 for s in seeds):
+        raise InvalidInputError(f"seeds must be a non-empty list of integers in [0, 2**32), got {seeds!r}")
+    if isinstance(cfg.weak_models, str) or not isinstance(cfg.weak_models, (list, tuple)):
+        raise InvalidInputError(f"weak_models must be a list of model cards, got {cfg.weak_models!r}; "
+                                f"write [{cfg.weak_models}]")
+    for field_name, card in [*(("weak_models", w) for w in cfg.weak_models), ("strong_model", cfg.strong_model)]:
+        if not isinstance(card, str):
+            raise InvalidInputError(f"{field_name}: a model card name, hub id or folder, got {card!r}")
+        try:
+            load_card(card)
+        except BayesW2SError as exc:
+            raise type(exc)(f"{field_name}: {exc}") from None
+    check_sizes(cfg.sizes)
+    posteriors = set(available_posteriors())
+    for m in cfg.methods:
+        try:
+            _validate_method(cfg, m, posteriors)
+        except BayesW2SError as exc:
+            raise _method_error(m, exc) from None
+
+
+def _validate_method(cfg: ExperimentConfig, m: MethodConfig, posteriors: set) -> None:
+    spec = m.spec
+    kind = spec.kind
+    names = ", ".join(f"{a}:{b}" for a, b in sorted(posteriors))
+    if kind == "posterior":
+        from .posterior import METHODS
+        inference = spec.method or METHODS.get(spec.name, ("em",))[0]   # None: the model's default
+        if (spec.name, inference) not in posteriors:
+            raise UnknownNameError(f"no posterior {spec.name}:{inference}; available: {names}")
+        if not isinstance(m.posterior_kwargs, dict):
+            raise InvalidInputError(f"posterior_kwargs must be a mapping, got {m.posterior_kwargs!r}")
+        check_fit_settings(spec.name, inference, m.posterior_kwargs)
+    elif m.posterior_kwargs:
+        raise InvalidInputError(f"posterior_kwargs {m.posterior_kwargs} are for posterior targets, "
+                                f"not {m.targets!r}")
+    if not isinstance(m.loss_kwargs, dict):
+        raise InvalidInputError(f"loss_kwargs must be a mapping, got {m.loss_kwargs!r}")
+    settings, loss = dict(m.loss_kwargs), m.loss
+    if cfg.is_generation:
+        if kind in ("weak_all", "joint_decoding") and "weights" in settings:   # λ per weak model
+            lam = settings.pop("weights")
+            if not isinstance(lam, (list, tuple)) or len(lam) != len(cfg.weak_models) or any(
+                    isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 for v in lam):
+                raise InvalidInputError(f"loss_kwargs.weights must be {len(cfg.weak_models)} non-negative "
+                                        f"numbers (one per weak model), got {lam!r}")
+        loss = "xent" if loss in ("xent", "weighted_xent", "multi_weak") else loss   # the token-level loss
+    get_loss(loss, **settings)
+    pc = m.preference
+    if pc is not None and (getattr(pc, "posterior_model", None), "em") not in posteriors:
+        raise UnknownNameError(f"preference.posterior_model {pc.posterior_model!r} is not a posterior with EM; "
+                               f"available: {names}")
+
+
+def check_output_folder(out: Path, overwrite: bool = False) -> None:
+    """Refuse a folder that already holds a report unless ``overwrite``."""
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"output folder {out} is a file")
+    held = [name for name in REPORT_FILES if (out / name).exists()]
+    if held and not overwrite:
+        raise InvalidInputError(f"{out} already holds results ({', '.join(held)}); pass --overwrite "
+                                "(overwrite=True) to replace them, or choose another --output folder")
+
+
+def remove_stale_seed_files(out: Path, seeds: list[int]) -> list[Path]:
+    """Delete per-seed files (weak labels, hypotheses, pairs, predictions, test probabilities,
+    saved students) of seeds that are not in this run, so the folder holds one run's files only."""
+    stale = [p for p in out.iterdir() if (m := _SEED_FILE.match(p.name)) and int(m.group(1)) not in seeds]
+    stale += [p for p in out.glob("students/*/seed*") if p.name[4:].isdigit() and int(p.name[4:]) not in seeds]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    if stale:
+        log.info("removed %d file(s) of seeds not in this run: %s", len(stale), ", ".join(p.name for p in stale))
+    return stale
+
+
+# -- the resume file ---------------------------------------------------------------------------
+
+RESUME_FILE = "results.partial.json"
+LEGACY_RESUME_FILE = "results.partial.csv"   # written without a fingerprint: never trusted
+REPORT_FILES = ("results.csv", "results.md", "meta.json")
+_SEED_FILE = re.compile(r"^(?:weak_labels|weak_hypotheses|pairs|predictions|test_probs)_seed(\d+)[_.]")
+#: config keys that do not change a seed's rows (the seed list itself, where files go)
+RUN_ONLY_KEYS = ("name", "seeds", "data_dir", "output_root")
+
+
+def data_fingerprint(task) -> dict:
+    """A short hash per split of what the models see (ids, texts, labels or targets)."""
+    out = {}
+    for split in ("weak_train", "strong_train", "test"):
+        ds = task.split(split)
+        h = hashlib.sha256()
+        for col in ("id", "text", "label", "target"):
+            if col in ds.column_names:
+                h.update(json.dumps([col, list(ds[col])], default=str).encode())
+        out[split] = h.hexdigest()[:16]
+    out["label_names"] = [str(x) for x in task.label_names]
+    return out
+
+
+def run_fingerprint(cfg: ExperimentConfig, task) -> dict:
+    """What a finished seed's rows depend on: the config (less :data:`RUN_ONLY_KEYS`) and the data."""
+    config = {k: v for k, v in cfg.to_dict().items() if k not in RUN_ONLY_KEYS}
+    return json.loads(json.dumps({"config": config, "data": data_fingerprint(task)}, default=str, sort_keys=True))
+
+
+def _flatten(value, prefix: str = "") -> dict:
+    if isinstance(value, dict):
+        return {k: v for key, sub in value.items()
+                for k, v in _flatten(sub, f"{prefix}.{key}" if prefix else key).items()}
+    if isinstance(value, list):
+        return {k: v for i, sub in enumerate(value) for k, v in _flatten(sub, f"{prefix}[{i}]").items()} or {prefix: []}
+    return {prefix: value}
+
+
+def fingerprint_differences(old: dict, new: dict, limit: int = 6) -> list[str]:
+    """``["student_train.epochs: 10 → 3", …]``: what differs between two fingerprints."""
+    a, b = _flatten(old), _flatten(new)
+    diffs = [f"{k}: {a.get(k, '(absent)')!r} → {b.get(k, '(absent)')!r}"
+             for k in sorted(set(a) | set(b)) if a.get(k, object) != b.get(k, object)]
+    return diffs[:limit] + ([f"… {len(diffs) - limit} more"] if len(diffs) > limit else [])
+
+
+def _json_default(x):
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.floating):
+        return float(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return str(x)
+
+
+class ResumeFile:
+    """The finished seeds' rows of one output folder, with the fingerprint of the config
+    and data they came from.
+
+    Written by temp-and-rename as ``sha256 <hex>`` on the first line and the JSON body
+    below it, so a truncated or edited file is detected, never read as results.
+    """
+
+    def __init__(self, path: Path, fingerprint: dict):
+        self.path, self.fingerprint = Path(path), fingerprint
+
+    def discard(self) -> None:
+        for p in (self.path, self.path.with_name(LEGACY_RESUME_FILE)):
+            p.unlink(missing_ok=True)
+
+    def write(self, rows: pd.DataFrame) -> None:
+        body = json.dumps({"format": 1, "fingerprint": self.fingerprint, "columns": list(rows.columns),
+                           "rows": rows.to_dict("records")}, default=_json_default, sort_keys=True)
+        write_text(self.path, f"sha256 {hashlib.sha256(body.encode()).hexdigest()}\n{body}")
+
+    def read(self) -> pd.DataFrame:
+        """Rows of finished seeds (empty when there are none); refuses a file of another
+        config or data, and a corrupt one."""
+        legacy = self.path.with_name(LEGACY_RESUME_FILE)
+        if legacy.exists():
+            raise InvalidInputError(f"{legacy} was written without a config fingerprint, so its seeds cannot be "
+                                    "checked against this config; rerun with --restart (restart=True) to redo them")
+        if not self.path.exists():
+            return pd.DataFrame()
+        hint = "rerun with --restart (restart=True) to discard it and redo its seeds"
+        try:
+            head, _, body = self.path.read_text(encoding="utf-8").partition("\n")
+            if head != f"sha256 {hashlib.sha256(body.encode()).hexdigest()}":
+                raise ValueError("checksum mismatch: truncated or edited")
+            payload = json.loads(body)
+            rows = pd.DataFrame.from_records(payload["rows"], columns=payload["columns"])   # the columns' order
+            if payload.get("format") != 1 or rows.empty or not {"seed", "method", "kind"} <= set(rows.columns) \
+                    or not pd.api.types.is_integer_dtype(rows["seed"]):
+                raise ValueError("unexpected content")
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            raise CorruptCacheError(f"resume file {self.path} is unreadable ({exc}); {hint}") from None
+        if payload["fingerprint"] != self.fingerprint:
+            diffs = fingerprint_differences(payload["fingerprint"], self.fingerprint)
+            raise InvalidInputError(
+                f"{self.path} holds seed(s) {sorted(set(rows['seed']))} of another config or data "
+                f"({'; '.join(diffs)}); {hint}, or choose another --output folder")
+        log.info("resuming: seed(s) %s already done (%s)", sorted(set(rows["seed"])), self.path)
+        return rows

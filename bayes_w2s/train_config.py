@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from .errors import InvalidInputError
 
 #: classifier training modes (see :mod:`bayes_w2s.backbones`)
@@ -54,9 +56,27 @@ class TrainConfig:
     def __post_init__(self):
         if self.mode not in MODES:
             raise InvalidInputError(f"unknown training mode {self.mode!r}; use one of {MODES}")
-        for name in ("epochs", "batch_size", "learning_rate", "max_length", "eval_batch_size"):
-            if not getattr(self, name) > 0:
-                raise InvalidInputError(f"TrainConfig.{name} must be positive, got {getattr(self, name)}")
+
+        def number(v, integer=False):   # bool is an int to Python, never a setting here
+            kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+            return isinstance(v, kinds) and not isinstance(v, (bool, np.bool_)) and np.isfinite(v)
+
+        # inf or NaN would train to NaN probabilities without a word: every number is finite
+        for name, integer, low in (("epochs", False, 0), ("learning_rate", False, 0), ("batch_size", True, 0),
+                                   ("max_length", True, 0), ("eval_batch_size", True, 0), ("lora_r", True, 0),
+                                   ("lora_alpha", True, 0)):
+            value = getattr(self, name)
+            if not number(value, integer) or not value > low:
+                raise InvalidInputError(f"TrainConfig.{name} must be a positive finite "
+                                        f"{'integer' if integer else 'number'}, got {value!r}")
+        if not number(self.weight_decay) or self.weight_decay < 0:
+            raise InvalidInputError(f"TrainConfig.weight_decay must be a finite number ≥ 0, got {self.weight_decay!r}")
+        if not number(self.warmup_ratio) or not 0 <= self.warmup_ratio <= 1:
+            raise InvalidInputError(f"TrainConfig.warmup_ratio must be a number in [0, 1], got {self.warmup_ratio!r}")
+        if not number(self.save_steps, integer=True) or self.save_steps < 0:
+            raise InvalidInputError(f"TrainConfig.save_steps must be an integer ≥ 0, got {self.save_steps!r}")
+        if not isinstance(self.bf16, (bool, np.bool_)):
+            raise InvalidInputError(f"TrainConfig.bf16 must be true or false, got {self.bf16!r}")
         if self.save_steps and not self.output_dir:
             raise InvalidInputError("TrainConfig.save_steps needs an output_dir to write checkpoints to")
 
@@ -93,9 +113,20 @@ class GeneratorConfig:
         if self.mode not in GEN_MODES:
             raise InvalidInputError(f"unknown generator mode {self.mode!r}; use one of {GEN_MODES}")
         for name in ("epochs", "batch_size", "learning_rate", "max_length", "max_new_tokens", "n_best",
-                     "eval_batch_size"):
-            if not getattr(self, name) > 0:
-                raise InvalidInputError(f"GeneratorConfig.{name} must be positive, got {getattr(self, name)}")
+                     "eval_batch_size", "lora_r", "lora_alpha"):
+            value = getattr(self, name)
+            integer = name not in ("epochs", "learning_rate")
+            kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+            # inf or NaN would train to NaN without a word: every number is finite
+            if not isinstance(value, kinds) or isinstance(value, bool) or not np.isfinite(value) or not value > 0:
+                raise InvalidInputError(f"GeneratorConfig.{name} must be positive (a finite "
+                                        f"{'integer' if integer else 'number'}), got {value!r}")
+        for name, high in (("weight_decay", np.inf), ("warmup_ratio", 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or not np.isfinite(value) or not 0 <= value <= high:
+                raise InvalidInputError(f"GeneratorConfig.{name} must be a finite number ≥ 0"
+                                        f"{' and ≤ 1' if high == 1.0 else ''}, got {value!r}")
 
     def key(self) -> str:
         d = asdict(self)

@@ -42,12 +42,12 @@ def test_yaml_1_1_exponents_and_numeric_strings_are_coerced(tmp_path):
     ({"student_train": {"batch_size": 1.5}}, r"c.yaml: student_train.batch_size: expected an integer, got 1.5"),
     ({"student_train": {"learning_rate": "fast"}}, r"student_train.learning_rate: expected a number, got 'fast'"),
     ({"student_train": {"bf16": "yes"}}, r"student_train.bf16: expected true or false"),
-    ({"weak_models": "minilm-l6"}, r"weak_models: expected a list of a string, got 'minilm-l6'"),
-    ({"seeds": 5}, r"seeds: expected a list of an integer, got 5"),
+    ({"weak_models": "minilm-l6"}, r"weak_models: expected a list of strings, got 'minilm-l6'"),
+    ({"seeds": 5}, r"seeds: expected a list of integers, got 5"),
     ({"seeds": 0}, r"seeds: expected a list"),
     ({"seeds": ["a", "b"]}, r"seeds\[0\]: expected an integer, got 'a'"),
     ({"seeds": []}, r"needs at least one seed"),
-    ({"seeds": [0, -1]}, r"seeds must be distinct integers ≥ 0"),
+    ({"seeds": [0, -1]}, r"seeds must be integers in \[0, 2\*\*32\)"),
     ({"sizes": {"test": -5}}, r"sizes.test must be a positive number"),
     ({"sizes": {"tset": 5}}, r"sizes: unknown split\(s\) \['tset'\]"),
     ({"strong_model": "gpt9"}, r"strong_model: unknown model 'gpt9'"),
@@ -60,14 +60,14 @@ def test_yaml_1_1_exponents_and_numeric_strings_are_coerced(tmp_path):
     ({"methods": [{"name": "a", "targets": "posterior:hierarchical:em"}]}, r"targets: posterior model 'hierarchical' has no method 'em'"),
     ({"methods": [{"name": "a", "targets": "posterior:dawid_skene:svi", "posterior_kwargs": {"stepz": 9}}]},
      r"methods\[0\] \('a'\).posterior_kwargs: unknown setting\(s\) \['stepz'\] for dawid_skene/svi; valid: \[.*'steps'"),
-    ({"methods": [{"name": "a", "targets": "mean", "posterior_kwargs": {"steps": 9}}]}, r"posterior_kwargs need targets"),
+    ({"methods": [{"name": "a", "targets": "mean", "posterior_kwargs": {"steps": 9}}]}, r"methods\[0\] \('a'\): posterior_kwargs are for posterior targets, not 'mean'"),
     ({"methods": [{"name": "a", "targets": "oracle"}]}, r"method 'a': unknown targets 'oracle'"),
     ({"methods": [{"name": "A b", "targets": "mean"}, {"name": "a-B", "targets": "vote"}]}, r"more than punctuation"),
     ({"methods": []}, r"lists no methods"),
     ({"methods": [{"name": "a", "targets": "mean", "preference": {"beta": 0}}]},
      r"methods\[0\].preference: beta must be > 0"),
     ({"student_train": {"epochs": 1, "lr": 3}}, r"student_train: unknown key\(s\) \['lr'\]"),
-    ({"student_train": {"batch_size": -4}}, r"student_train: TrainConfig.batch_size must be positive"),
+    ({"student_train": {"batch_size": -4}}, r"student_train: TrainConfig.batch_size must be a positive finite integer, got -4"),
 ])
 def test_a_wrong_value_is_one_line_naming_the_field(tmp_path, changes, match):
     fails(tmp_path, match, **changes)
@@ -75,7 +75,7 @@ def test_a_wrong_value_is_one_line_naming_the_field(tmp_path, changes, match):
 
 def test_unreadable_files_are_one_line_errors(tmp_path):
     fails(tmp_path, r"not valid YAML: .* at line 2, column", text="name: x\n  task: [sst2\n")
-    fails(tmp_path, r"expected a mapping of config keys at the top level, got a list", text="- a\n- b\n")
+    fails(tmp_path, r"the top level must be a mapping of config keys .* got a list", text="- a\n- b\n")
     fails(tmp_path, r"not UTF-8 text \(byte 0xff at offset 6\)", text=b"name: \xff\xfe\n")
     fails(tmp_path, r"the file is empty", text="# nothing\n")
     with pytest.raises(ConfigError, match="no config file .*missing.yaml"):

@@ -7,15 +7,13 @@ LOO. Models live in :mod:`.models` (one module each), inference in :mod:`.engine
 """
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInputError, LabelSetMismatchError, UnknownNameError
 from .base import Posterior
 from .engine import FITTERS, check_temperature
-from .inputs import LabelMatrix, as_label_matrix
+from .inputs import LabelMatrix, as_label_matrix, check_fit_settings, fit_settings
 from .models import MODELS, get_model
 from .words import WordPosterior, slot_table
 
@@ -27,18 +25,12 @@ def available_posteriors() -> list[tuple[str, str]]:
     return sorted((m, me) for m, methods in METHODS.items() for me in methods)
 
 
-def fit_settings(method: str) -> set[str]:
-    """The keyword settings an inference method takes."""
-    params = inspect.signature(FITTERS[method]).parameters
-    return {n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY} - {"temperature"}
-
-
 def split_kwargs(model, method: str, kwargs: dict) -> tuple[dict, dict, dict]:
     """``kwargs`` → (priors, data settings, method settings); unknown names fail, naming all
     three groups."""
     priors_known = set(model.prior_defaults())
     data_known = set(getattr(model, "data_settings", {}))
-    method_known = fit_settings(method)
+    method_known = set(fit_settings(model.name, method)[1]) - data_known
     priors = {k: v for k, v in kwargs.items() if k in priors_known}
     data = {k: v for k, v in kwargs.items() if k in data_known}
     settings = {k: v for k, v in kwargs.items() if k in method_known}
@@ -103,7 +95,7 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
             ``WeakHypotheses`` or ``hypotheses[n][m]``, weak model m's output for item n
             (a string, a word list or ``WordScores`` with word log-probs).
         model: ``dawid_skene`` | ``one_coin`` | ``hierarchical`` | ``ebcc`` (votes);
-            ``soft`` | ``logistic_normal`` (probabilities); ``word_reliability`` |
+            ``soft`` | ``logistic_t`` (probabilities); ``word_reliability`` |
             ``word_reliability_conf`` (word hypotheses; they return a :class:`WordPosterior`).
         method: ``em`` (closed-form MAP-EM) | ``vb`` (closed-form mean-field VB, conjugate
             models) | ``svi`` (``TraceEnum_ELBO``) | ``nuts``; default: the model's first.
@@ -124,6 +116,7 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
     if method not in m.methods:
         raise UnknownNameError(f"posterior model {model!r} has no method {method!r}; available: {list(m.methods)}")
     temperature = check_temperature(temperature)
+    check_fit_settings(model, method, kwargs)
     priors, data_settings, settings = split_kwargs(m, method, kwargs)
     if method == "svi" and "guide" not in settings:
         settings["guide"] = getattr(m, "default_guide", "delta")

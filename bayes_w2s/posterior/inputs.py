@@ -8,6 +8,8 @@ may label a task more than once). All become ``counts[N, M, K]``: how often weak
 """
 from __future__ import annotations
 
+import inspect
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,16 +29,27 @@ class LabelMatrix:
 
 
 def as_label_matrix(labels, num_classes: int | None = None, label_names=None) -> LabelMatrix:
+    """``labels`` in any accepted layout → :class:`LabelMatrix`; every malformed input
+    raises :class:`~bayes_w2s.errors.InvalidInputError` (or ``LabelSetMismatchError``)."""
+    num_classes = _check_num_classes(num_classes)
+    label_names = _check_label_names(label_names)
+    if num_classes is not None and label_names is not None and len(label_names) != num_classes:
+        raise LabelSetMismatchError(f"{len(label_names)} label names for {num_classes} classes "
+                                    f"(num_classes={num_classes}, label_names={label_names})")
     if isinstance(labels, WeakLabels):
-        votes = labels.votes()
-        counts = np.eye(labels.num_classes)[votes]
         if label_names is not None and list(label_names) != labels.label_names:
             raise LabelSetMismatchError(f"weak labels are over {labels.label_names}, expected {list(label_names)}")
-        out = LabelMatrix(counts, labels.model_names, labels.label_names, labels.item_ids, labels.probs)
+        if num_classes is not None and num_classes != labels.num_classes:
+            raise LabelSetMismatchError(f"weak labels are over {labels.num_classes} classes {labels.label_names}, "
+                                        f"num_classes={num_classes}")
+        n, m, k = labels.probs.shape
+        check_memory(n, m, k)
+        out = LabelMatrix(_one_hot(labels.votes(), k), labels.model_names, labels.label_names, labels.item_ids,
+                          labels.probs)
     elif isinstance(labels, pd.DataFrame):
-        out = _from_long(labels, label_names)
+        out = _from_long(labels, num_classes, label_names)
     else:
-        out = _from_votes(np.asarray(labels), num_classes, label_names)
+        out = _from_votes(_vote_array(labels), num_classes, label_names)
     n, m, k = out.counts.shape
     if m < 2:
         raise InvalidInputError(f"a posterior over weak supervisors needs at least two weak models, got {m}")
@@ -50,46 +63,312 @@ def as_label_matrix(labels, num_classes: int | None = None, label_names=None) ->
     return out
 
 
+# -- the stated class set ------------------------------------------------------------------
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def _check_num_classes(num_classes):
+    if num_classes is None:
+        return None
+    if not _is_int(num_classes) or num_classes < 2:
+        raise InvalidInputError(f"num_classes must be an integer ≥ 2, got {num_classes!r}")
+    return int(num_classes)
+
+
+def _check_label_names(label_names):
+    if label_names is None:
+        return None
+    if isinstance(label_names, (str, bytes)) or not hasattr(label_names, "__iter__"):
+        raise InvalidInputError(f"label_names must be a list of class names, got {label_names!r}")
+    names = list(label_names)
+    if any(not isinstance(x, (str, int, np.integer)) or isinstance(x, (bool, np.bool_)) for x in names):
+        raise InvalidInputError(f"label_names must be strings or integers, got {names}")
+    names = [int(x) if _is_int(x) else x for x in names]
+    if len({str(x) for x in names}) != len(names):   # 0 and "0" would be two classes that print alike
+        raise InvalidInputError(f"label_names must be distinct, got {names}")
+    return names
+
+
+def _stated_k(num_classes, label_names) -> int | None:
+    return num_classes if num_classes is not None else (len(label_names) if label_names is not None else None)
+
+
+def _check_no_gaps(seen: np.ndarray, k: int, what: str) -> None:
+    """With the class set inferred as ``0..max``, every class must occur: one stray
+    vote of 5 among 0/1 votes would otherwise make six classes."""
+    missing = sorted(set(range(k)) - {int(x) for x in seen})
+    if missing:
+        shown = ", ".join(map(str, missing[:5])) + (", …" if len(missing) > 5 else "")
+        raise LabelSetMismatchError(
+            f"{what} reach class {k - 1} but class(es) {shown} never occur; state the class set with "
+            f"num_classes= or label_names= (a stray {k - 1} would otherwise add {len(missing)} empty class(es))")
+
+
+# -- memory ------------------------------------------------------------------------------
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux ``MemAvailable``), or None when unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def fit_memory_bytes(n: int, m: int, k: int) -> int:
+    """A rough peak of a fit: the ``[N, M, K]`` counts and its working copies (float64)
+    plus the ``[M, K, K]`` confusion matrices (current value, statistics, prior, posterior)."""
+    return 8 * (3 * n * m * k + 4 * m * k * k + k * k)
+
+
+def check_memory(n: int, m: int, k: int) -> None:
+    """Refuse before allocating a fit that cannot fit in memory (say K = 100,000 classes)."""
+    need, have = fit_memory_bytes(n, m, k), available_memory()
+    if have is not None and need > have:
+        raise InvalidInputError(
+            f"fitting {n} items × {m} weak models × {k} classes needs about {need / 2**30:.1f} GiB (counts "
+            f"[N, M, K] and confusion matrices [M, K, K]), more than the {have / 2**30:.1f} GiB available; "
+            "check the class set (num_classes / label_names) or fit fewer items")
+
+
+def _one_hot(votes: np.ndarray, k: int) -> np.ndarray:
+    """``[N, M]`` votes (−1 = abstain) → ``[N, M, K]`` float counts, without a K×K identity."""
+    return (votes[..., None] == np.arange(k)).astype(np.float64)   # abstentions (-1) match no class
+
+
+# -- hard votes ----------------------------------------------------------------------------
+
+def _vote_array(labels) -> np.ndarray:
+    """Hard votes as an int array, or a clear error for strings, ragged rows, fractions …"""
+    if isinstance(labels, (str, bytes)) or np.isscalar(labels):
+        raise InvalidInputError(f"labels must be WeakLabels, an int array [N, M] of votes or a long DataFrame, "
+                                f"got {type(labels).__name__} {labels!r}")
+    try:
+        votes = np.asarray(labels)
+    except (ValueError, TypeError) as exc:   # numpy refuses ragged nested lists
+        raise InvalidInputError(f"hard votes must be a rectangular int array [N, M] (-1 = abstain); "
+                                f"rows of different lengths? ({exc})") from None
+    if votes.dtype == object:
+        flat = votes.ravel()
+        if any(isinstance(v, (list, tuple, np.ndarray)) for v in flat):
+            raise InvalidInputError("hard votes must be a rectangular int array [N, M] (-1 = abstain); "
+                                    "rows have different lengths")
+        bad = next((v for v in flat if not (_is_int(v) or isinstance(v, (float, np.floating)))), None)
+        if bad is not None:
+            raise InvalidInputError(f"hard votes must be integers (-1 = abstain), got {bad!r} "
+                                    "(for named labels pass a DataFrame with columns task, worker, label)")
+        votes = votes.astype(np.float64)
+    if votes.dtype.kind not in "iuf":
+        raise InvalidInputError(f"hard votes must be integers (-1 = abstain), got dtype {votes.dtype} "
+                                "(for named labels pass a DataFrame with columns task, worker, label)")
+    if votes.dtype.kind == "f":
+        bad = ~np.isfinite(votes) | (votes != np.round(votes))
+        if bad.any():
+            raise InvalidInputError(f"hard votes must be integers (-1 = abstain), got {float(votes[bad][0]):g} "
+                                    f"at index {tuple(int(i) for i in np.argwhere(bad)[0])}")
+    return votes
+
+
 def _from_votes(votes: np.ndarray, num_classes, label_names) -> LabelMatrix:
     if votes.ndim != 2:
         raise InvalidInputError(f"hard votes must be an int array [N, M], got shape {votes.shape}")
     if votes.size == 0:
-        raise InvalidInputError("hard votes are empty")
-    if not np.issubdtype(votes.dtype, np.integer):
-        if not np.all(np.isfinite(votes)) or not np.all(votes == np.round(votes)):
-            raise InvalidInputError("hard votes must be integers (-1 = abstain)")
-        votes = votes.astype(int)
-    k = num_classes or (len(label_names) if label_names is not None else int(votes.max()) + 1)
-    bad = (votes < -1) | (votes >= k)
-    if bad.any():
+        raise InvalidInputError(f"hard votes are empty (shape {votes.shape})")
+    if (votes < -1).any():
+        raise LabelSetMismatchError(f"vote {votes[votes < -1][0].item()} is not a class index (-1 = abstain)")
+    k = _stated_k(num_classes, label_names)
+    if k is None:
+        if votes.max() < 0:
+            raise InvalidInputError("every vote is an abstention (-1)")
+        k = int(votes.max()) + 1
+        if k > votes.size:   # more classes than votes: surely a stray value (and a huge allocation)
+            raise LabelSetMismatchError(f"vote {k - 1} implies {k} classes from only {votes.size} votes; "
+                                        "state the class set with num_classes= or label_names=")
+        _check_no_gaps(np.unique(votes[votes >= 0]), k, "votes")
+    elif (votes >= k).any():
         raise LabelSetMismatchError(
-            f"vote {votes[bad][0]} is outside the class set 0..{k - 1} (-1 = abstain)")
-    counts = (votes[..., None] == np.arange(k)).astype(np.float64)    # abstentions (-1) match no class
+            f"vote {votes[votes >= k][0].item()} is outside the class set 0..{k - 1} (-1 = abstain)")
+    check_memory(votes.shape[0], votes.shape[1], k)
     names = list(label_names) if label_names is not None else list(range(k))
-    return LabelMatrix(counts, [f"weak_{j}" for j in range(votes.shape[1])], names, None)
+    return LabelMatrix(_one_hot(votes.astype(np.int64), k), [f"weak_{j}" for j in range(votes.shape[1])], names, None)
 
 
-def _from_long(df: pd.DataFrame, label_names) -> LabelMatrix:
+# -- long DataFrame ------------------------------------------------------------------------
+
+def _long_labels(raw: pd.Series, num_classes, label_names) -> tuple[np.ndarray, list]:
+    """``(class index per row, -1 for an abstention; class names)`` of a long frame's
+    label column: class indices (ints, -1 = abstain) or class names (strings), not both.
+    Values are classified once per distinct value, so a million rows cost one factorize."""
+    codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+    if (codes < 0).any():
+        raise InvalidInputError(f"label missing (NaN) at row {int(np.flatnonzero(codes < 0)[0])}; "
+                                "use -1 for an abstention")
+    values = list(uniques)
+    is_num = [_is_int(v) or (isinstance(v, (float, np.floating)) and float(v).is_integer()) for v in values]
+    is_str = [isinstance(v, str) for v in values]
+    other = [v for v, a, b in zip(values, is_num, is_str) if not (a or b)]
+    if other:
+        raise InvalidInputError(f"label {other[0]!r} is neither a class index (int, -1 = abstain) nor a "
+                                "class name (str)")
+    if any(is_num) and any(is_str):
+        raise LabelSetMismatchError(
+            f"labels mix class indices and class names (e.g. {values[is_num.index(True)]!r} and "
+            f"{values[is_str.index(True)]!r}); 0 and '0' would become two classes: use one kind")
+    if all(is_str):
+        names = label_names if label_names is not None else sorted(values)
+        if num_classes is not None and len(names) != num_classes:
+            raise LabelSetMismatchError(f"labels name {len(names)} classes {names}, num_classes={num_classes}; "
+                                        "pass label_names= to state the classes")
+        lookup = {v: i for i, v in enumerate(names)}
+        unknown = sorted(v for v in values if v not in lookup)
+        if unknown:
+            raise LabelSetMismatchError(f"labels {unknown} are not in the class set {list(names)}")
+        return np.array([lookup[v] for v in values], dtype=np.int64)[codes], list(names)
+    ints = np.array([int(v) for v in values], dtype=np.int64)
+    if label_names is not None and all(_is_int(x) for x in label_names):   # integer class names, e.g. ratings 1..5
+        lookup = {v: i for i, v in enumerate(label_names)}
+        unknown = sorted(int(v) for v in ints if v != -1 and int(v) not in lookup)
+        if unknown:
+            raise LabelSetMismatchError(f"labels {unknown} are not in the class set {list(label_names)}")
+        return np.array([lookup.get(int(v), -1) for v in ints], dtype=np.int64)[codes], list(label_names)
+    if (ints < -1).any():
+        raise LabelSetMismatchError(f"label {int(ints[ints < -1][0])} is not a class index (-1 = abstain)")
+    k = _stated_k(num_classes, label_names)
+    if k is None:
+        if ints.max() < 0:
+            raise InvalidInputError("every label is an abstention (-1)")
+        k = int(ints.max()) + 1
+        if k > len(codes):
+            raise LabelSetMismatchError(f"label {k - 1} implies {k} classes from only {len(codes)} labels; "
+                                        "state the class set with num_classes= or label_names=")
+        _check_no_gaps(ints[ints >= 0], k, "labels")
+    elif (ints >= k).any():
+        raise LabelSetMismatchError(f"label {int(ints[ints >= k][0])} is outside the class set 0..{k - 1} "
+                                    "(-1 = abstain)")
+    return ints[codes], list(label_names) if label_names is not None else list(range(k))
+
+
+def _from_long(df: pd.DataFrame, num_classes, label_names) -> LabelMatrix:
     missing = {"task", "worker", "label"} - set(df.columns)
     if missing:
         raise InvalidInputError(f"long-format labels need columns task, worker, label; missing {sorted(missing)}")
     if df.empty:
         raise InvalidInputError("the label DataFrame is empty")
-    # hash-based factorize + bincount: linear in the number of labels (crowd-kit scale inputs)
+    for col in ("task", "worker"):
+        if df[col].isna().any():
+            raise InvalidInputError(f"column {col!r} must not be missing (NaN), first at row "
+                                    f"{int(np.flatnonzero(df[col].isna().to_numpy())[0])}")
+    l_idx, label_names = _long_labels(df["label"], num_classes, label_names)
+    # hash-based factorize + bincount: linear in the number of labels (crowd-kit scale inputs).
+    # Tasks and workers are indexed before abstentions are dropped, so an item that only
+    # received abstentions is reported, not silently removed.
     t_idx, tasks = pd.factorize(df["task"], sort=True)
     w_idx, workers = pd.factorize(df["worker"], sort=True)
-    if label_names is None:
-        l_idx, classes = pd.factorize(df["label"], sort=True)
-        label_names = list(classes)
-    else:
-        lookup = {v: i for i, v in enumerate(label_names)}
-        unknown = set(df["label"]) - set(lookup)
-        if unknown:
-            raise LabelSetMismatchError(f"labels {sorted(map(str, unknown))} are not in the class set {list(label_names)}")
-        l_idx = df["label"].map(lookup).to_numpy()
-    if (t_idx < 0).any() or (w_idx < 0).any() or (l_idx < 0).any():
-        raise InvalidInputError("task, worker and label must not be missing (NaN)")
     shape = (len(tasks), len(workers), len(label_names))
+    check_memory(*shape)
+    keep = l_idx >= 0
+    if not keep.all():   # drop abstentions (copies; skipped when there are none)
+        t_idx, w_idx, l_idx = t_idx[keep], w_idx[keep], l_idx[keep]
     flat = (t_idx.astype(np.int64) * shape[1] + w_idx) * shape[2] + l_idx
     counts = np.bincount(flat, minlength=int(np.prod(shape))).reshape(shape).astype(np.float64)
     return LabelMatrix(counts, [str(w) for w in workers], list(label_names), list(tasks))
+
+
+# -- fitting settings ------------------------------------------------------------------------
+
+def _int_at_least(lo):
+    def check(v):
+        return _is_int(v) and v >= lo
+    check.expected = f"an integer ≥ {lo}"
+    return check
+
+
+def _optional(check):
+    def opt(v):
+        return v is None or check(v)
+    opt.expected = f"None or {check.expected}"
+    return opt
+
+
+def _real_in(lo, hi, lo_open=True, hi_open=True):
+    def check(v):
+        if not isinstance(v, (int, float, np.integer, np.floating)) or isinstance(v, (bool, np.bool_)):
+            return False
+        v = float(v)
+        return (np.isfinite(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi))
+    check.expected = f"a number in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    return check
+
+
+def _is_bool(v):
+    return isinstance(v, (bool, np.bool_))
+
+
+_is_bool.expected = "True or False"
+
+
+def _one_of(*options):
+    def check(v):
+        return v in options
+    check.expected = f"one of {options}"
+    return check
+
+
+#: the inference settings every fitter may take, and what each must be
+SETTINGS = {
+    "max_iter": _int_at_least(1), "steps": _int_at_least(1), "num_draws": _int_at_least(1),
+    "num_chains": _int_at_least(1), "num_samples": _int_at_least(1), "max_tree_depth": _int_at_least(1),
+    "warmup_steps": _int_at_least(0), "seed": _int_at_least(0),
+    "subsample_size": _optional(_int_at_least(1)), "num_workers": _optional(_int_at_least(1)),
+    "tol": _real_in(0, np.inf), "learning_rate": _real_in(0, np.inf),
+    "eps": _real_in(0, 1), "target_accept_prob": _real_in(0, 1),
+    "progress": _is_bool, "draw_labels": _is_bool, "restarts": _is_bool,
+    "guide": _one_of("delta", "normal"),
+}
+
+
+def fit_settings(model: str, method: str | None) -> tuple[list[str], list[str]]:
+    """``(prior names, setting names)`` that ``fit_posterior(model=, method=)`` accepts:
+    the model function's prior defaults, and the fitter's keyword arguments plus the
+    model's data settings (e.g. ``eps``)."""
+    from .engine import FITTERS
+    from .models import get_model
+
+    m = get_model(model)
+    method = method or m.methods[0]
+    if method not in m.methods:
+        from ..errors import UnknownNameError
+        raise UnknownNameError(f"posterior model {model!r} has no method {method!r}; available: {list(m.methods)}")
+    settings = [n for n, p in inspect.signature(FITTERS[method]).parameters.items()
+                if p.kind is p.KEYWORD_ONLY and n != "temperature"]
+    return list(m.prior_defaults()), settings + list(getattr(m, "data_settings", {}))
+
+
+def check_fit_settings(model: str, method: str | None, kwargs: dict) -> None:
+    """Validate ``fit_posterior``'s ``**kwargs`` before any work: every key is a prior of
+    the model or a setting of the method, every value of the right type and range
+    (prior *ranges* are the model's business; here a prior must be a finite number)."""
+    priors, settings = fit_settings(model, method)
+    unknown = sorted(set(kwargs) - set(priors) - set(settings))
+    if unknown:
+        raise InvalidInputError(f"fit_posterior: model {model!r} has no prior or {method} setting named {unknown}; "
+                                f"priors: {priors}; {method} settings: {settings}")
+    for name, value in kwargs.items():
+        if name in priors:
+            ok, expected = _real_in(-np.inf, np.inf)(value), "a finite number"
+        else:
+            check = SETTINGS.get(name)
+            if check is None:
+                continue
+            ok, expected = check(value), check.expected
+        if not ok:
+            raise InvalidInputError(f"fit_posterior(model={model!r}, method={method!r}): {name} must be "
+                                    f"{expected}, got {value!r}")

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import InvalidInputError
+from ..io import atomic_path, write_text
 from ..metrics import pgr
 
 ORDER = {"weak": 0, "weak_ensemble": 1, "student": 2, "ceiling": 3}
@@ -238,10 +240,17 @@ def _gap_warning(summary: pd.DataFrame, metric: str = "accuracy") -> list[str]:
 
 
 def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
+    """``results.csv``, the plot, ``results.md`` and ``meta.json`` in ``out``, each written
+    by temp-and-rename (a crash leaves the previous file or the new one, never half)."""
     out = Path(out)
     metric = meta.get("metric", "accuracy")
+    repeated = results.duplicated(["seed", "method"])
+    if repeated.any():
+        first = results[repeated].iloc[0]
+        raise InvalidInputError(f"results hold method {first['method']!r} of seed {first['seed']} more than once")
     results = add_pgr(results, metric)
-    results.to_csv(out / "results.csv", index=False)
+    with atomic_path(out / "results.csv") as tmp:
+        results.to_csv(tmp, index=False)
     summary = summarise(results, metric)
     cfg = meta["config"]
     plot_name = "accuracy.png" if metric == "accuracy" else f"{metric}.png"
@@ -291,5 +300,5 @@ def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
             if any(p.name == "reliability.png" for p in plots) else []),
           f"Wall time: {_wall_time(meta)} on {meta['machine']} (Python {meta['python']}).", "",
           "Reproduce:", "", "```", meta.get("command") or "(command not recorded)", "```", ""]
-    (out / "results.md").write_text("\n".join(md))
-    (out / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+    write_text(out / "results.md", "\n".join(md))
+    write_text(out / "meta.json", json.dumps(meta, indent=2, default=str))

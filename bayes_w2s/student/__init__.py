@@ -108,6 +108,7 @@ def train_student(model: str, train_data, targets, loss: str = "xent", *, label_
     """
     if len(train_data) == 0:
         raise InvalidInputError("train_data is empty")
+    _check_arguments(model, loss, config, loss_kwargs, hard, seed)
     if split_kind(train_data) == "generation":
         return _train_generation(model, train_data, targets, loss, config, seed, loss_kwargs, prefer_offline,
                                  weights, hard)
@@ -130,6 +131,26 @@ def train_student(model: str, train_data, targets, loss: str = "xent", *, label_
                    dict(loss_kwargs or {}))
 
 
+def _check_arguments(model, loss, config, loss_kwargs, hard, seed) -> None:
+    """Fail before any model loads on arguments of the wrong kind."""
+    from ..cards import ModelCard
+    if not isinstance(model, (str, ModelCard)):
+        raise InvalidInputError(f"train_student model must be a model card name, hub id or folder, got {model!r}")
+    if not isinstance(loss, str):
+        raise InvalidInputError(f"train_student loss must be a loss name ({LOSSES}), got {loss!r}")
+    if config is not None and not (dataclasses.is_dataclass(config) and hasattr(config, "key")):
+        hint = f"; for a training mode write TrainConfig(mode={config!r})" if isinstance(config, str) else ""
+        raise InvalidInputError(f"train_student config must be a TrainConfig, got {type(config).__name__} "
+                                f"{config!r}{hint}")
+    if loss_kwargs is not None and not isinstance(loss_kwargs, dict):
+        raise InvalidInputError(f"train_student loss_kwargs must be a mapping of the loss's settings, "
+                                f"got {loss_kwargs!r}")
+    if not isinstance(hard, (bool, np.bool_)):
+        raise InvalidInputError(f"train_student hard must be True or False, got {hard!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InvalidInputError(f"train_student seed must be a non-negative integer, got {seed!r}")
+
+
 def _train_generation(model, train_data, targets, loss, config, seed, loss_kwargs, prefer_offline, weights, hard):
     """Generation targets: a ``GenerationTargets``, a ``WordPosterior`` (token soft labels
     of its consensus unless ``hard``; ``loss="weighted_xent"`` weights sequences by the
@@ -145,7 +166,10 @@ def _train_generation(model, train_data, targets, loss, config, seed, loss_kwarg
         raise InvalidInputError("generation targets must be a WordPosterior, GenerationTargets or a list of "
                                 f"target strings, got {type(targets).__name__}")
     token_loss = "xent" if loss in ("xent", "weighted_xent", "multi_weak") else loss
-    evidential = (loss_kwargs or {}) if token_loss == "edl" else None
+    # "weights" (λ per weak model) shaped the targets already; every other setting is the token loss's own
+    settings = {k: v for k, v in (loss_kwargs or {}).items() if k != "weights"}
+    get_loss(token_loss, **settings)   # unknown settings fail here instead of being ignored
+    evidential = settings if token_loss == "edl" else None
     return train_generation_student(model, targets, token_loss, config=config, seed=seed, evidential=evidential,
                                     prefer_offline=prefer_offline)
 

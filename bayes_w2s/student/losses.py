@@ -51,6 +51,10 @@ class AuxConfidence:
     alpha_max: float = 0.75
     warmup: float = 0.2
 
+    def __post_init__(self):
+        _check_number("aux_conf", "alpha_max", self.alpha_max, 0.0, 1.0)
+        _check_number("aux_conf", "warmup", self.warmup, 0.0, float("inf"))
+
     def __call__(self, logits, batch, progress=0.0):
         alpha = self.alpha_max * min(1.0, progress / self.warmup) if self.warmup > 0 else self.alpha_max
         hard_self = F.one_hot(logits.detach().argmax(-1), logits.shape[-1]).to(logits.dtype)
@@ -67,6 +71,17 @@ class MultiWeak:
 
     lambdas: list[float] | None = None
     hard: bool = True
+
+    def __post_init__(self):
+        if self.lambdas is not None:
+            if isinstance(self.lambdas, (str, bytes)) or not hasattr(self.lambdas, "__len__"):
+                raise InvalidInputError(f"loss multi_weak: lambdas must be a list of weights, got {self.lambdas!r}")
+            for lam in self.lambdas:
+                _check_number("multi_weak", "lambdas", lam, 0.0, float("inf"))
+            if sum(float(v) for v in self.lambdas) <= 0:
+                raise InvalidInputError(f"loss multi_weak: lambdas must not all be zero, got {list(self.lambdas)}")
+        if not isinstance(self.hard, bool):
+            raise InvalidInputError(f"loss multi_weak: hard must be true or false, got {self.hard!r}")
 
     def __call__(self, logits, batch, progress=0.0):
         if "weak_probs" not in batch:
@@ -111,6 +126,11 @@ class Evidential:
     anneal: float = 0.5
     max_logit: float = 20.0
 
+    def __post_init__(self):
+        _check_number("edl", "kl_max", self.kl_max, 0.0, float("inf"))
+        _check_number("edl", "anneal", self.anneal, 0.0, float("inf"))
+        _check_number("edl", "max_logit", self.max_logit, 0.0, 80.0, low_open=True)   # exp(80) is near float32's max
+
     def evidence_alpha(self, logits):
         return logits.clamp(max=self.max_logit).exp() + 1.0
 
@@ -143,8 +163,31 @@ class LossSpec:
     predict_proba: Callable = field(default=softmax_proba)
 
 
+def _check_number(loss: str, name: str, value, low: float, high: float, low_open: bool = False) -> None:
+    import math
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        bounds = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise InvalidInputError(f"loss {loss}: {name} must be a number in {bounds}, got {value!r}")
+
+
+#: the settings each loss takes (``loss_kwargs``); xent and weighted_xent take none
+LOSS_SETTINGS = {"xent": (), "weighted_xent": (), "aux_conf": ("alpha_max", "warmup"),
+                 "multi_weak": ("lambdas", "hard"), "edl": ("kl_max", "anneal", "max_logit")}
+
+
 def get_loss(name: str, **kwargs) -> LossSpec:
-    """A loss by name: xent, weighted_xent, aux_conf, multi_weak, edl."""
+    """A loss by name: xent, weighted_xent, aux_conf, multi_weak, edl.
+
+    ``kwargs`` are the loss's settings (:data:`LOSS_SETTINGS`); a setting the loss does
+    not take is an error, not silently ignored.
+    """
+    if name in LOSS_SETTINGS:
+        unknown = sorted(set(kwargs) - set(LOSS_SETTINGS[name]))
+        if unknown:
+            takes = f"it takes {list(LOSS_SETTINGS[name])}" if LOSS_SETTINGS[name] else "it takes none"
+            raise InvalidInputError(f"loss {name!r} has no setting(s) {unknown} (loss_kwargs); {takes}")
     if name == "xent":
         return LossSpec(xent)
     if name == "weighted_xent":

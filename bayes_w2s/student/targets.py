@@ -30,6 +30,8 @@ def resolve_targets(targets, num_items: int, label_names: list, hard: bool = Fal
     ``hard=True`` turns the targets into one-hot argmax; ``weights`` overrides the weights.
     """
     k = len(label_names)
+    if k < 2:
+        raise InvalidInputError(f"a student needs at least two classes, got label_names {list(label_names)}")
     if isinstance(targets, Posterior):
         if list(targets.label_names) != list(range(k)) and list(targets.label_names) != list(label_names):
             raise LabelSetMismatchError(f"posterior is over classes {targets.label_names}, the task over {label_names}")
@@ -40,7 +42,14 @@ def resolve_targets(targets, num_items: int, label_names: list, hard: bool = Fal
             raise LabelSetMismatchError(f"weak labels are over classes {targets.label_names}, the task over {label_names}")
         out = Targets(targets.mean(), None, targets.probs, source="weak_mean")
     else:
-        arr = np.asarray(targets)
+        try:
+            arr = np.asarray(targets)
+        except ValueError as exc:   # ragged lists
+            raise InvalidInputError(f"targets must be an [N, K] array of probabilities or [N] class indices "
+                                    f"({exc})") from None
+        if arr.dtype.kind not in "iuf":
+            raise InvalidInputError(f"targets must be numbers ([N, K] probabilities or [N] class indices), "
+                                    f"got dtype {arr.dtype}")
         if arr.ndim == 1:
             if not np.issubdtype(arr.dtype, np.integer) or arr.min(initial=0) < 0 or arr.max(initial=0) >= k:
                 raise LabelSetMismatchError(f"hard targets must be ints in 0..{k - 1}")
@@ -54,6 +63,10 @@ def resolve_targets(targets, num_items: int, label_names: list, hard: bool = Fal
     if weights is not None:
         weights = np.asarray(weights, dtype=float)
         if weights.shape != (num_items,) or not np.isfinite(weights).all() or (weights < 0).any():
-            raise InvalidInputError(f"weights must be {num_items} finite non-negative numbers")
+            raise InvalidInputError(f"weights must be {num_items} finite non-negative numbers, got shape "
+                                    f"{weights.shape}" + ("" if weights.shape != (num_items,) else
+                                                          f" with min {np.nanmin(weights) if weights.size else 'n/a'}"))
+        if not weights.sum() > 0:   # a weighted loss over all-zero weights trains on nothing
+            raise InvalidInputError(f"weights are all zero ({num_items} items): nothing would be learnt")
         out.weights = weights
     return out

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import UnknownNameError
+import numpy as np
+
+from ..errors import InvalidInputError, UnknownNameError
 from . import classification as _c
 from . import generation as _g
 from .base import DATA_ENV, SPLITS, GenerationTask, Task, resolve_data_dir, split_kind, three_way_split
@@ -38,6 +40,40 @@ def task_kind(name: str) -> str:
     return GenerationTask.kind if name in GENERATION_TASKS else Task.kind
 
 
+def check_sizes(sizes) -> dict:
+    """``sizes`` as given to :func:`load_task`: only split names as keys, each a positive
+    integer or None (everything left). A typo must not silently fall back to a default."""
+    if sizes is None:
+        return {}
+    if not isinstance(sizes, dict):
+        raise InvalidInputError(f"sizes must be a mapping of split → items, e.g. {DEFAULT_SIZES}, got {sizes!r}")
+    unknown = sorted(set(sizes) - set(SPLITS), key=str)
+    if unknown:
+        raise InvalidInputError(f"sizes: unknown split(s) {unknown}; splits are {list(SPLITS)}")
+    for split, n in sizes.items():
+        if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+            raise InvalidInputError(f"sizes[{split!r}] must be a positive integer or None (all that remain), got {n!r}")
+    return dict(sizes)
+
+
+def _read_offline(name: str, loader, data_dir):
+    """Run a task's loader; a missing, empty or malformed offline file becomes an error
+    that names the task and the file instead of a raw traceback."""
+    import pandas as pd
+    try:
+        return loader(data_dir)
+    except InvalidInputError:
+        raise
+    except FileNotFoundError as exc:
+        raise InvalidInputError(f"task {name!r}: offline data incomplete, {exc.filename or exc} is missing "
+                                f"(data folder {resolve_data_dir(data_dir, name)})") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"task {name!r}: a data file is not UTF-8 text ({exc})") from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError, KeyError) as exc:
+        raise InvalidInputError(f"task {name!r}: cannot read its offline data in "
+                                f"{resolve_data_dir(data_dir, name)} ({type(exc).__name__}: {exc})") from None
+
+
 def load_task(name: str, data_dir=None, seed: int = 0, sizes: dict | None = None,
               text_column: str = "text", label_column: str = "label",
               label_names: list[str] | None = None) -> Task:
@@ -52,10 +88,16 @@ def load_task(name: str, data_dir=None, seed: int = 0, sizes: dict | None = None
         seed: split seed.
         sizes: items per split (``None`` = all that remain); defaults to
             ``DEFAULT_SIZES``. Tasks with an official test set sample the test split from it.
+            Keys other than the three split names are an error.
     """
-    sizes = {**DEFAULT_SIZES, **(sizes or {})}
+    sizes = {**DEFAULT_SIZES, **check_sizes(sizes)}
+    if not isinstance(name, (str, Path)):
+        raise InvalidInputError(f"task must be a task name or a file path, got {type(name).__name__} {name!r}")
+    name = str(name)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InvalidInputError(f"load_task seed must be a non-negative integer, got {seed!r}")
     if name in GENERATION_TASKS:
-        pool, official_test = GENERATION_TASKS[name](data_dir)
+        pool, official_test = _read_offline(name, GENERATION_TASKS[name], data_dir)
         parts = three_way_split(pool, sizes, seed, fixed_test=official_test, stratify_by="scenario")
         slot_types = _g.slot_types_of(pool, *([official_test] if official_test is not None else []))
         return GenerationTask(name=name, label_names=slot_types,
@@ -63,7 +105,7 @@ def load_task(name: str, data_dir=None, seed: int = 0, sizes: dict | None = None
                               **parts)
     if name in CLASSIFICATION_TASKS:
         loader, names = CLASSIFICATION_TASKS[name]
-        pool, official_test = loader(data_dir)
+        pool, official_test = _read_offline(name, loader, data_dir)
         source = str(resolve_data_dir(data_dir, name) or "huggingface hub")
     elif Path(name).suffix in (".csv", ".tsv", ".jsonl", ".json"):
         pool, names = _c.load_table(name, text_column, label_column, label_names)
@@ -77,4 +119,5 @@ def load_task(name: str, data_dir=None, seed: int = 0, sizes: dict | None = None
                 label_names=list(names), source=source, **parts)
 
 
-__all__ = ["Task", "GenerationTask", "load_task", "available_tasks", "task_kind", "split_kind", "SPLITS", "DATA_ENV", "three_way_split"]
+__all__ = ["check_sizes", "Task", "GenerationTask", "load_task", "available_tasks", "task_kind", "split_kind", "SPLITS",
+           "DATA_ENV", "three_way_split"]

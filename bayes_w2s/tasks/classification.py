@@ -11,6 +11,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from datasets import Dataset
 
@@ -135,28 +136,59 @@ def load_table(path: str | Path, text_column: str = "text", label_column: str = 
     """A user's own CSV / TSV / JSONL file with a text and a label column.
 
     Labels may be strings or integers; the sorted set of labels (or ``label_names``)
-    defines the classes.
+    defines the classes. An unreadable file, a missing or empty label, or a file with a
+    single class is an error naming the file.
     """
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError(f"no such file: {path}")
-    if path.suffix in (".jsonl", ".json"):
-        df = pd.read_json(path, lines=path.suffix == ".jsonl")
-    else:
-        df = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", keep_default_na=False)
+    if label_names is not None:
+        if isinstance(label_names, str) or len({str(v) for v in label_names}) != len(label_names):
+            raise InvalidInputError(f"label_names must be a list of distinct class names, got {label_names!r}")
+        label_names = [str(v) for v in label_names]
+    df = _read_table(path)
     missing = {text_column, label_column} - set(df.columns)
     if missing:
         raise InvalidInputError(f"{path}: missing column(s) {sorted(missing)}; has {list(df.columns)}")
     if df.empty:
         raise InvalidInputError(f"{path}: no rows")
     raw = df[label_column]
+    blank = raw.isna() | (raw.astype(str).str.strip() == "")
+    if blank.any():
+        rows = np.flatnonzero(blank.to_numpy())
+        raise InvalidInputError(f"{path}: {len(rows)} row(s) have an empty {label_column!r} "
+                                f"(first: data row {rows[0] + 1}); every item needs a label")
+    if df[text_column].isna().any():
+        rows = np.flatnonzero(df[text_column].isna().to_numpy())
+        raise InvalidInputError(f"{path}: {len(rows)} row(s) have no {text_column!r} (first: data row {rows[0] + 1})")
     names = label_names or sorted({str(v) for v in raw})
     if label_names is None and pd.api.types.is_integer_dtype(raw):
         names = [str(v) for v in sorted(set(raw))]
     unknown = sorted({str(v) for v in raw} - set(names))
     if unknown:
         raise InvalidInputError(f"{path}: labels {unknown} are not in label_names {names}")
+    seen = sorted({str(v) for v in raw})
+    if len(seen) < 2:
+        raise InvalidInputError(f"{path}: every row has the label {seen[0]!r}; a classification task needs at "
+                                "least two classes")
     out = pd.DataFrame({"text": df[text_column].astype(str),
                         "label": [names.index(str(v)) for v in raw],
                         "id": [f"{path.stem}-{i}" for i in range(len(df))]})
     return Dataset.from_pandas(out, preserve_index=False), names
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """The file as a DataFrame, or an InvalidInputError that names it and says what is wrong."""
+    try:
+        if path.suffix in (".jsonl", ".json"):
+            return pd.read_json(path, lines=path.suffix == ".jsonl", encoding="utf-8")
+        return pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", keep_default_na=False,
+                           encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"{path}: not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at "
+                                f"offset {exc.start}); re-save it as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise InvalidInputError(f"{path}: the file is empty") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        kind = "JSON lines" if path.suffix == ".jsonl" else path.suffix.lstrip(".").upper()
+        raise InvalidInputError(f"{path}: not valid {kind} ({exc})") from None

@@ -1,6 +1,7 @@
 """The weak ensemble: several small models, each fine-tuned on ground truth."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from pathlib import Path
@@ -10,7 +11,8 @@ from scipy.special import softmax
 
 from ..backbones import texts_fingerprint
 from ..cards import cache_dir, load_card
-from ..errors import InvalidInputError
+from ..errors import CorruptCacheError, InvalidInputError
+from ..io import warn_unreadable
 from ..tasks.base import split_kind
 from ..training import Classifier, TrainConfig
 from .labels import WeakLabels
@@ -21,6 +23,25 @@ log = logging.getLogger(__name__)
 def _ground_truth_xent(logits, batch, progress=0.0):
     import torch.nn.functional as F
     return -(batch["target_probs"] * F.log_softmax(logits, -1)).sum(-1).mean()
+
+
+def _check_config(config, models: list[str]) -> None:
+    """``config`` is None, one training config, or ``{model name: config}`` (a
+    :class:`TrainConfig`, or a :class:`~.generators.GeneratorConfig` for generation)."""
+    def is_config(c):
+        return dataclasses.is_dataclass(c) and not isinstance(c, type) and hasattr(c, "key")
+
+    if config is None or is_config(config):
+        return
+    if isinstance(config, dict):
+        for name, c in config.items():
+            if not is_config(c):
+                raise InvalidInputError(f"WeakEnsemble config[{name!r}] must be a TrainConfig, got "
+                                        f"{type(c).__name__} {c!r}")
+        return
+    hint = f"; for a training mode write TrainConfig(mode={config!r})" if isinstance(config, str) else ""
+    raise InvalidInputError(f"WeakEnsemble config must be a TrainConfig or {{model name: TrainConfig}}, got "
+                            f"{type(config).__name__} {config!r}{hint}")
 
 
 class WeakEnsemble:
@@ -44,8 +65,19 @@ class WeakEnsemble:
 
     def __init__(self, models: list[str], config: TrainConfig | dict | None = None, seed: int = 0,
                  cache: str | Path | bool | None = None, prefer_offline: bool = True):
+        if isinstance(models, (str, Path)):   # iterating a string would look up one card per character
+            raise InvalidInputError(f"WeakEnsemble models must be a list of model names, got the string "
+                                    f"{str(models)!r}; use [{str(models)!r}]")
+        models = list(models)
         if len(models) == 0:
             raise InvalidInputError("a weak ensemble needs at least one model")
+        bad = [m for m in models if not isinstance(m, (str, Path))]
+        if bad:
+            raise InvalidInputError(f"WeakEnsemble models must be model names (str), got {bad[0]!r}")
+        models = [str(m) for m in models]
+        _check_config(config, models)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise InvalidInputError(f"WeakEnsemble seed must be a non-negative integer, got {seed!r}")
         self.cards = [load_card(m) for m in models]   # fails early on unknown names
         self.model_names = [c.name for c in self.cards]
         if len(set(self.model_names)) != len(self.model_names):
@@ -80,8 +112,17 @@ class WeakEnsemble:
                                                   prefer_offline=self.prefer_offline).fit(train_data)
             return self
         labels = np.asarray(train_data["label"])
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise InvalidInputError(f"the weak models' training labels must be class indices (ints), "
+                                    f"got dtype {labels.dtype}")
         self.label_names = list(label_names) if label_names is not None else \
             list(getattr(train_data, "label_names", None) or range(int(labels.max()) + 1))
+        k = len(self.label_names)
+        if labels.min() < 0 or labels.max() >= k:
+            raise InvalidInputError(f"ground-truth labels outside 0..{k - 1} (label_names {self.label_names})")
+        if len(np.unique(labels)) < 2:
+            raise InvalidInputError(f"the weak models' training data holds one class only "
+                                    f"({self.label_names[int(labels[0])]!r}); they need at least two")
         self._train = (list(train_data["text"]), labels)
         self._train_fp = texts_fingerprint(self._train[0]) + hashlib.sha256(labels.tobytes()).hexdigest()[:8]
         return self
@@ -91,12 +132,26 @@ class WeakEnsemble:
         raw = f"{card.fingerprint()}|{self.configs[name].key()}|{self.seed}|{self._train_fp}|{texts_fingerprint(texts)}"
         return self.cache / f"{card.name}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}.npz"
 
+    def _load_cached(self, path: Path, n: int) -> np.ndarray | None:
+        """One model's cached ``[N, K]`` probabilities, or None when absent or unusable
+        (an unreadable or mismatched file is recomputed, with a warning naming it)."""
+        if not path.exists():
+            return None
+        try:
+            wl = WeakLabels.load(path)
+        except CorruptCacheError as exc:
+            warn_unreadable(path, exc.__cause__ or exc)
+            return None
+        if wl.num_items != n or wl.num_models != 1 or wl.label_names != self.label_names:
+            warn_unreadable(path, f"holds {wl.num_items} items x {wl.num_models} model(s) over "
+                                  f"{wl.label_names}, expected {n} x 1 over {self.label_names}")
+            return None
+        return wl.probs[:, 0]
+
     def _classifier(self, name: str) -> Classifier:
         if name not in self.classifiers_:
             texts, labels = self._train
             k = len(self.label_names)
-            if labels.min() < 0 or labels.max() >= k:
-                raise InvalidInputError(f"ground-truth labels outside 0..{k - 1}")
             clf = Classifier(self.cards[self.model_names.index(name)], k, self.configs[name], self.prefer_offline)
             log.info("training weak model %s on %d items", name, len(texts))
             clf.fit(texts, np.eye(k)[labels], _ground_truth_xent, seed=self.seed)
@@ -117,14 +172,17 @@ class WeakEnsemble:
         probs = []
         for name in self.model_names:
             path = self._key(name, texts) if self.cache else None
-            if path is not None and path.exists():
-                wl = WeakLabels.load(path)           # CorruptCacheError names the file
-                probs.append(wl.probs[:, 0])
+            cached = self._load_cached(path, len(texts)) if path is not None else None
+            if cached is not None:
+                probs.append(cached)
                 continue
             p = softmax(self._classifier(name).predict_logits(texts).astype(np.float64), -1)
             if path is not None:
-                WeakLabels(p[:, None], [name], self.label_names, None,
-                           {"card": name, "config": self.configs[name].key(), "seed": self.seed}).save(path)
+                try:
+                    WeakLabels(p[:, None], [name], self.label_names, None,
+                               {"card": name, "config": self.configs[name].key(), "seed": self.seed}).save(path)
+                except OSError as exc:   # a cache that cannot be written costs time, not results
+                    log.warning("could not write the weak-label cache %s (%s); continuing without it", path, exc)
             probs.append(p)
         ids = list(data["id"]) if "id" in getattr(data, "column_names", []) else None
         return WeakLabels(np.stack(probs, 1), self.model_names, self.label_names, ids,

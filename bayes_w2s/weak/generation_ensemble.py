@@ -12,10 +12,34 @@ import numpy as np
 from ..backbones import texts_fingerprint
 from ..cards import cache_dir, load_card
 from ..errors import CorruptCacheError, InvalidInputError
+from ..io import warn_unreadable, write_text
 from .generators import CausalLMGenerator, GeneratorConfig, TaggerGenerator
 from .hypotheses import WeakHypotheses
 
 log = logging.getLogger(__name__)
+
+
+def _write_cache(path: Path, write) -> None:
+    try:
+        write(path)
+    except OSError as err:   # a cache that cannot be written costs time, not results
+        log.warning("could not write the cache file %s (%s); continuing without it", path, err)
+
+
+def _load_scores(path: Path, candidates: list[list[str]]) -> list[np.ndarray] | None:
+    """Cached joint-decoding scores (one array per item, one score per candidate), or None."""
+    if not path.exists():
+        return None
+    try:
+        with open(path) as fh:
+            part = [np.asarray(s, dtype=float) for s in json.load(fh)]
+    except (OSError, ValueError, TypeError) as err:
+        warn_unreadable(path, err)
+        return None
+    if [len(s) for s in part] != [len(c) for c in candidates]:
+        warn_unreadable(path, "it holds scores of other candidate lists")
+        return None
+    return part
 
 
 class GenerationEnsemble:
@@ -64,6 +88,21 @@ class GenerationEnsemble:
                f"{texts_fingerprint(texts)}|{sorted(self.slot_types)}|{extra}")
         return self.cache / f"{kind}-{card.name}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}{suffix}"
 
+    @staticmethod
+    def _load_hypotheses(path: Path, ids: list[str]) -> WeakHypotheses | None:
+        """Cached hypotheses of ``ids``, or None when absent or unusable (recomputed, with a warning)."""
+        if not path.exists():
+            return None
+        try:
+            part = WeakHypotheses.load(path)
+        except CorruptCacheError as err:
+            warn_unreadable(path, err.__cause__ or err)
+            return None
+        if part.ids != ids:
+            warn_unreadable(path, "it holds hypotheses for other items")
+            return None
+        return part
+
     def generator(self, name: str):
         """The trained generator ``name`` (trained now if it is not yet)."""
         if self._train is None:
@@ -87,16 +126,13 @@ class GenerationEnsemble:
         for name in self.model_names:
             k = n_best or self.configs[name].n_best
             path = self._key(name, "hyp", texts, f"n_best={k}") if self.cache else None
-            if path is not None and path.exists():
-                part = WeakHypotheses.load(path)          # CorruptCacheError names the file
-                if part.ids != ids:
-                    raise CorruptCacheError(f"{path} holds hypotheses for other items; delete it")
-            else:
+            part = self._load_hypotheses(path, ids) if path is not None else None
+            if part is None:
                 nbest = self.generator(name).generate(texts, n_best=k, progress=progress)
                 part = WeakHypotheses([[h] for h in nbest], [name], ids,
                                       {"card": name, "config": self.configs[name].key(), "seed": self.seed})
                 if path is not None:
-                    part.save(path)
+                    _write_cache(path, part.save)
             parts.append(part)
         return WeakHypotheses.concat_models(parts)
 
@@ -116,18 +152,11 @@ class GenerationEnsemble:
         scores = []
         for name in self.model_names:
             path = self._key(name, "joint", texts, json.dumps(candidates), ".json") if self.cache else None
-            if path is not None and path.exists():
-                try:
-                    with open(path) as fh:
-                        part = [np.asarray(s) for s in json.load(fh)]
-                except (OSError, ValueError) as err:
-                    raise CorruptCacheError(f"cannot read joint-decoding scores {path} ({err}); delete it") from err
-            else:
+            part = _load_scores(path, candidates) if path is not None else None
+            if part is None:
                 part = self.generator(name).score(texts, candidates, progress=progress)
                 if path is not None:
-                    tmp = path.with_suffix(".tmp")
-                    tmp.write_text(json.dumps([s.tolist() for s in part]))
-                    tmp.replace(path)
+                    _write_cache(path, lambda p: write_text(p, json.dumps([s.tolist() for s in part])))
             scores.append(part)
         return [sum(lam[j] * scores[j][n] for j in range(m)) for n in range(len(texts))]
 

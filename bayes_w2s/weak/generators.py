@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from ..align.bridge import generated_to_words, tokens_to_words
 from ..cards import ModelCard, load_card, resolve_weights
 from ..errors import CorruptCacheError, InvalidInputError
+from ..io import atomic_dir
 from ..tasks.generation import parse_slots, render_slots
 from ..train_config import GEN_MODES, GeneratorConfig  # noqa: F401  (re-exported here)
 from ..training import lora_config, train_then_merge, training_arguments
@@ -160,19 +161,14 @@ class CausalLMGenerator:
         written to a temporary folder first so a crash never leaves a half-written one. The
         prompt template goes into the model config (``prompt_template``) and the tokenizer
         (as its chat template)."""
-        import shutil
-
         self._require_model()
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
         self.model.config.prompt_template = self.prompt_template
         self.tokenizer.chat_template = chat_template(self.prompt_template)
-        self.model.save_pretrained(tmp, safe_serialization=True)
-        self.tokenizer.save_pretrained(tmp)
-        (tmp / "history.json").write_text(json.dumps(self.history, default=str))
-        shutil.rmtree(path, ignore_errors=True)
-        tmp.replace(path)
+        with atomic_dir(path) as tmp:   # per-process temp folder: concurrent writers never collide
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
+            (tmp / "history.json").write_text(json.dumps(self.history, default=str))
 
     def load(self, path) -> "CausalLMGenerator":
         """Load what :meth:`save` wrote (safetensors only, no remote code)."""

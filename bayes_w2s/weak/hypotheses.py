@@ -10,6 +10,7 @@ import numpy as np
 
 from ..align.bridge import WordScores
 from ..errors import CorruptCacheError, InvalidInputError
+from ..io import atomic_path
 
 
 @dataclass
@@ -105,13 +106,11 @@ class WeakHypotheses:
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"model_names": self.model_names, "ids": self.ids, "meta": self.meta,
                    "nbest": [[[h.to_json() for h in hyps] for hyps in item] for item in self.nbest]}
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        with gzip.open(tmp, "wt") as fh:
-            json.dump(payload, fh)
-        tmp.replace(path)   # atomic: a crash never leaves half a cache file
+        with atomic_path(path) as tmp:   # a crash never leaves half a file; concurrent writers never collide
+            with gzip.open(tmp, "wt") as fh:
+                json.dump(payload, fh)
 
     @classmethod
     def load(cls, path: str | Path) -> "WeakHypotheses":

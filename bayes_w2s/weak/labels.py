@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CorruptCacheError, InvalidInputError, LabelSetMismatchError
+from ..io import atomic_path
 
 #: tolerance on ``probs.sum(-1) == 1``; float32 softmax outputs are well inside it
 SUM_TOL = 1e-3
@@ -117,12 +118,10 @@ class WeakLabels:
     def save(self, path: str | Path) -> Path:
         """Write ``.npz`` (arrays only, no pickles) atomically: a crash never leaves half a file."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
         header = json.dumps({"model_names": self.model_names, "label_names": self.label_names,
                              "item_ids": self.item_ids, "meta": self.meta})
-        np.savez(tmp, probs=self.probs.astype(np.float32), header=np.array(header))
-        tmp.replace(path)
+        with atomic_path(path) as tmp:   # per-process temp name: concurrent writers never collide
+            np.savez(tmp, probs=self.probs.astype(np.float32), header=np.array(header))
         return path
 
     @classmethod
@@ -132,11 +131,11 @@ class WeakLabels:
             with np.load(path, allow_pickle=False) as z:
                 header = json.loads(str(z["header"]))
                 probs = z["probs"].astype(np.float64)
-        except Exception as exc:  # zipfile/JSON/key errors all mean the same thing here
+            # float32 storage: renormalise so reloaded rows still sum to 1 exactly
+            probs = probs / probs.sum(-1, keepdims=True)
+            return cls(probs, header["model_names"], header["label_names"], header["item_ids"], header.get("meta", {}))
+        except Exception as exc:  # zipfile/JSON/key/shape errors all mean the same thing here
             raise CorruptCacheError(f"cannot read weak labels from {path} ({exc}); delete the file to recompute it") from exc
-        # float32 storage: renormalise so reloaded rows still sum to 1 exactly
-        probs = probs / probs.sum(-1, keepdims=True)
-        return cls(probs, header["model_names"], header["label_names"], header["item_ids"], header.get("meta", {}))
 
     def __repr__(self) -> str:
         return f"WeakLabels(N={self.num_items}, models={self.model_names}, classes={self.label_names})"

@@ -60,7 +60,165 @@ def test_errors():
         WeakLabels(np.full((2, 2, 2), 0.7), ["a", "b"], ["x", "y"])
     with pytest.raises(LabelSetMismatchError, match="weak labels are over"):
         fit_posterior(WeakLabels(np.full((2, 2, 2), 0.5), ["a", "b"], ["x", "y"]), label_names=["y", "x"])
-    with pytest.raises(InvalidInputError, match="unknown prior setting"):
+    with pytest.raises(InvalidInputError, match=r"has no prior or em setting named \['beta'\]"):
         fit_posterior(np.array([[0, 1], [1, 1]]), beta=3.0)
     with pytest.raises(LabelSetMismatchError, match="not in the class set"):
         fit_posterior(pd.DataFrame({"task": [0], "worker": ["a"], "label": ["maybe"]}), label_names=["yes", "no"])
+
+
+VOTES = np.array([[0, 1, 1], [1, 1, 0], [0, 0, 0], [1, 0, 1]])
+
+
+def _long(labels, tasks=(0, 0, 1, 1, 2, 2), workers=("a", "b") * 3):
+    return pd.DataFrame({"task": list(tasks)[:len(labels)], "worker": list(workers)[:len(labels)], "label": labels})
+
+
+#: (labels, keyword arguments, error type, what the message must name)
+BAD_INPUTS = [
+    (VOTES, dict(num_classes=2, label_names=["a", "b", "c"]), LabelSetMismatchError, "3 label names for 2 classes"),
+    (WeakLabels(np.full((2, 2, 2), 0.5), ["a", "b"], ["x", "y"]), dict(num_classes=3), LabelSetMismatchError,
+     "num_classes=3"),
+    (_long([0, "0", 1, 1, 0, 1]), {}, LabelSetMismatchError, "mix class indices and class names"),
+    (_long(["pos", 1, "neg", 0, 1, 0]), {}, LabelSetMismatchError, "mix class indices and class names"),
+    (_long([0, 1.5, 1, 1, 0, 1]), {}, InvalidInputError, "label 1.5 is neither"),
+    (_long([True, False, True, True, False, True]), {}, InvalidInputError, "label True is neither"),
+    (_long([0, None, 1, 1, 0, 1]), {}, InvalidInputError, "label missing .NaN. at row 1"),
+    (_long([0, 5, 1, 1, 0, 1]), {}, LabelSetMismatchError, r"class\(es\) 2, 3, 4 never occur"),
+    (_long(["a", "b", "a", "b", "a", "b"]), dict(num_classes=3), LabelSetMismatchError, "num_classes=3"),
+    (_long([0, 1, 0, 1, 0, 1]).assign(worker=["a", None] * 3), {}, InvalidInputError, "column 'worker' must not"),
+    (np.array([[0, 1], [1, 5], [0, 1]]), {}, LabelSetMismatchError, r"class\(es\) 2, 3, 4 never occur"),
+    (np.array([[0, 1], [1, 5]]), {}, LabelSetMismatchError, "vote 5 implies 6 classes from only 4 votes"),
+    (np.array([[0, 1], [1, 2**40]]), {}, LabelSetMismatchError, "implies 1099511627777 classes"),
+    (np.array([[0, 1.5], [1, 0]]), {}, InvalidInputError, "integers .* got 1.5 at index .0, 1."),
+    (np.array([[0, np.nan], [1, 0]]), {}, InvalidInputError, "got nan"),
+    (np.array([["0", "1"], ["1", "0"]]), {}, InvalidInputError, "integers .* got dtype <U1"),
+    (np.array([[True, False], [False, True]]), {}, InvalidInputError, "integers .* got dtype bool"),
+    ([[0, 1], [1, 0, 1]], {}, InvalidInputError, "rectangular"),
+    ([[0, "a"], [1, 0]], {}, InvalidInputError, "integers"),
+    ("0 1 1 0", {}, InvalidInputError, "got str"),
+    (7, {}, InvalidInputError, "got int 7"),
+    (np.array([[-1, -1], [-1, -1]]), {}, InvalidInputError, "every vote is an abstention"),
+    (np.array([[0, -2], [1, 0]]), {}, LabelSetMismatchError, "vote -2 is not a class index"),
+    (np.array([0, 1, 1]), {}, InvalidInputError, r"shape \(3,\)"),
+    (VOTES, dict(num_classes=1.5), InvalidInputError, "num_classes must be an integer"),
+    (VOTES, dict(num_classes=True), InvalidInputError, "num_classes must be an integer"),
+    (VOTES, dict(label_names=["x", "x"]), InvalidInputError, "label_names must be distinct"),
+    (VOTES, dict(label_names=[0, "0"]), InvalidInputError, "label_names must be distinct"),
+    (VOTES, dict(label_names="xy"), InvalidInputError, "label_names must be a list"),
+    (VOTES, dict(num_classes=100_000), InvalidInputError, r"100000 classes needs about .* GiB"),
+    (VOTES, dict(max_iter=0), InvalidInputError, "max_iter must be an integer ≥ 1, got 0"),
+    (VOTES, dict(tol=-1.0), InvalidInputError, "tol must be a number in"),
+    (VOTES, dict(beta_diag="2"), InvalidInputError, "beta_diag must be a finite number"),
+    (VOTES, dict(beta_diag=float("nan")), InvalidInputError, "beta_diag must be a finite number"),
+    (VOTES, dict(method="nuts", num_chains=1.5), InvalidInputError, "num_chains must be an integer ≥ 1, got 1.5"),
+    (VOTES, dict(method="nuts", target_accept_prob=1.2), InvalidInputError, "target_accept_prob must be"),
+    (VOTES, dict(method="svi", guide="laplace"), InvalidInputError, "guide must be one of"),
+    (VOTES, dict(method="svi", subsample_size=0), InvalidInputError, "subsample_size must be None or"),
+    (VOTES, dict(method="em", steps=10), InvalidInputError, r"has no prior or em setting named \['steps'\]"),
+]
+
+
+@pytest.mark.parametrize("labels, kwargs, error, match", BAD_INPUTS,
+                         ids=[f"{i}-{case[3][:30]}" for i, case in enumerate(BAD_INPUTS)])
+def test_bad_inputs_raise_named_errors(labels, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        fit_posterior(labels, **kwargs)
+
+
+def test_dataframe_labels_follow_the_vote_conventions():
+    """-1 is an abstention (not a class), integer labels are class indices, and a class
+    set stated by num_classes / label_names may include classes nobody voted for."""
+    post = fit_posterior(_long([0, -1, 1, 1, 0, 1]))
+    assert post.label_names == [0, 1] and post.item_probs.shape == (3, 2)
+    assert np.allclose(fit_posterior(_long([0.0, -1.0, 1.0, 1.0, 0.0, 1.0])).item_probs, post.item_probs)
+    named = fit_posterior(_long([0, -1, 1, 1, 0, 1]), label_names=["neg", "pos", "neutral"])
+    assert named.label_names == ["neg", "pos", "neutral"] and named.item_probs.shape == (3, 3)
+    ratings = fit_posterior(_long([1, 2, 5, 5, 1, 2]), label_names=[1, 2, 3, 4, 5])
+    assert ratings.item_probs.shape == (3, 5)
+    assert fit_posterior(np.array([[0, 1], [1, 5]]), num_classes=6).item_probs.shape == (2, 6)
+    with pytest.raises(InvalidInputError, match="no label from any weak model"):
+        fit_posterior(_long([0, 1, -1, -1, 0, 1]))       # an item with only abstentions is reported
+
+
+def test_memory_estimate_comes_before_any_allocation(monkeypatch):
+    import bayes_w2s.posterior.inputs as inputs
+    monkeypatch.setattr(inputs, "available_memory", lambda: 10 * 2**20)   # 10 MiB
+    monkeypatch.setattr(inputs, "_one_hot", lambda *a: pytest.fail("allocated before checking memory"))
+    with pytest.raises(InvalidInputError, match="more than the 0.0 GiB available"):
+        fit_posterior(np.zeros((100_000, 5), dtype=int) + np.arange(5) % 2, num_classes=5)
+
+
+# -- property-based fuzzing: a posterior over the stated classes, or the project's error ----------
+
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+from bayes_w2s.errors import BayesW2SError  # noqa: E402
+
+_LABEL_VALUES = st.sampled_from([-2, -1, 0, 1, 2, 3, 7, 1.0, 1.5, "0", "a", "b", "c", None, True, float("nan")])
+
+
+@st.composite
+def _vote_arrays(draw):
+    shape = draw(st.one_of(hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=7),
+                           st.tuples(st.integers(1, 8), st.integers(2, 4))))       # mostly [N, M]
+    dtype = draw(st.sampled_from([np.int8, np.int64, np.int64, np.uint8, np.float64, np.bool_, "U2"]))
+    if dtype == "U2":
+        return draw(hnp.arrays(dtype, shape, elements=st.sampled_from(["0", "1", "-1", "x"])))
+    if dtype == np.bool_:
+        return draw(hnp.arrays(dtype, shape))
+    lo = 0 if dtype == np.uint8 else -2
+    hi = draw(st.sampled_from([1, 2, 3, 6]))
+    elements = st.integers(lo, hi) if np.dtype(dtype).kind in "iu" else \
+        st.one_of(st.integers(-1, hi).map(float), st.sampled_from([0.5, float("nan"), float("inf")]))
+    return draw(hnp.arrays(dtype, shape, elements=elements))
+
+
+@st.composite
+def _long_frames(draw):
+    n = draw(st.integers(0, 14))
+    values = draw(st.one_of(_LABEL_VALUES.map(lambda v: [v]),                       # anything goes …
+                            st.sampled_from([[-1, 0, 1], [0, 1, 2], ["a", "b"], ["a", "b", "c"]])))  # … or clean
+    return pd.DataFrame({"task": draw(st.lists(st.integers(0, 4), min_size=n, max_size=n)),
+                         "worker": draw(st.lists(st.sampled_from(["a", "b", "c"]), min_size=n, max_size=n)),
+                         "label": pd.Series(draw(st.lists(st.sampled_from(values) if draw(st.booleans()) else
+                                                          st.one_of(st.sampled_from(values), _LABEL_VALUES),
+                                                          min_size=n, max_size=n)), dtype=object).infer_objects()})
+
+
+@st.composite
+def _weak_labels(draw):
+    n, m, k = draw(st.integers(1, 6)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    seed = draw(st.integers(0, 2**16))
+    probs = np.random.default_rng(seed).dirichlet(np.ones(k) * draw(st.sampled_from([0.05, 1.0, 10.0])), size=(n, m))
+    return WeakLabels(probs, [f"w{j}" for j in range(m)], [f"c{j}" for j in range(k)])
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(labels=st.one_of(_vote_arrays(), _long_frames(), _weak_labels()),
+       num_classes=st.one_of(st.none(), st.none(), st.none(), st.integers(0, 6), st.just(2.5)),
+       label_names=st.one_of(st.none(), st.none(), st.none(),
+                             st.lists(st.sampled_from(["a", "b", "c", "d", 0, 1, 2]), max_size=5)),
+       model=st.sampled_from(["dawid_skene", "one_coin", "soft"]),
+       # priors within their valid ranges: out-of-range priors are the posterior engine's to reject
+       priors=st.fixed_dictionaries({}, optional={"alpha_prior": st.floats(1.0, 20.0),
+                                                  "beta_diag": st.floats(1.0, 20.0)}))
+def test_fuzzed_inputs_give_a_posterior_or_a_project_error(labels, num_classes, label_names, model, priors):
+    if model == "one_coin":
+        priors = {{"beta_diag": "accuracy_a"}.get(k, k): v for k, v in priors.items()}
+    if model == "soft":
+        priors = {{"beta_diag": "diag_shape"}.get(k, k): v for k, v in priors.items()}
+    try:
+        post = fit_posterior(labels, model=model, method="em", num_classes=num_classes, label_names=label_names,
+                             **priors)
+    except BayesW2SError as exc:
+        event(f"refused: {type(exc).__name__}")
+        return
+    event("fitted")
+    probs = post.item_probs
+    k = len(label_names) if label_names is not None else num_classes
+    assert probs.ndim == 2 and probs.shape[1] == len(post.label_names)
+    if k is not None:
+        assert probs.shape[1] == k
+    assert np.isfinite(probs).all() and np.allclose(probs.sum(1), 1)

@@ -126,7 +126,7 @@ def test_errors_name_the_problem(simulated):
         fit_posterior([["a", "b"], ["a"]], model="word_reliability")
     with pytest.raises(InvalidInputError, match="a string, a list of words or WordScores"):
         fit_posterior([["a", 3]], model="word_reliability")
-    with pytest.raises(InvalidInputError, match="unknown prior setting"):
+    with pytest.raises(InvalidInputError, match="has no prior or em setting"):
         fit_posterior(hyps[:5], model="word_reliability", method="em", beta_diag=2.0)
     with pytest.raises(UnknownNameError, match="no method 'gibbs'"):
         fit_posterior(hyps[:5], model="word_reliability", method="gibbs")

@@ -84,3 +84,21 @@ def test_evidential_survives_huge_logits():
 def test_unknown_loss():
     with pytest.raises(UnknownNameError, match="unknown loss 'focal'"):
         get_loss("focal")
+
+
+@pytest.mark.parametrize("name, kwargs, match", [
+    ("xent", {"alpha_max": 0.5}, r"loss 'xent' has no setting\(s\) \['alpha_max'\].*it takes none"),
+    ("weighted_xent", {"warmup": 0.1}, r"loss 'weighted_xent' has no setting"),
+    ("aux_conf", {"alpha_max": -3}, r"aux_conf: alpha_max must be a number in \[0, 1\], got -3"),
+    ("aux_conf", {"alpha_max": 1.5}, "alpha_max must be a number in"),
+    ("aux_conf", {"warmup": -0.1}, "warmup must be a number in"),
+    ("multi_weak", {"lambdas": [0.0, 0.0]}, "lambdas must not all be zero"),
+    ("multi_weak", {"lambdas": [1.0, -1.0]}, "lambdas must be a number in"),
+    ("multi_weak", {"lambdas": "0.5,0.5"}, "lambdas must be a list"),
+    ("edl", {"kl_max": -1}, "kl_max must be a number in"),
+    ("edl", {"max_logit": 0}, r"max_logit must be a number in \(0, 80\]"),
+    ("edl", {"temperature": 2}, r"loss 'edl' has no setting\(s\) \['temperature'\]"),
+])
+def test_bad_loss_settings_name_the_setting(name, kwargs, match):
+    with pytest.raises(InvalidInputError, match=match):
+        get_loss(name, **kwargs)

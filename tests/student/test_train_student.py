@@ -4,7 +4,7 @@ import torch
 from datasets import Dataset
 
 from bayes_w2s import TrainConfig, WeakLabels, fit_posterior, train_student
-from bayes_w2s.errors import InvalidInputError, LabelSetMismatchError
+from bayes_w2s.errors import InvalidInputError, LabelSetMismatchError, UnknownNameError
 from bayes_w2s.training import ClassifierTrainer, Classifier
 
 
@@ -120,3 +120,38 @@ def test_a_folder_that_is_not_a_student_fails_clearly(tmp_path):
 
     with pytest.raises(InvalidInputError, match="not a saved student"):
         Student.from_pretrained(tmp_path)
+
+
+Y = np.arange(48) % 2
+ONE_HOT = np.eye(2)[Y]
+
+#: (train_student arguments beyond model and data, what the message must name)
+BAD_ARGUMENTS = [
+    (dict(targets=ONE_HOT, label_names=["a", "b"], loss_kwargs={"alpha_max": 0.5}), r"loss 'xent' has no setting\(s\) \['alpha_max'\]"),
+    (dict(targets=ONE_HOT, label_names=["a", "b"], loss="aux_conf", loss_kwargs={"alpha": 0.5}),
+     r"loss 'aux_conf' has no setting\(s\) \['alpha'\] \(loss_kwargs\); it takes \['alpha_max', 'warmup'\]"),
+    (dict(targets=ONE_HOT, label_names=["a", "b"], loss="aux_conf", loss_kwargs={"alpha_max": -3}), "alpha_max must be a number in"),
+    (dict(targets=ONE_HOT, label_names=["a", "b"], loss="edl", loss_kwargs={"kl_max": float("inf")}), "kl_max must be"),
+    (dict(targets=ONE_HOT, label_names=["a", "b"], loss="weighted_xent", weights=np.zeros(48)), "weights are all zero"),
+    (dict(targets=ONE_HOT, label_names=["a", "b"], loss="weighted_xent", weights=-np.ones(48)), "finite non-negative"),
+    (dict(targets=ONE_HOT, label_names=["a", "b"], config="head"), r"config must be a TrainConfig.*TrainConfig\(mode='head'\)"),
+    (dict(targets=ONE_HOT, label_names=["a", "b"], loss_kwargs=[0.5]), "loss_kwargs must be a mapping"),
+    (dict(targets=ONE_HOT, label_names=["a", "b"], seed=-1), "seed must be a non-negative integer"),
+    (dict(targets=ONE_HOT, label_names=["a", "b"], hard="yes"), "hard must be True or False"),
+    (dict(targets=ONE_HOT, label_names=["a", "b"], loss="focal"), "unknown loss 'focal'"),
+    (dict(targets=ONE_HOT, label_names=["a"]), "at least two classes"),
+    (dict(targets=np.array(["a", "b"] * 24), label_names=["a", "b"]), "got dtype <U1"),
+    (dict(targets=[[1.0, 0.0], [0.0]] * 24, label_names=["a", "b"]), r"\[N, K\] array"),
+    (dict(targets=ONE_HOT, label_names=["a", "b"], config=TrainConfig(learning_rate=1.0)), None),   # accepted
+]
+
+
+@pytest.mark.parametrize("kwargs, match", BAD_ARGUMENTS, ids=[str(i) for i in range(len(BAD_ARGUMENTS))])
+def test_bad_arguments_fail_before_training(tiny_encoder, toy, monkeypatch, kwargs, match):
+    monkeypatch.setattr(Classifier, "fit", lambda self, *a, **k: pytest.fail("trained despite bad arguments") if match
+                        else self)
+    if match is None:
+        train_student(tiny_encoder, toy, **kwargs)
+        return
+    with pytest.raises((InvalidInputError, UnknownNameError), match=match):
+        train_student(tiny_encoder, toy, **kwargs)

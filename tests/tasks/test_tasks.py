@@ -92,3 +92,48 @@ def test_errors(tmp_path):
     tiny = Dataset.from_dict({"text": ["a", "b"], "label": [0, 1], "id": ["1", "2"]})
     with pytest.raises(InvalidInputError, match="empty"):
         three_way_split(tiny, {"weak_train": 1, "strong_train": 1, "test": 5}, seed=0)
+
+
+def _table(tmp_path, name, content, mode="w"):
+    path = tmp_path / name
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    return str(path)
+
+
+GOOD_CSV = "text,label\n" + "".join(f"t{i},{'a' if i % 2 else 'b'}\n" for i in range(30))
+SMALL = {"weak_train": 5, "strong_train": 5, "test": 5}
+
+#: (what to load: tmp_path -> load_task kwargs, what the error message must name)
+BAD_TASKS = [
+    (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), sizes={"weak_trian": 10}), r"sizes: unknown split\(s\) \['weak_trian'\]"),
+    (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), sizes={"weak_train": -5}), r"sizes\['weak_train'\] must be a positive"),
+    (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), sizes={"test": "16"}), r"sizes\['test'\] must be a positive"),
+    (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), sizes={"test": 1.5}), r"sizes\['test'\] must be a positive"),
+    (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), sizes=[5, 5, 5]), "sizes must be a mapping"),
+    (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), seed=-1), "seed must be a non-negative integer"),
+    (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), label_names="ab"), "label_names must be a list"),
+    (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), label_names=["a", "a", "b"]), "label_names must be a list of distinct"),
+    (lambda d: dict(name=_table(d, "e.csv", "")), r"e.csv: the file is empty"),
+    (lambda d: dict(name=_table(d, "e.jsonl", "")), r"e.jsonl: missing column"),
+    (lambda d: dict(name=_table(d, "l.csv", "text,label\n" + "caf\xe9,a\nthe,b\n" * 10, )), None),   # UTF-8: fine
+    (lambda d: dict(name=_table(d, "l.csv", ("text,label\n" + "caf\xe9,a\nthe,b\n" * 10).encode("latin-1"))),
+     r"l.csv: not UTF-8 text .*re-save it as UTF-8"),
+    (lambda d: dict(name=_table(d, "b.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "lab')), r"b.jsonl: not valid JSON lines"),
+    (lambda d: dict(name=_table(d, "q.csv", 'text,label\n"unclosed,a\n')), r"q.csv"),
+    (lambda d: dict(name=_table(d, "n.csv", GOOD_CSV + "t99,\n")), r"n.csv: 1 row\(s\) have an empty 'label' \(first: data row 31\)"),
+    (lambda d: dict(name=_table(d, "n.jsonl", '{"text": "a", "label": 1}\n{"text": "b"}\n')), r"n.jsonl: 1 row\(s\) have an empty 'label'"),
+    (lambda d: dict(name=_table(d, "one.csv", "text,label\n" + "t,a\n" * 30)), r"one.csv: every row has the label 'a'"),
+    (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), label_names=["a", "c"]), r"labels \['b'\] are not in label_names"),
+    (lambda d: dict(name="sst2", data_dir=str((d / "sst2").mkdir() or d)), r"task 'sst2': offline data incomplete, .*train.tsv is missing"),
+    (lambda d: dict(name=3), "task must be a task name or a file path, got int 3"),
+]
+
+
+@pytest.mark.parametrize("make, match", BAD_TASKS, ids=[str(i) for i in range(len(BAD_TASKS))])
+def test_bad_inputs_raise_named_errors(tmp_path, make, match):
+    kwargs = {"sizes": SMALL, **make(tmp_path)}
+    if match is None:
+        assert load_task(**kwargs).num_classes == 2
+        return
+    with pytest.raises(InvalidInputError, match=match):
+        load_task(**kwargs)

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
-from datasets import Dataset
+from datasets import Dataset, Value
 
-from bayes_w2s import TrainConfig, WeakEnsemble
-from bayes_w2s.errors import CorruptCacheError, InvalidInputError, UnknownNameError
+from bayes_w2s import TrainConfig, WeakEnsemble, WeakLabels
+from bayes_w2s.errors import InvalidInputError, UnknownNameError
+from bayes_w2s.io import UnreadableCacheWarning
 
 
 @pytest.fixture()
@@ -28,18 +29,36 @@ def test_predict_is_cached_and_resumable(tiny_encoder, toy, tmp_path, monkeypatc
     other = WeakEnsemble([tiny_encoder], TrainConfig(epochs=1, batch_size=8), cache=tmp_path).fit(toy, ["cat", "dog"])
     name = weak.model_names[0]
     assert other._key(name, toy["text"]) != weak._key(name, toy["text"])
-    # a corrupt cache file is reported by name and left for the user to inspect
+    # a corrupt cache file is recomputed, with a warning naming it, and replaced
     files[0].write_bytes(b"garbage")
-    with pytest.raises(CorruptCacheError, match=files[0].name):
+    with pytest.warns(UnreadableCacheWarning, match=files[0].name):
+        redone = WeakEnsemble([tiny_encoder], cfg, cache=tmp_path).fit(toy, ["cat", "dog"]).predict(toy)
+    assert np.allclose(redone.probs, wl.probs, atol=1e-5)
+    assert np.allclose(WeakLabels.load(files[0]).probs, wl.probs, atol=1e-5)
+    # so is a readable file that belongs to other items or classes
+    WeakLabels(np.full((3, 1, 2), 0.5), ["x"], ["cat", "dog"]).save(files[0])
+    with pytest.warns(UnreadableCacheWarning, match="expected 48 x 1"):
         WeakEnsemble([tiny_encoder], cfg, cache=tmp_path).fit(toy, ["cat", "dog"]).predict(toy)
 
 
-def test_errors(tiny_encoder, toy):
-    with pytest.raises(UnknownNameError, match="unknown model 'gpt5'"):
-        WeakEnsemble(["gpt5"])
-    with pytest.raises(InvalidInputError, match="duplicate"):
-        WeakEnsemble([tiny_encoder, tiny_encoder])
-    with pytest.raises(InvalidInputError, match="fit"):
-        WeakEnsemble([tiny_encoder]).predict(toy)
-    with pytest.raises(InvalidInputError, match="empty"):
-        WeakEnsemble([tiny_encoder]).fit(toy.select([]))
+@pytest.mark.parametrize("make, error, match", [
+    (lambda enc, toy: WeakEnsemble(["gpt5"]), UnknownNameError, "unknown model 'gpt5'"),
+    (lambda enc, toy: WeakEnsemble("minilm-l6"), InvalidInputError, "list of model names, got the string 'minilm-l6'"),
+    (lambda enc, toy: WeakEnsemble([]), InvalidInputError, "at least one model"),
+    (lambda enc, toy: WeakEnsemble([enc, 3]), InvalidInputError, "model names .str., got 3"),
+    (lambda enc, toy: WeakEnsemble([enc], "head"), InvalidInputError, r"config must be a TrainConfig.*TrainConfig\(mode='head'\)"),
+    (lambda enc, toy: WeakEnsemble([enc], {"x": {"epochs": 1}}), InvalidInputError, r"config\['x'\] must be a TrainConfig"),
+    (lambda enc, toy: WeakEnsemble([enc], seed=-1), InvalidInputError, "seed must be a non-negative integer"),
+    (lambda enc, toy: WeakEnsemble([enc], seed=1.5), InvalidInputError, "seed must be a non-negative integer"),
+    (lambda enc, toy: WeakEnsemble([enc, enc]), InvalidInputError, "duplicate"),
+    (lambda enc, toy: WeakEnsemble([enc]).predict(toy), InvalidInputError, "fit"),
+    (lambda enc, toy: WeakEnsemble([enc]).fit(toy.select([])), InvalidInputError, "empty"),
+    (lambda enc, toy: WeakEnsemble([enc]).fit(toy, ["cat"]), InvalidInputError, r"labels outside 0..0"),
+    (lambda enc, toy: WeakEnsemble([enc]).fit(toy.select(range(0, 48, 2)), ["cat", "dog"]), InvalidInputError,
+     "one class only .'cat'."),
+    (lambda enc, toy: WeakEnsemble([enc]).fit(toy.cast_column("label", Value("float32")), ["cat", "dog"]),
+     InvalidInputError, "class indices"),
+])
+def test_bad_inputs(tiny_encoder, toy, make, error, match):
+    with pytest.raises(error, match=match):
+        make(tiny_encoder, toy)

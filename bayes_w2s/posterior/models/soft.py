@@ -28,7 +28,7 @@ def soft_label(probs: torch.Tensor, alpha_prior: float = 1.0, diag_shape: float 
     so the item posterior weighs *every* class's log-probability, the clipped tiny ones
     included: where weak models are sharp, "how small the wrong classes are" outweighs
     "which class is largest" (measured on AG News: ``experiments/diagnose_soft_label.py``),
-    which is why :mod:`.logistic_normal` exists. Probabilities are clipped to [ε, 1] and
+    which is why :mod:`.logistic_t` exists. Probabilities are clipped to [ε, 1] and
     renormalised (``eps``) because a Dirichlet density is unbounded at exact zeros.
     Related: the Dirichlet calibration map of Kull et al. (2019) and the soft-label
     aggregation of Cui et al. (2025, §3).

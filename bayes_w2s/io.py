@@ -1,0 +1,110 @@
+"""Crash- and race-safe file writes for caches and results.
+
+Every cache or result file is written to a temporary name that is unique to the writing
+process (``tempfile.mkstemp`` in the target's folder, so the rename stays on one file
+system) and then moved over the target with ``os.replace``, which is atomic: a reader sees
+the old file or the new one, never half of one, and two processes writing the same path
+never share a temporary file.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+log = logging.getLogger(__name__)
+
+
+class UnreadableCacheWarning(UserWarning):
+    """A cache file could not be read and is being recomputed."""
+
+
+def warn_unreadable(path: str | os.PathLike, reason) -> None:
+    """Say that the cache file ``path`` is unreadable (and why) and will be recomputed.
+
+    Caches are derived data: losing one costs time, never results, so this is a warning
+    and not an error; the recomputed file replaces the bad one.
+    """
+    warnings.warn(f"cache file {path} is unreadable ({reason}); recomputing it", UnreadableCacheWarning,
+                  stacklevel=3)
+
+
+def _temp_in(path: Path, directory: bool = False) -> Path:
+    # the folder may have been deleted since the cache was opened (a user clearing it mid-run)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix, suffix = f".{path.name}.", f".tmp{''.join(path.suffixes)}"   # keep the suffix: savefig/np.save read it
+    if directory:
+        return Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=path.parent))
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary file path next to ``path``; on success move it over ``path``.
+
+    The temporary name ends with ``path``'s suffixes, so writers that infer the format
+    from the name (``np.save``, ``savefig``) work unchanged. On an exception the
+    temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    tmp = _temp_in(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh temporary folder next to ``path``; on success it replaces ``path``.
+
+    A folder cannot be swapped in one step, so an existing ``path`` is first renamed
+    aside (a reader that opens it meanwhile sees it missing, not half-written) and deleted
+    after the new one is in place. If another process puts its folder there in between,
+    that one is kept: cache folders are keyed by content, so both hold the same thing.
+    """
+    path = Path(path)
+    tmp = _temp_in(path, directory=True)
+    aside = None
+    try:
+        yield tmp
+        if path.exists():
+            aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            try:
+                os.replace(path, aside)
+            except FileNotFoundError:   # removed by someone else meanwhile
+                pass
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not path.is_dir():
+                raise
+            log.info("%s was written by another process meanwhile; keeping that one", path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,78 @@
+"""Gold items: the temperature of a tempered likelihood, and how well targets are calibrated.
+
+In weak-to-strong experiments the weak supervisors are trained on ground truth, so a
+slice of it can be held out (``weak_val_size``): items no weak model trained on, whose
+weak labels and true classes are both known. A posterior can observe them (``gold=`` in
+:func:`~bayes_w2s.posterior.fit_posterior`), and they are where the temperature of the
+power likelihood p(y | c, θ)^{1/T} is chosen: the weak models' errors are correlated, so
+a model that counts them as independent evidence is over-confident, and T > 1 is the
+simplest correction (Grünwald, 2012). T is the one that maximises the gold items'
+held-out log-likelihood of their true class, each fit seeing the gold items' weak labels
+but not their classes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from ..errors import InvalidInputError
+
+
+def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean −log p(true class); probabilities clipped at 1e-12."""
+    probs, labels = np.asarray(probs), np.asarray(labels)
+    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)).mean())
+
+
+@dataclass
+class TemperatureSearch:
+    """Result of :func:`choose_temperature`.
+
+    Attributes:
+        temperature: the chosen T.
+        gold_log_loss: mean −log p(true class) of the gold items at T.
+        plain_log_loss: the same at T = 1, for comparison.
+        evaluations: every (T, gold log-loss) tried, in order.
+    """
+
+    temperature: float
+    gold_log_loss: float
+    plain_log_loss: float
+    evaluations: list = field(default_factory=list)
+
+
+def choose_temperature(fit, gold_index: np.ndarray, gold_labels: np.ndarray, bounds=(0.5, 8.0),
+                       tol: float = 0.02) -> TemperatureSearch:
+    """The temperature whose fit best predicts the gold items' classes.
+
+    Args:
+        fit: ``fit(temperature) -> [N, K]`` item posteriors, the gold items among the N
+            but *not* observed (e.g. ``lambda t: fit_posterior(labels, temperature=t).item_probs``).
+        gold_index / gold_labels: positions of the gold items among the N, and their classes.
+        bounds: the search interval of T; ``tol``: tolerance on log T.
+
+    A bounded scalar search on log T (Brent) of the gold items' log-loss; T = 1 is always
+    evaluated, so the result is never worse than the plain model on gold.
+    """
+    gold_index, gold_labels = np.asarray(gold_index), np.asarray(gold_labels)
+    if len(gold_index) == 0 or len(gold_index) != len(gold_labels):
+        raise InvalidInputError(f"choose_temperature needs gold items: {len(gold_index)} positions for "
+                                f"{len(gold_labels)} labels")
+    lo, hi = bounds
+    if not 0 < lo < 1 < hi:
+        raise InvalidInputError(f"temperature bounds must satisfy 0 < low < 1 < high, got {bounds}")
+    evaluations = []
+
+    def gold_loss(log_t: float) -> float:
+        t = float(math.exp(log_t))
+        value = log_loss(np.asarray(fit(t))[gold_index], gold_labels)
+        evaluations.append((t, value))
+        return value
+
+    plain = gold_loss(0.0)
+    res = minimize_scalar(gold_loss, bounds=(math.log(lo), math.log(hi)), method="bounded", options={"xatol": tol})
+    best_t, best = (float(math.exp(res.x)), float(res.fun)) if res.fun < plain else (1.0, plain)
+    return TemperatureSearch(best_t, best, plain, evaluations)

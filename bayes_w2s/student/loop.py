@@ -1,0 +1,116 @@
+"""The strong model in the loop: its cross-fitted predictions join the posterior as one
+more supervisor with its own learnt reliability.
+
+Burns et al.'s auxiliary confidence loss lets a confident student overrule weak labels
+by a heuristic (a fixed mixing weight). Here the overruling is Bayesian: the strong
+model's out-of-fold predictions on strong_train become supervisor M+1 of the posterior,
+whose reliability (confusion, or correlation with the weak models) is learnt like any
+weak model's, the posterior is refitted, the targets retrained on, and the loop repeated.
+
+Cross-fitting is what keeps this honest: the prediction an item receives comes from a
+student that never trained on that item's target, so the student cannot simply echo its
+own training labels back as "independent" evidence (Chernozhukov et al., 2018, for the
+idea; CROWDLAB, Goh, Tkachenko & Mueller, 2022, for classifier + annotators). Its cost is
+``folds`` extra student fits per round.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..weak.labels import WeakLabels
+
+STUDENT = "strong_student"
+
+
+def fold_indices(n: int, folds: int, seed: int = 0) -> list[np.ndarray]:
+    """``folds`` disjoint, seeded index sets covering ``range(n)``."""
+    if not isinstance(folds, (int, np.integer)) or folds < 2 or folds > n:
+        raise InvalidInputError(f"cross-fitting needs 2 ≤ folds ≤ number of items ({n}), got {folds!r}")
+    order = np.random.default_rng(seed).permutation(n)
+    return [np.sort(part) for part in np.array_split(order, folds)]
+
+
+def cross_fit(train: Callable, predict: Callable, n: int, folds: int = 5, seed: int = 0,
+              extra: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Out-of-fold predictions of a learner.
+
+    Args:
+        train: ``train(train_index) -> fitted`` (a student trained on those items only).
+        predict: ``predict(fitted, index) -> [len(index), K]`` on training items, and
+            ``predict(fitted, None) -> [extra, K]`` on the ``extra`` items outside the
+            training set (gold items), which no fold trained on.
+        n: number of training items.
+
+    Returns ``([n, K] out-of-fold predictions, [extra, K] fold-averaged predictions or None)``:
+    item i's row comes from the one fold model that did not see item i.
+    """
+    oof, outside = None, None
+    for held in fold_indices(n, folds, seed):
+        keep = np.setdiff1d(np.arange(n), held)
+        fitted = train(keep)
+        pred = np.asarray(predict(fitted, held))
+        if oof is None:
+            oof = np.full((n, pred.shape[-1]), np.nan)
+        oof[held] = pred
+        if extra:
+            out = np.asarray(predict(fitted, None)) / folds
+            outside = out if outside is None else outside + out
+    return oof, outside
+
+
+def with_supervisor(labels: WeakLabels, probs: np.ndarray, name: str = STUDENT) -> WeakLabels:
+    """``labels`` plus one more supervisor's ``[N, K]`` probabilities."""
+    probs = np.asarray(probs, dtype=float)
+    if probs.shape != (labels.num_items, labels.num_classes):
+        raise InvalidInputError(f"supervisor {name!r} gives {probs.shape} probabilities for "
+                                f"{labels.num_items} items × {labels.num_classes} classes")
+    probs = np.clip(probs, 1e-7, 1.0)
+    probs = probs / probs.sum(-1, keepdims=True)
+    return WeakLabels(np.concatenate([labels.probs, probs[:, None]], 1), [*labels.model_names, name],
+                      labels.label_names, labels.item_ids, dict(labels.meta))
+
+
+@dataclass
+class LoopResult:
+    """Result of :func:`posterior_with_student`.
+
+    Attributes:
+        posterior: the final posterior (the student one of its supervisors).
+        rounds: per round, the posterior's targets ``[N, K]`` and the student's
+            out-of-fold probabilities that went into it.
+    """
+
+    posterior: object
+    rounds: list = field(default_factory=list)
+
+
+def posterior_with_student(fit: Callable, first, labels: WeakLabels, train: Callable, predict: Callable,
+                           rounds: int = 1, folds: int = 5, seed: int = 0, num_train: int | None = None
+                           ) -> LoopResult:
+    """Refit a posterior with the strong student as one more supervisor, ``rounds`` times.
+
+    Args:
+        fit: ``fit(labels) -> Posterior`` over all items of ``labels`` (e.g. the weak labels
+            of strong_train followed by those of the gold items, gold observed).
+        first: the posterior to start from (fitted on the weak models alone).
+        labels: the weak labels ``fit`` takes, the first ``num_train`` items being the
+            training items the student learns from; the rest (gold) only get predictions.
+        train / predict: as for :func:`cross_fit`; ``train(index, targets)`` trains on the
+            targets of those training items.
+    """
+    n = labels.num_items if num_train is None else num_train
+    if not isinstance(rounds, (int, np.integer)) or rounds < 1:
+        raise InvalidInputError(f"rounds must be an integer ≥ 1, got {rounds!r}")
+    post, history = first, []
+    for r in range(rounds):
+        targets = post.item_probs[:n]
+        oof, outside = cross_fit(lambda idx: train(idx, targets[idx]), predict, n, folds, seed + r,
+                                 extra=labels.num_items - n)
+        student = oof if outside is None else np.concatenate([oof, outside])
+        post = fit(with_supervisor(labels, student))
+        history.append({"targets": targets, "student": student})
+    return LoopResult(post, history)
