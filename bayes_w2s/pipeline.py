@@ -32,28 +32,42 @@ log = logging.getLogger(__name__)
 
 
 def _targets_for(method: MethodConfig, task, wl_train: WeakLabels, best_weak: str):
-    kind, _, rest = method.targets.partition(":")
-    if kind == "ground_truth":
+    spec = method.spec
+    if spec.kind == "ground_truth":
         return np.asarray(task.strong_train["label"])
-    if kind == "weak":
-        return wl_train.model(rest)
-    if kind == "best_weak":
+    if spec.kind == "weak":
+        return wl_train.model(spec.name)
+    if spec.kind == "best_weak":
         return wl_train.model(best_weak)
-    if kind == "mean":
+    if spec.kind == "mean":
         return wl_train.mean()
-    if kind == "vote":
+    if spec.kind == "vote":
         return wl_train.majority_vote()
-    if kind == "weak_all":
+    if spec.kind == "weak_all":
         return wl_train
-    model, _, inference = rest.partition(":")
-    return fit_posterior(wl_train, model=model, method=inference or "em", **method.posterior_kwargs)
+    return fit_posterior(wl_train, model=spec.name, method=spec.method, **method.posterior_kwargs)
+
+
+def student_dir(out: Path, method: MethodConfig, seed: int) -> Path:
+    """Where ``run_experiment`` saves a method's student: ``<results>/students/<method>/seed<s>/``."""
+    return Path(out) / "students" / method.slug / f"seed{seed}"
+
+
+def save_test_probs(path: Path, probs: dict, task) -> None:
+    """Every row's test probabilities ``[rows, N, K]`` with the row names, item ids and
+    true labels (``.npz``, no pickle): what the reliability diagram is drawn from."""
+    np.savez_compressed(path, methods=np.array(list(probs), dtype=str),
+                        probs=np.stack([np.asarray(p, dtype=np.float32) for p in probs.values()]),
+                        ids=np.asarray(task.test["id"], dtype=str), labels=np.asarray(task.test["label"]))
 
 
 def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = None) -> list[dict]:
     """All rows of one seed: weak models, their vote and mean, and every method.
 
     With ``save_dir``, the weak labels of strong_train and test are written there
-    (``weak_labels_seed<seed>_<split>.npz``, no pickle) for notebooks and benchmarks.
+    (``weak_labels_seed<seed>_<split>.npz``, no pickle) for notebooks and benchmarks, every
+    row's test probabilities (``test_probs_seed<seed>.npz``) and, if ``cfg.saves_students``,
+    each method's student (:func:`student_dir`).
     """
     y_test = np.asarray(task.test["label"])
     weak = WeakEnsemble(cfg.weak_models, cfg.weak_train, seed=seed, prefer_offline=cfg.prefer_offline)
@@ -63,10 +77,11 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
     if save_dir is not None:
         wl_train.save(Path(save_dir) / f"weak_labels_seed{seed}_strong_train.npz")
         wl_test.save(Path(save_dir) / f"weak_labels_seed{seed}_test.npz")
-    rows = []
+    rows, test_probs = [], {}
     y_strong = np.asarray(task.strong_train["label"])
 
     def add(name, kind, probs, extra=None):
+        test_probs[name] = probs
         rows.append({"seed": seed, "method": name, "kind": kind, "accuracy": accuracy(probs, y_test),
                      "ece": expected_calibration_error(probs, y_test), **(extra or {})})
 
@@ -91,10 +106,14 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
                                 seed=seed, loss_kwargs=method.loss_kwargs, prefer_offline=cfg.prefer_offline)
         probs = student.predict_proba(task.test)
         extra["train_seconds"] = time.perf_counter() - t0
+        if save_dir is not None and cfg.saves_students:
+            student.save_pretrained(student_dir(save_dir, method, seed))
         add(method.name, "ceiling" if method.targets == "ground_truth" else "student", probs,
             {"targets": method.targets, "loss": method.loss, **extra})
     for r in rows:
         r["best_weak"] = best_weak
+    if save_dir is not None:
+        save_test_probs(Path(save_dir) / f"test_probs_seed{seed}.npz", test_probs, task)
     return rows
 
 
@@ -148,7 +167,7 @@ def _run_seeds(cfg: ExperimentConfig, seeds: list[int], out: Path, command: str,
         if len(done) and seed in set(done["seed"]):
             continue
         seed_start = time.perf_counter()
-        if cfg.is_generation:
+        if task.kind == "generation":
             from .generation_pipeline import run_generation_seed
             frame = pd.DataFrame(run_generation_seed(cfg, task, seed, save_dir=out))
         else:
@@ -160,7 +179,7 @@ def _run_seeds(cfg: ExperimentConfig, seeds: list[int], out: Path, command: str,
     results = results[results["seed"].isin(seeds)].reset_index(drop=True)
     config = {**cfg.to_dict(), "seeds": seeds}
     meta = {"config": config, "split_sizes": task.sizes(), "data_source": task.source,
-            "metric": "slu_f1" if cfg.is_generation else "accuracy",
+            "metric": "slu_f1" if task.kind == "generation" else "accuracy",
             "wall_seconds": time.perf_counter() - start, "command": command,
             "seed_wall_seconds": {int(k): float(v) for k, v in results.groupby("seed")["seed_wall_seconds"].first().items()}
             if "seed_wall_seconds" in results else {},
@@ -181,29 +200,10 @@ def _is_main_process() -> bool:
 # -- checks before anything trains ----------------------------------------------------------
 
 def load_experiment_config(path: str | Path, **overrides) -> ExperimentConfig:
-    """``ExperimentConfig.from_yaml`` whose every failure is an ``InvalidInputError``
-    naming the file: malformed YAML, a top level that is not a mapping, non-UTF-8 bytes
-    and values of the wrong type (which the dataclass would meet as a TypeError)."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidInputError(f"no config file {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise InvalidInputError(f"{path}: not UTF-8 text (byte offset {exc.start})") from None
-    except yaml.YAMLError as exc:
-        raise InvalidInputError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
-    if data is not None and not isinstance(data, dict):
-        raise InvalidInputError(f"{path}: the top level must be a mapping of config keys (name:, task:, …), "
-                                f"got a {type(data).__name__}")
-    try:
-        return ExperimentConfig.from_yaml(path, **overrides)
-    except BayesW2SError:
-        raise
-    except (TypeError, ValueError, AttributeError, KeyError) as exc:
-        raise InvalidInputError(f"{path}: invalid config ({type(exc).__name__}: {exc})") from None
+    """``ExperimentConfig.from_yaml``: every failure (malformed YAML, a top level that is not a
+    mapping, non-UTF-8 bytes, a value of the wrong type) is a one-line ``ConfigError`` naming
+    the file and the field."""
+    return ExperimentConfig.from_yaml(path, **overrides)
 
 
 def _method_error(method: MethodConfig, exc: BayesW2SError) -> BayesW2SError:
@@ -237,15 +237,17 @@ def validate_experiment(cfg: ExperimentConfig) -> None:
 
 
 def _validate_method(cfg: ExperimentConfig, m: MethodConfig, posteriors: set) -> None:
-    kind, _, rest = m.targets.partition(":")
+    spec = m.spec
+    kind = spec.kind
     names = ", ".join(f"{a}:{b}" for a, b in sorted(posteriors))
     if kind == "posterior":
-        model, _, inference = rest.partition(":")
-        if (model, inference or "em") not in posteriors:
-            raise UnknownNameError(f"no posterior {model}:{inference or 'em'}; available: {names}")
+        from .posterior import METHODS
+        inference = spec.method or METHODS.get(spec.name, ("em",))[0]   # None: the model's default
+        if (spec.name, inference) not in posteriors:
+            raise UnknownNameError(f"no posterior {spec.name}:{inference}; available: {names}")
         if not isinstance(m.posterior_kwargs, dict):
             raise InvalidInputError(f"posterior_kwargs must be a mapping, got {m.posterior_kwargs!r}")
-        check_fit_settings(model, inference or "em", m.posterior_kwargs)
+        check_fit_settings(spec.name, inference, m.posterior_kwargs)
     elif m.posterior_kwargs:
         raise InvalidInputError(f"posterior_kwargs {m.posterior_kwargs} are for posterior targets, "
                                 f"not {m.targets!r}")
@@ -278,11 +280,12 @@ def check_output_folder(out: Path, overwrite: bool = False) -> None:
 
 
 def remove_stale_seed_files(out: Path, seeds: list[int]) -> list[Path]:
-    """Delete per-seed files (weak labels, hypotheses, pairs, predictions) of seeds that
-    are not in this run, so the folder holds one run's files only."""
+    """Delete per-seed files (weak labels, hypotheses, pairs, predictions, test probabilities,
+    saved students) of seeds that are not in this run, so the folder holds one run's files only."""
     stale = [p for p in out.iterdir() if (m := _SEED_FILE.match(p.name)) and int(m.group(1)) not in seeds]
+    stale += [p for p in out.glob("students/*/seed*") if p.name[4:].isdigit() and int(p.name[4:]) not in seeds]
     for p in stale:
-        p.unlink(missing_ok=True)
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     if stale:
         log.info("removed %d file(s) of seeds not in this run: %s", len(stale), ", ".join(p.name for p in stale))
     return stale
@@ -293,7 +296,7 @@ def remove_stale_seed_files(out: Path, seeds: list[int]) -> list[Path]:
 RESUME_FILE = "results.partial.json"
 LEGACY_RESUME_FILE = "results.partial.csv"   # written without a fingerprint: never trusted
 REPORT_FILES = ("results.csv", "results.md", "meta.json")
-_SEED_FILE = re.compile(r"^(?:weak_labels|weak_hypotheses|pairs|predictions)_seed(\d+)[_.]")
+_SEED_FILE = re.compile(r"^(?:weak_labels|weak_hypotheses|pairs|predictions|test_probs)_seed(\d+)[_.]")
 #: config keys that do not change a seed's rows (the seed list itself, where files go)
 RUN_ONLY_KEYS = ("name", "seeds", "data_dir", "output_root")
 

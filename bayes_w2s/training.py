@@ -1,15 +1,18 @@
-"""Training a :class:`~bayes_w2s.backbones.PooledClassifier` with ``transformers.Trainer``.
+"""The training layer: one builder of ``TrainingArguments`` (and of TRL's configs), one
+LoRA builder and one train-then-merge step, shared by classifiers (weak models and
+students, :class:`Classifier`), weak generators, SFT students and the preference stage.
 
 Weak models (on ground truth) and strong students (on weak or posterior targets) train
 through the same :class:`Classifier`; they differ only in the targets and the loss.
-``Trainer`` brings the optimiser, schedule, seeding, progress bars, checkpoints and
-``accelerate launch`` (multi-GPU, DeepSpeed/FSDP) — none of that is ours.
+``Trainer`` brings the optimiser, schedule, seeding, progress bars, checkpoints, logging
+(TensorBoard …) and ``accelerate launch`` (multi-GPU, DeepSpeed/FSDP) — none of that is ours.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -17,67 +20,15 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainingArguments
 
-from .backbones import MODES, FeatureCache, PooledClassifier, build_classifier
+from .backbones import FeatureCache, PooledClassifier, build_classifier, classifier_config
 from .cards import ModelCard, load_card
 from .errors import InvalidInputError
+from .train_config import MODES, TrainConfig  # noqa: F401  (TrainConfig is re-exported here)
 
 log = logging.getLogger(__name__)
 
 #: batch keys that carry supervision; popped before the model's forward
 TARGET_KEYS = ("target_probs", "weight", "weak_probs")
-
-
-@dataclass
-class TrainConfig:
-    """How one classifier (weak model or student) is trained."""
-
-    mode: str = field(default="head", metadata={"help": "head (frozen backbone, cached features) | lora | full"})
-    epochs: float = field(default=10.0, metadata={"help": "passes over the training data"})
-    batch_size: int = field(default=32, metadata={"help": "per-device train batch size"})
-    learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate (AdamW, linear decay)"})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
-    warmup_ratio: float = field(default=0.05, metadata={"help": "fraction of steps of linear warm-up"})
-    max_length: int = field(default=128, metadata={"help": "tokens per text (longer ones are truncated)"})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank (mode=lora)"})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (mode=lora)"})
-    eval_batch_size: int = field(default=64, metadata={"help": "batch size for prediction"})
-    output_dir: str | None = field(default=None, metadata={"help": "checkpoints (mode=lora/full); temp dir if unset"})
-    save_steps: int = field(default=0, metadata={"help": "checkpoint every N steps to output_dir (0 = never); reruns resume"})
-    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (GPU)"})
-
-    def __post_init__(self):
-        if self.mode not in MODES:
-            raise InvalidInputError(f"unknown training mode {self.mode!r}; use one of {MODES}")
-
-        def number(v, integer=False):   # bool is an int to Python, never a setting here
-            kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-            return isinstance(v, kinds) and not isinstance(v, (bool, np.bool_)) and np.isfinite(v)
-
-        # inf or NaN would train to NaN probabilities without a word: every number is finite
-        for name, integer, low in (("epochs", False, 0), ("learning_rate", False, 0), ("batch_size", True, 0),
-                                   ("max_length", True, 0), ("eval_batch_size", True, 0), ("lora_r", True, 0),
-                                   ("lora_alpha", True, 0)):
-            value = getattr(self, name)
-            if not number(value, integer) or not value > low:
-                raise InvalidInputError(f"TrainConfig.{name} must be a positive finite "
-                                        f"{'integer' if integer else 'number'}, got {value!r}")
-        if not number(self.weight_decay) or self.weight_decay < 0:
-            raise InvalidInputError(f"TrainConfig.weight_decay must be a finite number ≥ 0, got {self.weight_decay!r}")
-        if not number(self.warmup_ratio) or not 0 <= self.warmup_ratio <= 1:
-            raise InvalidInputError(f"TrainConfig.warmup_ratio must be a number in [0, 1], got {self.warmup_ratio!r}")
-        if not number(self.save_steps, integer=True) or self.save_steps < 0:
-            raise InvalidInputError(f"TrainConfig.save_steps must be an integer ≥ 0, got {self.save_steps!r}")
-        if not isinstance(self.bf16, (bool, np.bool_)):
-            raise InvalidInputError(f"TrainConfig.bf16 must be true or false, got {self.bf16!r}")
-        if self.save_steps and not self.output_dir:
-            raise InvalidInputError("TrainConfig.save_steps needs an output_dir to write checkpoints to")
-
-    def key(self) -> str:
-        """The settings that change the trained weights (for cache keys)."""
-        d = asdict(self)
-        for k in ("eval_batch_size", "output_dir", "save_steps"):
-            d.pop(k)
-        return repr(sorted(d.items()))
 
 
 class DictDataset(torch.utils.data.Dataset):
@@ -138,33 +89,100 @@ class ClassifierTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
-def training_arguments(cfg: TrainConfig, seed: int, output_dir: str, **overrides) -> TrainingArguments:
+# -- the training layer ----------------------------------------------------------------------
+
+def training_arguments(cfg, seed: int, output_dir: str, *, args_cls=None, **overrides):
+    """The arguments of every trainer here, from a :class:`TrainConfig`, a
+    :class:`~bayes_w2s.train_config.GeneratorConfig` or a
+    :class:`~bayes_w2s.train_config.PreferenceConfig`.
+
+    ``args_cls`` is ``TrainingArguments`` (default) or a TRL config (``SFTConfig``,
+    ``DPOConfig``); ``overrides`` are passed through. ``warmup_ratio`` goes to
+    ``warmup_steps``, which transformers ≥ 5 reads as a fraction of the training steps when
+    below 1. Activation checkpointing (on by default in TRL) trades ~40% more compute for
+    memory, the wrong trade on a CPU with short sequences, so it is off unless overridden.
+    """
+    args_cls = args_cls or TrainingArguments
+    save_steps = getattr(cfg, "save_steps", 0)
     args = dict(
         output_dir=output_dir, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.eval_batch_size, learning_rate=cfg.learning_rate,
-        weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_ratio, lr_scheduler_type="linear",
-        seed=seed, data_seed=seed, report_to="none", remove_unused_columns=False,
-        save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
-        logging_steps=10**9, disable_tqdm=False, dataloader_num_workers=0, bf16=cfg.bf16,
-        label_names=list(TARGET_KEYS), prediction_loss_only=False,
-    )
+        learning_rate=cfg.learning_rate, weight_decay=getattr(cfg, "weight_decay", 0.0),
+        warmup_steps=getattr(cfg, "warmup_ratio", 0.0), lr_scheduler_type="linear", seed=seed, data_seed=seed,
+        bf16=getattr(cfg, "bf16", False), save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500,
+        remove_unused_columns=False, disable_tqdm=False, dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(), **logging_arguments(cfg))
+    if "activation_checkpointing" in {f.name for f in dataclasses.fields(args_cls)}:
+        args["activation_checkpointing"] = False
     args.update(overrides)
-    return TrainingArguments(**args)
+    return args_cls(**args)
+
+
+def logging_arguments(cfg) -> dict:
+    """``logging_steps`` / ``report_to`` of a config: 0 steps = no logging, unless a
+    ``report_to`` destination is set (then every 10 steps)."""
+    report_to = getattr(cfg, "report_to", "none") or "none"
+    reporting = report_to not in ("none", ["none"], [])
+    return {"report_to": report_to, "logging_steps": getattr(cfg, "logging_steps", 0) or (10 if reporting else 10**9)}
+
+
+def lora_config(cfg, task_type: str | None = None, **overrides):
+    """The LoRA adapter every LoRA run trains (``cfg.lora_r`` / ``cfg.lora_alpha``, all linear
+    layers, no dropout): classifiers, taggers, causal LMs and the preference stage."""
+    from peft import LoraConfig
+
+    return LoraConfig(**{"r": cfg.lora_r, "lora_alpha": cfg.lora_alpha, "lora_dropout": 0.0,
+                         "target_modules": "all-linear", "task_type": task_type, **overrides})
+
+
+@dataclass
+class TrainOutcome:
+    """What :func:`train_then_merge` returns: the trained model (LoRA merged, eval mode),
+    the ``Trainer`` log history and the wall time of ``trainer.train()``."""
+
+    model: torch.nn.Module
+    history: list
+    train_seconds: float
+
+
+def train_then_merge(trainer: Trainer, logging_dir: str | None = None, resume_from_checkpoint=None) -> TrainOutcome:
+    """Train, then fold LoRA adapters into the weights (generation and prediction at the
+    base model's speed, and a plain model to save). TensorBoard events go to
+    ``logging_dir`` (default ``<output_dir>/runs/…``; ``./runs/…`` when ``output_dir`` is a
+    temporary folder that disappears after training)."""
+    _route_tensorboard(trainer, logging_dir)
+    out = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    model = trainer.model
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    return TrainOutcome(model.eval(), trainer.state.log_history, out.metrics.get("train_runtime", float("nan")))
+
+
+def _route_tensorboard(trainer: Trainer, logging_dir: str | None) -> None:
+    from transformers.integrations import TensorBoardCallback
+    from transformers.integrations.integration_utils import default_logdir
+
+    for cb in trainer.callback_handler.callbacks:
+        if isinstance(cb, TensorBoardCallback) and cb.logging_dir is None:
+            temporary = Path(trainer.args.output_dir).resolve().is_relative_to(Path(tempfile.gettempdir()).resolve())
+            root = Path(logging_dir) if logging_dir else (Path("runs") if temporary else None)
+            if root is not None:
+                cb.logging_dir = str(root / default_logdir())
 
 
 class Classifier:
     """A model card trained as a classifier in one of the modes of :data:`MODES`.
 
     Attributes (after ``fit``):
-        model: the trained :class:`PooledClassifier`.
+        model: the trained :class:`PooledClassifier` (LoRA adapters merged into the backbone).
         history: ``Trainer`` log history (loss per logging step, runtime).
         train_seconds: wall time of ``trainer.train()``.
     """
 
     def __init__(self, card: ModelCard | str, num_classes: int, config: TrainConfig | None = None,
-                 prefer_offline: bool = True):
+                 prefer_offline: bool = True, label_names: list | None = None):
         self.card = load_card(card) if isinstance(card, str) else card
         self.num_classes = num_classes
+        self.label_names = list(label_names) if label_names is not None else None
         self.config = config or TrainConfig()
         self.prefer_offline = prefer_offline
         self.features = FeatureCache(self.card, self.config.max_length, prefer_offline=prefer_offline) \
@@ -184,11 +202,13 @@ class Classifier:
         if self.model is not None:
             return
         if self.config.mode == "head":
-            self.model = PooledClassifier(feature_dim, self.num_classes, None, self.card.pooling)
+            self.model = PooledClassifier(classifier_config(self.card, self.num_classes, feature_dim, True,
+                                                            max_length=self.config.max_length,
+                                                            label_names=self.label_names))
         else:
             self.tokenizer, self.model = build_classifier(
                 self.card, self.num_classes, self.config.mode, self.config.lora_r, self.config.lora_alpha,
-                self.prefer_offline)
+                self.prefer_offline, self.config.max_length, self.label_names)
 
     # -- training ------------------------------------------------------------------------
     def fit(self, texts: list[str], target_probs: np.ndarray, loss_fn: LossFn, seed: int = 0,
@@ -209,15 +229,41 @@ class Classifier:
         if "features" in cols:  # standardise frozen features: one lr works for every backbone
             self.model.set_feature_stats(cols["features"].mean(0), cols["features"].std(0))
         with tempfile.TemporaryDirectory() as tmp:
-            args = training_arguments(self.config, seed, self.config.output_dir or tmp, **arg_overrides)
+            args = training_arguments(self.config, seed, self.config.output_dir or tmp,
+                                      **{"label_names": list(TARGET_KEYS), "prediction_loss_only": False,
+                                         "per_device_eval_batch_size": self.config.eval_batch_size, **arg_overrides})
             trainer = trainer_cls(model=self.model, args=args, train_dataset=DictDataset(cols),
                                   data_collator=Collator(self.tokenizer, self.config.max_length), loss_fn=loss_fn)
             resume = bool(self.config.save_steps) and any(Path(args.output_dir).glob("checkpoint-*"))
-            out = trainer.train(resume_from_checkpoint=resume or None)
-        self.history = trainer.state.log_history
-        self.train_seconds = out.metrics.get("train_runtime", float("nan"))
-        self.model.eval()
+            done = train_then_merge(trainer, self.config.logging_dir, resume or None)
+        self.model, self.history, self.train_seconds = done.model, done.history, done.train_seconds
         return self
+
+    # -- saving --------------------------------------------------------------------------
+    def save_pretrained(self, path) -> None:
+        """The model (``config.json`` + ``model.safetensors``) and, unless head-only, its tokenizer."""
+        if self.model is None:
+            raise InvalidInputError("the classifier is not trained yet: call fit() first")
+        self.model.save_pretrained(path, safe_serialization=True)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(path)
+
+    @classmethod
+    def from_pretrained(cls, path, config: TrainConfig | None = None, prefer_offline: bool = True) -> "Classifier":
+        """Load what :meth:`save_pretrained` wrote: safetensors only, no remote code. A head-only
+        classifier recomputes (or reads cached) features with the card saved in its config."""
+        from transformers import AutoTokenizer
+
+        model = PooledClassifier.from_pretrained(path, use_safetensors=True, trust_remote_code=False).eval()
+        mc = model.config
+        card = ModelCard(**mc.card) if mc.card else load_card(mc.backbone)
+        config = config or TrainConfig(mode="head" if mc.head_only else "full", max_length=mc.text_max_length)
+        labels = [mc.id2label[i] for i in range(mc.num_labels)]
+        clf = cls(card, mc.num_labels, config, prefer_offline, labels)
+        clf.model = model
+        if not mc.head_only:
+            clf.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        return clf
 
     # -- prediction ----------------------------------------------------------------------
     @torch.inference_mode()

@@ -15,7 +15,7 @@ TINY = ROOT / "experiments" / "configs" / "slurp_tiny.yaml"
 
 @pytest.mark.slow
 def test_tiny_slurp_config_runs_end_to_end(tmp_path, data_dir):
-    cfg = ExperimentConfig.from_yaml(TINY, data_dir=str(data_dir))
+    cfg = ExperimentConfig.from_yaml(TINY, ["save_students=true"], data_dir=str(data_dir))
     results = run_experiment(cfg, tmp_path, command="pytest")
     methods = set(results["method"])
     assert {m.name for m in cfg.methods} <= methods
@@ -42,6 +42,13 @@ def test_tiny_slurp_config_runs_end_to_end(tmp_path, data_dir):
             score = dict(zip(r["candidates"], r["weak_score"]))
             assert score[r["chosen"]] == max(score.values()) and score[r["rejected"]] == min(score.values())
             assert len(r["expected_slu_f1"]) == len(r["candidates"]) and 0 <= r["p"] <= 1
+    # every method's student is saved (save_students) and reloads with the same test outputs
+    from bayes_w2s.pipeline import experiment_task
+    from bayes_w2s.student import GenerationStudent
+    texts = experiment_task(cfg).test["text"]
+    for method in (cfg.methods[0], cfg.methods[-1]):                # the ceiling, a preference-tuned student
+        again = GenerationStudent.from_pretrained(tmp_path / "students" / method.slug / "seed0")
+        assert again.generate(texts, progress=False) == [r[method.name] for r in rows]
     # one saved SFT student per distinct SFT setting: the two preference rows reuse "word posterior soft"
     from bayes_w2s.cards import cache_dir
     saved = [p for p in cache_dir("students").iterdir() if (p / "model.safetensors").exists()]

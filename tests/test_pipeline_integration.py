@@ -6,7 +6,8 @@ import pytest
 from bayes_w2s.cli import main
 from bayes_w2s.config import ExperimentConfig
 from bayes_w2s.errors import InvalidInputError
-from bayes_w2s.pipeline import run_experiment
+from bayes_w2s import Student
+from bayes_w2s.pipeline import experiment_task, run_experiment
 
 pytestmark = pytest.mark.real_cache
 
@@ -50,6 +51,15 @@ def test_real_pipeline_end_to_end(tmp_path, data_dir, second_weak_card):
     assert students[["pgr_mean_weak", "pgr_best_weak", "pgr_vote"]].notna().all().all()
     md = (out / "results.md").read_text()
     assert "PGR vs best weak" in md and "{'weak_train': 200, 'strong_train': 300, 'test': 200}" in md
+    assert (out / "reliability.png").is_file() and "reliability.png" in md
+    # every student is saved, and a real one (MPNet head) reloads with identical predictions
+    assert all((out / "students" / m / f"seed{s}" / "model.safetensors").is_file()
+               for m in ("ceiling", "mean", "ds", "multi") for s in (0, 1))
+    with np.load(out / "test_probs_seed1.npz") as z:
+        saved_probs = z["probs"][list(z["methods"]).index("DS")]
+    reloaded = Student.from_pretrained(out / "students" / "ds" / "seed1")
+    assert reloaded.loss == "weighted_xent" and reloaded.classifier.card.name == "mpnet-base"
+    assert np.array_equal(reloaded.predict_proba(experiment_task(cfg).test), saved_probs)
     # a rerun finds every weak label in the cache and reproduces the weak rows exactly
     again = run_experiment(cfg, tmp_path / "again", command="pytest")
     w = lambda df: df[df["kind"] == "weak"].sort_values(["seed", "method"])["accuracy"].to_numpy()

@@ -1,5 +1,6 @@
-"""Results tables (CSV, Markdown) and the plot of the headline metric (accuracy for
-classification, SLU-F1 for generation)."""
+"""Results tables (CSV, Markdown), the plot of the headline metric (accuracy for
+classification, SLU-F1 for generation) and, for classification, a reliability diagram of
+every row's test predictions."""
 from __future__ import annotations
 
 import json
@@ -88,13 +89,17 @@ def markdown_table(summary: pd.DataFrame, metric: str = "accuracy") -> str:
     return "\n".join(lines)
 
 
-def plot_accuracy(summary: pd.DataFrame, path: Path, title: str = "", metric: str = "accuracy") -> None:
+def _pyplot():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
 
+
+def plot_accuracy(summary: pd.DataFrame, path: Path, title: str = "", metric: str = "accuracy") -> None:
+    plt = _pyplot()
     students = summary[summary["kind"] == "student"]
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(students) + 2), 4.2))
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(students) + 2) + 2.2, 4.2))
     x = np.arange(len(students))
     ax.bar(x, students[metric] * 100, yerr=students.get(f"{metric}_sd", 0) * 100, color="#4c72b0", capsize=3)
     ax.set_xticks(x, students["method"], rotation=30, ha="right")
@@ -113,10 +118,115 @@ def plot_accuracy(summary: pd.DataFrame, path: Path, title: str = "", metric: st
     ax.set_ylim(max(0, lo - 5), min(100, summary[metric].max() * 100 + 3))
     ax.set_ylabel(METRIC_LABEL[metric])
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower right")
+    # outside the axes, so no bar is hidden behind it
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
+
+
+def calibration_bins(probs, labels, n_bins: int = 10) -> pd.DataFrame:
+    """Per equal-width confidence bin (confidence = max probability): item count, mean
+    confidence and accuracy — the numbers behind a reliability diagram and the ECE."""
+    probs, labels = np.asarray(probs, dtype=float), np.asarray(labels)
+    conf, correct = probs.max(-1), probs.argmax(-1) == labels
+    which = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    rows = [{"bin": b, "lower": b / n_bins, "upper": (b + 1) / n_bins, "count": int((which == b).sum()),
+             "confidence": conf[which == b].mean() if (which == b).any() else np.nan,
+             "accuracy": correct[which == b].mean() if (which == b).any() else np.nan} for b in range(n_bins)]
+    return pd.DataFrame(rows)
+
+
+def reliability_diagram(probs: dict, labels, path: Path, title: str = "", n_bins: int = 10,
+                        columns: int = 5) -> Path:
+    """A reliability diagram per row (``probs``: name → ``[N, K]`` test probabilities, all
+    for the items of ``labels``): accuracy against confidence in equal-width bins, the
+    diagonal is perfect calibration, the red part of each bar the gap to it; each panel's
+    title gives the ECE with these bins and the accuracy."""
+    from ..metrics import accuracy, expected_calibration_error
+
+    plt = _pyplot()
+    names = list(probs)
+    rows = int(np.ceil(len(names) / columns))
+    fig, axes = plt.subplots(rows, min(columns, len(names)), figsize=(2.6 * min(columns, len(names)), 2.6 * rows + 0.4),
+                             sharex=True, sharey=True, squeeze=False)
+    width = 1.0 / n_bins
+    for ax, name in zip(axes.flat, names):
+        bins = calibration_bins(probs[name], labels, n_bins)
+        seen = bins["count"] > 0
+        ax.bar(bins["lower"][seen], bins["accuracy"][seen], width=width, align="edge", color="#4c72b0",
+               edgecolor="white", label="accuracy")
+        gap_lo = np.minimum(bins["accuracy"], bins["confidence"])[seen]
+        ax.bar(bins["lower"][seen], (bins["confidence"] - bins["accuracy"]).abs()[seen], bottom=gap_lo, width=width,
+               align="edge", color="#c44e52", alpha=0.45, label="gap to confidence")
+        ax.plot([0, 1], [0, 1], color="k", lw=1, ls="--")
+        ece = expected_calibration_error(probs[name], labels, n_bins)
+        ax.set_title(f"{name}\nacc {accuracy(probs[name], labels) * 100:.1f}, ECE {ece * 100:.1f}", fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("confidence", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy", fontsize=8)
+    axes.flat[0].legend(fontsize=6, loc="upper left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def load_test_probs(out: Path, seeds=None) -> tuple[dict, np.ndarray] | None:
+    """The pipeline's ``test_probs_seed<s>.npz`` files of a results folder, pooled over seeds:
+    ``({row name: [seeds · N, K]}, labels [seeds · N])``; ``None`` when there are none."""
+    files = sorted(Path(out).glob("test_probs_seed*.npz"))
+    if seeds is not None:
+        files = [f for f in files if int(f.stem.removeprefix("test_probs_seed")) in set(seeds)]
+    if not files:
+        return None
+    pooled, labels = {}, []
+    for f in files:
+        with np.load(f, allow_pickle=False) as z:
+            for name, p in zip(z["methods"], z["probs"]):
+                pooled.setdefault(str(name), []).append(p)
+            labels.append(z["labels"])
+    keep = {n: np.concatenate(p) for n, p in pooled.items() if len(p) == len(files)}   # rows of every seed
+    return keep, np.concatenate(labels)
+
+
+def _title(cfg: dict) -> str:
+    return (f"{cfg['task']}: weak {', '.join(Path(m).stem for m in cfg['weak_models'])} → strong "
+            f"{Path(cfg['strong_model']).stem}")
+
+
+def draw_plots(results: pd.DataFrame, meta: dict, out: Path) -> list[Path]:
+    """The headline-metric bar chart and, when test probabilities were saved, the reliability
+    diagram (classification); returns the files written."""
+    out, metric, cfg = Path(out), meta.get("metric", "accuracy"), meta["config"]
+    plot_name = "accuracy.png" if metric == "accuracy" else f"{metric}.png"
+    plot_accuracy(summarise(add_pgr(results, metric), metric), out / plot_name, _title(cfg), metric)
+    written = [out / plot_name]
+    saved = load_test_probs(out, cfg.get("seeds")) if metric == "accuracy" else None
+    if saved is not None:
+        probs, labels = saved
+        written.append(reliability_diagram(probs, labels, out / "reliability.png",
+                                           f"{_title(cfg)} — test predictions, seeds {cfg.get('seeds')} pooled"))
+    return written
+
+
+def redraw_plots(folder) -> list[Path]:
+    """Redraw a results folder's plots from its ``results.csv``, ``meta.json`` and (for the
+    reliability diagram) ``test_probs_seed*.npz`` — e.g. after the plotting code changed."""
+    from ..errors import InvalidInputError
+
+    folder = Path(folder)
+    missing = [f for f in ("results.csv", "meta.json") if not (folder / f).is_file()]
+    if missing:
+        raise InvalidInputError(f"{folder} is not a results folder (no {', '.join(missing)})")
+    return draw_plots(pd.read_csv(folder / "results.csv"), json.loads((folder / "meta.json").read_text()), folder)
 
 
 def _gap_warning(summary: pd.DataFrame, metric: str = "accuracy") -> list[str]:
@@ -144,10 +254,7 @@ def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
     summary = summarise(results, metric)
     cfg = meta["config"]
     plot_name = "accuracy.png" if metric == "accuracy" else f"{metric}.png"
-    with atomic_path(out / plot_name) as tmp:
-        plot_accuracy(summary, tmp,
-                      f"{cfg['task']}: weak {', '.join(Path(m).stem for m in cfg['weak_models'])} → strong "
-                      f"{Path(cfg['strong_model']).stem}", metric)
+    plots = draw_plots(results, meta, out)
     if metric == "accuracy":
         notes = ("PGR = (student − weak) / (ceiling − weak), per seed, against the mean weak model, the best weak "
                  "model on test, and the weak ensemble's majority vote. *target acc* is the accuracy of the "
@@ -188,6 +295,9 @@ def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
           *_gap_warning(summary, metric),
           notes, "",
           f"![{metric} per method]({plot_name})", "",
+          *(["Reliability of every row's test predictions (seeds pooled; 10 equal-width confidence bins, so the "
+             "ECE in each panel differs from the table's 15-bin ECE):", "", "![reliability diagrams](reliability.png)", ""]
+            if any(p.name == "reliability.png" for p in plots) else []),
           f"Wall time: {_wall_time(meta)} on {meta['machine']} (Python {meta['python']}).", "",
           "Reproduce:", "", "```", meta.get("command") or "(command not recorded)", "```", ""]
     write_text(out / "results.md", "\n".join(md))

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import InvalidInputError
+from ..errors import CorruptCacheError, InvalidInputError
+from ..tasks.base import split_kind
 from ..training import Classifier, TrainConfig
 from .losses import LOSSES, LossSpec, get_loss
 from .targets import Targets, resolve_targets
@@ -19,8 +22,16 @@ class Student:
     """A trained strong student.
 
     Attributes:
-        classifier: the trained :class:`~bayes_w2s.training.Classifier`.
-        loss: loss name; targets: where the targets came from; history: Trainer logs.
+        classifier: the trained :class:`~bayes_w2s.training.Classifier`; its ``model`` is a
+            ``transformers`` :class:`~bayes_w2s.backbones.PooledClassifier`.
+        loss: loss name (with ``loss_kwargs``: it decides how logits become probabilities);
+        targets: where the targets came from; history: Trainer logs.
+
+    ``save_pretrained(dir)`` writes a Hugging Face folder (``config.json`` with ``id2label``,
+    ``model.safetensors``, the tokenizer unless head-only); ``Student.from_pretrained(dir)``
+    reads it back with identical predictions, and
+    ``AutoModelForSequenceClassification.from_pretrained(dir)`` loads the model alone
+    (after ``import bayes_w2s.backbones``, which registers its class).
     """
 
     classifier: Classifier
@@ -30,6 +41,39 @@ class Student:
     targets: str = ""
     wall_seconds: float = float("nan")
     history: list = field(default_factory=list)
+    loss_kwargs: dict = field(default_factory=dict)
+
+    def save_pretrained(self, path) -> Path:
+        """Save to folder ``path`` (safetensors); the loss, targets and training settings go
+        into ``config.json`` under ``student``, the Trainer log into ``trainer_history.json``."""
+        path = Path(path)
+        model = self.classifier.model
+        if model is None:
+            raise InvalidInputError("the student is not trained yet")
+        model.config.student = {"loss": self.loss, "loss_kwargs": self.loss_kwargs, "targets": self.targets,
+                                "label_names": list(self.label_names),
+                                "train_config": dataclasses.asdict(self.classifier.config)}
+        self.classifier.save_pretrained(path)
+        (path / "trainer_history.json").write_text(json.dumps(self.history, default=str))
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path, prefer_offline: bool = True) -> "Student":
+        """Load a student :meth:`save_pretrained` wrote (safetensors only, no remote code)."""
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise InvalidInputError(f"{path} is not a saved student (no config.json)")
+        from ..backbones import PooledClassifier
+        meta = PooledClassifier.config_class.from_pretrained(path).to_dict().get("student")
+        if not meta:
+            raise CorruptCacheError(f"{path}/config.json has no 'student' entry: not saved by Student.save_pretrained")
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        config = TrainConfig(**{k: v for k, v in meta["train_config"].items() if k in known})
+        clf = Classifier.from_pretrained(path, config, prefer_offline)
+        history = path / "trainer_history.json"
+        return cls(clf, get_loss(meta["loss"], **meta["loss_kwargs"]), meta["loss"], meta["label_names"],
+                   meta["targets"], history=json.loads(history.read_text()) if history.exists() else [],
+                   loss_kwargs=meta["loss_kwargs"])
 
     def predict_proba(self, data) -> np.ndarray:
         """``[N, K]`` class probabilities for a dataset (with ``text``) or a list of texts."""
@@ -48,9 +92,10 @@ def train_student(model: str, train_data, targets, loss: str = "xent", *, label_
 
     Args:
         model: a model card name (``"gemma3-270m"``), hub id or local folder.
-        train_data: a dataset with a ``text`` column (usually ``task.strong_train``).
+        train_data: a dataset with a ``text`` column (usually ``task.strong_train``); a
+            generation task's split (``split_kind`` "generation") trains a generation student.
         targets: a ``Posterior``, ``WeakLabels``, ``[N, K]`` probabilities or ``[N]`` labels;
-            for a generation split (a ``target`` column): a ``WordPosterior``, a
+            for a generation split: a ``WordPosterior``, a
             :class:`~.generation.GenerationTargets` or target strings, and the result is a
             :class:`~.generation.GenerationStudent` (losses ``xent``, ``weighted_xent``, ``edl``)
             (see :func:`~bayes_w2s.student.targets.resolve_targets`).
@@ -64,7 +109,7 @@ def train_student(model: str, train_data, targets, loss: str = "xent", *, label_
     if len(train_data) == 0:
         raise InvalidInputError("train_data is empty")
     _check_arguments(model, loss, config, loss_kwargs, hard, seed)
-    if "target" in getattr(train_data, "column_names", []) or hasattr(targets, "token_rows"):
+    if split_kind(train_data) == "generation":
         return _train_generation(model, train_data, targets, loss, config, seed, loss_kwargs, prefer_offline,
                                  weights, hard)
     if label_names is None:
@@ -77,12 +122,13 @@ def train_student(model: str, train_data, targets, loss: str = "xent", *, label_
         raise InvalidInputError(f"loss {loss!r} needs per-item weights: pass a Posterior or weights=")
     if spec.needs_weak_probs and tg.weak_probs is None:
         raise InvalidInputError(f"loss {loss!r} needs every weak model's labels: pass WeakLabels as targets")
-    clf = Classifier(model, len(label_names), config, prefer_offline)
+    clf = Classifier(model, len(label_names), config, prefer_offline, list(label_names))
     start = time.perf_counter()
     clf.fit(list(train_data["text"]), tg.probs, spec.fn, seed=seed,
             weights=tg.weights if spec.needs_weights else None,
             weak_probs=tg.weak_probs if spec.needs_weak_probs else None)
-    return Student(clf, spec, loss, list(label_names), tg.source, time.perf_counter() - start, clf.history)
+    return Student(clf, spec, loss, list(label_names), tg.source, time.perf_counter() - start, clf.history,
+                   dict(loss_kwargs or {}))
 
 
 def _check_arguments(model, loss, config, loss_kwargs, hard, seed) -> None:

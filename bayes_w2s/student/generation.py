@@ -8,9 +8,11 @@ case, where the loss is TRL's completion-only NLL.
 """
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,6 +21,7 @@ from trl import SFTTrainer
 
 from ..align.soft_targets import hard_targets, token_soft_targets
 from ..errors import InvalidInputError
+from ..training import train_then_merge
 from ..weak.generators import CausalLMGenerator, GeneratorConfig, causal_lm_lora, prompt_of, sft_config
 from .losses import Evidential
 
@@ -156,7 +159,13 @@ class TokenSoftSFTTrainer(SFTTrainer):
 
 @dataclass
 class GenerationStudent:
-    """A trained strong generation student (a :class:`CausalLMGenerator` underneath)."""
+    """A trained strong generation student (a :class:`CausalLMGenerator` underneath).
+
+    ``save_pretrained(dir)`` writes a plain causal-LM folder (safetensors, tokenizer) whose
+    config carries the prompt template (``prompt_template``; the tokenizer has it as its chat
+    template) and the student's loss, targets and training settings (``student``);
+    ``GenerationStudent.from_pretrained(dir)`` reads it back.
+    """
 
     generator: CausalLMGenerator
     loss: str
@@ -167,6 +176,28 @@ class GenerationStudent:
     def generate(self, texts, n_best: int = 1, progress: bool = True) -> list[str]:
         """The 1-best target string per text (greedy when ``n_best == 1``)."""
         return [h[0].text for h in self.generator.generate(list(texts), n_best=n_best, progress=progress)]
+
+    def save_pretrained(self, path) -> Path:
+        gen = self.generator
+        gen._require_model()
+        gen.model.config.student = {"loss": self.loss, "targets": self.targets,
+                                    "generator_config": dataclasses.asdict(gen.config)}
+        gen.save(path)
+        return Path(path)
+
+    @classmethod
+    def from_pretrained(cls, path, prefer_offline: bool = True) -> "GenerationStudent":
+        """Load what :meth:`save_pretrained` wrote (safetensors only, no remote code)."""
+        from transformers import AutoConfig
+
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise InvalidInputError(f"{path} is not a saved generation student (no config.json)")
+        meta = getattr(AutoConfig.from_pretrained(path, trust_remote_code=False), "student", None) or {}
+        known = {f.name for f in dataclasses.fields(GeneratorConfig)}
+        config = GeneratorConfig(**{k: v for k, v in meta.get("generator_config", {}).items() if k in known})
+        gen = CausalLMGenerator(str(path), config, prefer_offline).load(path)
+        return cls(gen, meta.get("loss", "xent"), meta.get("targets", ""), history=gen.history)
 
 
 def train_generation_student(model: str, targets: GenerationTargets, loss: str = "xent", *,
@@ -188,16 +219,14 @@ def train_generation_student(model: str, targets: GenerationTargets, loss: str =
     weights = targets.weights if targets.weights is not None else np.ones(len(targets.texts))
     for i, text in enumerate(targets.texts):
         completion, dist = targets.token_rows(tok, i)
-        prompt = tok(prompt_of(text))["input_ids"]
+        prompt = tok(prompt_of(text, gen.prompt_template))["input_ids"]
         keep = max(1, config.max_length - len(prompt))           # truncate the completion, never the prompt
         rows["input_ids"].append(prompt + list(completion)[:keep])
         rows["completion_start"].append(len(prompt))
         rows["target_ids"].append([d[0] for d in dist[:keep]])
         rows["target_probs"].append([d[1] for d in dist[:keep]])
         rows["weight"].append(float(weights[i]))
-    peft_config = None
-    if config.mode == "lora":
-        peft_config = causal_lm_lora(config)
+    peft_config = causal_lm_lora(config) if config.mode == "lora" else None
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         # rows are tokenised here (soft targets must line up with the student's tokens),
@@ -207,10 +236,6 @@ def train_generation_student(model: str, targets: GenerationTargets, loss: str =
                                       processing_class=tok, peft_config=peft_config,
                                       data_collator=SoftTokenCollator(tok.pad_token_id), token_loss=loss,
                                       evidential=Evidential(**(evidential or {})))
-        trainer.train()
-    model_out = trainer.model
-    if peft_config is not None:
-        model_out = model_out.merge_and_unload()
-    gen.model, gen.tokenizer = model_out.eval(), tok
-    gen.history = trainer.state.log_history
+        done = train_then_merge(trainer, config.logging_dir)
+    gen.model, gen.tokenizer, gen.history = done.model, tok, done.history
     return GenerationStudent(gen, loss, targets.source, time.perf_counter() - start, gen.history)

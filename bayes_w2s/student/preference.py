@@ -17,7 +17,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,55 +26,12 @@ from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from ..errors import InvalidInputError
+from ..train_config import PREFERENCE_LOSSES, RANKERS, PreferenceConfig  # noqa: F401  (re-exported here)
+from ..training import logging_arguments, train_then_merge, training_arguments
 from ..weak.generators import GeneratorConfig, causal_lm_lora, prompt_of
 from .generation import GenerationStudent
 
-PREFERENCE_LOSSES = ("dpo", "cdpo", "cdpo_pair", "robust")
-RANKERS = ("weak", "posterior")
 MAX_PAIR_EPSILON = 0.49     # ε_i is clipped below 1/2: at 1/2 a pair carries no preference
-
-
-@dataclass
-class PreferenceConfig:
-    """The preference stage after SFT. Also the YAML schema of a method's ``preference:``."""
-
-    loss: str = field(default="cdpo_pair", metadata={
-        "help": "dpo (TRL sigmoid) | cdpo (global ε) | cdpo_pair (ε_i = 1 − p_i) | robust (TRL robust, global ε)"})
-    beta: float = field(default=0.1, metadata={"help": "DPO temperature β > 0"})
-    epsilon: float = field(default=0.1, metadata={"help": "global label-noise rate ε in [0, 0.5) (cdpo, robust)"})
-    n_candidates: int = field(default=10, metadata={"help": "N: beam width of the student's N-best list (≥ 2)"})
-    ranker: str = field(default="weak", metadata={
-        "help": "weak: weighted mean token log-prob of the weak ensemble (the paper) | posterior: expected SLU-F1 "
-                "under the word posterior"})
-    posterior_model: str = field(default="word_reliability_conf", metadata={
-        "help": "word posterior that gives p (and ranks, with ranker=posterior)"})
-    posterior_samples: int = field(default=64, metadata={"help": "draws of the true target per item for p"})
-    max_items: int | None = field(default=None, metadata={"help": "strong_train prompts used for pairs (None: all)"})
-    epochs: float = field(default=1.0, metadata={"help": "passes over the pairs"})
-    batch_size: int = field(default=8, metadata={"help": "pairs per step"})
-    learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate (AdamW, linear decay)"})
-    mode: str = field(default="lora", metadata={"help": "lora | full"})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank (mode=lora)"})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (mode=lora)"})
-
-    def __post_init__(self):
-        if self.loss not in PREFERENCE_LOSSES:
-            raise InvalidInputError(f"unknown preference loss {self.loss!r}; use one of {PREFERENCE_LOSSES}")
-        if self.ranker not in RANKERS:
-            raise InvalidInputError(f"unknown ranker {self.ranker!r}; use one of {RANKERS}")
-        if not 0.0 <= self.epsilon < 0.5:
-            raise InvalidInputError(f"epsilon must be in [0, 0.5), got {self.epsilon}")
-        if not self.beta > 0:
-            raise InvalidInputError(f"beta must be > 0, got {self.beta}")
-        if self.n_candidates < 2:
-            raise InvalidInputError(f"n_candidates (N) must be ≥ 2 to make a pair, got {self.n_candidates}")
-        if self.mode not in ("lora", "full"):
-            raise InvalidInputError(f"preference mode must be 'lora' or 'full', got {self.mode!r}")
-        for name in ("posterior_samples", "batch_size", "epochs", "learning_rate"):
-            if not getattr(self, name) > 0:
-                raise InvalidInputError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.max_items is not None and self.max_items < 1:
-            raise InvalidInputError(f"max_items must be ≥ 1 or None, got {self.max_items}")
 
 
 # -- pairs -------------------------------------------------------------------------------
@@ -238,17 +195,14 @@ class ConservativeDPOTrainer(DPOTrainer):
 
 def dpo_config(config: PreferenceConfig, seed: int, output_dir: str, max_length: int, bf16: bool = False,
                **extra) -> DPOConfig:
-    """TRL's ``DPOConfig`` for our settings: reference log-probs precomputed once (the SFT
-    student is the reference), TRL's loss type for ``dpo`` / ``robust``. TRL turns
-    gradient checkpointing and bf16 on by default; both are the wrong trade on a CPU."""
+    """TRL's ``DPOConfig`` for our settings (:func:`~bayes_w2s.training.training_arguments`):
+    reference log-probs precomputed once (the SFT student is the reference), TRL's loss type
+    for ``dpo`` / ``robust``, bf16 only when asked for (TRL turns it on by default)."""
     loss_type = {"dpo": "sigmoid", "robust": "robust"}.get(config.loss, "sigmoid")
     smoothing = config.epsilon if config.loss in ("cdpo", "robust") else 0.0
-    return DPOConfig(output_dir=output_dir, num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
-                     learning_rate=config.learning_rate, lr_scheduler_type="linear", warmup_steps=0.05,
-                     beta=config.beta, loss_type=[loss_type], label_smoothing=smoothing, precompute_ref_log_probs=True,
-                     max_length=max_length, seed=seed, data_seed=seed, report_to="none", save_strategy="no",
-                     logging_steps=10**9, remove_unused_columns=False, activation_checkpointing=False, bf16=bf16,
-                     dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(), **extra)
+    return training_arguments(config, seed, output_dir, args_cls=DPOConfig, beta=config.beta, loss_type=[loss_type],
+                              label_smoothing=smoothing, precompute_ref_log_probs=True, max_length=max_length,
+                              bf16=bf16, **extra)
 
 
 def clone_model(model):
@@ -274,24 +228,19 @@ def train_preference(student: GenerationStudent, pairs: PreferencePairs, config:
     gen = copy.copy(student.generator)
     tok, lm = gen.tokenizer, clone_model(student.generator.model).train()
     set_seed(seed)
-    rows = {"prompt": [prompt_of(t) for t in pairs.texts], "chosen": [" " + c for c in pairs.chosen],
+    rows = {"prompt": [prompt_of(t, gen.prompt_template) for t in pairs.texts], "chosen": [" " + c for c in pairs.chosen],
             "rejected": [" " + r for r in pairs.rejected], "epsilon": pairs.epsilon.tolist()}
-    peft_config = None
-    if config.mode == "lora":
-        peft_config = causal_lm_lora(config)
+    peft_config = causal_lm_lora(config) if config.mode == "lora" else None
     gen_cfg: GeneratorConfig = gen.config
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        args = dpo_config(config, seed, tmp, gen_cfg.max_length, gen_cfg.bf16)
+        # logged like the student's SFT stage (gen_cfg's logging settings)
+        args = dpo_config(config, seed, tmp, gen_cfg.max_length, gen_cfg.bf16, **logging_arguments(gen_cfg))
         trainer = ConservativeDPOTrainer(model=lm, args=args, train_dataset=Dataset.from_dict(rows),
                                          processing_class=tok, peft_config=peft_config,
                                          data_collator=PreferenceCollator(pad_token_id=tok.pad_token_id),
                                          preference_loss=config.loss)
-        trainer.train()
-    model_out = trainer.model
-    if peft_config is not None:
-        model_out = model_out.merge_and_unload()
-    gen.model = model_out.eval()
-    gen.history = trainer.state.log_history
+        done = train_then_merge(trainer, gen_cfg.logging_dir)
+    gen.model, gen.history = done.model, done.history
     return GenerationStudent(gen, config.loss, f"{student.targets} + {config.loss}", time.perf_counter() - start,
                              gen.history)

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import InvalidInputError, UnknownNameError
 from . import classification as _c
 from . import generation as _g
-from .base import DATA_ENV, SPLITS, GenerationTask, Task, resolve_data_dir, three_way_split
+from .base import DATA_ENV, SPLITS, GenerationTask, Task, resolve_data_dir, split_kind, three_way_split
 
 #: name -> (loader, label names)
 CLASSIFICATION_TASKS = {
@@ -32,6 +32,12 @@ DEFAULT_SIZES = {"weak_train": 1000, "strong_train": 2000, "test": 1000}
 
 def available_tasks() -> list[str]:
     return sorted([*CLASSIFICATION_TASKS, *GENERATION_TASKS])
+
+
+def task_kind(name: str) -> str:
+    """``Task.kind`` of the task :func:`load_task` would return for ``name``, without loading
+    it: ``"generation"`` for the slot-filling tasks, ``"classification"`` otherwise."""
+    return GenerationTask.kind if name in GENERATION_TASKS else Task.kind
 
 
 def check_sizes(sizes) -> dict:
@@ -113,5 +119,5 @@ def load_task(name: str, data_dir=None, seed: int = 0, sizes: dict | None = None
                 label_names=list(names), source=source, **parts)
 
 
-__all__ = ["check_sizes", "Task", "GenerationTask", "load_task", "available_tasks", "SPLITS", "DATA_ENV",
-           "three_way_split"]
+__all__ = ["check_sizes", "Task", "GenerationTask", "load_task", "available_tasks", "task_kind", "split_kind", "SPLITS",
+           "DATA_ENV", "three_way_split"]

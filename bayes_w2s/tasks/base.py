@@ -82,6 +82,12 @@ class GenerationTask(Task):
         return f"GenerationTask({self.name!r}, slot_types={len(self.label_names)}, sizes={self.sizes()})"
 
 
+def split_kind(split) -> str:
+    """The kind (``Task.kind``) of the task a split comes from: generation splits carry the
+    ``target`` column of :class:`GenerationTask`, classification splits a ``label``."""
+    return GenerationTask.kind if "target" in getattr(split, "column_names", ()) else Task.kind
+
+
 def resolve_data_dir(data_dir: str | os.PathLike | None, subdir: str) -> Path | None:
     """The offline folder for one dataset, or ``None`` to use the hub.
 

@@ -13,6 +13,7 @@ from ..backbones import texts_fingerprint
 from ..cards import cache_dir, load_card
 from ..errors import CorruptCacheError, InvalidInputError
 from ..io import warn_unreadable
+from ..tasks.base import split_kind
 from ..training import Classifier, TrainConfig
 from .labels import WeakLabels
 
@@ -102,7 +103,7 @@ class WeakEnsemble:
         """
         if len(train_data) == 0:
             raise InvalidInputError("the weak models' training data is empty")
-        if "target" in getattr(train_data, "column_names", []):
+        if split_kind(train_data) == "generation":
             from .generation_ensemble import GenerationEnsemble
             if label_names is None:
                 raise InvalidInputError("a generation ensemble needs the task's slot types: fit(data, task.slot_types)")

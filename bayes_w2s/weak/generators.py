@@ -21,8 +21,6 @@ import json
 import logging
 import tempfile
 from pathlib import Path
-from dataclasses import asdict, dataclass, field
-
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -32,59 +30,27 @@ from ..cards import ModelCard, load_card, resolve_weights
 from ..errors import CorruptCacheError, InvalidInputError
 from ..io import atomic_dir
 from ..tasks.generation import parse_slots, render_slots
+from ..train_config import GEN_MODES, GeneratorConfig  # noqa: F401  (re-exported here)
+from ..training import lora_config, train_then_merge, training_arguments
 from .hypotheses import Hypothesis
 
 log = logging.getLogger(__name__)
-GEN_MODES = ("full", "lora", "head")
 
 
-def prompt_of(text: str) -> str:
-    """The causal LMs' prompt; the completion is ``" " + target``."""
-    return f"{text}\nslots:"
+#: the causal LMs' prompt (``{text}`` = the utterance); the completion is ``" " + target``
+PROMPT_TEMPLATE = "{text}\nslots:"
 
 
-@dataclass
-class GeneratorConfig:
-    """How one weak generator (or a strong generation student) is trained and decodes."""
+def prompt_of(text: str, template: str = PROMPT_TEMPLATE) -> str:
+    """The prompt for ``text`` (a generator saved with another template passes its own)."""
+    return template.replace("{text}", text)
 
-    mode: str = field(default="lora", metadata={"help": "full | lora | head (taggers: frozen encoder, trained head)"})
-    epochs: float = field(default=3.0, metadata={"help": "passes over the training data"})
-    batch_size: int = field(default=16, metadata={"help": "per-device train batch size"})
-    learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate (AdamW, linear decay)"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    warmup_ratio: float = field(default=0.05, metadata={"help": "fraction of steps of linear warm-up"})
-    max_length: int = field(default=96, metadata={"help": "tokens of prompt + completion (longer are truncated)"})
-    max_new_tokens: int = field(default=48, metadata={"help": "generation length limit"})
-    n_best: int = field(default=4, metadata={"help": "hypotheses per item (beam width for causal LMs)"})
-    eval_batch_size: int = field(default=64, metadata={"help": "prompts per generation / scoring batch"})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank (mode=lora)"})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (mode=lora)"})
-    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (GPU)"})
 
-    def __post_init__(self):
-        if self.mode not in GEN_MODES:
-            raise InvalidInputError(f"unknown generator mode {self.mode!r}; use one of {GEN_MODES}")
-        for name in ("epochs", "batch_size", "learning_rate", "max_length", "max_new_tokens", "n_best",
-                     "eval_batch_size", "lora_r", "lora_alpha"):
-            value = getattr(self, name)
-            integer = name not in ("epochs", "learning_rate")
-            kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-            # inf or NaN would train to NaN without a word: every number is finite
-            if not isinstance(value, kinds) or isinstance(value, bool) or not np.isfinite(value) or not value > 0:
-                raise InvalidInputError(f"GeneratorConfig.{name} must be positive (a finite "
-                                        f"{'integer' if integer else 'number'}), got {value!r}")
-        for name, high in (("weight_decay", np.inf), ("warmup_ratio", 1.0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                    or not np.isfinite(value) or not 0 <= value <= high:
-                raise InvalidInputError(f"GeneratorConfig.{name} must be a finite number ≥ 0"
-                                        f"{' and ≤ 1' if high == 1.0 else ''}, got {value!r}")
-
-    def key(self) -> str:
-        d = asdict(self)
-        d.pop("eval_batch_size")
-        d.pop("bf16")
-        return repr(sorted(d.items()))
+def chat_template(template: str = PROMPT_TEMPLATE) -> str:
+    """The prompt template as a tokenizer chat template (Jinja), saved with generation
+    students: ``tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False)``
+    gives the prompt."""
+    return template.replace("{text}", "{{ messages[-1]['content'] }}")
 
 
 def _check_pairs(texts, targets) -> None:
@@ -94,33 +60,20 @@ def _check_pairs(texts, targets) -> None:
         raise InvalidInputError(f"{len(targets)} targets for {len(texts)} texts")
 
 
-def _training_args(cfg: GeneratorConfig, seed: int, output_dir: str, **extra) -> dict:
-    return dict(output_dir=output_dir, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
-                learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_ratio,
-                lr_scheduler_type="linear", seed=seed, data_seed=seed, report_to="none", save_strategy="no",
-                logging_steps=10**9, dataloader_num_workers=0, bf16=cfg.bf16,
-                dataloader_pin_memory=torch.cuda.is_available(), **extra)
-
-
 # -- causal LMs ----------------------------------------------------------------------------
 
 def sft_config(cfg: GeneratorConfig, seed: int, output_dir: str, **extra):
-    """TRL's ``SFTConfig`` for our settings. TRL turns activation checkpointing on by
-    default; it trades ~40% more compute for memory, the wrong trade on a CPU with
-    short sequences, so it is off unless asked for."""
+    """TRL's ``SFTConfig`` for our settings (:func:`~bayes_w2s.training.training_arguments`),
+    loss on the completion only."""
     from trl import SFTConfig
 
-    extra.setdefault("activation_checkpointing", False)
-    return SFTConfig(**_training_args(cfg, seed, output_dir), max_length=cfg.max_length, completion_only_loss=True,
-                     remove_unused_columns=False, disable_tqdm=False, **extra)
+    return training_arguments(cfg, seed, output_dir, args_cls=SFTConfig, max_length=cfg.max_length,
+                              completion_only_loss=True, **extra)
 
 
 def causal_lm_lora(cfg):
-    """The LoRA adapter a causal LM trains with (``cfg.lora_r`` / ``cfg.lora_alpha``, all
-    linear layers): weak generators, SFT students and the preference stage share it."""
-    from peft import LoraConfig
-
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM")
+    """The LoRA adapter of a causal LM (weak generators, SFT students, the preference stage)."""
+    return lora_config(cfg, task_type="CAUSAL_LM")
 
 
 def train_bpe_tokenizer(corpus: list[str], vocab_size: int):
@@ -151,6 +104,7 @@ class CausalLMGenerator:
         self.config = config or GeneratorConfig()
         self.prefer_offline = prefer_offline
         self.model = self.tokenizer = None
+        self.prompt_template = PROMPT_TEMPLATE
         self.history: list[dict] = []
         self.train_seconds = float("nan")
 
@@ -192,16 +146,10 @@ class CausalLMGenerator:
             raise InvalidInputError("mode 'head' is for taggers; a causal LM generator trains 'full' or 'lora'")
         data = {"prompt": [prompt_of(t) for t in texts], "completion": [" " + y for y in targets]}
         with tempfile.TemporaryDirectory() as tmp:
-            args = sft_config(cfg, seed, tmp)
-            trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_dict(data),
+            trainer = SFTTrainer(model=model, args=sft_config(cfg, seed, tmp), train_dataset=Dataset.from_dict(data),
                                  processing_class=self.tokenizer, peft_config=peft_config)
-            out = trainer.train()
-        self.history = trainer.state.log_history
-        self.train_seconds = out.metrics.get("train_runtime", float("nan"))
-        model = trainer.model
-        if peft_config is not None:
-            model = model.merge_and_unload()     # generation at the base model's speed
-        self.model = model.eval()
+            done = train_then_merge(trainer, cfg.logging_dir)
+        self.model, self.history, self.train_seconds = done.model, done.history, done.train_seconds
         return self
 
     def _require_model(self):
@@ -210,9 +158,13 @@ class CausalLMGenerator:
 
     def save(self, path) -> None:
         """The trained model (safetensors), tokenizer and training log in folder ``path``,
-        written to a temporary folder first so a crash never leaves a half-written one."""
+        written to a temporary folder first so a crash never leaves a half-written one. The
+        prompt template goes into the model config (``prompt_template``) and the tokenizer
+        (as its chat template)."""
         self._require_model()
         path = Path(path)
+        self.model.config.prompt_template = self.prompt_template
+        self.tokenizer.chat_template = chat_template(self.prompt_template)
         with atomic_dir(path) as tmp:   # per-process temp folder: concurrent writers never collide
             self.model.save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
@@ -229,6 +181,7 @@ class CausalLMGenerator:
             self.model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False, use_safetensors=True,
                                                               dtype=torch.float32).eval()
             self.history = json.loads((path / "history.json").read_text())
+            self.prompt_template = getattr(self.model.config, "prompt_template", PROMPT_TEMPLATE)
         except (OSError, ValueError, SafetensorError) as err:
             raise CorruptCacheError(f"cannot load the saved generator {path} ({err}); delete it") from err
         return self
@@ -241,7 +194,7 @@ class CausalLMGenerator:
         n_best = n_best or self.config.n_best
         tok, cfg = self.tokenizer, self.config
         tok.padding_side = "left"
-        prompts = [prompt_of(t) for t in texts]
+        prompts = [prompt_of(t, self.prompt_template) for t in texts]
         order = np.argsort([len(p) for p in prompts], kind="stable")
         out: list[list[Hypothesis]] = [None] * len(texts)       # type: ignore[list-item]
         bs = max(1, cfg.eval_batch_size // n_best)
@@ -282,7 +235,8 @@ class CausalLMGenerator:
         self._require_model()
         tok = self.tokenizer
         tok.padding_side = "right"
-        pairs = [(i, prompt_of(t), c) for i, (t, cands) in enumerate(zip(texts, candidates)) for c in cands]
+        pairs = [(i, prompt_of(t, self.prompt_template), c) for i, (t, cands) in enumerate(zip(texts, candidates))
+                 for c in cands]
         flat = np.empty(len(pairs))
         bs = self.config.eval_batch_size
         for start in tqdm(range(0, len(pairs), bs), desc=f"score {self.card.name}", disable=not progress,
@@ -421,7 +375,7 @@ class TaggerGenerator:
 
     def fit(self, texts: list[str], targets: list[str], seed: int = 0):
         from transformers import (AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification,
-                                  Trainer, TrainingArguments, set_seed)
+                                  Trainer, set_seed)
 
         _check_pairs(texts, targets)
         set_seed(seed)
@@ -450,19 +404,14 @@ class TaggerGenerator:
             for name, p in model.named_parameters():
                 p.requires_grad = name.startswith("classifier")
         elif cfg.mode == "lora":
-            from peft import LoraConfig, get_peft_model
-            model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear",
-                                                     task_type="TOKEN_CLS"))
+            from peft import get_peft_model
+            model = get_peft_model(model, lora_config(cfg, task_type="TOKEN_CLS"))
         rows = self._training_rows(words, tags)
         with tempfile.TemporaryDirectory() as tmp:
-            trainer = Trainer(model=model, args=TrainingArguments(**_training_args(cfg, seed, tmp)),
-                              train_dataset=rows, data_collator=DataCollatorForTokenClassification(self.tokenizer))
-            out = trainer.train()
-        self.history = trainer.state.log_history
-        self.train_seconds = out.metrics.get("train_runtime", float("nan"))
-        if cfg.mode == "lora":
-            model = model.merge_and_unload()
-        self.model = model.eval()
+            trainer = Trainer(model=model, args=training_arguments(cfg, seed, tmp), train_dataset=rows,
+                              data_collator=DataCollatorForTokenClassification(self.tokenizer))
+            done = train_then_merge(trainer, cfg.logging_dir)
+        self.model, self.history, self.train_seconds = done.model, done.history, done.train_seconds
         return self
 
     @torch.inference_mode()

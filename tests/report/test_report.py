@@ -49,3 +49,39 @@ def test_wall_time_of_a_resumed_run_counts_every_seed(tmp_path):
     assert "stratified 50-item subset of a 500-item weak_train draw" in md
     write_report(_results(0.90), {**meta, "seed_wall_seconds": {"0": 300.0, "1": 300.0}}, tmp_path)
     assert "Wall time: 10.0 min on m" in (tmp_path / "results.md").read_text()   # one uninterrupted run
+
+
+def test_calibration_bins_and_reliability_diagram(tmp_path):
+    from bayes_w2s.metrics import expected_calibration_error
+    from bayes_w2s.report import calibration_bins, reliability_diagram
+
+    probs = np.array([[0.95, 0.05], [0.9, 0.1], [0.35, 0.65], [0.4, 0.6]])
+    labels = np.array([0, 1, 1, 1])
+    bins = calibration_bins(probs, labels, n_bins=10).set_index("bin")
+    assert bins.loc[9, "count"] == 2 and bins.loc[9, "accuracy"] == 0.5 and np.isclose(bins.loc[9, "confidence"], 0.925)
+    assert bins.loc[6, "count"] == 2 and bins.loc[6, "accuracy"] == 1.0
+    ece = sum(b["count"] / 4 * abs(b["accuracy"] - b["confidence"]) for _, b in bins.iterrows() if b["count"])
+    assert np.isclose(ece, expected_calibration_error(probs, labels, n_bins=10))
+    path = reliability_diagram({"a": probs, "b": probs[:, ::-1]}, labels, tmp_path / "r.png", "t")
+    assert path.stat().st_size > 1000
+
+
+def test_saved_test_probabilities_give_a_reliability_diagram(tmp_path):
+    from bayes_w2s.errors import InvalidInputError
+    from bayes_w2s.report import redraw_plots
+
+    rng = np.random.default_rng(0)
+    for seed in (0, 1):
+        p = rng.dirichlet([1, 1], size=(3, 20))
+        np.savez(tmp_path / f"test_probs_seed{seed}.npz", methods=np.array(["weak:a", "s", "ceiling"]), probs=p,
+                 ids=np.arange(20).astype(str), labels=rng.integers(0, 2, 20))
+    meta = {"config": {"name": "t", "task": "x", "weak_models": ["a", "b"], "strong_model": "s", "split_seed": 0,
+                       "seeds": [0, 1], "weak_train": {"mode": "head"}, "student_train": {"mode": "head"}},
+            "data_source": "here", "split_sizes": {}, "wall_seconds": 1.0, "machine": "m", "python": "3", "command": "c"}
+    write_report(_results(0.90), meta, tmp_path)
+    assert (tmp_path / "reliability.png").is_file() and "reliability.png" in (tmp_path / "results.md").read_text()
+    (tmp_path / "reliability.png").unlink()
+    assert {p.name for p in redraw_plots(tmp_path)} == {"accuracy.png", "reliability.png"}
+    import pytest
+    with pytest.raises(InvalidInputError, match="not a results folder"):
+        redraw_plots(tmp_path / "nothing")

@@ -88,6 +88,28 @@ def test_a_tiny_student_trains_and_changes_its_parameters():
         assert len(student.generate(["hello there"], progress=False)) == 1
 
 
+def test_save_pretrained_round_trips_with_the_prompt_template(tmp_path):
+    from transformers import AutoTokenizer
+
+    from bayes_w2s.student import GenerationStudent
+    from bayes_w2s.weak.generators import prompt_of
+
+    texts, targets = map(list, zip(*PAIRS))
+    cfg = GeneratorConfig(mode="lora", epochs=1, batch_size=8, learning_rate=1e-3, max_new_tokens=8, lora_r=4)
+    student = train_student("gpt2-tiny-scratch", _ds(texts, targets), targets, "xent", config=cfg, seed=0)
+    student.save_pretrained(tmp_path / "s")
+    files = {p.name for p in (tmp_path / "s").iterdir()}
+    assert "model.safetensors" in files and not any(f.endswith((".bin", ".pt", ".pkl")) for f in files)
+    again = GenerationStudent.from_pretrained(tmp_path / "s")
+    probe = ["wake me at five am", "play some jazz"]
+    assert again.generate(probe, n_best=2, progress=False) == student.generate(probe, n_best=2, progress=False)
+    assert (again.loss, again.targets, again.generator.config) == ("xent", "strings", cfg)
+    tok = AutoTokenizer.from_pretrained(tmp_path / "s")
+    chat = [{"role": "user", "content": "play some jazz"}]
+    assert tok.apply_chat_template(chat, tokenize=False) == prompt_of("play some jazz")   # the template travels
+    assert again.generator.model.config.prompt_template == "{text}\nslots:"
+
+
 def _ds(texts, targets):
     from datasets import Dataset
     return Dataset.from_dict({"text": texts, "target": targets})

@@ -148,3 +148,33 @@ def test_a_tiny_preference_run_changes_the_parameters_and_keeps_the_sft_student(
     cands = student_candidates(tuned, ["play some jazz"], n=2, progress=False)
     assert calls and all(c is True for c in calls)
     assert len(cands) == 1 and 1 <= len(cands[0]) <= 2
+
+
+def test_trl_internals_we_rely_on_are_there(sft_student, tmp_path):
+    """ConservativeDPOTrainer uses TRL internals: the fused LM head (model(..., fused_lm_head=True)
+    .log_probs), _set_signature_columns_if_needed / _signature_columns, compute_ref_log_probs,
+    self._metrics, self.beta and self.label_smoothing. setup.cfg caps trl at the tested minor;
+    if this test fails after raising the cap, adapt student/preference.py before anything else."""
+    import trl
+    from datasets import Dataset
+    from trl import DPOTrainer
+
+    assert trl.__version__.startswith("1.16."), f"trl {trl.__version__}: the preference stage is tested with 1.16"
+    for name in ("_set_signature_columns_if_needed", "compute_ref_log_probs", "compute_loss"):
+        assert callable(getattr(DPOTrainer, name, None)), f"DPOTrainer.{name} moved"
+    gen, pairs = sft_student.generator, _pairs()
+    rows = {"prompt": [prompt_of(t) for t in pairs.texts], "chosen": [" " + c for c in pairs.chosen],
+            "rejected": [" " + r for r in pairs.rejected], "epsilon": pairs.epsilon.tolist()}
+    trainer = ConservativeDPOTrainer(model=clone_model(gen.model).train(),
+                                     args=dpo_config(PreferenceConfig(mode="full", batch_size=4), 0, str(tmp_path), 64),
+                                     train_dataset=Dataset.from_dict(rows), processing_class=gen.tokenizer,
+                                     data_collator=PreferenceCollator(pad_token_id=gen.tokenizer.pad_token_id),
+                                     preference_loss="cdpo_pair")
+    trainer._signature_columns = None
+    trainer._set_signature_columns_if_needed()
+    assert "epsilon" in trainer._signature_columns and "chosen_ids" in trainer._signature_columns
+    assert isinstance(trainer._metrics["train"]["rewards/margins"], list)
+    assert trainer.beta == 0.1 and trainer.label_smoothing == 0.0
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    chosen, rejected = trainer.sequence_logps(trainer.model, batch)     # model(..., fused_lm_head=True).log_probs
+    assert chosen.shape == rejected.shape == (4,) and torch.isfinite(chosen).all()

@@ -24,13 +24,21 @@ def test_modes_learn_a_separable_toy_task(tiny_encoder, toy, mode):
     assert np.allclose(student.predict_proba(toy).sum(1), 1, atol=1e-5)
 
 
-def test_lora_trains_only_adapters_and_head(tiny_encoder, toy):
+def test_lora_trains_only_adapters_and_head_then_merges(tiny_encoder, toy):
     clf = Classifier(tiny_encoder, 2, TrainConfig(mode="lora", epochs=1, batch_size=8))
-    before = {n: p.detach().clone() for n, p in clf._ensure_model() or clf.model.named_parameters()}
+    clf._ensure_model()
+    trainable = {n for n, p in clf.model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or n.startswith("head") for n in trainable)
+    # parameters LoRA does not adapt (embeddings, LayerNorm, biases) must come out unchanged
+    plain = lambda n: n.replace("base_model.model.", "").replace(".base_layer", "")
+    before = {plain(n): p.detach().clone() for n, p in clf.model.named_parameters() if "lora_" not in n}
     clf.fit(list(toy["text"]), np.eye(2)[toy["label"]], lambda z, b, p: torch.nn.functional.cross_entropy(z, b["target_probs"]))
-    for name, p in clf.model.named_parameters():
-        changed = not torch.equal(before[name], p.detach())
-        assert changed == ("lora_" in name or name.startswith("head")), name
+    after = dict(clf.model.named_parameters())
+    assert not any("lora_" in n for n in after) and set(after) == set(before)     # merged: a plain model again
+    for name, p in after.items():
+        linear = name.endswith(".weight") and any(k in name for k in ("query", "key", "value", "dense"))
+        adapted = name.startswith("head") or (linear and "pooler" not in name)      # the pooler is excluded
+        assert torch.equal(before[name], p.detach()) != adapted, name
 
 
 @pytest.mark.parametrize("loss", ["xent", "weighted_xent", "aux_conf", "multi_weak", "edl"])
@@ -71,6 +79,47 @@ def test_errors(tiny_encoder, toy):
         train_student(tiny_encoder, toy, wl, label_names=["cat", "dog"])
     with pytest.raises(InvalidInputError, match="unknown training mode"):
         TrainConfig(mode="qlora")
+
+
+@pytest.mark.parametrize("mode", ["head", "lora", "full"])
+def test_save_pretrained_round_trips_with_identical_predictions(tiny_encoder, toy, tmp_path, mode):
+    from transformers import AutoModelForSequenceClassification
+
+    from bayes_w2s import Student
+    from bayes_w2s.backbones import PooledClassifier
+
+    cfg = TrainConfig(mode=mode, epochs=1, batch_size=8, learning_rate=1e-2 if mode == "head" else 3e-3)
+    student = train_student(tiny_encoder, toy, np.array(toy["label"]), "edl", label_names=["cat", "dog"], config=cfg,
+                            loss_kwargs={"kl_max": 0.5})
+    student.save_pretrained(tmp_path / "s")
+    files = {p.name for p in (tmp_path / "s").iterdir()}
+    assert {"config.json", "model.safetensors", "trainer_history.json"} <= files
+    assert ("tokenizer.json" in files) == (mode != "head")            # a head-only student reads features
+    assert not any(f.endswith((".bin", ".pt", ".pkl")) for f in files)  # safetensors only, no pickle
+    again = Student.from_pretrained(tmp_path / "s")
+    assert np.array_equal(again.predict_proba(toy), student.predict_proba(toy))   # EDL's Dirichlet mean, too
+    assert (again.loss, again.loss_kwargs, again.label_names) == ("edl", {"kl_max": 0.5}, ["cat", "dog"])
+    hf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "s")       # a plain transformers model
+    assert isinstance(hf, PooledClassifier) and hf.config.id2label == {0: "cat", 1: "dog"}
+    assert hf.config.head_only == (mode == "head")
+
+
+def test_head_initialisation_is_the_seeded_linear_layer():
+    """The head draws exactly what nn.Linear draws under the seed (cached weak labels stay valid)."""
+    from bayes_w2s.backbones import PooledClassifier, PooledClassifierConfig
+
+    torch.manual_seed(3)
+    expected = torch.nn.Linear(16, 3)
+    torch.manual_seed(3)
+    head = PooledClassifier(PooledClassifierConfig(hidden_size=16, head_only=True, num_labels=3)).head
+    assert torch.equal(head.weight, expected.weight) and torch.equal(head.bias, expected.bias)
+
+
+def test_a_folder_that_is_not_a_student_fails_clearly(tmp_path):
+    from bayes_w2s import Student
+
+    with pytest.raises(InvalidInputError, match="not a saved student"):
+        Student.from_pretrained(tmp_path)
 
 
 Y = np.arange(48) % 2

@@ -1,19 +1,33 @@
-"""Writes posterior_diagnostics.ipynb (kept as code so diffs stay readable)."""
-import nbformat as nbf
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-cells = [
-    ("md", """# Posterior diagnostics on real weak labels
+# %% [markdown]
+# # Posterior diagnostics on real weak labels
+#
+# The pipeline (`bayes-w2s run experiments/configs/{sst2,agnews}.yaml`) saves the weak labels
+# its three weak models (MiniLM-L6, SmolLM2-135M, Gemma-3-270M) gave the strong model's
+# training split. Here we fit the Pyro posterior models on them, check convergence the way
+# one should before trusting a posterior (trace plots, R-hat, ESS, divergences), look at
+# what each model learnt about each weak supervisor, test the posterior confidences against
+# held-out truth, and compare the models by PSIS-LOO.
+#
+# Settings are small (2 chains × 300 draws; the test-suite runs 2 × 100) so that the
+# notebook runs in minutes; use 4 chains × 1000 draws for real work.
 
-The pipeline (`bayes-w2s run experiments/configs/{sst2,agnews}.yaml`) saves the weak labels
-its three weak models (MiniLM-L6, SmolLM2-135M, Gemma-3-270M) gave the strong model's
-training split. Here we fit the Pyro posterior models on them, check convergence the way
-one should before trusting a posterior (trace plots, R-hat, ESS, divergences), look at
-what each model learnt about each weak supervisor, test the posterior confidences against
-held-out truth, and compare the models by PSIS-LOO.
-
-Settings are small (2 chains × 300 draws; the test-suite runs 2 × 100) so that the
-notebook runs in minutes; use 4 chains × 1000 draws for real work."""),
-    ("code", """import os
+# %%
+import os
 import warnings
 import numpy as np
 import pandas as pd
@@ -30,7 +44,7 @@ NUTS = dict(method="nuts", num_chains=CHAINS, num_samples=DRAWS, warmup_steps=WA
 
 
 def weak_labels_and_truth(task_name):
-    \"\"\"Seed-0 weak labels of strong_train saved by the pipeline, and those items' truth.\"\"\"
+    """Seed-0 weak labels of strong_train saved by the pipeline, and those items' truth."""
     wl = WeakLabels.load(f"../experiments/results/{task_name}/weak_labels_seed0_strong_train.npz")
     cfg = yaml.safe_load(open(f"../experiments/configs/{task_name}.yaml"))
     split = load_task(cfg["task"], seed=cfg["split_seed"], sizes=cfg["sizes"]).strong_train
@@ -42,12 +56,16 @@ sst2, y_sst2 = weak_labels_and_truth("sst2")
 agnews, y_agnews = weak_labels_and_truth("agnews")
 for name, wl, y in [("SST-2", sst2, y_sst2), ("AG News", agnews, y_agnews)]:
     print(name, wl.probs.shape, {m: round(accuracy(wl.model(m), y), 3) for m in wl.model_names},
-          "vote", round(accuracy(wl.majority_vote(), y), 3))"""),
-    ("md", """## 1. Fit: the vote models by NUTS (true class summed out, then drawn by `infer_discrete`)
+          "vote", round(accuracy(wl.majority_vote(), y), 3))
 
-Chains start at the Dawid–Skene MAP, in the mode where weak models beat chance, so they
-cannot wander into a label-switched mode."""),
-    ("code", """fits = {}
+# %% [markdown]
+# ## 1. Fit: the vote models by NUTS (true class summed out, then drawn by `infer_discrete`)
+#
+# Chains start at the Dawid–Skene MAP, in the mode where weak models beat chance, so they
+# cannot wander into a label-switched mode.
+
+# %%
+fits = {}
 for task_name, wl in [("sst2", sst2), ("agnews", agnews)]:
     for model in ["dawid_skene", "one_coin", "hierarchical"]:
         fits[task_name, model] = fit_posterior(wl, model=model, **NUTS)
@@ -60,37 +78,56 @@ for (task_name, model), post in fits.items():
     rows.append({"task": task_name, "model": model, "max R-hat": round(d["max_rhat"], 4),
                  "min bulk ESS": round(d["min_ess_bulk"]), "divergences": d["divergences"],
                  "label accuracy": round(accuracy(post.item_probs, y), 4)})
-pd.DataFrame(rows)"""),
-    ("md", """With chains this short, some R-hat values sit just above 1.01 and `diagnostics()` warns
-(the warnings are caught above to keep the table readable): the remedy is more draws,
-not a different model. All posterior labels are within a point of the vote's accuracy,
-because the three weak models mostly agree."""),
-    ("md", "## 2. Trace plots: class prior and the one-coin accuracies (SST-2)"),
-    ("code", """az.plot_trace(fits["sst2", "one_coin"].to_inference_data(), var_names=["pi", "accuracy"], compact=True)
-plt.tight_layout()"""),
-    ("md", "R-hat and effective sample size per parameter (Dawid–Skene, AG News):"),
-    ("code", """az.summary(fits["agnews", "dawid_skene"].to_inference_data(), var_names=["theta"])[
-    ["mean", "sd", "ess_bulk", "ess_tail", "r_hat"]].head(12)"""),
-    ("md", """## 3. What the posterior learnt about each weak model
+pd.DataFrame(rows)
 
-Posterior mean confusion matrices (row = true class, column = weak label) on AG News, with
-the posterior standard deviation in brackets."""),
-    ("code", """post = fits["agnews", "dawid_skene"]
+# %% [markdown]
+# With chains this short, some R-hat values sit just above 1.01 and `diagnostics()` warns
+# (the warnings are caught above to keep the table readable): the remedy is more draws,
+# not a different model. All posterior labels are within a point of the vote's accuracy,
+# because the three weak models mostly agree.
+
+# %% [markdown]
+# ## 2. Trace plots: class prior and the one-coin accuracies (SST-2)
+
+# %%
+az.plot_trace(fits["sst2", "one_coin"].to_inference_data(), var_names=["pi", "accuracy"], compact=True)
+plt.tight_layout()
+
+# %% [markdown]
+# R-hat and effective sample size per parameter (Dawid–Skene, AG News):
+
+# %%
+az.summary(fits["agnews", "dawid_skene"].to_inference_data(), var_names=["theta"])[
+    ["mean", "sd", "ess_bulk", "ess_tail", "r_hat"]].head(12)
+
+# %% [markdown]
+# ## 3. What the posterior learnt about each weak model
+#
+# Posterior mean confusion matrices (row = true class, column = weak label) on AG News, with
+# the posterior standard deviation in brackets.
+
+# %%
+post = fits["agnews", "dawid_skene"]
 fig, axes = plt.subplots(1, len(post.model_names), figsize=(4 * len(post.model_names), 3.6))
 for ax, name, conf, sd in zip(axes, post.model_names, post.confusion, post.confusion_sd):
     ax.imshow(conf, vmin=0, vmax=1, cmap="Blues")
     for i in range(conf.shape[0]):
         for j in range(conf.shape[1]):
-            ax.text(j, i, f"{conf[i, j]:.2f}\\n({sd[i, j]:.2f})", ha="center", va="center", fontsize=7,
+            ax.text(j, i, f"{conf[i, j]:.2f}\n({sd[i, j]:.2f})", ha="center", va="center", fontsize=7,
                     color="white" if conf[i, j] > 0.5 else "black")
     ax.set(title=name, xticks=range(len(post.label_names)), yticks=range(len(post.label_names)),
            xticklabels=post.label_names, yticklabels=post.label_names, xlabel="weak label", ylabel="true class")
     ax.tick_params(axis="x", rotation=45)
-plt.tight_layout()"""),
-    ("md", """## 4. Are the posterior confidences calibrated? (held-out truth)
+plt.tight_layout()
 
-The truth of strong_train was never shown to the weak models or the posterior."""),
-    ("code", """def reliability(probs, y, bins=10):
+
+# %% [markdown]
+# ## 4. Are the posterior confidences calibrated? (held-out truth)
+#
+# The truth of strong_train was never shown to the weak models or the posterior.
+
+# %%
+def reliability(probs, y, bins=10):
     conf, pred = probs.max(1), probs.argmax(1)
     edges = np.linspace(1 / probs.shape[1], 1, bins + 1)
     idx = np.clip(np.digitize(conf, edges) - 1, 0, bins - 1)
@@ -108,24 +145,26 @@ for ax, task_name, y in [(axes[0], "sst2", y_sst2), (axes[1], "agnews", y_agnews
         ax.plot(x, acc, marker="o", label=label)
     ax.set(title=task_name, xlabel="confidence", ylabel="accuracy on held-out truth", xlim=(0.2, 1), ylim=(0.2, 1))
     ax.legend()
-plt.tight_layout()"""),
-    ("md", """## 5. Model comparison by PSIS-LOO
+plt.tight_layout()
 
-Only models of the same observations are comparable: the three vote models observe the
-weak models' argmax votes; the soft-label model observes their probability vectors."""),
-    ("code", """with warnings.catch_warnings():
+# %% [markdown]
+# ## 5. Model comparison by PSIS-LOO
+#
+# Only models of the same observations are comparable: the three vote models observe the
+# weak models' argmax votes; the soft-label model observes their probability vectors.
+
+# %%
+with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     table = compare_posteriors([fits["sst2", m] for m in ["dawid_skene", "one_coin", "hierarchical"]],
                                names=["Dawid–Skene", "one-coin", "hierarchical"])
-table[["rank", "elpd_loo", "p_loo", "elpd_diff", "dse", "weight"]]"""),
-    ("code", """with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    az.plot_compare(table)"""),
-    ("md", """Whether a better posterior also gives a better *student* is measured by the pipeline: see
-the posterior rows of `experiments/results/sst2/results.md` and `experiments/results/agnews/results.md`."""),
-]
+table[["rank", "elpd_loo", "p_loo", "elpd_diff", "dse", "weight"]]
 
-nb = nbf.v4.new_notebook()
-nb.cells = [nbf.v4.new_markdown_cell(src) if kind == "md" else nbf.v4.new_code_cell(src) for kind, src in cells]
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-nbf.write(nb, "posterior_diagnostics.ipynb")
+# %%
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    az.plot_compare(table)
+
+# %% [markdown]
+# Whether a better posterior also gives a better *student* is measured by the pipeline: see
+# the posterior rows of `experiments/results/sst2/results.md` and `experiments/results/agnews/results.md`.

@@ -1,0 +1,179 @@
+"""Training settings: the dataclasses that are also the YAML schema of ``weak_train``,
+``student_train`` and a method's ``preference`` block.
+
+This module imports neither torch nor transformers, so that a config can be validated in
+well under a second (``bayes-w2s validate``); the training code that uses these settings
+re-exports them where they used to live (``bayes_w2s.training.TrainConfig``,
+``bayes_w2s.weak.generators.GeneratorConfig``, ``bayes_w2s.student.preference.PreferenceConfig``).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .errors import InvalidInputError
+
+#: classifier training modes (see :mod:`bayes_w2s.backbones`)
+MODES = ("head", "lora", "full")
+#: generator training modes (``head``: taggers only — frozen encoder, trained head)
+GEN_MODES = ("full", "lora", "head")
+PREFERENCE_LOSSES = ("dpo", "cdpo", "cdpo_pair", "robust")
+RANKERS = ("weak", "posterior")
+#: settings that change how a run is logged, not the trained weights (left out of cache keys)
+LOGGING_FIELDS = ("logging_steps", "report_to", "logging_dir")
+
+
+#: help text of the logging settings every trainer config shares (``TrainingArguments`` names)
+LOGGING_HELP = {
+    "logging_steps": "log the training loss (and learning rate) every N optimiser steps; 0 = no logging",
+    "report_to": "where logs go: none | tensorboard | wandb | … (TrainingArguments.report_to; needs logging_steps > 0)",
+    "logging_dir": "folder of TensorBoard event files (default: <output_dir>/runs, or ./runs when output_dir is unset)",
+}
+
+
+@dataclass
+class TrainConfig:
+    """How one classifier (weak model or student) is trained."""
+
+    mode: str = field(default="head", metadata={"help": "head (frozen backbone, cached features) | lora | full"})
+    epochs: float = field(default=10.0, metadata={"help": "passes over the training data"})
+    batch_size: int = field(default=32, metadata={"help": "per-device train batch size"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate (AdamW, linear decay)"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "fraction of steps of linear warm-up"})
+    max_length: int = field(default=128, metadata={"help": "tokens per text (longer ones are truncated)"})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank (mode=lora)"})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (mode=lora)"})
+    eval_batch_size: int = field(default=64, metadata={"help": "batch size for prediction"})
+    output_dir: str | None = field(default=None, metadata={"help": "checkpoints (mode=lora/full); temp dir if unset"})
+    save_steps: int = field(default=0, metadata={"help": "checkpoint every N steps to output_dir (0 = never); reruns resume"})
+    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (GPU)"})
+    logging_steps: int = field(default=0, metadata={"help": LOGGING_HELP["logging_steps"]})
+    report_to: str | list[str] = field(default="none", metadata={"help": LOGGING_HELP["report_to"]})
+    logging_dir: str | None = field(default=None, metadata={"help": LOGGING_HELP["logging_dir"]})
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise InvalidInputError(f"unknown training mode {self.mode!r}; use one of {MODES}")
+
+        def number(v, integer=False):   # bool is an int to Python, never a setting here
+            kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+            return isinstance(v, kinds) and not isinstance(v, (bool, np.bool_)) and np.isfinite(v)
+
+        # inf or NaN would train to NaN probabilities without a word: every number is finite
+        for name, integer, low in (("epochs", False, 0), ("learning_rate", False, 0), ("batch_size", True, 0),
+                                   ("max_length", True, 0), ("eval_batch_size", True, 0), ("lora_r", True, 0),
+                                   ("lora_alpha", True, 0)):
+            value = getattr(self, name)
+            if not number(value, integer) or not value > low:
+                raise InvalidInputError(f"TrainConfig.{name} must be a positive finite "
+                                        f"{'integer' if integer else 'number'}, got {value!r}")
+        if not number(self.weight_decay) or self.weight_decay < 0:
+            raise InvalidInputError(f"TrainConfig.weight_decay must be a finite number ≥ 0, got {self.weight_decay!r}")
+        if not number(self.warmup_ratio) or not 0 <= self.warmup_ratio <= 1:
+            raise InvalidInputError(f"TrainConfig.warmup_ratio must be a number in [0, 1], got {self.warmup_ratio!r}")
+        if not number(self.save_steps, integer=True) or self.save_steps < 0:
+            raise InvalidInputError(f"TrainConfig.save_steps must be an integer ≥ 0, got {self.save_steps!r}")
+        if not isinstance(self.bf16, (bool, np.bool_)):
+            raise InvalidInputError(f"TrainConfig.bf16 must be true or false, got {self.bf16!r}")
+        if self.save_steps and not self.output_dir:
+            raise InvalidInputError("TrainConfig.save_steps needs an output_dir to write checkpoints to")
+
+    def key(self) -> str:
+        """The settings that change the trained weights (for cache keys)."""
+        d = asdict(self)
+        for k in ("eval_batch_size", "output_dir", "save_steps", *LOGGING_FIELDS):
+            d.pop(k)
+        return repr(sorted(d.items()))
+
+
+@dataclass
+class GeneratorConfig:
+    """How one weak generator (or a strong generation student) is trained and decodes."""
+
+    mode: str = field(default="lora", metadata={"help": "full | lora | head (taggers: frozen encoder, trained head)"})
+    epochs: float = field(default=3.0, metadata={"help": "passes over the training data"})
+    batch_size: int = field(default=16, metadata={"help": "per-device train batch size"})
+    learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate (AdamW, linear decay)"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "fraction of steps of linear warm-up"})
+    max_length: int = field(default=96, metadata={"help": "tokens of prompt + completion (longer are truncated)"})
+    max_new_tokens: int = field(default=48, metadata={"help": "generation length limit"})
+    n_best: int = field(default=4, metadata={"help": "hypotheses per item (beam width for causal LMs)"})
+    eval_batch_size: int = field(default=64, metadata={"help": "prompts per generation / scoring batch"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank (mode=lora)"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (mode=lora)"})
+    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (GPU)"})
+    logging_steps: int = field(default=0, metadata={"help": LOGGING_HELP["logging_steps"]})
+    report_to: str | list[str] = field(default="none", metadata={"help": LOGGING_HELP["report_to"]})
+    logging_dir: str | None = field(default=None, metadata={"help": LOGGING_HELP["logging_dir"]})
+
+    def __post_init__(self):
+        if self.mode not in GEN_MODES:
+            raise InvalidInputError(f"unknown generator mode {self.mode!r}; use one of {GEN_MODES}")
+        for name in ("epochs", "batch_size", "learning_rate", "max_length", "max_new_tokens", "n_best",
+                     "eval_batch_size", "lora_r", "lora_alpha"):
+            value = getattr(self, name)
+            integer = name not in ("epochs", "learning_rate")
+            kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+            # inf or NaN would train to NaN without a word: every number is finite
+            if not isinstance(value, kinds) or isinstance(value, bool) or not np.isfinite(value) or not value > 0:
+                raise InvalidInputError(f"GeneratorConfig.{name} must be positive (a finite "
+                                        f"{'integer' if integer else 'number'}), got {value!r}")
+        for name, high in (("weight_decay", np.inf), ("warmup_ratio", 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or not np.isfinite(value) or not 0 <= value <= high:
+                raise InvalidInputError(f"GeneratorConfig.{name} must be a finite number ≥ 0"
+                                        f"{' and ≤ 1' if high == 1.0 else ''}, got {value!r}")
+
+    def key(self) -> str:
+        d = asdict(self)
+        for k in ("eval_batch_size", "bf16", *LOGGING_FIELDS):
+            d.pop(k)
+        return repr(sorted(d.items()))
+
+
+@dataclass
+class PreferenceConfig:
+    """The preference stage after SFT. Also the YAML schema of a method's ``preference:``."""
+
+    loss: str = field(default="cdpo_pair", metadata={
+        "help": "dpo (TRL sigmoid) | cdpo (global ε) | cdpo_pair (ε_i = 1 − p_i) | robust (TRL robust, global ε)"})
+    beta: float = field(default=0.1, metadata={"help": "DPO temperature β > 0"})
+    epsilon: float = field(default=0.1, metadata={"help": "global label-noise rate ε in [0, 0.5) (cdpo, robust)"})
+    n_candidates: int = field(default=10, metadata={"help": "N: beam width of the student's N-best list (≥ 2)"})
+    ranker: str = field(default="weak", metadata={
+        "help": "weak: weighted mean token log-prob of the weak ensemble (the paper) | posterior: expected SLU-F1 "
+                "under the word posterior"})
+    posterior_model: str = field(default="word_reliability_conf", metadata={
+        "help": "word posterior that gives p (and ranks, with ranker=posterior)"})
+    posterior_samples: int = field(default=64, metadata={"help": "draws of the true target per item for p"})
+    max_items: int | None = field(default=None, metadata={"help": "strong_train prompts used for pairs (None: all)"})
+    epochs: float = field(default=1.0, metadata={"help": "passes over the pairs"})
+    batch_size: int = field(default=8, metadata={"help": "pairs per step"})
+    learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate (AdamW, linear decay)"})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "fraction of steps of linear warm-up"})
+    mode: str = field(default="lora", metadata={"help": "lora | full"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank (mode=lora)"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (mode=lora)"})
+
+    def __post_init__(self):
+        if self.loss not in PREFERENCE_LOSSES:
+            raise InvalidInputError(f"unknown preference loss {self.loss!r}; use one of {PREFERENCE_LOSSES}")
+        if self.ranker not in RANKERS:
+            raise InvalidInputError(f"unknown ranker {self.ranker!r}; use one of {RANKERS}")
+        if not 0.0 <= self.epsilon < 0.5:
+            raise InvalidInputError(f"epsilon must be in [0, 0.5), got {self.epsilon}")
+        if not self.beta > 0:
+            raise InvalidInputError(f"beta must be > 0, got {self.beta}")
+        if self.n_candidates < 2:
+            raise InvalidInputError(f"n_candidates (N) must be ≥ 2 to make a pair, got {self.n_candidates}")
+        if self.mode not in ("lora", "full"):
+            raise InvalidInputError(f"preference mode must be 'lora' or 'full', got {self.mode!r}")
+        for name in ("posterior_samples", "batch_size", "epochs", "learning_rate"):
+            if not getattr(self, name) > 0:
+                raise InvalidInputError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.max_items is not None and self.max_items < 1:
+            raise InvalidInputError(f"max_items must be ≥ 1 or None, got {self.max_items}")

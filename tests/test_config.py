@@ -1,0 +1,168 @@
+"""Typed configs: values coerced or rejected at load, with one-line messages naming the field."""
+import dataclasses
+
+import pytest
+import yaml
+
+from bayes_w2s.config import (LOSS_KWARGS, LOSSES, ExperimentConfig, TargetSpec, posterior_registry, read_yaml,
+                              set_dotted)
+from bayes_w2s.errors import ConfigError, InvalidInputError
+from bayes_w2s.train_config import GeneratorConfig, TrainConfig
+
+BASE = dict(name="t", task="sst2", weak_models=["minilm-l6", "mpnet-base"], strong_model="mpnet-base",
+            methods=[{"name": "ceiling", "targets": "ground_truth"},
+                     {"name": "aux", "targets": "best_weak", "loss": "aux_conf", "loss_kwargs": {"alpha_max": 0.5}},
+                     {"name": "DS", "targets": "posterior:dawid_skene:em", "posterior_kwargs": {"beta_diag": 3}}])
+
+
+def load(tmp_path, text: str | bytes = None, overrides=None, **changes):
+    path = tmp_path / "c.yaml"
+    if text is None:
+        text = yaml.safe_dump({**BASE, **changes}, sort_keys=False)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return ExperimentConfig.from_yaml(path, overrides)
+
+
+def fails(tmp_path, match, text=None, overrides=None, **changes):
+    with pytest.raises(ConfigError, match=match) as err:
+        load(tmp_path, text, overrides, **changes)
+    assert "\n" not in str(err.value)            # one line
+    return str(err.value)
+
+
+def test_yaml_1_1_exponents_and_numeric_strings_are_coerced(tmp_path):
+    text = yaml.safe_dump(BASE) + "student_train: {learning_rate: 1e-3, batch_size: '16', epochs: 2}\n"
+    assert "1e-3" in text                     # YAML 1.1 reads this as the string '1e-3'
+    cfg = load(tmp_path, text)
+    assert cfg.student_train == TrainConfig(learning_rate=0.001, batch_size=16, epochs=2.0)
+    assert isinstance(cfg.student_train.epochs, float) and isinstance(cfg.student_train.batch_size, int)
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"student_train": {"batch_size": 1.5}}, r"c.yaml: student_train.batch_size: expected an integer, got 1.5"),
+    ({"student_train": {"learning_rate": "fast"}}, r"student_train.learning_rate: expected a number, got 'fast'"),
+    ({"student_train": {"bf16": "yes"}}, r"student_train.bf16: expected true or false"),
+    ({"weak_models": "minilm-l6"}, r"weak_models: expected a list of strings, got 'minilm-l6'"),
+    ({"seeds": 5}, r"seeds: expected a list of integers, got 5"),
+    ({"seeds": 0}, r"seeds: expected a list"),
+    ({"seeds": ["a", "b"]}, r"seeds\[0\]: expected an integer, got 'a'"),
+    ({"seeds": []}, r"needs at least one seed"),
+    ({"seeds": [0, -1]}, r"seeds must be integers in \[0, 2\*\*32\)"),
+    ({"sizes": {"test": -5}}, r"sizes.test must be a positive number"),
+    ({"sizes": {"tset": 5}}, r"sizes: unknown split\(s\) \['tset'\]"),
+    ({"strong_model": "gpt9"}, r"strong_model: unknown model 'gpt9'"),
+    ({"weak_models": ["minilm-l6", "nope"]}, r"weak_models\[1\]: unknown model 'nope'"),
+    ({"task": "imdb"}, r"task: unknown task 'imdb'"),
+    ({"methods": [{"name": "a", "targets": "best_weak", "loss": "aux_conf", "loss_kwargs": {"alpha": 1}}]},
+     r"methods\[0\] \('a'\).loss_kwargs: unknown setting\(s\) \['alpha'\] for loss 'aux_conf'; valid: \['alpha_max', 'warmup'\]"),
+    ({"methods": [{"name": "a", "targets": "mean", "loss_kwargs": {"alpha_max": 1}}]}, r"for loss 'xent'; valid: none"),
+    ({"methods": [{"name": "a", "targets": "posterior:dawid:em"}]}, r"targets: unknown posterior model 'dawid'"),
+    ({"methods": [{"name": "a", "targets": "posterior:hierarchical:em"}]}, r"targets: posterior model 'hierarchical' has no method 'em'"),
+    ({"methods": [{"name": "a", "targets": "posterior:dawid_skene:svi", "posterior_kwargs": {"stepz": 9}}]},
+     r"methods\[0\] \('a'\).posterior_kwargs: unknown setting\(s\) \['stepz'\] for dawid_skene/svi; valid: \[.*'steps'"),
+    ({"methods": [{"name": "a", "targets": "mean", "posterior_kwargs": {"steps": 9}}]}, r"methods\[0\] \('a'\): posterior_kwargs are for posterior targets, not 'mean'"),
+    ({"methods": [{"name": "a", "targets": "oracle"}]}, r"method 'a': unknown targets 'oracle'"),
+    ({"methods": [{"name": "A b", "targets": "mean"}, {"name": "a-B", "targets": "vote"}]}, r"more than punctuation"),
+    ({"methods": []}, r"lists no methods"),
+    ({"methods": [{"name": "a", "targets": "mean", "preference": {"beta": 0}}]},
+     r"methods\[0\].preference: beta must be > 0"),
+    ({"student_train": {"epochs": 1, "lr": 3}}, r"student_train: unknown key\(s\) \['lr'\]"),
+    ({"student_train": {"batch_size": -4}}, r"student_train: TrainConfig.batch_size must be a positive finite integer, got -4"),
+])
+def test_a_wrong_value_is_one_line_naming_the_field(tmp_path, changes, match):
+    fails(tmp_path, match, **changes)
+
+
+def test_unreadable_files_are_one_line_errors(tmp_path):
+    fails(tmp_path, r"not valid YAML: .* at line 2, column", text="name: x\n  task: [sst2\n")
+    fails(tmp_path, r"the top level must be a mapping of config keys .* got a list", text="- a\n- b\n")
+    fails(tmp_path, r"not UTF-8 text \(byte 0xff at offset 6\)", text=b"name: \xff\xfe\n")
+    fails(tmp_path, r"the file is empty", text="# nothing\n")
+    with pytest.raises(ConfigError, match="no config file .*missing.yaml"):
+        read_yaml(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match=r"\(it is a folder\)"):
+        read_yaml(tmp_path)
+
+
+def test_set_overrides_dotted_keys(tmp_path):
+    cfg = load(tmp_path, overrides=["student_train.epochs=3", "methods.1.loss_kwargs.alpha_max=0.25",
+                                     "seeds=[4]", "weak_train.learning_rate=1e-2"])
+    assert cfg.student_train.epochs == 3.0 and cfg.seeds == [4] and cfg.weak_train.learning_rate == 0.01
+    assert cfg.methods[1].loss_kwargs == {"alpha_max": 0.25}
+    fails(tmp_path, r"--set 'epochs': expected key.path=value", overrides=["epochs"])
+    fails(tmp_path, r"--set methods.7.loss: methods.7 is not an index of a 3-item list", overrides=["methods.7.loss=x"])
+    fails(tmp_path, r"student_train.epochs: expected a number, got 'many'", overrides=["student_train.epochs=many"])
+    data = {"a": {"b": 1}}
+    set_dotted(data, "a.c.d=x y")
+    assert data == {"a": {"b": 1, "c": {"d": "x y"}}}
+
+
+def test_generation_tasks_get_generator_configs(tmp_path):
+    cfg = load(tmp_path, task="slurp", methods=[{"name": "w", "targets": "posterior:word_reliability_conf"}],
+               student_train={"mode": "lora", "n_best": "2"})
+    assert isinstance(cfg.student_train, GeneratorConfig) and cfg.student_train.n_best == 2
+    assert cfg.kind == "generation" and cfg.methods[0].spec == TargetSpec("posterior", "word_reliability_conf")
+    assert not cfg.saves_students and load(tmp_path).saves_students     # default: classification only
+    fails(tmp_path, r"generation posteriors are word models", task="slurp",
+          methods=[{"name": "w", "targets": "posterior:dawid_skene"}])
+    fails(tmp_path, r"loss_kwargs: unknown setting\(s\) \['alpha_max'\] for loss 'xent'", task="slurp",
+          methods=[{"name": "w", "targets": "weak_all", "loss_kwargs": {"alpha_max": 1, "weights": [0.5, 0.5]}}])
+
+
+def test_target_spec_parses_once():
+    assert TargetSpec.parse("posterior:soft") == TargetSpec("posterior", "soft")      # the model's default method
+    assert str(TargetSpec.parse("posterior:hierarchical:svi")) == "posterior:hierarchical:svi"
+    assert TargetSpec.parse("weak:minilm-l6") == TargetSpec("weak", "minilm-l6")
+    assert TargetSpec.parse("vote") == TargetSpec("vote")
+    for bad, match in [("posterior", "needs a name"), ("weak:", "needs a name"), ("vote:x", "too many"),
+                       ("oracle", "unknown targets")]:
+        with pytest.raises(InvalidInputError, match=match):
+            TargetSpec.parse(bad)
+
+
+def test_slugs_name_the_student_folders():
+    from bayes_w2s.config import MethodConfig
+    assert MethodConfig("Dawid-Skene conf-weighted", "posterior:dawid_skene").slug == "dawid-skene-conf-weighted"
+    assert MethodConfig("+ cDPO (per-pair ε), posterior ranker", "mean").slug == "cdpo-per-pair-posterior-ranker"
+
+
+def test_loss_settings_table_matches_the_loss_classes():
+    from bayes_w2s.student import losses
+    assert LOSSES == losses.LOSSES
+    for name, kwargs in LOSS_KWARGS.items():
+        fn = losses.get_loss(name).fn
+        expected = tuple(f.name for f in dataclasses.fields(fn)) if dataclasses.is_dataclass(fn) else ()
+        assert kwargs == expected, name
+
+
+def test_posterior_registry_matches_what_fit_posterior_accepts(tmp_path, monkeypatch):
+    """Every setting the registry lists is one fit_posterior takes for that model and method
+    (its split_kwargs accepts it), and the registry is read back from the cache unchanged."""
+    from bayes_w2s.posterior import METHODS, split_kwargs
+    from bayes_w2s.posterior.models import get_model
+    registry = posterior_registry()
+    assert {m: r["methods"] for m, r in registry.items()} == {m: list(me) for m, me in METHODS.items()}
+    for model, entry in registry.items():
+        for method, names in entry["settings"].items():
+            split_kwargs(get_model(model), method, {n: None for n in names if n != "temperature"})
+            with pytest.raises(InvalidInputError, match="unknown"):
+                split_kwargs(get_model(model), method, {"not_a_setting": 1})
+    assert {"beta_diag", "max_iter", "temperature"} <= set(registry["dawid_skene"]["settings"]["em"])
+    assert posterior_registry() == registry                             # the cached copy
+
+
+def test_shipped_configs_load_without_torch(tmp_path):
+    """Once the posterior registry is cached (the first validation builds it), loading
+    configs imports neither torch nor transformers."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys, glob; from bayes_w2s.config import ExperimentConfig; "
+            "[ExperimentConfig.from_yaml(p) for p in glob.glob('experiments/configs/*.yaml')]; "
+            "print([m for m in ('torch', 'transformers', 'pyro', 'trl') if m in sys.modules])")
+    env = {**os.environ, "BAYES_W2S_CACHE": str(tmp_path)}
+    first, second = (subprocess.run([sys.executable, "-c", code], cwd=root, env=env, check=True, capture_output=True,
+                                    text=True).stdout.strip() for _ in range(2))
+    assert "'torch'" in first and second == "[]", (first, second)
