@@ -29,7 +29,10 @@ from .train_config import GeneratorConfig, PreferenceConfig, TrainConfig
 
 # -- targets -------------------------------------------------------------------------------
 
-TARGET_KINDS = ("ground_truth", "weak", "best_weak", "mean", "vote", "weak_all", "posterior", "joint_decoding")
+TARGET_KINDS = ("ground_truth", "weak", "best_weak", "mean", "vote", "weak_all", "posterior", "crowdlab",
+                "joint_decoding")
+#: how a posterior target may use the gold slice (ExperimentConfig.weak_val_size)
+GOLD_USES = ("none", "observe", "prior")
 #: target kinds and losses that exist for generation tasks (slot filling)
 GENERATION_TARGETS = ("ground_truth", "weak", "best_weak", "weak_all", "posterior", "joint_decoding")
 GENERATION_LOSSES = ("xent", "weighted_xent", "multi_weak", "edl")
@@ -256,6 +259,18 @@ class MethodConfig:
     preference: PreferenceConfig | None = field(default=None, metadata={"help":
         "generation only: a DPO / conservative-DPO stage after SFT (PreferenceConfig keys: loss, beta, epsilon, "
         "n_candidates, ranker, …); methods with the same SFT settings share one SFT student"})
+    gold: str = field(default="none", metadata={"help":
+        "how a posterior target uses the gold slice (weak_val_size): none | observe (the true class is observed "
+        "on gold items: semi-supervised) | prior (each weak model's confusion counts on the gold items become its "
+        "Dirichlet prior; dawid_skene)"})
+    temperature: float | str = field(default=1.0, metadata={"help":
+        "temperature T of the posterior's power likelihood p(y | c)^(1/T), or 'gold': the T whose fit best "
+        "predicts the gold items' classes (chosen again in every student_rounds round)"})
+    student_rounds: int = field(default=0, metadata={"help":
+        "posterior targets: rounds of the strong model in the loop — its cross-fitted predictions on strong_train "
+        "join the posterior as one more supervisor, which is refitted (0 = off); crowdlab: must be 1"})
+    crossfit_folds: int = field(default=5, metadata={"help":
+        "folds of the cross-fitting that gives the strong model's out-of-fold predictions (student_rounds, crowdlab)"})
 
     def sft_key(self) -> str:
         """What identifies this method's SFT student (everything but the name and preference)."""
@@ -282,9 +297,25 @@ class MethodConfig:
             raise InvalidInputError(f"method {self.name!r}: unknown loss {self.loss!r}; available: {LOSSES}")
         if self.loss == "multi_weak" and kind != "weak_all":
             raise InvalidInputError(f"method {self.name!r}: loss multi_weak needs targets: weak_all")
-        if self.loss == "weighted_xent" and kind != "posterior":
+        if self.loss == "weighted_xent" and kind not in ("posterior", "crowdlab"):
             raise InvalidInputError(f"method {self.name!r}: weighted_xent weights items by posterior confidence; "
                                     "use targets: posterior:<model>")
+        if self.gold not in GOLD_USES:
+            raise InvalidInputError(f"method {self.name!r}: gold must be one of {GOLD_USES}, got {self.gold!r}")
+        if isinstance(self.temperature, str) and self.temperature != "gold":
+            raise InvalidInputError(f"method {self.name!r}: temperature must be a number > 0 or 'gold', "
+                                    f"got {self.temperature!r}")
+        if not isinstance(self.temperature, str) and not (0 < self.temperature < float("inf")):
+            raise InvalidInputError(f"method {self.name!r}: temperature must be > 0, got {self.temperature}")
+        if kind != "posterior" and (self.gold != "none" or self.temperature != 1.0 or
+                                    (self.student_rounds and kind != "crowdlab")):
+            raise InvalidInputError(f"method {self.name!r}: gold, temperature and student_rounds are settings of "
+                                    "posterior targets")
+        if self.student_rounds < 0 or (kind == "crowdlab" and self.student_rounds not in (0, 1)):
+            raise InvalidInputError(f"method {self.name!r}: student_rounds must be ≥ 0 (crowdlab: 0 or 1), "
+                                    f"got {self.student_rounds}")
+        if self.crossfit_folds < 2:
+            raise InvalidInputError(f"method {self.name!r}: crossfit_folds must be ≥ 2, got {self.crossfit_folds}")
 
 
 # -- the experiment ---------------------------------------------------------------------------
@@ -301,6 +332,10 @@ class ExperimentConfig:
     data_dir: str | None = field(default=None, metadata={"help": "offline data folder (default $BAYES_W2S_DATA, else the hub)"})
     sizes: dict[str, int | None] = field(default_factory=lambda: {"weak_train": 1000, "strong_train": 2000, "test": 1000},
                                          metadata={"help": "items per split (weak_train, strong_train, test; null = all)"})
+    weak_val_size: int = field(default=0, metadata={"help":
+        "gold calibration slice: this many labelled weak_train items (stratified, seeded) that no weak model "
+        "trains on — split off weak_train, or, with weak_label_budget, drawn from the items the budget leaves out. "
+        "Posterior targets use them through gold / temperature; 0 = none"})
     weak_label_budget: int | None = field(default=None, metadata={"help":
         "the weak models learn from a seeded, stratified subset of this many weak_train items; strong_train and "
         "test stay those of the full split (None: all of weak_train)"})
@@ -378,6 +413,10 @@ class ExperimentConfig:
             raise ConfigError(f"seeds must be integers in [0, 2**32), got {self.seeds}")
         if self.split_seed < 0:
             raise ConfigError(f"split_seed must be ≥ 0, got {self.split_seed}")
+        if self.weak_val_size < 0:
+            raise ConfigError(f"weak_val_size must be ≥ 0, got {self.weak_val_size}")
+        if self.weak_val_size and self.is_generation:
+            raise ConfigError("weak_val_size: a gold slice is for classification tasks")
         budget, drawn = self.weak_label_budget, self.sizes.get("weak_train")
         if budget is not None and (budget < 1 or (drawn is not None and budget > drawn)):
             raise ConfigError(f"weak_label_budget must be between 1 and sizes.weak_train ({drawn}), got {budget}")
@@ -421,6 +460,13 @@ class ExperimentConfig:
 
     def _check_targets(self, m: MethodConfig, where: str):
         spec = m.spec
+        if (m.gold != "none" or m.temperature == "gold") and not self.weak_val_size:
+            raise ConfigError(f"{where}: gold: {m.gold} / temperature: {m.temperature} use the gold slice; "
+                              "set weak_val_size (e.g. 200)")
+        if m.gold == "prior" and spec.name != "dawid_skene":
+            raise ConfigError(f"{where}: gold: prior is a Dawid–Skene prior (posterior:dawid_skene)")
+        if (m.student_rounds or spec.kind == "crowdlab") and self.is_generation:
+            raise ConfigError(f"{where}: the strong model in the loop and crowdlab are for classification tasks")
         if m.posterior_kwargs and spec.kind != "posterior":
             raise ConfigError(f"{where}: posterior_kwargs are for posterior targets, not {m.targets!r}")
         if spec.kind == "weak" and spec.name not in self.weak_names:

@@ -21,6 +21,8 @@ from .errors import BayesW2SError, CorruptCacheError, InvalidInputError, Unknown
 from .io import write_text
 from .metrics import accuracy, expected_calibration_error
 from .posterior import available_posteriors, fit_posterior
+from .posterior.calibration import log_loss
+from .student.posterior_targets import GoldSlice, StudentLearner, crowdlab_targets, posterior_targets
 from .posterior.inputs import check_fit_settings
 from .report import write_report
 from .student import train_student
@@ -31,7 +33,8 @@ from .weak import WeakEnsemble, WeakLabels
 log = logging.getLogger(__name__)
 
 
-def _targets_for(method: MethodConfig, task, wl_train: WeakLabels, best_weak: str):
+def _targets_for(method: MethodConfig, cfg: ExperimentConfig, task, wl_train: WeakLabels, best_weak: str,
+                 wl_gold: WeakLabels | None, seed: int):
     spec = method.spec
     if spec.kind == "ground_truth":
         return np.asarray(task.strong_train["label"])
@@ -45,7 +48,11 @@ def _targets_for(method: MethodConfig, task, wl_train: WeakLabels, best_weak: st
         return wl_train.majority_vote()
     if spec.kind == "weak_all":
         return wl_train
-    return fit_posterior(wl_train, model=spec.name, method=spec.method, **method.posterior_kwargs)
+    gold = GoldSlice(wl_gold, np.asarray(task.weak_val["label"])) if wl_gold is not None else None
+    learner = StudentLearner(cfg, task, method, seed)
+    if spec.kind == "crowdlab":
+        return crowdlab_targets(wl_train, learner, method.crossfit_folds, seed)
+    return posterior_targets(method, wl_train, gold, learner, seed)
 
 
 def student_dir(out: Path, method: MethodConfig, seed: int) -> Path:
@@ -74,6 +81,7 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
     weak.fit(task.weak_train, task.label_names)
     wl_train, wl_test = weak.predict(task.strong_train), weak.predict(task.test)
     wl_train.check_against(task.strong_train, task.label_names)
+    wl_gold = weak.predict(task.weak_val) if task.weak_val is not None else None
     if save_dir is not None:
         wl_train.save(Path(save_dir) / f"weak_labels_seed{seed}_strong_train.npz")
         wl_test.save(Path(save_dir) / f"weak_labels_seed{seed}_test.npz")
@@ -86,24 +94,27 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
                      "ece": expected_calibration_error(probs, y_test), **(extra or {})})
 
     for m in weak.model_names:
-        add(f"weak:{m}", "weak", wl_test.model(m),
-            {"label_accuracy": accuracy(wl_train.model(m), y_strong)})
-    add("weak_vote", "weak_ensemble", wl_test.majority_vote(), {"label_accuracy": accuracy(wl_train.majority_vote(), y_strong)})
-    add("weak_mean", "weak_ensemble", wl_test.mean(), {"label_accuracy": accuracy(wl_train.mean(), y_strong)})
+        add(f"weak:{m}", "weak", wl_test.model(m), target_quality(wl_train.model(m), y_strong, None))
+    add("weak_vote", "weak_ensemble", wl_test.majority_vote(), target_quality(wl_train.majority_vote(), y_strong, None))
+    add("weak_mean", "weak_ensemble", wl_test.mean(), target_quality(wl_train.mean(), y_strong, None))
     weak_acc = {m: accuracy(wl_test.model(m), y_test) for m in weak.model_names}
     best_weak = max(weak_acc, key=weak_acc.get)
 
     for method in tqdm(cfg.methods, desc=f"students (seed {seed})", unit="student"):
-        targets = _targets_for(method, task, wl_train, best_weak)
+        targets = _targets_for(method, cfg, task, wl_train, best_weak, wl_gold, seed)
+        weights = None
+        if isinstance(targets, tuple):          # crowdlab: (consensus one-hot, quality scores)
+            targets, weights = targets
         # how good are the training targets themselves on strong_train's hidden ground truth?
         target_probs = getattr(targets, "item_probs", None)
         if target_probs is None:
             target_probs = targets.mean() if isinstance(targets, WeakLabels) else targets
-        extra = {"label_accuracy": accuracy(target_probs, y_strong)} if method.targets != "ground_truth" else {}
+        extra = target_quality(target_probs, y_strong, targets) if method.targets != "ground_truth" else {}
         t0 = time.perf_counter()
         student = train_student(cfg.strong_model, task.strong_train, targets, method.loss,
                                 label_names=task.label_names, hard=method.hard, config=cfg.student_config(method),
-                                seed=seed, loss_kwargs=method.loss_kwargs, prefer_offline=cfg.prefer_offline)
+                                seed=seed, loss_kwargs=method.loss_kwargs, prefer_offline=cfg.prefer_offline,
+                                weights=weights)
         probs = student.predict_proba(task.test)
         extra["train_seconds"] = time.perf_counter() - t0
         if save_dir is not None and cfg.saves_students:
@@ -118,11 +129,26 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
 
 
 def experiment_task(cfg: ExperimentConfig):
-    """The task of ``cfg``, split by ``split_seed``, weak_train cut to ``weak_label_budget``."""
+    """The task of ``cfg``, split by ``split_seed``, weak_train cut to ``weak_label_budget``,
+    with a gold slice of ``weak_val_size`` items."""
     task = load_task(cfg.task, data_dir=cfg.data_dir, seed=cfg.split_seed, sizes=cfg.sizes)
     if cfg.weak_label_budget is not None:
         task = task.with_weak_budget(cfg.weak_label_budget, cfg.split_seed)
+    if cfg.weak_val_size:
+        task = task.with_gold_slice(cfg.weak_val_size, cfg.split_seed)
     return task
+
+
+def target_quality(probs: np.ndarray, truth: np.ndarray, targets) -> dict:
+    """How good a method's training targets are on strong_train's hidden truth: accuracy,
+    ECE and log-loss; for a posterior also its chosen temperature and loop rounds."""
+    out = {"label_accuracy": accuracy(probs, truth), "label_ece": expected_calibration_error(probs, truth),
+           "label_log_loss": log_loss(probs, truth)}
+    info = getattr(targets, "info", {}) or {}
+    for key in ("temperature_chosen", "student_rounds"):
+        if key in info:
+            out[key] = info[key]
+    return out
 
 
 def run_experiment(cfg: ExperimentConfig, output_dir: str | Path | None = None, command: str = "", *,

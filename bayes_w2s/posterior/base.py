@@ -124,6 +124,18 @@ class Posterior(DrawDiagnostics):
         """``[M]`` each weak model's estimated accuracy, Σ_k π_k θ_mkk."""
         return np.einsum("k,mkk->m", self.class_prior, self.confusion)
 
+    def select(self, items) -> "Posterior":
+        """The same fit reported on a subset of its items (positions or a boolean mask),
+        e.g. the training items of a fit that also saw gold items."""
+        from dataclasses import replace
+
+        idx = np.arange(len(self.item_probs))[items]
+        pick = (lambda a: None if a is None else a[..., idx])
+        return replace(self, item_probs=self.item_probs[idx],
+                       item_ids=None if self.item_ids is None else [self.item_ids[i] for i in idx],
+                       log_lik=pick(self.log_lik), true_class=pick(self.true_class),
+                       observed=None if self.observed is None else self.observed[idx])
+
     def to_frame(self):
         """``item_probs`` as a DataFrame indexed by item id (crowd-kit's ``probas_`` layout)."""
         import pandas as pd

@@ -76,3 +76,16 @@ def choose_temperature(fit, gold_index: np.ndarray, gold_labels: np.ndarray, bou
     res = minimize_scalar(gold_loss, bounds=(math.log(lo), math.log(hi)), method="bounded", options={"xatol": tol})
     best_t, best = (float(math.exp(res.x)), float(res.fun)) if res.fun < plain else (1.0, plain)
     return TemperatureSearch(best_t, best, plain, evaluations)
+
+
+def gold_confusion_counts(gold_labels, gold_classes) -> np.ndarray:
+    """``[K, M, K]`` each weak model's vote counts on the gold items, by true class: the
+    pseudo-counts of a gold-informed Dawid–Skene prior (``prior_counts``)."""
+    from .inputs import as_label_matrix
+
+    lm = as_label_matrix(gold_labels)
+    classes = np.asarray(gold_classes)
+    if classes.shape != (lm.counts.shape[0],):
+        raise InvalidInputError(f"{len(classes)} gold classes for {lm.counts.shape[0]} gold items")
+    k = lm.counts.shape[-1]
+    return np.einsum("nk,nml->kml", np.eye(k)[classes], lm.counts)

@@ -145,6 +145,21 @@ class PriorSpec:
         return int(value) if self.integer else value
 
 
+@dataclass(frozen=True)
+class CountsSpec:
+    """An optional array of non-negative pseudo-counts added to a Dirichlet prior."""
+
+    help: str = ""
+
+    def check(self, model: str, name: str, value, point_estimate: bool):
+        if value is None:
+            return None
+        arr = torch.as_tensor(np.asarray(value, dtype=float), dtype=DTYPE)
+        if not torch.isfinite(arr).all() or (arr < 0).any():
+            raise InvalidInputError(f"{model}: {name} must be finite, non-negative counts")
+        return arr
+
+
 #: ordinary positive concentration whose MAP needs ≥ 1
 CONCENTRATION = PriorSpec(low=0.0, map_low=1.0, help="a Dirichlet/Beta concentration")
 POSITIVE = PriorSpec(low=0.0)

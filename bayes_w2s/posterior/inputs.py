@@ -362,6 +362,8 @@ def check_fit_settings(model: str, method: str | None, kwargs: dict) -> None:
         raise InvalidInputError(f"fit_posterior: model {model!r} has no prior or {method} setting named {unknown}; "
                                 f"priors: {priors}; {method} settings: {settings}")
     for name, value in kwargs.items():
+        if name in priors and name == "prior_counts":
+            continue                      # an array; the model's own spec checks it
         if name in priors:
             ok, expected = _real_in(-np.inf, np.inf)(value), "a finite number"
         else:

@@ -19,7 +19,8 @@ ORDER = {"weak": 0, "weak_ensemble": 1, "student": 2, "ceiling": 3}
 #: per headline metric: the weak-ensemble row PGR is also measured against
 VOTE_ROW = {"accuracy": "weak_vote", "slu_f1": "weak_rover"}
 METRIC_LABEL = {"accuracy": "test acc (%)", "slu_f1": "test SLU-F1 (%)"}
-EXTRA_COLUMNS = {"accuracy": [("ece", "ECE (%)"), ("label_accuracy", "target acc on strong_train (%)")],
+EXTRA_COLUMNS = {"accuracy": [("ece", "ECE (%)"), ("label_accuracy", "target acc on strong_train (%)"),
+                              ("label_ece", "target ECE (%)"), ("label_log_loss", "target log-loss")],
                  "slu_f1": [("exact_match", "exact match (%)"), ("slu_precision", "SLU prec. (%)"),
                             ("slu_recall", "SLU rec. (%)"), ("malformed", "malformed (%)"),
                             ("no_slots", "`{}` outputs (%)"),
@@ -69,11 +70,15 @@ def _wall_time(meta: dict) -> str:
     return f"{meta['wall_seconds'] / 60:.1f} min"
 
 
+#: columns reported as they are, not as percentages
+RAW_COLUMNS = {"label_log_loss"}
+
+
 def _fmt(mean, sd, pct=True):
     if pd.isna(mean):
         return "–"
-    scale = 100 if pct else 1
-    return f"{mean * scale:.1f} ± {sd * scale:.1f}" if not pd.isna(sd) else f"{mean * scale:.1f}"
+    scale, digits = (100, 1) if pct else (1, 3)
+    return f"{mean * scale:.{digits}f} ± {sd * scale:.{digits}f}" if not pd.isna(sd) else f"{mean * scale:.{digits}f}"
 
 
 def markdown_table(summary: pd.DataFrame, metric: str = "accuracy") -> str:
@@ -85,7 +90,7 @@ def markdown_table(summary: pd.DataFrame, metric: str = "accuracy") -> str:
              "|---|---|" + "---|" * len(cols)]
     for _, r in summary.iterrows():
         lines.append(f"| {r['method']} | {r['kind']} | " +
-                     " | ".join(_fmt(r[c], r.get(f"{c}_sd")) for c, _ in cols) + " |")
+                     " | ".join(_fmt(r[c], r.get(f"{c}_sd"), c not in RAW_COLUMNS) for c, _ in cols) + " |")
     return "\n".join(lines)
 
 

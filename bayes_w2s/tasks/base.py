@@ -33,6 +33,8 @@ class Task:
     source: str = ""
     notes: str = ""
     extra: dict = field(default_factory=dict)
+    #: gold calibration slice: labelled items no weak model trains on (``with_gold_slice``)
+    weak_val: Dataset | None = None
 
     @property
     def num_classes(self) -> int:
@@ -44,7 +46,10 @@ class Task:
         return getattr(self, name)
 
     def sizes(self) -> dict[str, int]:
-        return {s: len(self.split(s)) for s in SPLITS}
+        out = {s: len(self.split(s)) for s in SPLITS}
+        if self.weak_val is not None:
+            out["weak_val"] = len(self.weak_val)
+        return out
 
     def with_weak_budget(self, n: int, seed: int) -> "Task":
         """The same task with ``weak_train`` cut to a seeded subset of ``n`` items,
@@ -57,7 +62,29 @@ class Task:
         column = "scenario" if self.kind == "generation" else "label"
         groups = np.asarray(self.weak_train["group"]) if "group" in self.weak_train.column_names else None
         idx = stratified_indices(np.asarray(self.weak_train[column]), n, np.random.default_rng(seed), groups)
-        return dataclasses.replace(self, weak_train=self.weak_train.select(np.sort(idx)))
+        return dataclasses.replace(self, weak_train=self.weak_train.select(np.sort(idx)),
+                                   extra={**self.extra, "weak_pool": self.weak_train})
+
+    def with_gold_slice(self, n: int, seed: int) -> "Task":
+        """The same task with a gold calibration slice ``weak_val`` of ``n`` labelled items
+        that no weak model trains on, stratified and seeded. After a weak label budget it is
+        drawn from the weak_train items the budget left out (the weak models are unchanged);
+        otherwise it is split off weak_train, which shrinks by ``n``."""
+        pool = self.extra.get("weak_pool")
+        if pool is not None:
+            used = set(self.weak_train["id"])
+            source = pool.select([i for i, item in enumerate(pool["id"]) if item not in used])
+        else:
+            source = self.weak_train
+        if not 1 <= n < len(source) + (pool is not None):
+            raise InvalidInputError(f"a gold slice of {n} items does not fit the {len(source)} weak_train items "
+                                    "available for it")
+        column = "scenario" if self.kind == "generation" else "label"
+        groups = np.asarray(source["group"]) if "group" in source.column_names else None
+        idx = np.sort(stratified_indices(np.asarray(source[column]), n, np.random.default_rng(seed + 1), groups))
+        gold = source.select(idx)
+        weak_train = self.weak_train if pool is not None else source.select(np.setdiff1d(np.arange(len(source)), idx))
+        return dataclasses.replace(self, weak_train=weak_train, weak_val=gold)
 
     kind = "classification"
 

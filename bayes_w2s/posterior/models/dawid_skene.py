@@ -6,13 +6,14 @@ import pyro.distributions as dist
 import torch
 
 from ..engine import scaled
-from ..engine import CONCENTRATION, DTYPE, SIMPLEX, Site, dirichlet_log_density
+from ..engine import CONCENTRATION, DTYPE, SIMPLEX, CountsSpec, Site, dirichlet_log_density
 from ._classification import (ClassModel, confusion_prior, indexed_log_theta, observe_votes, pi_counts,
                               pi_log_prior, vote_start, votes_log_lik)
 
 
 def dawid_skene(counts: torch.Tensor, alpha_prior: float = 1.0, beta_diag: float = 2.0, beta_off: float = 1.0,
-                subsample_size: int | None = None, gold: torch.Tensor | None = None):
+                prior_counts: torch.Tensor | None = None, subsample_size: int | None = None,
+                gold: torch.Tensor | None = None):
     r"""Dawid–Skene: a full confusion matrix per weak model (Dawid & Skene, 1979).
 
     .. math::
@@ -23,14 +24,19 @@ def dawid_skene(counts: torch.Tensor, alpha_prior: float = 1.0, beta_diag: float
         y_{n,m} &\sim \mathrm{Mult}(\theta_{c_n, m}) \quad\text{(the votes of model m on item n)}
 
     The diagonal-heavy prior (β_diag > β_off) prefers the mode in which weak models beat
-    chance, which is what breaks the K!-fold label-switching symmetry. Bayesian treatment
-    as in Kim & Ghahramani (2012), "Bayesian classifier combination".
+    chance, which is what breaks the K!-fold label-switching symmetry. ``prior_counts``
+    ``[K, M, K]`` (optional) adds pseudo-counts to θ's concentrations: a gold-informed
+    prior, each weak model's confusion counts on labelled items it never trained on
+    (:func:`bayes_w2s.posterior.calibration.gold_confusion_counts`). Bayesian treatment as
+    in Kim & Ghahramani (2012), "Bayesian classifier combination".
     """
     n, m, k = counts.shape
     pi = pyro.sample("pi", dist.Dirichlet(torch.full((k,), float(alpha_prior), dtype=counts.dtype)))
     weak_models = pyro.plate("weak_models", m, dim=-1)
     with weak_models, pyro.plate("classes", k, dim=-2):
         conc = confusion_prior(k, beta_diag, beta_off, counts.dtype).unsqueeze(1).expand(k, m, k)
+        if prior_counts is not None:
+            conc = conc + prior_counts
         theta = pyro.sample("theta", dist.Dirichlet(conc))                   # [K, M, K]
     return observe_votes(counts, indexed_log_theta(theta, m), pi, weak_models, subsample_size, gold)
 
@@ -41,11 +47,15 @@ class DawidSkene(ClassModel):
     sites = {"pi": Site(SIMPLEX, ("class",), 0),
              "theta": Site(SIMPLEX, ("true_class", "weak_model", "weak_label"), 2)}
     methods = ("em", "vb", "svi", "nuts")
-    prior_specs = {"alpha_prior": CONCENTRATION, "beta_diag": CONCENTRATION, "beta_off": CONCENTRATION}
+    prior_specs = {"alpha_prior": CONCENTRATION, "beta_diag": CONCENTRATION, "beta_off": CONCENTRATION,
+                   "prior_counts": CountsSpec("gold confusion counts [K, M, K]")}
+
+    def theta_concentration(self, p, k):
+        conc = confusion_prior(k, p["beta_diag"], p["beta_off"]).unsqueeze(1)
+        return conc if p.get("prior_counts") is None else conc + p["prior_counts"]
 
     def log_prior(self, g, log_g, p):
-        k = log_g["pi"].shape[-1]
-        conc = confusion_prior(k, p["beta_diag"], p["beta_off"]).unsqueeze(1)
+        conc = self.theta_concentration(p, log_g["pi"].shape[-1])
         return pi_log_prior(log_g["pi"], p["alpha_prior"]) + dirichlet_log_density(conc, log_g["theta"]).sum()
 
     def log_joint(self, obs, g, log_g, p, lik_weight=1.0):
@@ -60,7 +70,7 @@ class DawidSkene(ClassModel):
     def prior_concentration(self, p, shape_of):
         k, m = shape_of["theta"][0], shape_of["theta"][1]
         return {"pi": torch.full((k,), float(p["alpha_prior"]), dtype=DTYPE),
-                "theta": confusion_prior(k, p["beta_diag"], p["beta_off"]).unsqueeze(1).expand(k, m, k)}
+                "theta": self.theta_concentration(p, k).expand(k, m, k)}
 
     def init(self, data, p, seed=0):
         return self.m_step(data, vote_start(data), None, p, 1.0)

@@ -1,0 +1,122 @@
+"""Posterior targets for a strong student: the gold slice, a gold-chosen temperature, the
+strong model in the loop, and CROWDLAB (cleanlab) as the published comparison.
+
+:func:`posterior_targets` fits a posterior over strong_train's weak labels and, when a
+gold slice exists, the gold items' weak labels too; the gold items are observed
+(``gold="observe"``), turned into a Dawid–Skene prior (``gold="prior"``), and/or used to
+choose the likelihood's temperature (``temperature="gold"``). With ``student_rounds`` the
+strong student's cross-fitted predictions join as one more supervisor
+(:mod:`.loop`). The targets are the posterior over the strong_train items.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..posterior import fit_posterior
+from ..posterior.calibration import choose_temperature, gold_confusion_counts
+from ..weak.labels import WeakLabels
+from .loop import cross_fit, posterior_with_student
+
+
+@dataclass
+class GoldSlice:
+    """The gold items: their weak labels and true classes."""
+
+    labels: WeakLabels
+    classes: np.ndarray
+
+    def __post_init__(self):
+        self.classes = np.asarray(self.classes)
+        if len(self.classes) != self.labels.num_items:
+            raise InvalidInputError(f"{len(self.classes)} gold classes for {self.labels.num_items} gold items")
+
+
+def concat(a: WeakLabels, b: WeakLabels) -> WeakLabels:
+    """The items of ``a`` followed by those of ``b`` (same weak models and classes)."""
+    if a.model_names != b.model_names or a.label_names != b.label_names:
+        raise InvalidInputError(f"cannot join weak labels of models {a.model_names} / classes {a.label_names} "
+                                f"with {b.model_names} / {b.label_names}")
+    ids = None if a.item_ids is None or b.item_ids is None else [*a.item_ids, *b.item_ids]
+    return WeakLabels(np.concatenate([a.probs, b.probs]), a.model_names, a.label_names, ids, dict(a.meta))
+
+
+class StudentLearner:
+    """Trains the experiment's strong model on a subset of strong_train (cross-fitting)
+    and predicts its held-out items and the gold items."""
+
+    def __init__(self, cfg, task, method, seed: int):
+        self.cfg, self.task, self.method, self.seed = cfg, task, method, seed
+
+    def train(self, index: np.ndarray, targets: np.ndarray):
+        from . import train_student
+        return train_student(self.cfg.strong_model, self.task.strong_train.select(index), targets, "xent",
+                             label_names=self.task.label_names, config=self.cfg.student_config(self.method),
+                             seed=self.seed, prefer_offline=self.cfg.prefer_offline)
+
+    def predict(self, student, index: np.ndarray | None) -> np.ndarray:
+        data = self.task.weak_val if index is None else self.task.strong_train.select(index)
+        return student.predict_proba(data)
+
+
+def posterior_targets(method, wl_train: WeakLabels, gold: GoldSlice | None, learner: StudentLearner | None,
+                      seed: int = 0):
+    """The posterior a method's student learns from (see the module docstring); its ``info``
+    records the chosen temperature and the loop rounds."""
+    spec = method.spec
+    n = wl_train.num_items
+    uses_gold = gold is not None and (method.gold == "observe" or method.temperature == "gold")
+    labels = concat(wl_train, gold.labels) if uses_gold else wl_train
+    gold_index = np.arange(n, labels.num_items) if uses_gold else np.arange(0)
+    kwargs = dict(method.posterior_kwargs)
+    if method.gold == "prior":
+        if gold is None:
+            raise InvalidInputError(f"method {method.name!r}: gold: prior needs a gold slice (weak_val_size)")
+        kwargs["prior_counts"] = gold_confusion_counts(gold.labels, gold.classes)
+    observed = None
+    if method.gold == "observe":
+        observed = np.full(labels.num_items, -1)
+        observed[gold_index] = gold.classes
+
+    def fit(supervisors: WeakLabels):
+        temperature, search = method.temperature, None
+        if temperature == "gold":
+            search = choose_temperature(
+                lambda t: fit_posterior(supervisors, model=spec.name, method=spec.method, temperature=t,
+                                        **kwargs).item_probs, gold_index, gold.classes)
+            temperature = search.temperature
+        post = fit_posterior(supervisors, model=spec.name, method=spec.method, gold=observed,
+                             temperature=temperature, **kwargs)
+        post.info["temperature_chosen"] = temperature
+        if search is not None:
+            post.info["temperature_search"] = search
+        return post
+
+    post = fit(labels)
+    if method.student_rounds:
+        result = posterior_with_student(fit, post, labels, learner.train, learner.predict,
+                                        rounds=method.student_rounds, folds=method.crossfit_folds, seed=seed,
+                                        num_train=n)
+        post = result.posterior
+        post.info["student_rounds"] = method.student_rounds
+    return post.select(np.arange(n)) if labels.num_items > n else post
+
+
+def crowdlab_targets(wl_train: WeakLabels, learner: StudentLearner, folds: int = 5, seed: int = 0):
+    """CROWDLAB (Goh, Tkachenko & Mueller, 2022; cleanlab ≥ 2.9
+    ``get_label_quality_multiannotator``) on the same inputs as the student-in-the-loop
+    posterior: the weak models' votes and the strong model's out-of-fold probabilities
+    from a student trained on the majority vote. Returns ``(one-hot consensus labels,
+    consensus quality scores)``: cleanlab's documented outputs, the labels as targets and
+    the scores as item weights."""
+    from cleanlab.multiannotator import get_label_quality_multiannotator
+
+    n = wl_train.num_items
+    vote = wl_train.majority_vote()
+    oof, _ = cross_fit(lambda idx: learner.train(idx, vote[idx]), learner.predict, n, folds, seed)
+    result = get_label_quality_multiannotator(wl_train.votes(), oof, verbose=False)
+    quality = result["label_quality"]
+    labels = quality["consensus_label"].to_numpy().astype(int)
+    return np.eye(wl_train.num_classes)[labels], quality["consensus_quality_score"].to_numpy(dtype=float)
