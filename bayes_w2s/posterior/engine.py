@@ -653,7 +653,7 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
             raise InvalidInputError(f"{name} must be an integer ≥ {low}, got {value!r}")
     if not 0 < target_accept_prob < 1:
         raise InvalidInputError(f"target_accept_prob must lie in (0, 1), got {target_accept_prob}")
-    init = model.init(data, p, seed)
+    init = sampler_start(model, data, p, seed)
     start = {s: to_unconstrained(model.sites[s].support, v).detach() for s, v in init.items() if s in model.sites}
     whiten = laplace_whitening(make_potential(model, data, p, temperature), start) if precondition else None
     job = dict(model=model.name, obs={k: v.numpy() for k, v in data.obs.items()}, weight=data.weight.numpy(),
@@ -699,6 +699,22 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
                sample_stats={"diverging": np.stack([r["diverging"] for r in results]),
                              "tree_size": np.stack([r["tree_size"] for r in results])},
                true_class=true_class)
+
+
+def sampler_start(model: PosteriorModel, data: ModelData, p: dict, seed: int = 0) -> dict:
+    """Where chains start: ``model.init`` (the MAP) — for conjugate models moved to the mean
+    of the full conditionals at the MAP's item posterior, which is inside the simplex. A MAP
+    entry at 0 (a label a sparse annotator never gave) is −∞ in unconstrained coordinates,
+    where a chain would spend its warm-up walking back from."""
+    g = model.init(data, p, seed)
+    if not model.conjugate:
+        return g
+    with torch.no_grad():
+        q = masked_log_joint(model, data, g, model.logs(g), p, 1.0).softmax(-1)
+        counts = model.expected_counts(data.obs, q * data.weight.unsqueeze(-1), 1.0)
+        conc = model.prior_concentration(p, {s: c.shape for s, c in counts.items()})
+        means = {s: (conc[s] + counts[s]) / (conc[s] + counts[s]).sum(-1, keepdim=True) for s in counts}
+    return model.complete(model.from_concentration_modes(means))
 
 
 def laplace_whitening(potential, start: dict, max_dim: int = 4000) -> torch.Tensor | None:
