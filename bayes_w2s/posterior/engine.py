@@ -506,8 +506,9 @@ def point_draws(g: dict) -> dict:
 
 # -- VB ---------------------------------------------------------------------------------------
 
-def fit_vb(model: PosteriorModel, data: ModelData, p: dict, *, max_iter: int = 500, tol: float = 1e-8,
-           temperature: float = 1.0, num_draws: int = 200, seed: int = 0, progress: bool = False) -> Fit:
+def fit_vb(model: PosteriorModel, data: ModelData, p: dict, *, max_iter: int = 1000, tol: float = 1e-8,
+           restarts: int | None = None, temperature: float = 1.0, num_draws: int = 200, seed: int = 0,
+           progress: bool = False) -> Fit:
     """Mean-field variational Bayes, q(globals) q(latents), by coordinate ascent.
 
     For conjugate models every global site's optimal factor is a Dirichlet, Dir(α₀ + n),
@@ -516,14 +517,36 @@ def fit_vb(model: PosteriorModel, data: ModelData, p: dict, *, max_iter: int = 5
     KL(q(globals) ‖ p(globals)), never decreases (recorded in ``history``). Unlike the MAP,
     E[log θ] discounts parameters learnt from few labels, so sparse annotators are not
     trusted more than their data allow (Kim & Ghahramani, 2012; Li et al., 2019).
+    ``restarts`` runs from that many seeded starts (default: the model's ``vb_restarts``)
+    and keeps the highest ELBO: EBCC's subtypes make the ELBO multimodal.
     ``num_draws`` draws of q(globals) are kept for ArviZ and LOO; the item posterior is q(c).
     """
     if not model.conjugate:
         raise UnknownNameError(f"posterior model {model.name!r} has no closed-form VB (it is not conjugate)")
     if not isinstance(max_iter, (int, np.integer)) or isinstance(max_iter, bool) or max_iter < 1:
         raise InvalidInputError(f"max_iter must be an integer ≥ 1, got {max_iter!r}")
-    w = 1.0 / temperature
-    g = model.init(data, p, seed)
+    restarts = getattr(model, "vb_restarts", 1) if restarts is None else restarts
+    if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) or restarts < 1:
+        raise InvalidInputError(f"restarts must be an integer ≥ 1, got {restarts!r}")
+    runs = [_vb_from(model, data, p, model.init(data, p, seed + r), 1.0 / temperature, max_iter, tol, progress)
+            for r in range(restarts)]
+    best = int(np.argmax([history[-1] for _, _, history, _ in runs]))
+    a, q, history, converged = runs[best]
+    gen = torch.Generator().manual_seed(seed)
+    draws = {}
+    for s, v in a.items():
+        gamma = torch._standard_gamma(v.expand(num_draws, *v.shape).contiguous(), generator=gen)
+        draws[s] = gamma / gamma.sum(-1, keepdim=True)
+    draws = model.complete(model.from_concentration_modes(draws))
+    draws = {s: v.unsqueeze(0) for s, v in draws.items()}
+    info = {"rows": data.num_rows, "concentration": {s: v.numpy() for s, v in a.items()}}
+    if restarts > 1:
+        info.update(start_elbos=[h[-1] for _, _, h, _ in runs], best_start=best)
+    return Fit(draws, history, converged, info, item_probs=q)
+
+
+def _vb_from(model, data, p, g, w, max_iter, tol, progress):
+    """Coordinate ascent from globals ``g``: ``(factors' concentrations, q(latents), ELBOs, converged)``."""
     with torch.no_grad():
         q = (masked_log_joint(model, data, g, model.logs(g), p, w)).softmax(-1)
     history, converged, conc, a = [], False, None, None
@@ -544,15 +567,7 @@ def fit_vb(model: PosteriorModel, data: ModelData, p: dict, *, max_iter: int = 5
         if done:
             converged = True
             break
-    gen = torch.Generator().manual_seed(seed)
-    draws = {}
-    for s, v in a.items():
-        gamma = torch._standard_gamma(v.expand(num_draws, *v.shape).contiguous(), generator=gen)
-        draws[s] = gamma / gamma.sum(-1, keepdim=True)
-    draws = model.complete(model.from_concentration_modes(draws))
-    draws = {s: v.unsqueeze(0) for s, v in draws.items()}
-    info = {"rows": data.num_rows, "concentration": {s: v.numpy() for s, v in a.items()}}
-    return Fit(draws, history, converged, info, item_probs=q)
+    return a, q, history, converged
 
 
 # -- SVI --------------------------------------------------------------------------------------

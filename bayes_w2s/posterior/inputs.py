@@ -36,7 +36,11 @@ def as_label_matrix(labels, num_classes: int | None = None, label_names=None) ->
     if num_classes is not None and label_names is not None and len(label_names) != num_classes:
         raise LabelSetMismatchError(f"{len(label_names)} label names for {num_classes} classes "
                                     f"(num_classes={num_classes}, label_names={label_names})")
-    if isinstance(labels, WeakLabels):
+    if isinstance(labels, LabelMatrix):
+        if label_names is not None and list(label_names) != list(labels.label_names):
+            raise LabelSetMismatchError(f"labels are over {labels.label_names}, expected {list(label_names)}")
+        out = labels
+    elif isinstance(labels, WeakLabels):
         if label_names is not None and list(label_names) != labels.label_names:
             raise LabelSetMismatchError(f"weak labels are over {labels.label_names}, expected {list(label_names)}")
         if num_classes is not None and num_classes != labels.num_classes:

@@ -1,0 +1,206 @@
+"""The generic inference engine: VB, gold items, tempering, inductive prediction, NUTS
+plumbing, and the models that issue 12 added (EBCC, hierarchical on sparse crowds)."""
+import numpy as np
+import pyro
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import infer_discrete
+
+from bayes_w2s import fit_posterior
+from bayes_w2s.errors import InvalidInputError, LabelSetMismatchError
+from bayes_w2s.posterior import as_label_matrix
+from bayes_w2s.posterior.engine import draw_local_latents, fit_em
+from bayes_w2s.posterior.models import get_model
+
+from .conftest import simulate_soft, simulate_votes
+
+
+def sparse_crowd(n=400, workers=60, k=3, per_item=4, seed=0):
+    """Many annotators, few labels each: most (item, annotator) cells are abstentions."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, k, n)
+    acc = rng.uniform(0.55, 0.9, workers)
+    votes = np.full((n, workers), -1)
+    for i in range(n):
+        for w in rng.choice(workers, per_item, replace=False):
+            votes[i, w] = truth[i] if rng.random() < acc[w] else (truth[i] + rng.integers(1, k)) % k
+    return truth, votes
+
+
+def copied_errors(n=3000, seed=0):
+    """Two weak models that copy each other's errors (one shared noisy source, accuracy 0.7)
+    and one independent model of accuracy 0.8; binary."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 2, n)
+    shared = np.where(rng.random(n) < 0.7, truth, 1 - truth)
+    copy = np.where(rng.random(n) < 0.97, shared, 1 - shared)
+    independent = np.where(rng.random(n) < 0.8, truth, 1 - truth)
+    return truth, np.stack([shared, copy, independent], 1)
+
+
+def nll(probs, truth):
+    return float(-np.log(np.clip(probs[np.arange(len(truth)), truth], 1e-12, 1)).mean())
+
+
+@pytest.mark.parametrize("model", ["dawid_skene", "one_coin", "ebcc"])
+def test_vb_elbo_never_decreases_and_agrees_with_em_on_much_data(model):
+    truth, votes = simulate_votes(n=3000, k=3, accs=(0.6, 0.7, 0.8))
+    kw = {"num_subtypes": 2} if model == "ebcc" else {}
+    vb = fit_posterior(votes, model=model, method="vb", **kw)
+    assert np.all(np.diff(vb.history) > -1e-6 * np.abs(vb.history[-1]))
+    assert (vb.labels == truth).mean() > 0.8          # majority vote: 0.78 when written
+    assert vb.draws["pi"].shape[:2] == (1, 200) and vb.num_draws == 200
+    if model != "ebcc":
+        em = fit_posterior(votes, model=model, method="em")
+        assert np.abs(vb.item_probs - em.item_probs).max() < 0.05
+
+
+def test_ebcc_does_not_let_two_copying_models_outvote_an_independent_one():
+    """The planted case: where the two copiers agree against the independent model, the
+    copiers' shared error is one piece of evidence, and the better independent model wins."""
+    truth, votes = copied_errors()
+    ds = fit_posterior(votes, model="dawid_skene", method="vb")
+    eb = fit_posterior(votes, model="ebcc", method="vb", num_subtypes=4)
+    disagree = (votes[:, 0] == votes[:, 1]) & (votes[:, 1] != votes[:, 2])
+    # truth there: the independent model is right 0.8·0.3 / (0.8·0.3 + 0.2·0.7) ≈ 63% of the time
+    assert (votes[disagree, 2] == truth[disagree]).mean() > 0.55
+    assert (ds.labels[disagree] == votes[disagree, 0]).mean() > 0.9          # DS follows the two copiers
+    assert (eb.labels[disagree] == votes[disagree, 2]).mean() > 0.9          # EBCC follows the independent one
+    assert (eb.labels == truth).mean() > (ds.labels == truth).mean() + 0.02
+    assert nll(eb.item_probs, truth) < nll(ds.item_probs, truth)
+
+
+def test_hierarchical_svi_stays_finite_on_sparse_many_annotators():
+    truth, votes = sparse_crowd()
+    post = fit_posterior(votes, model="hierarchical", method="svi", steps=400, progress=False)
+    assert np.isfinite(post.item_probs).all() and np.isfinite(post.history).all()
+    assert (post.labels == truth).mean() > 0.8
+    with pytest.raises(InvalidInputError, match="no posterior mode"):
+        fit_posterior(votes, model="hierarchical", method="svi", guide="delta")
+
+
+@pytest.mark.parametrize("model,method", [("dawid_skene", "em"), ("dawid_skene", "vb"), ("one_coin", "em"),
+                                          ("ebcc", "vb")])
+def test_default_and_flat_priors_give_finite_probabilities_on_sparse_crowds(model, method):
+    _, votes = sparse_crowd(seed=1)
+    for priors in ({}, {"beta_diag": 1.0, "beta_off": 1.0} if model != "one_coin"
+                   else {"accuracy_a": 1.0, "accuracy_b": 1.0}):
+        post = fit_posterior(votes, model=model, method=method, **priors)
+        assert np.isfinite(post.item_probs).all() and np.allclose(post.item_probs.sum(1), 1)
+
+
+def test_out_of_range_priors_are_clear_errors():
+    _, votes = simulate_votes(n=100, k=3, accs=(0.6, 0.7, 0.8))
+    with pytest.raises(InvalidInputError, match="out of range"):
+        fit_posterior(votes, beta_off=-1.0)
+    with pytest.raises(InvalidInputError, match="posterior mode does not exist"):
+        fit_posterior(votes, method="em", beta_off=0.5)
+    assert np.isfinite(fit_posterior(votes, method="vb", beta_off=0.5).item_probs).all()
+
+
+def test_semi_supervised_gold_fixes_gold_items_and_improves_a_planted_case():
+    """Weak models whose errors are all towards class 0: unsupervised DS reads the biased
+    model as accurate; gold items show what its votes mean."""
+    rng = np.random.default_rng(3)
+    n = 1500
+    truth = rng.integers(0, 3, n)
+    biased = np.where(rng.random(n) < 0.5, 0, truth)           # says 0 half the time
+    ok = np.where(rng.random(n) < 0.75, truth, rng.integers(0, 3, n))
+    votes = np.stack([biased, biased.copy(), ok], 1)
+    gold = np.full(n, -1)
+    gold[:150] = truth[:150]
+    plain = fit_posterior(votes, model="dawid_skene")
+    semi = fit_posterior(votes, model="dawid_skene", gold=gold)
+    assert (semi.labels[:150] == truth[:150]).all() and np.allclose(semi.item_probs[:150].max(1), 1)
+    rest = slice(150, None)
+    assert nll(semi.item_probs[rest], truth[rest]) < nll(plain.item_probs[rest], truth[rest])
+    as_dict = fit_posterior(votes, model="dawid_skene", gold={i: int(truth[i]) for i in range(150)})
+    np.testing.assert_allclose(as_dict.item_probs, semi.item_probs)
+
+
+def test_gold_and_temperature_errors_name_the_problem():
+    _, votes = simulate_votes(n=50, k=3, accs=(0.6, 0.7, 0.8))
+    with pytest.raises(InvalidInputError, match="gold item 50 is not among the 50 items"):
+        fit_posterior(votes, gold={50: 1})
+    with pytest.raises(LabelSetMismatchError, match="gold label 'maybe'"):
+        fit_posterior(votes, gold={0: "maybe"})
+    with pytest.raises(LabelSetMismatchError, match="not a class index"):
+        fit_posterior(votes, gold={0: 7})
+    for bad in (0, -1.0, float("nan"), "hot"):
+        with pytest.raises(InvalidInputError, match="temperature must be"):
+            fit_posterior(votes, temperature=bad)
+
+
+def test_tempering_softens_the_posterior_and_t1_is_the_plain_model():
+    _, votes = simulate_votes(n=500, k=3, accs=(0.6, 0.7, 0.8))
+    plain = fit_posterior(votes)
+    np.testing.assert_allclose(fit_posterior(votes, temperature=1.0).item_probs, plain.item_probs)
+    hot = fit_posterior(votes, temperature=3.0)
+    assert hot.confidence.mean() < plain.confidence.mean() - 0.05
+
+
+@pytest.mark.parametrize("model,method", [("dawid_skene", "em"), ("dawid_skene", "vb"), ("one_coin", "em"),
+                                          ("ebcc", "vb"), ("logistic_t", "em"), ("soft", "em")])
+def test_predict_proba_equals_a_refit_with_the_globals_fixed(model, method):
+    """Applying the fitted globals to items equals their item posterior in a fit that
+    contains them (the E-step of a refit whose globals do not move), and to new items
+    equals the Pyro model's exact conditional given the same globals."""
+    if model in ("logistic_t", "soft"):
+        _, labels = simulate_soft(n=400)
+        post = fit_posterior(labels, model=model, method=method)
+        np.testing.assert_allclose(post.predict_proba(labels), post.item_probs, atol=1e-10)
+        return
+    _, votes = simulate_votes(n=600, k=3, accs=(0.6, 0.7, 0.8))
+    kw = {"num_subtypes": 2} if model == "ebcc" else {}
+    post = fit_posterior(votes[:500], model=model, method=method, **kw)
+    np.testing.assert_allclose(post.predict_proba(votes[:500]), post.item_probs, atol=1e-10)
+    if method != "em":
+        return
+    m = get_model(model)
+    lm = as_label_matrix(votes[500:], num_classes=3)
+    data = m.prepare(lm, post.priors)
+    g = {s: torch.as_tensor(v[0, 0]) for s, v in post.draws.items() if s in m.sites}
+    exact = (m.log_joint(data.obs, g, m.logs(g), post.priors)).softmax(-1)[data.inverse].numpy()
+    np.testing.assert_allclose(post.predict_proba(votes[500:]), exact, atol=1e-10)
+
+
+def test_latent_draws_follow_what_pyro_infer_discrete_samples():
+    _, votes = simulate_votes(n=60, k=3, accs=(0.55, 0.6, 0.65))
+    m = get_model("dawid_skene")
+    p = m.priors()
+    data = m.prepare(as_label_matrix(votes, num_classes=3), p)
+    g = m.init(data, p)
+    draws = {s: v.reshape(1, 1, *v.shape).expand(1, 4000, *v.shape) for s, v in g.items()}
+    ours = draw_local_latents(m, data, p, draws, seed=0)[0]                               # [4000, N]
+    conditioned = poutine.condition(m.fn_call(data, p), data={s: v for s, v in g.items() if s in m.sites})
+    pyro.set_rng_seed(0)
+    sampler = infer_discrete(conditioned, first_available_dim=-3, temperature=1)
+    theirs = np.stack([sampler().reshape(-1).numpy() for _ in range(1000)])
+    for k in range(3):
+        assert np.abs((ours == k).mean(0) - (theirs == k).mean(0)).max() < 0.08
+
+
+def test_nuts_runs_in_one_process_with_a_warning_when_workers_cannot_start(monkeypatch):
+    import bayes_w2s.posterior.engine as engine
+
+    class Broken:
+        def __init__(self, *a, **k):
+            raise RuntimeError("An attempt has been made to start a new process before bootstrapping")
+    monkeypatch.setattr(engine, "ProcessPoolExecutor", Broken)
+    _, votes = simulate_votes(n=150, k=3, accs=(0.6, 0.7, 0.8))
+    with pytest.warns(RuntimeWarning, match="__name__"):
+        post = fit_posterior(votes, method="nuts", num_chains=2, num_samples=30, warmup_steps=30, num_workers=2,
+                             progress=False)
+    assert post.draws["theta"].shape[:2] == (2, 30) and post.info["preconditioned"]
+
+
+def test_em_start_points_keep_the_best():
+    _, votes = simulate_votes(n=300, k=3, accs=(0.6, 0.7, 0.8))
+    m = get_model("dawid_skene")
+    p = m.priors()
+    data = m.prepare(as_label_matrix(votes), p)
+    fit = fit_em(m, data, p)
+    assert fit.converged and fit.info["rows"] == data.num_rows
+    with pytest.raises(InvalidInputError, match="max_iter"):
+        fit_em(m, data, p, max_iter=0)
