@@ -111,7 +111,10 @@ def crowdlab_targets(wl_train: WeakLabels, learner: StudentLearner, folds: int =
     from a student trained on the majority vote. Returns ``(one-hot consensus labels,
     consensus quality scores)``: cleanlab's documented outputs, the labels as targets and
     the scores as item weights."""
-    from cleanlab.multiannotator import get_label_quality_multiannotator
+    try:
+        from cleanlab.multiannotator import get_label_quality_multiannotator
+    except ImportError as exc:
+        raise InvalidInputError("targets: crowdlab needs cleanlab: pip install 'bayes_w2s[crowdlab]'") from exc
 
     n = wl_train.num_items
     vote = wl_train.majority_vote()
