@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..errors import InvalidInputError, LabelSetMismatchError, UnknownNameError
 from .base import Posterior
-from .engine import FITTERS, check_temperature
+from .engine import FITTERS, check_temperature, intra_op_threads, threads_for
 from .inputs import LabelMatrix, as_label_matrix, check_fit_settings, fit_settings
 from .models import MODELS, get_model
 from .words import WordPosterior, slot_table
@@ -137,12 +137,14 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
     else:
         lm = as_label_matrix(labels, num_classes=num_classes, label_names=label_names)
         data = m.prepare(lm, p, gold=gold_labels(gold, lm), **data_settings)
-    fit = FITTERS[method](m, data, p, temperature=temperature, **settings)
+    with intra_op_threads(threads_for(data)):
+        fit = FITTERS[method](m, data, p, temperature=temperature, **settings)
     if data_settings:
         fit.info["data_settings"] = data_settings
     if gold is not None and m.observes != "words":
         fit.info["gold_items"] = int((data.fn_kwargs["gold"] >= 0).sum()) if "gold" in data.fn_kwargs else 0
-    return m.summarise(data, fit, method, p, temperature)
+    with intra_op_threads(threads_for(data)):
+        return m.summarise(data, fit, method, p, temperature)
 
 
 def compare_posteriors(posteriors, names=None, ic: str = "loo") -> pd.DataFrame:
