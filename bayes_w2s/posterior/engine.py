@@ -49,6 +49,7 @@ from torch.distributions import biject_to, constraints
 from tqdm.auto import tqdm
 
 from ..errors import InvalidInputError, UnknownNameError
+from ..threads import intra_op_threads  # noqa: F401  (re-exported for fit_posterior)
 
 DTYPE = torch.float64
 NEG_INF = float("-inf")
@@ -851,25 +852,6 @@ def draw_local_latents(model: PosteriorModel, data: ModelData, p: dict, draws: d
     if data.inverse is not None:
         latent = latent[:, data.inverse]
     return latent.reshape(*lead, -1).numpy()
-
-
-class intra_op_threads:
-    """Run a block with ``n`` torch intra-op threads, restoring the setting after.
-
-    EM and VB on compressed vote patterns are thousands of tiny tensor ops; a second
-    thread only adds a synchronisation per op (on a loaded machine, OpenMP's waits made
-    each [1024, 16] op take ~40 ms instead of microseconds)."""
-
-    def __init__(self, n: int | None):
-        self.n = n
-
-    def __enter__(self):
-        self.before = torch.get_num_threads()
-        if self.n is not None:
-            torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.before)
 
 
 def threads_for(data: ModelData) -> int | None:
