@@ -95,6 +95,8 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
     if save_dir is not None:
         wl_train.save(Path(save_dir) / f"weak_labels_seed{seed}_strong_train.npz")
         wl_test.save(Path(save_dir) / f"weak_labels_seed{seed}_test.npz")
+        if wl_gold is not None:
+            wl_gold.save(Path(save_dir) / f"weak_labels_seed{seed}_weak_val.npz")
     rows, test_probs, targets_seen = [], {}, {}
     y_strong = np.asarray(task.strong_train["label"])
 
