@@ -61,11 +61,11 @@ class DawidSkene(ClassModel):
     def log_joint(self, obs, g, log_g, p, lik_weight=1.0):
         return log_g["pi"].unsqueeze(-2) + scaled(lik_weight, votes_log_lik(obs["counts"], log_g["theta"]))
 
-    def expected_counts(self, obs, wq, lik_weight):
+    def expected_counts(self, obs, wq):
         counts = obs["counts"]
         r, m, k = counts.shape
         theta = (wq.T @ counts.reshape(r, m * k)).reshape(k, m, k)
-        return {"pi": pi_counts(wq), "theta": lik_weight * theta}
+        return {"pi": pi_counts(wq), "theta": theta}
 
     def prior_concentration(self, p, shape_of):
         k, m = shape_of["theta"][0], shape_of["theta"][1]
@@ -73,4 +73,4 @@ class DawidSkene(ClassModel):
                 "theta": self.theta_concentration(p, k).expand(k, m, k)}
 
     def init(self, data, p, seed=0):
-        return self.m_step(data, vote_start(data), None, p, 1.0)
+        return self.m_step(data, vote_start(data), None, p)

@@ -67,7 +67,7 @@ class EBCC(ClassModel):
              "theta": Site(SIMPLEX, ("true_class", "subtype", "weak_model", "weak_label"), 3)}
     methods = ("vb", "svi", "nuts")
     point_estimate = False
-    vb_restarts = 10
+    vb_starts = 10
     default_guide = "normal"
     prior_specs = {"alpha_prior": CONCENTRATION, "subtype_prior": CONCENTRATION, "beta_diag": CONCENTRATION,
                    "beta_off": CONCENTRATION, "num_subtypes": PriorSpec(low=1, closed=True, high=1000, integer=True)}
@@ -95,13 +95,13 @@ class EBCC(ClassModel):
         latent_prior = log_g["pi"].repeat_interleave(big_l, -1) + log_nu
         return latent_prior.unsqueeze(-2) + scaled(lik_weight, votes_log_lik(obs["counts"], log_theta))
 
-    def expected_counts(self, obs, wq, lik_weight):
+    def expected_counts(self, obs, wq):
         counts = obs["counts"]
         r, m, k = counts.shape
         big_l = wq.shape[-1] // k
         theta = (wq.T @ counts.reshape(r, m * k)).reshape(k, big_l, m, k)
         per = wq.sum(0).reshape(k, big_l)
-        return {"pi": per.sum(-1), "nu": per.reshape(k, 1, 1, big_l), "theta": lik_weight * theta}
+        return {"pi": per.sum(-1), "nu": per.reshape(k, 1, 1, big_l), "theta": theta}
 
     def prior_concentration(self, p, shape_of):
         k, big_l, m = shape_of["theta"][:3]
@@ -124,7 +124,7 @@ class EBCC(ClassModel):
         split = torch._standard_gamma(torch.ones(data.num_rows, big_l, dtype=DTYPE), generator=gen)
         split = split / split.sum(-1, keepdim=True)
         q = (q_class.unsqueeze(-1) * split.unsqueeze(1)).reshape(data.num_rows, -1)
-        counts = self.expected_counts(data.obs, q * data.weight.unsqueeze(-1), 1.0)
+        counts = self.expected_counts(data.obs, q * data.weight.unsqueeze(-1))
         conc = self.prior_concentration(p, {s: c.shape for s, c in counts.items()})
         # posterior means (the modes may not exist for a sparse subtype prior)
         return {s: (conc[s] + counts[s]) / (conc[s] + counts[s]).sum(-1, keepdim=True) for s in counts}

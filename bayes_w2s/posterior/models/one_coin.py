@@ -76,11 +76,11 @@ class OneCoin(ClassModel):
         log_theta = one_coin_log_theta(log_g["accuracy"], log_g["pi"].shape[-1])
         return log_g["pi"].unsqueeze(-2) + scaled(lik_weight, votes_log_lik(obs["counts"], log_theta))
 
-    def expected_counts(self, obs, wq, lik_weight):
+    def expected_counts(self, obs, wq):
         counts = obs["counts"]
         right = torch.einsum("rk,rmk->m", wq, counts)
         total = torch.einsum("rk,rm->m", wq, counts.sum(-1))
-        return {"pi": pi_counts(wq), "accuracy": lik_weight * torch.stack([right, total - right], -1)}
+        return {"pi": pi_counts(wq), "accuracy": torch.stack([right, total - right], -1)}
 
     def prior_concentration(self, p, shape_of):
         k, m = shape_of["pi"][0], shape_of["accuracy"][0]
@@ -94,4 +94,4 @@ class OneCoin(ClassModel):
         return dict(g, theta=one_coin_theta(g["accuracy"], g["pi"].shape[-1]))
 
     def init(self, data, p, seed=0):
-        return self.complete(self.m_step(data, vote_start(data), None, p, 1.0))
+        return self.complete(self.m_step(data, vote_start(data), None, p))
