@@ -20,7 +20,7 @@ from .config import ExperimentConfig, MethodConfig
 from .errors import BayesW2SError, CorruptCacheError, InvalidInputError, UnknownNameError
 from .io import write_text
 from .metrics import accuracy, expected_calibration_error
-from .posterior import available_posteriors, fit_posterior
+from .posterior import available_posteriors
 from .posterior.calibration import log_loss
 from .student.posterior_targets import GoldSlice, StudentLearner, crowdlab_targets, posterior_targets
 from .posterior.inputs import check_fit_settings

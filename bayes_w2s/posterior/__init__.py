@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..errors import InvalidInputError, LabelSetMismatchError, UnknownNameError
+from ..errors import InvalidInputError, UnknownNameError
 from .base import Posterior
-from .engine import FITTERS, check_temperature, intra_op_threads, threads_for
+from ..threads import intra_op_threads
+from .engine import FITTERS, check_temperature, threads_for
 from .inputs import LabelMatrix, as_label_matrix, check_fit_settings, fit_settings, gold_labels
 from .models import MODELS, get_model
 from .words import WordPosterior, slot_table

@@ -49,7 +49,6 @@ from torch.distributions import biject_to, constraints
 from tqdm.auto import tqdm
 
 from ..errors import InvalidInputError, UnknownNameError
-from ..threads import intra_op_threads  # noqa: F401  (re-exported for fit_posterior)
 
 DTYPE = torch.float64
 NEG_INF = float("-inf")
@@ -304,7 +303,20 @@ class PosteriorModel:
         return log_values(self.sites, g)
 
     def log_prior(self, g: dict, log_g: dict, p: dict) -> torch.Tensor:
-        raise NotImplementedError
+        """log p(globals) at one point. Conjugate models need not write it: it is
+        Σ_s log Dir(site_s | its prior concentration), from ``prior_concentration``, so their
+        prior is written once (and its constants are built once per fit, not per NUTS step)."""
+        if not self.conjugate:
+            raise NotImplementedError
+        conc = self._prior_constants(p, {s: tuple(log_g[s].shape) for s in self.sites})
+        return sum(dirichlet_log_density(conc[s], log_g[s]).sum() for s in conc)
+
+    def _prior_constants(self, p: dict, shapes: dict) -> dict:
+        key = tuple(sorted(shapes.items()))
+        cached = self.__dict__.get("_prior_cache")
+        if cached is None or cached[0] is not p or cached[1] != key:
+            cached = self._prior_cache = (p, key, self.prior_concentration(p, shapes))
+        return cached[2]
 
     def log_joint(self, obs: dict, g: dict, log_g: dict, p: dict, lik_weight: float = 1.0) -> torch.Tensor:
         raise NotImplementedError

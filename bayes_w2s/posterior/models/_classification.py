@@ -31,7 +31,7 @@ from pyro.ops.indexing import Vindex
 from torch.distributions import constraints
 
 from ...errors import InvalidInputError
-from ..engine import (DTYPE, CONCENTRATION, Fit, ModelData, PosteriorModel, compress_rows, dirichlet_log_density,
+from ..engine import (DTYPE, Fit, ModelData, PosteriorModel, compress_rows, dirichlet_log_density,
                       draw_local_latents, gold_mask, masked_log_joint)
 
 #: draws summarised at a time (bounds the [draws, rows, latent] tensors)

@@ -5,10 +5,9 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from ..engine import scaled
-from ..engine import CONCENTRATION, DTYPE, SIMPLEX, CountsSpec, Site, dirichlet_log_density
+from ..engine import scaled, CONCENTRATION, DTYPE, SIMPLEX, CountsSpec, Site
 from ._classification import (ClassModel, confusion_prior, indexed_log_theta, observe_votes, pi_counts,
-                              pi_log_prior, vote_start, votes_log_lik)
+                              vote_start, votes_log_lik)
 
 
 def dawid_skene(counts: torch.Tensor, alpha_prior: float = 1.0, beta_diag: float = 2.0, beta_off: float = 1.0,
@@ -53,10 +52,6 @@ class DawidSkene(ClassModel):
     def theta_concentration(self, p, k):
         conc = confusion_prior(k, p["beta_diag"], p["beta_off"]).unsqueeze(1)
         return conc if p.get("prior_counts") is None else conc + p["prior_counts"]
-
-    def log_prior(self, g, log_g, p):
-        conc = self.theta_concentration(p, log_g["pi"].shape[-1])
-        return pi_log_prior(log_g["pi"], p["alpha_prior"]) + dirichlet_log_density(conc, log_g["theta"]).sum()
 
     def log_joint(self, obs, g, log_g, p, lik_weight=1.0):
         return log_g["pi"].unsqueeze(-2) + scaled(lik_weight, votes_log_lik(obs["counts"], log_g["theta"]))

@@ -6,9 +6,8 @@ import pyro.distributions as dist
 import torch
 from pyro.ops.indexing import Vindex
 
-from ..engine import scaled
-from ..engine import CONCENTRATION, DTYPE, PriorSpec, SIMPLEX, Site, dirichlet_log_density
-from ._classification import (ClassModel, VoteCounts, confusion_prior, for_vindex, pi_log_prior, true_class,
+from ..engine import scaled, CONCENTRATION, DTYPE, PriorSpec, SIMPLEX, Site
+from ._classification import (ClassModel, VoteCounts, confusion_prior, for_vindex, true_class,
                               vote_start, votes_log_lik)
 
 NEST = 3   # plates: classes (−3), subtypes (−2), weak_models (−1); items reuse −2
@@ -77,14 +76,6 @@ class EBCC(ClassModel):
 
     def latent_class_of(self, k, p):
         return torch.arange(k).repeat_interleave(int(p["num_subtypes"]))      # latent index = class · L + subtype
-
-    def log_prior(self, g, log_g, p):
-        k = log_g["pi"].shape[-1]
-        big_l = log_g["nu"].shape[-1]
-        nu_conc = torch.full((big_l,), float(p["subtype_prior"]), dtype=DTYPE)
-        conc = confusion_prior(k, p["beta_diag"], p["beta_off"]).reshape(k, 1, 1, k)
-        return (pi_log_prior(log_g["pi"], p["alpha_prior"]) + dirichlet_log_density(nu_conc, log_g["nu"]).sum()
-                + dirichlet_log_density(conc, log_g["theta"]).sum())
 
     def log_joint(self, obs, g, log_g, p, lik_weight=1.0):
         k = log_g["pi"].shape[-1]

@@ -7,8 +7,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from ..engine import scaled
-from ..engine import CONCENTRATION, DTYPE, POSITIVE, POSITIVE_SUPPORT, SIMPLEX, Site, dirichlet_log_density
+from ..engine import scaled, CONCENTRATION, DTYPE, POSITIVE, POSITIVE_SUPPORT, SIMPLEX, Site, dirichlet_log_density
 from ._classification import ClassModel, confusion_prior, indexed_log_theta, observe_votes, pi_log_prior, votes_log_lik
 from .dawid_skene import DawidSkene
 

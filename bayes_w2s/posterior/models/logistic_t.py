@@ -9,8 +9,7 @@ import torch
 from pyro.ops.indexing import Vindex
 from torch.distributions import biject_to, constraints
 
-from ..engine import scaled
-from ..engine import (CONCENTRATION, CORR_CHOLESKY, DTYPE, POSITIVE, POSITIVE_SUPPORT, PriorSpec, REAL,
+from ..engine import (scaled, CONCENTRATION, CORR_CHOLESKY, DTYPE, POSITIVE, POSITIVE_SUPPORT, PriorSpec, REAL,
                       REAL_SUPPORT, SIMPLEX, Site, dirichlet_mode)
 from ._classification import ClassModel, for_vindex, masked, pi_counts, pi_log_prior, true_class
 from .soft import soft_observation

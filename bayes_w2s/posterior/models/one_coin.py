@@ -6,12 +6,10 @@ import math
 import pyro
 import pyro.distributions as dist
 import torch
-
-from ..engine import scaled
-from ..engine import CONCENTRATION, DTYPE, SIMPLEX, UNIT, Site, dirichlet_log_density
-from ._classification import ClassModel, observe_votes, pi_counts, pi_log_prior, vote_start, votes_log_lik
-from ._classification import for_vindex
 from pyro.ops.indexing import Vindex
+
+from ..engine import scaled, CONCENTRATION, DTYPE, SIMPLEX, UNIT, Site
+from ._classification import ClassModel, for_vindex, observe_votes, pi_counts, vote_start, votes_log_lik
 
 
 def one_coin_theta(accuracy: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -67,10 +65,6 @@ class OneCoin(ClassModel):
     sites = {"pi": Site(SIMPLEX, ("class",), 0), "accuracy": Site(UNIT, ("weak_model",), 1)}
     methods = ("em", "vb", "svi", "nuts")
     prior_specs = {"alpha_prior": CONCENTRATION, "accuracy_a": CONCENTRATION, "accuracy_b": CONCENTRATION}
-
-    def log_prior(self, g, log_g, p):
-        beta = torch.tensor([float(p["accuracy_a"]), float(p["accuracy_b"])], dtype=DTYPE)
-        return pi_log_prior(log_g["pi"], p["alpha_prior"]) + dirichlet_log_density(beta, log_g["accuracy"]).sum()
 
     def log_joint(self, obs, g, log_g, p, lik_weight=1.0):
         log_theta = one_coin_log_theta(log_g["accuracy"], log_g["pi"].shape[-1])

@@ -9,8 +9,7 @@ import torch
 from pyro.ops.indexing import Vindex
 
 from ...errors import InvalidInputError
-from ..engine import scaled
-from ..engine import CONCENTRATION, DTYPE, POSITIVE, POSITIVE_SUPPORT, SIMPLEX, Site, dirichlet_mode
+from ..engine import scaled, CONCENTRATION, DTYPE, POSITIVE, POSITIVE_SUPPORT, SIMPLEX, Site, dirichlet_mode
 from ._classification import ClassModel, confusion_prior, for_vindex, masked, pi_counts, pi_log_prior, true_class
 
 
