@@ -187,12 +187,11 @@ SIMPLEX, POSITIVE_SUPPORT, UNIT, REAL_SUPPORT, CORR_CHOLESKY = "simplex", "posit
 
 @dataclass(frozen=True)
 class Site:
-    """A latent global site: its support, the ArviZ dims of one draw (model layout) and how
-    many of the model's plate dims its value carries (for vectorised ``infer_discrete``)."""
+    """A latent global site: its support and the ArviZ dims of one draw (model layout;
+    ``"_"`` marks a singleton plate dim that the export drops)."""
 
     support: str
     dims: tuple = ()
-    plate_rank: int = 0
 
 
 def to_constrained(support: str, u: torch.Tensor):

@@ -43,8 +43,8 @@ def dawid_skene(counts: torch.Tensor, alpha_prior: float = 1.0, beta_diag: float
 class DawidSkene(ClassModel):
     name = "dawid_skene"
     fn = staticmethod(dawid_skene)
-    sites = {"pi": Site(SIMPLEX, ("class",), 0),
-             "theta": Site(SIMPLEX, ("true_class", "weak_model", "weak_label"), 2)}
+    sites = {"pi": Site(SIMPLEX, ("class",)),
+             "theta": Site(SIMPLEX, ("true_class", "weak_model", "weak_label"))}
     methods = ("em", "vb", "svi", "nuts")
     prior_specs = {"alpha_prior": CONCENTRATION, "beta_diag": CONCENTRATION, "beta_off": CONCENTRATION,
                    "prior_counts": CountsSpec("gold confusion counts [K, M, K]")}

@@ -62,8 +62,8 @@ class EBCC(ClassModel):
     name = "ebcc"
     fn = staticmethod(ebcc)
     max_plate_nesting = NEST
-    sites = {"pi": Site(SIMPLEX, ("class",), 0), "nu": Site(SIMPLEX, ("true_class", "_", "_", "subtype"), 3),
-             "theta": Site(SIMPLEX, ("true_class", "subtype", "weak_model", "weak_label"), 3)}
+    sites = {"pi": Site(SIMPLEX, ("class",)), "nu": Site(SIMPLEX, ("true_class", "_", "_", "subtype")),
+             "theta": Site(SIMPLEX, ("true_class", "subtype", "weak_model", "weak_label"))}
     methods = ("vb", "svi", "nuts")
     point_estimate = False
     vb_starts = 10

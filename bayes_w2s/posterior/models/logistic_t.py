@@ -101,9 +101,9 @@ class LogisticT(ClassModel):
     data_args = ("logits",)
     data_settings = {"eps": 1e-6}
     max_plate_nesting = 1
-    sites = {"pi": Site(SIMPLEX, ("class",), 0), "mu": Site(REAL_SUPPORT, ("true_class", "log_ratio_coord"), 1),
-             "sigma": Site(POSITIVE_SUPPORT, ("log_ratio_coord",), 0),
-             "omega": Site(CORR_CHOLESKY, ("log_ratio_coord", "log_ratio_coord_"), 0)}
+    sites = {"pi": Site(SIMPLEX, ("class",)), "mu": Site(REAL_SUPPORT, ("true_class", "log_ratio_coord")),
+             "sigma": Site(POSITIVE_SUPPORT, ("log_ratio_coord",)),
+             "omega": Site(CORR_CHOLESKY, ("log_ratio_coord", "log_ratio_coord_"))}
     methods = ("em", "svi", "nuts")
     prior_specs = {"alpha_prior": CONCENTRATION, "df": PriorSpec(low=0.0, help="Student-t degrees of freedom"),
                    "mean_offset": REAL, "mean_scale": POSITIVE,

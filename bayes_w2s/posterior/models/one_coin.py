@@ -62,7 +62,7 @@ def one_coin(counts: torch.Tensor, alpha_prior: float = 1.0, accuracy_a: float =
 class OneCoin(ClassModel):
     name = "one_coin"
     fn = staticmethod(one_coin)
-    sites = {"pi": Site(SIMPLEX, ("class",), 0), "accuracy": Site(UNIT, ("weak_model",), 1)}
+    sites = {"pi": Site(SIMPLEX, ("class",)), "accuracy": Site(UNIT, ("weak_model",))}
     methods = ("em", "vb", "svi", "nuts")
     prior_specs = {"alpha_prior": CONCENTRATION, "accuracy_a": CONCENTRATION, "accuracy_b": CONCENTRATION}
 

@@ -75,8 +75,8 @@ class SoftLabel(ClassModel):
     compress = False
     data_args = ("probs",)
     data_settings = {"eps": 1e-4}
-    sites = {"pi": Site(SIMPLEX, ("class",), 0),
-             "concentration": Site(POSITIVE_SUPPORT, ("true_class", "weak_model", "weak_label"), 2)}
+    sites = {"pi": Site(SIMPLEX, ("class",)),
+             "concentration": Site(POSITIVE_SUPPORT, ("true_class", "weak_model", "weak_label"))}
     methods = ("em", "svi", "nuts")
     prior_specs = {"alpha_prior": CONCENTRATION, "diag_shape": POSITIVE, "off_shape": POSITIVE, "rate": POSITIVE}
 

@@ -206,7 +206,7 @@ class WordModel(PosteriorModel):
 class WordReliability(WordModel):
     name = "word_reliability"
     fn = staticmethod(word_reliability)
-    sites = {"reliability": Site(UNIT, ("weak_model",), 1)}
+    sites = {"reliability": Site(UNIT, ("weak_model",))}
     prior_specs = {"reliability_a": CONCENTRATION, "reliability_b": CONCENTRATION}
 
     def log_reliability(self, g, log_g, feature):
@@ -232,7 +232,7 @@ class WordReliabilityConf(WordModel):
     name = "word_reliability_conf"
     fn = staticmethod(word_reliability_conf)
     data_args = ("choice", "n_candidates", "noise_logprob", "noise_rest", "feature")
-    sites = {"intercept": Site(REAL_SUPPORT, ("weak_model",), 1), "slope": Site(REAL_SUPPORT, ("weak_model",), 1)}
+    sites = {"intercept": Site(REAL_SUPPORT, ("weak_model",)), "slope": Site(REAL_SUPPORT, ("weak_model",))}
     prior_specs = {"intercept_loc": REAL, "intercept_scale": POSITIVE, "slope_scale": POSITIVE}
 
     def log_reliability(self, g, log_g, feature):
