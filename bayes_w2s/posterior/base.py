@@ -31,7 +31,11 @@ class DrawDiagnostics:
             import arviz as az
 
             idata = self.to_inference_data()
-            names = [n for n in self.draws if n in idata.posterior and n != "item_prob"]
+            from .models import MODELS
+            # a model with exchangeable sites (EBCC's subtypes) is diagnosed on what it identifies
+            identified = getattr(MODELS.get(self.model), "identified_sites", None)
+            names = [n for n in self.draws if n in idata.posterior and n != "item_prob"
+                     and (identified is None or n in identified)]
             rhat = az.rhat(idata, var_names=names)
             ess = az.ess(idata, var_names=names, method="bulk")
             out["max_rhat"] = float(max(np.nanmax(rhat[n].values) for n in names))

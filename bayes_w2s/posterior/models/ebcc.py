@@ -100,11 +100,19 @@ class EBCC(ClassModel):
                 "nu": torch.full((k, 1, 1, big_l), float(p["subtype_prior"]), dtype=DTYPE),
                 "theta": confusion_prior(k, p["beta_diag"], p["beta_off"]).reshape(k, 1, 1, k).expand(k, big_l, m, k)}
 
-    def confusion(self, g, data, item_probs):
-        """The effective confusion Σ_l ν_kl θ_klm: what a weak model does given the class."""
+    #: subtypes are exchangeable (a chain may permute them): R-hat and ESS are computed on
+    #: π and the effective confusion, which do not depend on the subtypes' order
+    identified_sites = ("pi", "effective_theta")
+    derived_dims = {"effective_theta": ("true_class", "weak_model", "weak_label")}
+
+    def complete(self, g):
         nu = g["nu"]
         nu = nu.reshape(*nu.shape[:-4], nu.shape[-4], nu.shape[-1])                 # [..., K, L]
-        return (nu.unsqueeze(-1).unsqueeze(-1) * g["theta"]).sum(-3)
+        return dict(g, effective_theta=(nu.unsqueeze(-1).unsqueeze(-1) * g["theta"]).sum(-3))
+
+    def confusion(self, g, data, item_probs):
+        """The effective confusion Σ_l ν_kl θ_klm: what a weak model does given the class."""
+        return g["effective_theta"] if "effective_theta" in g else self.complete(g)["effective_theta"]
 
     def init(self, data, p, seed=0):
         """The soft majority vote, each row split over subtypes at random (seeded): subtypes
