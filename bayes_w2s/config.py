@@ -398,6 +398,9 @@ class ExperimentConfig:
     # -- the checks, one concern each ---------------------------------------------------------
     def _check_data(self):
         from .tasks import available_tasks
+        # results go to <output_root>/<name>: "" would be output_root itself, "/x" or "../x" outside it
+        if not self.name.strip() or Path(self.name).is_absolute() or ".." in Path(self.name).parts:
+            raise ConfigError(f"name: the results folder's name under output_root, got {self.name!r}")
         if self.task not in available_tasks():
             if Path(self.task).suffix not in (".csv", ".tsv", ".jsonl", ".json"):
                 raise ConfigError(f"task: unknown task {self.task!r}; known tasks: {available_tasks()}, "

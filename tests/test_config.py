@@ -68,6 +68,8 @@ def test_yaml_1_1_exponents_and_numeric_strings_are_coerced(tmp_path):
      r"methods\[0\].preference: beta must be > 0"),
     ({"student_train": {"epochs": 1, "lr": 3}}, r"student_train: unknown key\(s\) \['lr'\]"),
     ({"student_train": {"batch_size": -4}}, r"student_train: TrainConfig.batch_size must be a positive finite integer, got -4"),
+    ({"name": ""}, r"name: the results folder's name under output_root, got ''"),
+    ({"name": "../elsewhere"}, r"name: the results folder's name under output_root"),
     # booleans are never numbers (True was seed 1, one item, …)
     ({"seeds": [True]}, r"seeds\[0\]: expected an integer, got True"),
     ({"split_seed": True}, r"split_seed: expected an integer, got True"),
