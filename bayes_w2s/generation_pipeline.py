@@ -52,7 +52,7 @@ def _targets_for(method: MethodConfig, task, weak: WeakEnsemble, hyps: WeakHypot
     if spec.kind == "joint_decoding":
         return weak.generation_.joint_decode(task.strong_train, hyps, method.loss_kwargs.get("weights"))
     # word-level voting can mix pieces of different JSON targets: keep targets well-formed
-    return fit_posterior(hyps, model=spec.name, method=spec.method,
+    return fit_posterior(hyps, model=spec.name, method=spec.method, temperature=method.temperature,   # was ignored
                          **method.posterior_kwargs).constrain(is_well_formed)
 
 

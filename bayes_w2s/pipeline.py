@@ -295,6 +295,12 @@ def _validate_method(cfg: ExperimentConfig, m: MethodConfig, posteriors: set) ->
         if not isinstance(m.posterior_kwargs, dict):
             raise InvalidInputError(f"posterior_kwargs must be a mapping, got {m.posterior_kwargs!r}")
         check_fit_settings(spec.name, inference, m.posterior_kwargs)
+        # prior ranges too (beta_diag: -1 failed only at fit time, after the weak models trained)
+        from .posterior import get_model, split_kwargs
+        model = get_model(spec.name)
+        priors, _, settings = split_kwargs(model, inference, m.posterior_kwargs)
+        guide = settings.get("guide", getattr(model, "default_guide", None))
+        model.priors(priors, point_estimate=inference == "em" or (inference == "svi" and guide == "delta"))
     elif m.posterior_kwargs:
         raise InvalidInputError(f"posterior_kwargs {m.posterior_kwargs} are for posterior targets, "
                                 f"not {m.targets!r}")

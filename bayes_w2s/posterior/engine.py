@@ -160,7 +160,10 @@ class CountsSpec:
     def check(self, model: str, name: str, value, point_estimate: bool):
         if value is None:
             return None
-        arr = torch.as_tensor(np.asarray(value, dtype=float), dtype=DTYPE)
+        try:
+            arr = torch.as_tensor(np.asarray(value, dtype=float), dtype=DTYPE)
+        except (TypeError, ValueError):   # strings, ragged lists: a raw ValueError before
+            raise InvalidInputError(f"{model}: {name} must be an array of counts, got {value!r}") from None
         if not torch.isfinite(arr).all() or (arr < 0).any():
             raise InvalidInputError(f"{model}: {name} must be finite, non-negative counts")
         return arr
