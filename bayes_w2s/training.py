@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainingArguments
 
+from . import distributed
 from .backbones import FeatureCache, PooledClassifier, build_classifier, classifier_config
 from .cards import ModelCard, load_card
 from .errors import InvalidInputError
@@ -99,13 +100,16 @@ def training_arguments(cfg, seed: int, output_dir: str, *, args_cls=None, **over
     ``args_cls`` is ``TrainingArguments`` (default) or a TRL config (``SFTConfig``,
     ``DPOConfig``); ``overrides`` are passed through. ``warmup_ratio`` goes to
     ``warmup_steps``, which transformers ≥ 5 reads as a fraction of the training steps when
-    below 1. Activation checkpointing (on by default in TRL) trades ~40% more compute for
-    memory, the wrong trade on a CPU with short sequences, so it is off unless overridden.
+    below 1. ``cfg.batch_size`` is the batch per optimiser step: under ``accelerate launch``
+    each process takes an equal slice of it (:func:`~bayes_w2s.distributed.batch_arguments`),
+    so a run on several processes steps through the same batches as one process. Activation
+    checkpointing (on by default in TRL) trades ~40% more compute for memory, the wrong
+    trade on a CPU with short sequences, so it is off unless overridden.
     """
     args_cls = args_cls or TrainingArguments
     save_steps = getattr(cfg, "save_steps", 0)
     args = dict(
-        output_dir=output_dir, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+        output_dir=output_dir, num_train_epochs=cfg.epochs, **distributed.batch_arguments(cfg.batch_size),
         learning_rate=cfg.learning_rate, weight_decay=getattr(cfg, "weight_decay", 0.0),
         warmup_steps=getattr(cfg, "warmup_ratio", 0.0), lr_scheduler_type="linear", seed=seed, data_seed=seed,
         bf16=getattr(cfg, "bf16", False), save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500,
@@ -268,19 +272,27 @@ class Classifier:
     # -- prediction ----------------------------------------------------------------------
     @torch.inference_mode()
     def predict_logits(self, texts: list[str]) -> np.ndarray:
+        """``[N, K]`` logits. Head mode: the cached features through the head in a few large
+        matrix products; otherwise length-sorted batches through the whole model, split
+        across ranks under ``accelerate launch``."""
         if self.model is None:
             raise InvalidInputError("the classifier is not trained yet: call fit() first")
         if len(texts) == 0:
             raise InvalidInputError("cannot predict on an empty dataset")
-        cols = self._inputs(texts)
-        collate = Collator(self.tokenizer, self.config.max_length)
-        ds = DictDataset(cols)
-        order = np.argsort([len(t) for t in texts], kind="stable")  # length-sorted batches
         device = next(self.model.parameters()).device
-        out = np.empty((len(texts), self.num_classes), dtype=np.float32)
         bs = self.config.eval_batch_size
-        for start in range(0, len(ds), bs):
-            idx = order[start:start + bs]
-            batch = {k: v.to(device) for k, v in collate([ds[i] for i in idx]).items()}
-            out[idx] = self.model(**batch)["logits"].float().cpu().numpy()
+        if self.config.mode == "head":
+            feats = torch.as_tensor(self.features(list(texts)))
+            return torch.cat([self.model(features=feats[s:s + 4096].to(device))["logits"].float().cpu()
+                              for s in range(0, len(feats), 4096)]).numpy()
+        order = np.argsort([len(t) for t in texts], kind="stable")  # length-sorted batches
+        batches = [order[start:start + bs] for start in range(0, len(texts), bs)]
+
+        def run(idx):
+            enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                 max_length=self.config.max_length, return_tensors="pt").to(device)
+            return self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])["logits"].float().cpu()
+
+        out = np.empty((len(texts), self.num_classes), dtype=np.float32)
+        out[order] = torch.cat(distributed.map_batches(run, batches)).numpy()
         return out

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import softmax
 
+from .. import distributed
 from ..backbones import texts_fingerprint
 from ..cards import cache_dir, load_card
 from ..errors import CorruptCacheError, InvalidInputError
@@ -172,12 +173,13 @@ class WeakEnsemble:
         probs = []
         for name in self.model_names:
             path = self._key(name, texts) if self.cache else None
-            cached = self._load_cached(path, len(texts)) if path is not None else None
+            # rank 0 reads the cache it alone writes; every rank gets its answer
+            cached = distributed.on_main(self._load_cached, path, len(texts)) if path is not None else None
             if cached is not None:
                 probs.append(cached)
                 continue
             p = softmax(self._classifier(name).predict_logits(texts).astype(np.float64), -1)
-            if path is not None:
+            if path is not None and distributed.is_main():
                 try:
                     WeakLabels(p[:, None], [name], self.label_names, None,
                                {"card": name, "config": self.configs[name].key(), "seed": self.seed}).save(path)
