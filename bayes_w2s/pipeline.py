@@ -218,6 +218,7 @@ def _run_seeds(cfg: ExperimentConfig, seeds: list[int], out: Path, command: str,
             "seed_wall_seconds": {int(k): float(v) for k, v in results.groupby("seed")["seed_wall_seconds"].first().items()}
             if "seed_wall_seconds" in results else {},
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+            "processes": distributed.world_size(),   # > 1 under accelerate launch
             "python": platform.python_version()}
     if is_main:   # under `accelerate launch` only rank 0 writes
         write_report(results, meta, out)
