@@ -260,19 +260,16 @@ def token_classification_loss():
 def batch_arguments(batch_size: int) -> dict:
     """``TrainingArguments`` settings that keep ``batch_size`` items per optimiser step.
 
-    One process: ``per_device_train_batch_size=batch_size``. Several: accelerate's
-    ``split_batches`` cuts each batch the sampler draws (the same seeded draws as in one
-    process) into one equal slice per rank, and DDP averages the slices' gradients, so every
-    step sees the batch a single process sees, the last short one included; only the order
-    of floating-point sums differs. A batch that does not divide over the processes falls
-    back to ``ceil(batch_size / n)`` items per rank, with a warning: steps then differ.
+    Each of the ``n`` processes takes ``batch_size / n`` items per step. accelerate hands
+    rank ``r`` every ``n``-th of the sampler's batches, and its seeded sampler draws the same
+    order as one process, so a step's items are those of the single-process step; DDP
+    averages the ranks' equal-sized gradients into the same mean. The last short batch of
+    an epoch is the exception: accelerate completes it with items from the epoch's start.
+    A batch that does not divide over the processes is rounded up, with a warning.
     """
     n = world_size()
-    if n == 1:
-        return {"per_device_train_batch_size": batch_size}
-    if batch_size % n == 0:
-        return {"per_device_train_batch_size": batch_size, "accelerator_config": {"split_batches": True}}
     per = -(-batch_size // n)
-    log.warning("batch_size %d does not divide over %d processes: %d per process, %d per step, so the steps "
-                "differ from a single-process run's", batch_size, n, per, per * n)
+    if per * n != batch_size:
+        log.warning("batch_size %d does not divide over %d processes: %d per process, %d per step, so the steps "
+                    "differ from a single-process run's", batch_size, n, per, per * n)
     return {"per_device_train_batch_size": per}

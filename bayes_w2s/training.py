@@ -101,7 +101,7 @@ def training_arguments(cfg, seed: int, output_dir: str, *, args_cls=None, **over
     ``DPOConfig``); ``overrides`` are passed through. ``warmup_ratio`` goes to
     ``warmup_steps``, which transformers ≥ 5 reads as a fraction of the training steps when
     below 1. ``cfg.batch_size`` is the batch per optimiser step: under ``accelerate launch``
-    each process takes an equal slice of it (:func:`~bayes_w2s.distributed.batch_arguments`),
+    each process takes an equal share of it (:func:`~bayes_w2s.distributed.batch_arguments`),
     so a run on several processes steps through the same batches as one process. Activation
     checkpointing (on by default in TRL) trades ~40% more compute for memory, the wrong
     trade on a CPU with short sequences, so it is off unless overridden.

@@ -50,24 +50,28 @@ from bayes_w2s.training import TrainConfig
 from bayes_w2s.weak.generators import GeneratorConfig, prompt_of
 
 
-def timed(fn) -> float:
+def timed(fn) -> tuple[float, float]:
+    """``(wall seconds, CPU seconds of this process)`` of ``fn()``."""
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def interleave(paths: dict, reps: int) -> dict:
-    """Each path once per repetition, rotating the order; seconds per repetition."""
-    names, times = list(paths), {name: [] for name in paths}
+    """Each path once per repetition, rotating the order: ``{"wall": {path: [s, …]}, "cpu": …}``."""
+    names = list(paths)
+    times = {"wall": {name: [] for name in names}, "cpu": {name: [] for name in names}}
     for name in names:              # warm-up (allocators, lazy imports, caches of the tokenizers)
         paths[name]()
     for r in range(reps):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            times[name].append(timed(paths[name]))
+            wall, cpu = timed(paths[name])
+            times["wall"][name].append(wall)
+            times["cpu"][name].append(cpu)
     return times
 
 
@@ -124,26 +128,27 @@ def load_model(features: FeatureCache):
     return load_backbone(features.card, features.prefer_offline)
 
 
-def per_example_figure(card: str, texts: list[str], batch_size: int, device: str, reps: int) -> dict:
+def per_example_figure(card: str, texts: list[str], batch_size: int, device: str, reps: int,
+                       clock: str = "wall") -> dict:
     """The old figure: batched, length-sorted features against one example at a time."""
     from bayes_w2s.backbones import embed, load_backbone
     tok, model = load_backbone(card)
     model = model.to(device)
     times = interleave({"per_example": lambda: embed(texts, tok, model, batch_size=1, sort_by_length=False),
                         "batched_sorted": lambda: embed(texts, tok, model, batch_size=batch_size)}, reps)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    return {"per_example_s": med["per_example"], "batched_sorted_s": med["batched_sorted"],
+    med = {k: statistics.median(v) for k, v in times[clock].items()}
+    return {"clock": clock, "per_example_s": med["per_example"], "batched_sorted_s": med["batched_sorted"],
             "speedup": med["per_example"] / med["batched_sorted"]}
 
 
 # -- generator card ----------------------------------------------------------------------
 
 def generator_paths(card: str, task, items: int, n_best: int, batch_size: int, device: str,
-                    epochs: float) -> tuple[dict, dict]:
+                    epochs: float, max_new_tokens: int = 32) -> tuple[dict, dict]:
     data = task.test.select(range(min(items, len(task.test))))
     texts = list(data["text"])
     config = GeneratorConfig(mode="full", epochs=epochs, batch_size=16, learning_rate=1e-3, n_best=n_best,
-                             max_new_tokens=32, eval_batch_size=batch_size * n_best)
+                             max_new_tokens=max_new_tokens, eval_batch_size=batch_size * n_best)
     weak = WeakEnsemble([card], {card: config}, cache=False).fit(task.weak_train, task.slot_types)
     gen = weak.generation_.generator(weak.model_names[0])      # trained once, outside the timing
     gen.model = gen.model.to(device).eval()
@@ -183,17 +188,20 @@ def generator_paths(card: str, task, items: int, n_best: int, batch_size: int, d
 
 # -- report ------------------------------------------------------------------------------
 
-def summarise(kind: str, card: str, times: dict, info: dict, batch_size: int) -> dict:
+def summarise(kind: str, card: str, times: dict, info: dict, batch_size: int, clock: str = "wall") -> dict:
+    """Examples/s and throughput ratios from the medians of ``clock`` (``wall``, or ``cpu``:
+    this process's CPU time, which on cores shared with other jobs leaves out the time spent
+    waiting for a core). Wall-clock ratios are kept alongside."""
     n = info["items"]
-    med = {k: statistics.median(v) for k, v in times.items()}
-    per_rep = {k: statistics.median([p / f for p, f in zip(times["predict"], times[k])]) for k in ("floor", "pipeline")}
-    return {"kind": kind, "card": card, "batch_size": batch_size, **info,
-            **{f"{k}_examples_per_s": n / v for k, v in med.items()},
-            "predict_vs_floor": med["floor"] / med["predict"],          # throughput ratio
-            "predict_vs_pipeline": med["pipeline"] / med["predict"],
-            "predict_vs_floor_per_rep_median": 1 / per_rep["floor"],
-            "predict_vs_pipeline_per_rep_median": 1 / per_rep["pipeline"],
-            "seconds": times}
+    out = {"kind": kind, "card": card, "batch_size": batch_size, **info, "clock": clock}
+    for which in ("wall", "cpu"):
+        med = {k: statistics.median(v) for k, v in times[which].items()}
+        tag = "" if which == clock else f"_{which}"
+        out.update({f"{k}_examples_per_s{tag}": n / v for k, v in med.items()})
+        out[f"predict_vs_floor{tag}"] = med["floor"] / med["predict"]          # throughput ratios
+        out[f"predict_vs_pipeline{tag}"] = med["pipeline"] / med["predict"]
+    out["seconds"] = times
+    return out
 
 
 def write(out: Path, rows: list[dict], extra: dict, command: str) -> None:
@@ -206,16 +214,20 @@ def write(out: Path, rows: list[dict], extra: dict, command: str) -> None:
         w = csv.DictWriter(fh, keys, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
+    other = "wall" if extra["clock"] == "cpu" else "cpu"
     lines = ["# Weak labelling throughput against the floor and `transformers.pipeline`\n",
              f"{extra['machine']}; load average before the run {extra['load_before']}, after {extra['load_after']}"
              f"{' (cores shared with other jobs)' if extra['shared'] else ''}. Median of {extra['reps']} "
-             "interleaved repetitions per path, in one process.\n",
+             f"interleaved repetitions per path, in one process; examples/s and ratios from "
+             f"{'this process' + chr(39) + 's CPU time' if extra['clock'] == 'cpu' else 'wall-clock time'} "
+             f"(the {other}-clock ratios in parentheses).\n",
              "| card | kind | items | batch | floor (ex/s) | `WeakEnsemble.predict` (ex/s) | pipeline (ex/s) "
              "| predict / floor | predict / pipeline |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['card']} | {r['kind']} | {r['items']} | {r['batch_size']} | {r['floor_examples_per_s']:.1f} "
                      f"| {r['predict_examples_per_s']:.1f} | {r['pipeline_examples_per_s']:.1f} "
-                     f"| **{r['predict_vs_floor']:.2f}×** | **{r['predict_vs_pipeline']:.2f}×** |")
+                     f"| **{r['predict_vs_floor']:.2f}×** ({r[f'predict_vs_floor_{other}']:.2f}×) "
+                     f"| **{r['predict_vs_pipeline']:.2f}×** ({r[f'predict_vs_pipeline_{other}']:.2f}×) |")
     lines.append("\nGoals: predict / floor ≥ 0.8, predict / pipeline ≥ 1.0.\n")
     if extra.get("per_example"):
         p = extra["per_example"]
@@ -240,32 +252,40 @@ def main(argv=None):
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--per-example", action="store_true", help="also time the per-example loop (old 3× figure)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--clock", choices=["wall", "cpu"],
+                   help="what the ratios are computed from (default: cpu on a CPU device, wall on a GPU; both "
+                        "are reported). CPU time of this process leaves out waiting for cores other jobs hold")
     p.add_argument("--out", default="experiments/results/bench_weak_inference")
     a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    clock = a.clock or ("cpu" if a.device == "cpu" else "wall")
     load_before = os.getloadavg()[0]
     rows, extra = [], {}
     if a.classifier:
         task = load_task("sst2", seed=0, sizes={"weak_train": a.weak_train, "strong_train": 10, "test": a.items})
         paths, info = classifier_paths(a.classifier, task, a.items, a.batch_size, a.device)
-        rows.append(summarise("classifier (head)", a.classifier, interleave(paths, a.reps), info, a.batch_size))
+        rows.append(summarise("classifier (head)", a.classifier, interleave(paths, a.reps), info, a.batch_size, clock))
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "seconds"}), flush=True)
         if a.per_example:
             texts = list(task.test["text"])
             extra["per_example"] = {"card": a.classifier, "items": len(texts),
-                                    **per_example_figure(a.classifier, texts, a.batch_size, a.device, max(1, a.reps // 2))}
+                                    **per_example_figure(a.classifier, texts, a.batch_size, a.device,
+                                                         max(1, a.reps // 2), clock)}
             print(json.dumps(extra["per_example"]), flush=True)
     if a.generator:
         task = load_task("slurp", seed=0, sizes={"weak_train": a.weak_train, "strong_train": 10, "test": a.generator_items})
         paths, info = generator_paths(a.generator, task, a.generator_items, a.n_best, a.generator_batch_size,
                                       a.device, a.generator_epochs)
         rows.append(summarise(f"generator ({a.n_best}-best)", a.generator, interleave(paths, a.reps), info,
-                              a.generator_batch_size))
+                              a.generator_batch_size, clock))
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "seconds"}), flush=True)
     load_after = os.getloadavg()[0]
     extra.update(machine=f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
                          f"{torch.get_num_threads()} threads, device {a.device}",
                  load_before=round(load_before, 2), load_after=round(load_after, 2),
-                 shared=max(load_before, load_after) > 1.0, reps=a.reps)
+                 shared=max(load_before, load_after) > 1.0, reps=a.reps, clock=clock)
     command = "python experiments/bench_weak_inference.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     write(Path(a.out), rows, extra, command)
     return rows, extra

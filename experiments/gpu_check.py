@@ -46,11 +46,11 @@ SIZES = {  # encoder (BERT-base / 2-layer), decoder (GPT-2 small / 2-layer), ite
     "full": dict(enc=dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
                  dec=dict(n_layer=12, n_embd=768, n_head=12, n_positions=256, vocab_size=8000),
                  train=2000, test=1000, gen_train=1000, gen_test=256, pairs=256, reps=5, label_items=2000,
-                 gen_items=256, batch=64, gen_batch=32, epochs=1.0),
+                 gen_items=256, batch=64, gen_batch=32, epochs=1.0, new_tokens=32),
     "tiny": dict(enc=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128),
                  dec=dict(n_layer=2, n_embd=64, n_head=2, n_positions=128, vocab_size=500),
                  train=64, test=32, gen_train=48, gen_test=16, pairs=16, reps=1, label_items=48,
-                 gen_items=12, batch=16, gen_batch=8, epochs=1.0),
+                 gen_items=8, batch=16, gen_batch=8, epochs=1.0, new_tokens=8),
 }
 
 
@@ -181,8 +181,7 @@ def students(cls_task, encoder: str, size: dict, bf16: bool, device: str) -> dic
         if device == "cuda" and param.device.type != "cuda":
             raise RuntimeError(f"{mode} student's weights ended on {param.device}, not the GPU")
         out[mode] = {"seconds": round(time.perf_counter() - t0, 2), "test_accuracy": acc,
-                     "weights_on": str(param.device), "train_seconds": round(student.classifier.train_seconds, 2),
-                     "trainer_steps": len([h for h in student.history if "loss" in h]) or None}
+                     "weights_on": str(param.device), "train_seconds": round(student.classifier.train_seconds, 2)}
     return out
 
 
@@ -223,8 +222,8 @@ def preference(gen_task, size: dict, state: dict) -> dict:
         tuned = train_preference(student, pairs, PreferenceConfig(loss=loss, mode="lora", epochs=1, batch_size=8,
                                                                   learning_rate=5e-4), seed=0)
         out[loss] = {"seconds": round(time.perf_counter() - t0, 2),
-                     "final_loss": next((h["loss"] for h in reversed(tuned.history) if "loss" in h), None),
-                     "train_loss": next((h.get("train_loss") for h in reversed(tuned.history) if "train_loss" in h), None)}
+                     "train_loss": next((h["train_loss"] for h in reversed(tuned.history) if "train_loss" in h), None),
+                     "weights_on": str(next(tuned.generator.model.parameters()).device)}
     return out
 
 
@@ -232,14 +231,16 @@ def labelling(cls_task, gen_task, encoder: str, card: str, size: dict, device: s
     import bench_weak_inference as bench
     out = {}
     paths, info = bench.classifier_paths(encoder, cls_task, size["label_items"], size["batch"], device)
+    clock = "wall" if device == "cuda" else "cpu"
     out["classifier"] = bench.summarise("classifier (head)", "encoder", bench.interleave(paths, size["reps"]), info,
-                                        size["batch"])
+                                        size["batch"], clock)
     texts = list(cls_task.test["text"])[: size["label_items"]]
-    out["per_example"] = bench.per_example_figure(encoder, texts, size["batch"], device, max(1, size["reps"] // 2))
+    out["per_example"] = bench.per_example_figure(encoder, texts, size["batch"], device, max(1, size["reps"] // 2),
+                                                  clock)
     paths, info = bench.generator_paths(card, gen_task, size["gen_items"], 4, size["gen_batch"], device,
-                                        max(2.0, size["epochs"]))
+                                        max(2.0, size["epochs"]), size["new_tokens"])
     out["generator"] = bench.summarise("generator (4-best)", "gpt2-check-scratch", bench.interleave(paths, size["reps"]),
-                                       info, size["gen_batch"])
+                                       info, size["gen_batch"], clock)
     return out
 
 

@@ -111,7 +111,7 @@ def test_two_processes(tmp_path, tiny_encoder):
     assert r0["filled"] == r1["filled"] == ["item0", "item1", "item2", "item3"]
     assert r0["agree"] == r1["agree"] == [True, False]
     assert r0["share"] == r1["share"] == 1.5                                   # (1 + 2) / 2
-    assert r0["batch_args"] == {"per_device_train_batch_size": 16, "accelerator_config": {"split_batches": True}}
+    assert r0["batch_args"] == {"per_device_train_batch_size": 8}                # 16 per step over 2 ranks
     # an error on one rank is raised on both, instead of leaving the other waiting
     assert r0["main_error"] == r1["main_error"] == "InvalidInputError: only rank 0 fails"
     assert r0["shard_error"] == r1["shard_error"] == "ZeroDivisionError: division by zero"

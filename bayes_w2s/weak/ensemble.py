@@ -83,7 +83,7 @@ class WeakEnsemble:
         self.model_names = [c.name for c in self.cards]
         if len(set(self.model_names)) != len(self.model_names):
             raise InvalidInputError(f"duplicate weak models in {self.model_names}")
-        self._raw_config, self._raw_cache = config, cache
+        self._raw_config, self._raw_cache, self._models = config, cache, models
         self.generation_ = None
         self.configs = {c.name: (config.get(c.name, config.get(m, TrainConfig())) if isinstance(config, dict)
                                  else (config or TrainConfig())) for m, c in zip(models, self.cards)}
@@ -108,7 +108,12 @@ class WeakEnsemble:
             from .generation_ensemble import GenerationEnsemble
             if label_names is None:
                 raise InvalidInputError("a generation ensemble needs the task's slot types: fit(data, task.slot_types)")
-            self.generation_ = GenerationEnsemble([c.name for c in self.cards], label_names, self._raw_config,
+            config = self._raw_config
+            if isinstance(config, dict):   # keyed by card name or by the name / path the model was given as
+                config = {c.name: config[k] for m, c in zip(self._models, self.cards)
+                          for k in (m, c.name) if k in config}   # the card name wins
+            # the models as given: a card given by its YAML path is found again by that path
+            self.generation_ = GenerationEnsemble(self._models, label_names, config,
                                                   seed=self.seed, cache=self._raw_cache,
                                                   prefer_offline=self.prefer_offline).fit(train_data)
             return self
