@@ -65,12 +65,22 @@ def student_dir(out: Path, method: MethodConfig, seed: int) -> Path:
     return Path(out) / "students" / method.slug / f"seed{seed}"
 
 
-def save_test_probs(path: Path, probs: dict, task) -> None:
-    """Every row's test probabilities ``[rows, N, K]`` with the row names, item ids and
-    true labels (``.npz``, no pickle): what the reliability diagram is drawn from."""
+def save_test_probs(path: Path, probs: dict, split) -> None:
+    """Every row's probabilities ``[rows, N, K]`` on ``split`` (test predictions, or the
+    training targets on strong_train) with the row names, item ids and true labels
+    (``.npz``, no pickle): what the reliability diagrams are drawn from."""
     np.savez_compressed(path, methods=np.array(list(probs), dtype=str),
                         probs=np.stack([np.asarray(p, dtype=np.float32) for p in probs.values()]),
-                        ids=np.asarray(task.test["id"], dtype=str), labels=np.asarray(task.test["label"]))
+                        ids=np.asarray(split["id"], dtype=str), labels=np.asarray(split["label"]))
+
+
+def distinct_targets(targets: dict) -> dict:
+    """Rows whose training targets differ (the first row of each), for the targets' diagram."""
+    out = {}
+    for name, probs in targets.items():
+        if not any(p.shape == probs.shape and np.allclose(p, probs, atol=1e-6) for p in out.values()):
+            out[name] = probs
+    return out
 
 
 def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = None) -> list[dict]:
@@ -91,7 +101,7 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
     if writes:
         wl_train.save(Path(save_dir) / f"weak_labels_seed{seed}_strong_train.npz")
         wl_test.save(Path(save_dir) / f"weak_labels_seed{seed}_test.npz")
-    rows, test_probs = [], {}
+    rows, test_probs, targets_seen = [], {}, {}
     y_strong = np.asarray(task.strong_train["label"])
 
     def add(name, kind, probs, extra=None):
@@ -100,7 +110,9 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
                      "ece": expected_calibration_error(probs, y_test), **(extra or {})})
 
     for m in weak.model_names:
+        targets_seen[f"weak:{m}"] = wl_train.model(m)
         add(f"weak:{m}", "weak", wl_test.model(m), target_quality(wl_train.model(m), y_strong, None))
+    targets_seen["weak_vote"], targets_seen["weak_mean"] = wl_train.majority_vote(), wl_train.mean()
     add("weak_vote", "weak_ensemble", wl_test.majority_vote(), target_quality(wl_train.majority_vote(), y_strong, None))
     add("weak_mean", "weak_ensemble", wl_test.mean(), target_quality(wl_train.mean(), y_strong, None))
     weak_acc = {m: accuracy(wl_test.model(m), y_test) for m in weak.model_names}
@@ -116,7 +128,12 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
         target_probs = getattr(targets, "item_probs", None)
         if target_probs is None:
             target_probs = targets.mean() if isinstance(targets, WeakLabels) else targets
-        extra = target_quality(target_probs, y_strong, targets) if method.targets != "ground_truth" else {}
+        if np.ndim(target_probs) == 1:          # ground truth as labels
+            target_probs = np.eye(len(task.label_names))[np.asarray(target_probs)]
+        extra = {}
+        if method.targets != "ground_truth":
+            extra = target_quality(target_probs, y_strong, targets)
+            targets_seen[method.name] = np.asarray(target_probs)
         t0 = time.perf_counter()
         student = train_student(cfg.strong_model, task.strong_train, targets, method.loss,
                                 label_names=task.label_names, hard=method.hard, config=cfg.student_config(method),
@@ -131,7 +148,9 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
     for r in rows:
         r["best_weak"] = best_weak
     if writes:
-        save_test_probs(Path(save_dir) / f"test_probs_seed{seed}.npz", test_probs, task)
+        save_test_probs(Path(save_dir) / f"test_probs_seed{seed}.npz", test_probs, task.test)
+        save_test_probs(Path(save_dir) / f"target_probs_seed{seed}.npz", distinct_targets(targets_seen),
+                        task.strong_train)
     return rows
 
 

@@ -86,14 +86,20 @@ def compress_rows(key: torch.Tensor):
     """Distinct rows of ``key [N, F]`` (integer-valued): ``(first index, inverse, count)``.
 
     With M weak models and K classes there are at most (K+1)^M vote patterns however
-    large N is, so EM on a million items costs a handful of thousand-row matmuls.
+    large N is, so EM on a million items costs a handful of thousand-row matmuls. Rows are
+    coded as one float64 (exact below 2^52) and factorised by hashing, linear in N.
     """
+    import pandas as pd
+
     n = key.shape[0]
     flat = key.reshape(n, -1).to(DTYPE)
     base = int(flat.max()) + 1 if flat.numel() else 1
     if flat.shape[1] * np.log2(max(base, 2)) < 52:   # codes exact in float64: one BLAS matmul
         codes = (flat @ (float(base) ** torch.arange(flat.shape[1], dtype=DTYPE))).numpy()
-        _, first, inverse, freq = np.unique(codes, return_index=True, return_inverse=True, return_counts=True)
+        inverse, uniques = pd.factorize(codes, sort=True)
+        freq = np.bincount(inverse, minlength=len(uniques))
+        first = np.full(len(uniques), n, dtype=np.int64)
+        np.minimum.at(first, inverse, np.arange(n))
     else:
         _, first, inverse, freq = np.unique(flat.numpy(), axis=0, return_index=True, return_inverse=True,
                                             return_counts=True)
@@ -528,10 +534,20 @@ def fit_vb(model: PosteriorModel, data: ModelData, p: dict, *, max_iter: int = 1
     restarts = getattr(model, "vb_restarts", 1) if restarts is None else restarts
     if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) or restarts < 1:
         raise InvalidInputError(f"restarts must be an integer ≥ 1, got {restarts!r}")
-    runs = [_vb_from(model, data, p, model.init(data, p, seed + r), 1.0 / temperature, max_iter, tol, progress)
-            for r in range(restarts)]
+    w = 1.0 / temperature
+
+    def start(r):
+        g = model.init(data, p, seed + r)
+        with torch.no_grad():
+            return masked_log_joint(model, data, g, model.logs(g), p, w).softmax(-1)
+    # several starts: screen each for a few iterations, then run the best one to convergence
+    screen = max_iter if restarts == 1 else min(max_iter, SCREEN_ITERATIONS)
+    runs = [_vb_from(model, data, p, start(r), w, screen, tol, progress) for r in range(restarts)]
     best = int(np.argmax([history[-1] for _, _, history, _ in runs]))
     a, q, history, converged = runs[best]
+    if not converged and screen < max_iter:
+        a, q, more, converged = _vb_from(model, data, p, q, w, max_iter - screen, tol, progress)
+        history = history + more
     gen = torch.Generator().manual_seed(seed)
     draws = {}
     for s, v in a.items():
@@ -541,14 +557,17 @@ def fit_vb(model: PosteriorModel, data: ModelData, p: dict, *, max_iter: int = 1
     draws = {s: v.unsqueeze(0) for s, v in draws.items()}
     info = {"rows": data.num_rows, "concentration": {s: v.numpy() for s, v in a.items()}}
     if restarts > 1:
-        info.update(start_elbos=[h[-1] for _, _, h, _ in runs], best_start=best)
+        info.update(start_elbos=[h[-1] for _, _, h, _ in runs], best_start=best, screen_iterations=screen)
     return Fit(draws, history, converged, info, item_probs=q)
 
 
-def _vb_from(model, data, p, g, w, max_iter, tol, progress):
-    """Coordinate ascent from globals ``g``: ``(factors' concentrations, q(latents), ELBOs, converged)``."""
-    with torch.no_grad():
-        q = (masked_log_joint(model, data, g, model.logs(g), p, w)).softmax(-1)
+#: iterations each VB start gets before the best one is run to convergence
+SCREEN_ITERATIONS = 100
+
+
+def _vb_from(model, data, p, q, w, max_iter, tol, progress):
+    """Coordinate ascent from the latents' posterior ``q``: ``(factors' concentrations,
+    q(latents), ELBOs, converged)``."""
     history, converged, conc, a = [], False, None, None
     for _ in tqdm(range(max_iter), desc=f"VB {model.name}", disable=not progress, leave=False):
         with torch.no_grad():

@@ -157,7 +157,7 @@ class ClassModel(PosteriorModel):
             parts = [v.reshape(n, -1) for v in full.values()]
             if gold_t is not None:
                 parts.append((gold_t + 1).to(DTYPE).unsqueeze(-1))
-            first, inverse, weight = compress_rows(torch.cat(parts, 1))
+            first, inverse, weight = compress_rows(parts[0] if len(parts) == 1 else torch.cat(parts, 1))
             rows = {key: v[first] for key, v in full.items()}
             row_gold = None if gold_t is None else gold_t[first]
         else:
