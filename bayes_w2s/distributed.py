@@ -25,7 +25,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ def gather_filled(values: list, missing=None) -> list:
     return [merged.get(i, missing) for i in range(len(values))]
 
 
-def map_batches(fn: Callable[[T], Any], batches: Sequence[T], progress: Iterable | Callable | None = None) -> list:
+def map_batches(fn: Callable[[T], Any], batches: Sequence[T], progress: Callable | None = None) -> list:
     """``[fn(b) for b in batches]``, the batches split across ranks and the results gathered
     on every rank in batch order.
 

@@ -114,7 +114,10 @@ def training_arguments(cfg, seed: int, output_dir: str, *, args_cls=None, **over
         warmup_steps=getattr(cfg, "warmup_ratio", 0.0), lr_scheduler_type="linear", seed=seed, data_seed=seed,
         bf16=getattr(cfg, "bf16", False), save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500,
         remove_unused_columns=False, disable_tqdm=False, dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(), **logging_arguments(cfg))
+        dataloader_pin_memory=torch.cuda.is_available(), **logging_arguments(cfg),
+        # DDP: our models' buffers (feature statistics, position ids) never change in training,
+        # so re-broadcasting them before every step is pure overhead
+        ddp_broadcast_buffers=False)
     if "activation_checkpointing" in {f.name for f in dataclasses.fields(args_cls)}:
         args["activation_checkpointing"] = False
     args.update(overrides)
@@ -233,9 +236,12 @@ class Classifier:
         if "features" in cols:  # standardise frozen features: one lr works for every backbone
             self.model.set_feature_stats(cols["features"].mean(0), cols["features"].std(0))
         with tempfile.TemporaryDirectory() as tmp:
+            # a head uses every parameter: DDP need not search the graph for unused ones each step
+            unused = {"ddp_find_unused_parameters": False} if self.config.mode == "head" else {}
             args = training_arguments(self.config, seed, self.config.output_dir or tmp,
                                       **{"label_names": list(TARGET_KEYS), "prediction_loss_only": False,
-                                         "per_device_eval_batch_size": self.config.eval_batch_size, **arg_overrides})
+                                         "per_device_eval_batch_size": self.config.eval_batch_size, **unused,
+                                         **arg_overrides})
             trainer = trainer_cls(model=self.model, args=args, train_dataset=DictDataset(cols),
                                   data_collator=Collator(self.tokenizer, self.config.max_length), loss_fn=loss_fn)
             resume = bool(self.config.save_steps) and any(Path(args.output_dir).glob("checkpoint-*"))
