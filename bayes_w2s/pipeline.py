@@ -21,7 +21,7 @@ from .config import ExperimentConfig, MethodConfig
 from .errors import BayesW2SError, CorruptCacheError, InvalidInputError, UnknownNameError
 from .io import write_text
 from .metrics import accuracy, expected_calibration_error
-from .posterior import available_posteriors, fit_posterior
+from .posterior import available_posteriors
 from .posterior.calibration import log_loss
 from .student.posterior_targets import GoldSlice, StudentLearner, crowdlab_targets, posterior_targets
 from .posterior.inputs import check_fit_settings
@@ -101,6 +101,8 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
     if writes:
         wl_train.save(Path(save_dir) / f"weak_labels_seed{seed}_strong_train.npz")
         wl_test.save(Path(save_dir) / f"weak_labels_seed{seed}_test.npz")
+        if wl_gold is not None:
+            wl_gold.save(Path(save_dir) / f"weak_labels_seed{seed}_weak_val.npz")
     rows, test_probs, targets_seen = [], {}, {}
     y_strong = np.asarray(task.strong_train["label"])
 

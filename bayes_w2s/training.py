@@ -23,6 +23,7 @@ from transformers import Trainer, TrainingArguments
 from . import distributed
 from .backbones import FeatureCache, PooledClassifier, build_classifier, classifier_config
 from .cards import ModelCard, load_card
+from .threads import intra_op_threads
 from .errors import InvalidInputError
 from .train_config import MODES, TrainConfig  # noqa: F401  (TrainConfig is re-exported here)
 
@@ -235,7 +236,7 @@ class Classifier:
         self._ensure_model(cols["features"].shape[1] if "features" in cols else None)
         if "features" in cols:  # standardise frozen features: one lr works for every backbone
             self.model.set_feature_stats(cols["features"].mean(0), cols["features"].std(0))
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, intra_op_threads(1 if self.config.mode == "head" else None):
             # a head uses every parameter: DDP need not search the graph for unused ones each step
             unused = {"ddp_find_unused_parameters": False} if self.config.mode == "head" else {}
             args = training_arguments(self.config, seed, self.config.output_dir or tmp,

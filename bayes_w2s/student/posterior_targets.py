@@ -84,10 +84,10 @@ def posterior_targets(method, wl_train: WeakLabels, gold: GoldSlice | None, lear
 
     def fit(supervisors: WeakLabels):
         temperature, search = method.temperature, None
-        if temperature == "gold":
-            search = choose_temperature(
-                lambda t: fit_posterior(supervisors, model=spec.name, method=spec.method, temperature=t,
-                                        **kwargs).item_probs, gold_index, gold.classes)
+        if temperature == "gold":          # the gold items' weak labels seen, their classes hidden
+            hidden = fit_posterior(supervisors, model=spec.name, method=spec.method, **kwargs)
+            search = choose_temperature(lambda t: hidden.predict_proba(supervisors, temperature=t), gold_index,
+                                        gold.classes)
             temperature = search.temperature
         post = fit_posterior(supervisors, model=spec.name, method=spec.method, gold=observed,
                              temperature=temperature, **kwargs)
