@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
     level = logging.INFO - 10 * getattr(args, "verbose", 0) + 10 * getattr(args, "quiet", 0)
+    if int(os.environ.get("RANK") or 0) > 0:   # under accelerate launch rank 0 tells the story
+        level = max(level, logging.WARNING)
     logging.basicConfig(level=max(logging.DEBUG, min(level, logging.ERROR)),
                         format="%(asctime)s %(name)s: %(message)s")
 
@@ -77,7 +80,9 @@ def _run(args, argv) -> int:
     results = run_experiment(cfg, args.output, command="bayes-w2s " + shlex.join(argv),
                              restart=args.restart, overwrite=args.overwrite)
     metric = "slu_f1" if cfg.is_generation else "accuracy"
-    print(results.groupby("method", sort=False)[metric].agg(["mean", "std"]).to_string())
+    from .distributed import is_main
+    if is_main():   # one table, not one per process
+        print(results.groupby("method", sort=False)[metric].agg(["mean", "std"]).to_string())
     return 0
 
 

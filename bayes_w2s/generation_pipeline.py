@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import distributed
 from .backbones import texts_fingerprint
 from .config import ExperimentConfig, MethodConfig
 from .errors import CorruptCacheError, InvalidInputError
@@ -52,8 +53,9 @@ def _targets_for(method: MethodConfig, task, weak: WeakEnsemble, hyps: WeakHypot
     if spec.kind == "joint_decoding":
         return weak.generation_.joint_decode(task.strong_train, hyps, method.loss_kwargs.get("weights"))
     # word-level voting can mix pieces of different JSON targets: keep targets well-formed
-    return fit_posterior(hyps, model=spec.name, method=spec.method, temperature=method.temperature,   # was ignored
-                         **method.posterior_kwargs).constrain(is_well_formed)
+    return distributed.on_main(lambda: fit_posterior(hyps, model=spec.name, method=spec.method,   # once, broadcast
+                                                     temperature=method.temperature,
+                                                     **method.posterior_kwargs).constrain(is_well_formed))
 
 
 def _trained_student(cfg: ExperimentConfig, method: MethodConfig, task, targets, seed: int):
@@ -75,7 +77,7 @@ def _trained_student(cfg: ExperimentConfig, method: MethodConfig, task, targets,
     if getattr(targets, "word_slots", None) is not None:
         h.update(json.dumps([targets.word_slots, targets.word_paths], sort_keys=True).encode())
     path = cache_dir("students") / f"{Path(cfg.strong_model).stem}-{h.hexdigest()[:16]}"
-    if path.exists():
+    if distributed.all_agree(path.exists()):   # loaded by every rank, or trained by all together
         log.info("seed %d, %s: loading the trained student from %s", seed, method.name, path)
         try:
             gen = CausalLMGenerator(cfg.strong_model, config, cfg.prefer_offline).load(path)
@@ -84,10 +86,11 @@ def _trained_student(cfg: ExperimentConfig, method: MethodConfig, task, targets,
             warn_unreadable(path, err.__cause__ or err)
     student = train_student(cfg.strong_model, task.strong_train, targets, method.loss, hard=method.hard,
                             config=config, seed=seed, loss_kwargs=method.loss_kwargs, prefer_offline=cfg.prefer_offline)
-    try:
-        student.save_pretrained(path)
-    except OSError as err:   # a cache that cannot be written costs time, not results
-        log.warning("could not write the student cache %s (%s); continuing without it", path, err)
+    if distributed.is_main():
+        try:
+            student.save_pretrained(path)
+        except OSError as err:   # a cache that cannot be written costs time, not results
+            log.warning("could not write the student cache %s (%s); continuing without it", path, err)
     return student
 
 
@@ -114,8 +117,11 @@ def _preference_pairs(pc, candidates, task, weak: WeakEnsemble, hyp_train: WeakH
 
     items, texts, cands = candidates
     refs = [task.strong_train["target"][i] for i in items]
-    posterior = fit_posterior(hyp_train, model=pc.posterior_model, method="em").constrain(is_well_formed)
-    utilities = posterior_utilities(posterior, cands, item_slu_f1, pc.posterior_samples, seed, items=items)
+    def fit_and_sample():   # global work: once, on rank 0, broadcast
+        posterior = fit_posterior(hyp_train, model=pc.posterior_model, method="em").constrain(is_well_formed)
+        return posterior_utilities(posterior, cands, item_slu_f1, pc.posterior_samples, seed, items=items)
+
+    utilities = distributed.on_main(fit_and_sample)
     expected = [u @ w for u, w in utilities]
     weak_scores = weak.generation_.score_candidates(texts, cands) if pc.ranker == "weak" else None
     pairs = make_pairs(texts, cands, expected if weak_scores is None else weak_scores, utilities,
@@ -129,7 +135,8 @@ def _preference_pairs(pc, candidates, task, weak: WeakEnsemble, hyp_train: WeakH
     log.info("seed %d: %d pairs (%s ranker), chosen truly better in %.1f%%, mean p %.2f, chosen {} %.0f%%, "
              "rejected {} %.0f%%", seed, len(pairs), pc.ranker, 100 * extra["pair_accuracy"], extra["mean_p"],
              100 * extra["chosen_empty"], 100 * extra["rejected_empty"])
-    if save_path is not None:   # every candidate, its expected SLU-F1 and (weak ranker) its weak score
+    # every candidate, its expected SLU-F1 and (weak ranker) its weak score; rank 0 writes
+    if save_path is not None and distributed.is_main():
         paired = {int(i): k for k, i in enumerate(pairs.items)}
         with atomic_path(save_path) as tmp, open(tmp, "w") as fh:
             for n, item in enumerate(items):
@@ -162,7 +169,8 @@ def run_generation_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path |
     weak.fit(task.weak_train, task.slot_types)
     hyp_train, hyp_test = weak.predict(task.strong_train), weak.predict(task.test)
     predictions: dict[str, list[str]] = {}
-    if save_dir is not None:
+    writes = save_dir is not None and distributed.is_main()   # under accelerate launch only rank 0 writes
+    if writes:
         hyp_train.save(Path(save_dir) / f"weak_hypotheses_seed{seed}_strong_train.json.gz")
         hyp_test.save(Path(save_dir) / f"weak_hypotheses_seed{seed}_test.json.gz")
     rows = []
@@ -178,7 +186,8 @@ def run_generation_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path |
     names = hyp_test.model_names
     for j, m in enumerate(names):
         add(f"weak:{m}", "weak", hyp_test.best(j), {"label_slu_f1": slu_scores(hyp_train.best(j), refs_train)["slu_f1"]})
-    rover = fit_posterior(hyp_test, model="word_reliability", method="em").constrain(is_well_formed)
+    rover = distributed.on_main(lambda: fit_posterior(hyp_test, model="word_reliability", method="em")
+                                .constrain(is_well_formed))
     add("weak_rover", "weak_ensemble", rover.consensus)
     add("weak_joint_decoding", "weak_ensemble", weak.generation_.joint_decode(task.test, hyp_test))
     weak_f1 = {m: r["slu_f1"] for m, r in zip(names, rows)}
@@ -187,7 +196,8 @@ def run_generation_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path |
     sft: dict[str, tuple] = {}          # SFT key → (student, its test predictions, its extra columns)
     candidate_cache: dict[tuple, tuple] = {}     # (SFT key, N, prompts) → the student's N-best
     pair_cache: dict[tuple, tuple] = {}
-    for method in tqdm(cfg.methods, desc=f"students (seed {seed})", unit="student"):
+    for method in tqdm(cfg.methods, desc=f"students (seed {seed})", unit="student",
+                       disable=not distributed.is_main()):
         key = method.sft_key()
         if key not in sft:
             targets = _targets_for(method, task, weak, hyp_train, best_weak)
@@ -220,13 +230,13 @@ def run_generation_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path |
             extra = {**extra, **pair_extra, "preference": pc.loss, "beta": pc.beta,
                      "epsilon": pc.epsilon if pc.loss in ("cdpo", "robust") else float("nan"),
                      "sft_seconds": extra["train_seconds"], "train_seconds": time.perf_counter() - t0}
-        if save_dir is not None and cfg.saves_students:
+        if writes and cfg.saves_students:
             from .pipeline import student_dir
             (tuned if method.preference is not None else student).save_pretrained(student_dir(save_dir, method, seed))
         add(method.name, "ceiling" if method.targets == "ground_truth" else "student", preds, extra)
     for r in rows:
         r["best_weak"] = best_weak
-    if save_dir is not None:   # model outputs only: the references stay in the dataset (by id)
+    if writes:   # model outputs only: the references stay in the dataset (by id)
         with atomic_path(Path(save_dir) / f"predictions_seed{seed}.jsonl") as tmp, open(tmp, "w") as fh:
             for i, item_id in enumerate(task.test["id"]):
                 fh.write(json.dumps({"id": item_id, **{name: p[i] for name, p in predictions.items()}}) + "\n")

@@ -38,7 +38,7 @@ class TrainConfig:
 
     mode: str = field(default="head", metadata={"help": "head (frozen backbone, cached features) | lora | full"})
     epochs: float = field(default=10.0, metadata={"help": "passes over the training data"})
-    batch_size: int = field(default=32, metadata={"help": "per-device train batch size"})
+    batch_size: int = field(default=32, metadata={"help": "items per optimiser step (split over the processes of a launch)"})
     learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate (AdamW, linear decay)"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     warmup_ratio: float = field(default=0.05, metadata={"help": "fraction of steps of linear warm-up"})
@@ -98,7 +98,7 @@ class GeneratorConfig:
 
     mode: str = field(default="lora", metadata={"help": "full | lora | head (taggers: frozen encoder, trained head)"})
     epochs: float = field(default=3.0, metadata={"help": "passes over the training data"})
-    batch_size: int = field(default=16, metadata={"help": "per-device train batch size"})
+    batch_size: int = field(default=16, metadata={"help": "items per optimiser step (split over the processes of a launch)"})
     learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate (AdamW, linear decay)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     warmup_ratio: float = field(default=0.05, metadata={"help": "fraction of steps of linear warm-up"})
