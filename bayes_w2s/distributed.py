@@ -20,6 +20,7 @@ re-raised on every rank, so a failure stops the run instead of leaving the other
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -79,6 +80,15 @@ def _ensure_process_group() -> None:
             os.environ.setdefault("ACCELERATE_USE_CPU", "true")
         PartialState(cpu=cpu)
         _initialised = True
+        atexit.register(_destroy_process_group)
+
+
+def _destroy_process_group() -> None:
+    # a gloo group left for interpreter shutdown can die in its own threads ("terminate called
+    # without an active exception", exit status 134) after the run has finished its work
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def barrier() -> None:
