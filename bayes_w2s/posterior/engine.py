@@ -774,7 +774,7 @@ def run_chain(job: dict) -> dict:
         parts, i = {}, 0
         for n, shape in zip(names, shapes):
             size = int(np.prod(shape)) if len(shape) else 1
-            parts[n] = x[..., i:i + size].reshape(*x.shape[:-1], *shape)
+            parts[n] = x[..., i:i + size].reshape(x.shape[:-1] + tuple(shape))
             i += size
         return parts
 
