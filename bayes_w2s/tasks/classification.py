@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -146,7 +147,7 @@ def load_table(path: str | Path, text_column: str = "text", label_column: str = 
         if isinstance(label_names, str) or len({str(v) for v in label_names}) != len(label_names):
             raise InvalidInputError(f"label_names must be a list of distinct class names, got {label_names!r}")
         label_names = [str(v) for v in label_names]
-    df = _read_table(path)
+    df = _read_table(path, label_column)
     missing = {text_column, label_column} - set(df.columns)
     if missing:
         raise InvalidInputError(f"{path}: missing column(s) {sorted(missing)}; has {list(df.columns)}")
@@ -160,6 +161,10 @@ def load_table(path: str | Path, text_column: str = "text", label_column: str = 
                                 f"(first: data row {rows[0] + 1}); every item needs a label")
     # "pos" and " pos" (a space after the comma) were two classes; the blank check above strips too
     raw = raw.map(lambda v: v.strip() if isinstance(v, str) else v)
+    # CSV labels are read as text, so "01" and "1" stay two classes (pandas' number parsing merged
+    # them); labels that are all plain integers become integers, ordered by value
+    if raw.map(lambda v: isinstance(v, str) and v.lstrip("-").isdigit() and str(int(v)) == v).all():
+        raw = raw.astype(int)
     if df[text_column].isna().any():
         rows = np.flatnonzero(df[text_column].isna().to_numpy())
         raise InvalidInputError(f"{path}: {len(rows)} row(s) have no {text_column!r} (first: data row {rows[0] + 1})")
@@ -173,19 +178,26 @@ def load_table(path: str | Path, text_column: str = "text", label_column: str = 
     if len(seen) < 2:
         raise InvalidInputError(f"{path}: every row has the label {seen[0]!r}; a classification task needs at "
                                 "least two classes")
-    out = pd.DataFrame({"text": df[text_column].astype(str),
+    texts = df[text_column].astype(str)
+    clashing = pd.Series(raw.astype(str).to_numpy()).groupby(texts.to_numpy()).nunique()
+    clashing = clashing[clashing > 1]
+    if len(clashing):   # kept (it is the user's data), but said: the copies can land in train and test
+        warnings.warn(f"{path}: {len(clashing)} text(s) appear with different labels (first: "
+                      f"{clashing.index[0][:60]!r}); their copies may land in different splits", stacklevel=3)
+    out = pd.DataFrame({"text": texts,
                         "label": [names.index(str(v)) for v in raw],
                         "id": [f"{path.stem}-{i}" for i in range(len(df))]})
     return Dataset.from_pandas(out, preserve_index=False), names
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    """The file as a DataFrame, or an InvalidInputError that names it and says what is wrong."""
+def _read_table(path: Path, label_column: str = "label") -> pd.DataFrame:
+    """The file as a DataFrame (CSV / TSV labels as text), or an InvalidInputError that names
+    it and says what is wrong."""
     try:
         if path.suffix in (".jsonl", ".json"):
             return pd.read_json(path, lines=path.suffix == ".jsonl", encoding="utf-8")
         return pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", keep_default_na=False,
-                           encoding="utf-8")
+                           encoding="utf-8", dtype={label_column: str})
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"{path}: not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at "
                                 f"offset {exc.start}); re-save it as UTF-8") from None

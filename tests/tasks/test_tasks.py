@@ -75,6 +75,17 @@ def test_user_csv_and_jsonl(tmp_path):
     j = tmp_path / "mine.jsonl"
     j.write_text("".join(json.dumps({"text": f"t{i}", "label": i % 3}) + "\n" for i in range(30)))
     assert load_task(str(j), sizes={"weak_train": 9, "strong_train": 9, "test": 9}).label_names == ["0", "1", "2"]
+    # CSV integer labels are ordered by value; "01" and "1" are two classes (pandas' parsing merged them)
+    n = tmp_path / "ints.csv"
+    n.write_text("text,label\n" + "".join(f"t{i},{(2, 10, 1)[i % 3]}\n" for i in range(30)))
+    assert load_task(str(n), sizes={"weak_train": 9, "strong_train": 9, "test": 9}).label_names == ["1", "2", "10"]
+    z = tmp_path / "zeros.csv"
+    z.write_text("text,label\n" + "".join(f"t{i},{('01', '1')[i % 2]}\n" for i in range(30)))
+    assert load_task(str(z), sizes={"weak_train": 9, "strong_train": 9, "test": 9}).label_names == ["01", "1"]
+    clash = tmp_path / "clash.csv"
+    clash.write_text("text,label\n" + "".join(f"t{i},{'ab'[i % 2]}\n" for i in range(30)) + "t0,b\n")
+    with pytest.warns(UserWarning, match=r"clash.csv: 1 text\(s\) appear with different labels \(first: 't0'\)"):
+        load_task(str(clash), sizes={"weak_train": 9, "strong_train": 9, "test": 9})
 
 
 def test_errors(tmp_path):
