@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from .errors import BayesW2SError, ConfigError, InvalidInputError, UnknownNameError
-from .train_config import GeneratorConfig, PreferenceConfig, TrainConfig
+from .train_config import DecodingConfig, GeneratorConfig, PreferenceConfig, TrainConfig
 
 # -- targets -------------------------------------------------------------------------------
 
@@ -35,7 +35,7 @@ TARGET_KINDS = ("ground_truth", "weak", "best_weak", "mean", "vote", "weak_all",
 GOLD_USES = ("none", "observe", "prior")
 #: target kinds and losses that exist for generation tasks (slot filling)
 GENERATION_TARGETS = ("ground_truth", "weak", "best_weak", "weak_all", "posterior", "joint_decoding")
-GENERATION_LOSSES = ("xent", "weighted_xent", "multi_weak", "edl")
+GENERATION_LOSSES = ("xent", "weighted_xent", "token_weighted_xent", "multi_weak", "edl")
 #: each classification loss's settings: the fields of its class in bayes_w2s.student.losses
 #: (kept here so validation needs no torch; tests/test_config.py holds the two equal)
 LOSS_KWARGS = {"xent": (), "weighted_xent": (), "aux_conf": ("alpha_max", "warmup"),
@@ -245,7 +245,9 @@ class MethodConfig:
     targets: str = field(default="mean", metadata={"help":
         "ground_truth (the ceiling) | weak:<model> | best_weak | mean | vote | weak_all | posterior:<model>[:<method>]"
         " | joint_decoding (generation)"})
-    loss: str = field(default="xent", metadata={"help": "xent | weighted_xent | aux_conf | multi_weak | edl"})
+    loss: str = field(default="xent", metadata={"help": "xent | weighted_xent | aux_conf | multi_weak | edl; "
+                                                        "generation also token_weighted_xent (each target token "
+                                                        "weighted by the word posterior's probability of its word)"})
     hard: bool = field(default=False, metadata={"help": "train on argmax targets (generation: the posterior's "
                                                         "consensus one-hot instead of token soft labels)"})
     loss_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help":
@@ -259,6 +261,9 @@ class MethodConfig:
     preference: PreferenceConfig | None = field(default=None, metadata={"help":
         "generation only: a DPO / conservative-DPO stage after SFT (PreferenceConfig keys: loss, beta, epsilon, "
         "n_candidates, ranker, …); methods with the same SFT settings share one SFT student"})
+    decoding: DecodingConfig | None = field(default=None, metadata={"help":
+        "generation only: how the student writes its test outputs (DecodingConfig keys: constrained, no_slot, "
+        "no_slot_rate); rows that differ only here share one student"})
     gold: str = field(default="none", metadata={"help":
         "how a posterior target uses the gold slice (weak_val_size): none | observe (the true class is observed "
         "on gold items: semi-supervised) | prior (each weak model's confusion counts on the gold items become its "
@@ -274,8 +279,10 @@ class MethodConfig:
 
     def sft_key(self) -> str:
         """What identifies this method's SFT student (everything but the name and preference)."""
-        return json.dumps([self.targets, self.loss, self.hard, self.loss_kwargs, self.posterior_kwargs,
-                           self.train_overrides], sort_keys=True, default=str)
+        parts = [self.targets, self.loss, self.hard, self.loss_kwargs, self.posterior_kwargs, self.train_overrides]
+        if self.student_rounds:   # only when set, so that the keys of students without it stay as they were
+            parts.append({"student_rounds": self.student_rounds, "crossfit_folds": self.crossfit_folds})
+        return json.dumps(parts, sort_keys=True, default=str)
 
     @property
     def spec(self) -> TargetSpec:
@@ -297,7 +304,7 @@ class MethodConfig:
             raise InvalidInputError(f"method {self.name!r}: unknown loss {self.loss!r}; available: {LOSSES}")
         if self.loss == "multi_weak" and kind != "weak_all":
             raise InvalidInputError(f"method {self.name!r}: loss multi_weak needs targets: weak_all")
-        if self.loss == "weighted_xent" and kind not in ("posterior", "crowdlab"):
+        if self.loss in ("weighted_xent", "token_weighted_xent") and kind not in ("posterior", "crowdlab"):
             raise InvalidInputError(f"method {self.name!r}: weighted_xent weights items by posterior confidence; "
                                     "use targets: posterior:<model>")
         if self.gold not in GOLD_USES:
@@ -465,8 +472,10 @@ class ExperimentConfig:
                               "set weak_val_size (e.g. 200)")
         if m.gold == "prior" and spec.name != "dawid_skene":
             raise ConfigError(f"{where}: gold: prior is a Dawid–Skene prior (posterior:dawid_skene)")
-        if (m.student_rounds or spec.kind == "crowdlab") and self.is_generation:
-            raise ConfigError(f"{where}: the strong model in the loop and crowdlab are for classification tasks")
+        if spec.kind == "crowdlab" and self.is_generation:
+            raise ConfigError(f"{where}: crowdlab is for classification tasks")
+        if m.decoding is not None and not self.is_generation:
+            raise ConfigError(f"{where}: decoding settings are for generation tasks")
         if m.posterior_kwargs and spec.kind != "posterior":
             raise ConfigError(f"{where}: posterior_kwargs are for posterior targets, not {m.targets!r}")
         if spec.kind == "weak" and spec.name not in self.weak_names:
