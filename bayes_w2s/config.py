@@ -275,7 +275,9 @@ class MethodConfig:
         "posterior targets: rounds of the strong model in the loop — its cross-fitted predictions on strong_train "
         "join the posterior as one more supervisor, which is refitted (0 = off); crowdlab: must be 1"})
     crossfit_folds: int = field(default=5, metadata={"help":
-        "folds of the cross-fitting that gives the strong model's out-of-fold predictions (student_rounds, crowdlab)"})
+        "folds of the cross-fitting that gives the strong model's out-of-fold predictions (student_rounds, crowdlab); "
+        "generation also 1: no cross-fitting, the student of the current targets writes every item (one SFT "
+        "cheaper per round, but it partly echoes its own targets)"})
 
     def sft_key(self) -> str:
         """What identifies this method's SFT student (everything but the name and preference)."""
@@ -321,8 +323,9 @@ class MethodConfig:
         if self.student_rounds < 0 or (kind == "crowdlab" and self.student_rounds not in (0, 1)):
             raise InvalidInputError(f"method {self.name!r}: student_rounds must be ≥ 0 (crowdlab: 0 or 1), "
                                     f"got {self.student_rounds}")
-        if self.crossfit_folds < 2:
-            raise InvalidInputError(f"method {self.name!r}: crossfit_folds must be ≥ 2, got {self.crossfit_folds}")
+        if self.crossfit_folds < 1:
+            raise InvalidInputError(f"method {self.name!r}: crossfit_folds must be ≥ 2 (generation: ≥ 1), "
+                                    f"got {self.crossfit_folds}")
 
 
 # -- the experiment ---------------------------------------------------------------------------
@@ -474,6 +477,8 @@ class ExperimentConfig:
             raise ConfigError(f"{where}: gold: prior is a Dawid–Skene prior (posterior:dawid_skene)")
         if spec.kind == "crowdlab" and self.is_generation:
             raise ConfigError(f"{where}: crowdlab is for classification tasks")
+        if m.crossfit_folds < 2 and not self.is_generation:
+            raise ConfigError(f"{where}: crossfit_folds must be ≥ 2 for classification, got {m.crossfit_folds}")
         if m.decoding is not None and not self.is_generation:
             raise ConfigError(f"{where}: decoding settings are for generation tasks")
         if m.posterior_kwargs and spec.kind != "posterior":

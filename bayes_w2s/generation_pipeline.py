@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -178,7 +179,10 @@ class _SeedRun:
         ``crossfit_folds`` folds of strong_train write the held-out items' targets (with word
         log-probs, through the word bridge; constrained when the method decodes so); their
         outputs join the weak hypotheses as one more supervisor and the word posterior is
-        refitted, ``student_rounds`` times. A student never writes an item it trained on."""
+        refitted, ``student_rounds`` times. A student never writes an item it trained on, unless
+        ``crossfit_folds`` is 1: then the student of the current targets (round 1: the method's
+        plain SFT student, reused) writes every item — one SFT cheaper per round, but its
+        outputs partly echo the targets it learnt."""
         from .student.generation import posterior_targets
         from .student.loop import fold_indices
 
@@ -188,7 +192,13 @@ class _SeedRun:
                                      weighted=method.loss == "weighted_xent",
                                      token_weighted=method.loss == "token_weighted_xent")
             written: list = [None] * n
-            for held in fold_indices(n, method.crossfit_folds, self.seed + r):
+            if method.crossfit_folds == 1:    # no cross-fitting: the student of the current targets writes all
+                writer = _trained_student(self.cfg, replace(method, student_rounds=0), self.task.strong_train,
+                                          posterior, self.seed)
+                hyps = writer.generator.generate(self.train_texts, n_best=1,
+                                                 processors=self.processors(writer, method, self.train_texts))
+                written = [h[:1] for h in hyps]
+            for held in fold_indices(n, method.crossfit_folds, self.seed + r) if method.crossfit_folds > 1 else []:
                 keep = np.setdiff1d(np.arange(n), held)
                 fold = _trained_student(self.cfg, method, self.task.strong_train.select(keep), base.subset(keep),
                                         self.seed)

@@ -59,7 +59,7 @@ def test_tiny_slurp_config_runs_end_to_end(tmp_path, data_dir):
         again = GenerationStudent.from_pretrained(tmp_path / "students" / method.slug / "seed0")
         assert again.generate(task.test["text"], progress=False) == [r[method.name] for r in rows]
     # one saved SFT student per distinct SFT setting (the preference and decoding rows reuse "word posterior
-    # soft"), plus the loop's two cross-fitted fold students
+    # soft"), plus the cross-fitted loop's two fold students (the in-sample loop reuses "word posterior soft")
     from bayes_w2s.cards import cache_dir
     saved = [p for p in cache_dir("students").iterdir() if (p / "model.safetensors").exists()]
     assert len(saved) == len({m.sft_key() for m in cfg.methods}) + 2 == len(cfg.methods) - 4 + 2
@@ -107,6 +107,9 @@ def test_generation_config_errors():
         ExperimentConfig.from_dict(sst2)
     sst2["methods"] = [{"name": "x", "targets": "vote", "decoding": {"constrained": True}}]
     with pytest.raises(InvalidInputError, match="decoding settings are for generation tasks"):
+        ExperimentConfig.from_dict(sst2)
+    sst2["methods"] = [{"name": "x", "targets": "posterior:dawid_skene:em", "student_rounds": 1, "crossfit_folds": 1}]
+    with pytest.raises(InvalidInputError, match="crossfit_folds must be ≥ 2 for classification"):
         ExperimentConfig.from_dict(sst2)
 
 
