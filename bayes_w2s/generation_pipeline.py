@@ -223,6 +223,14 @@ class _SeedRun:
         return slot_processors(student.generator.tokenizer, texts, self.task.slot_types if dec.constrained else None,
                                forbid_empty)
 
+    def closed(self, method: MethodConfig, texts: list[str], outputs: list[str]) -> list[str]:
+        """Constrained outputs that the length limit cut mid-object, closed after their last
+        whole entity (:meth:`SlotGrammar.close`); others as they are."""
+        from .student.decoding import close_all
+
+        dec = method.decoding or DecodingConfig()
+        return close_all(texts, outputs, self.task.slot_types) if dec.constrained else outputs
+
     def decode(self, student, method: MethodConfig, targets, cache: bool = True) -> tuple[list[str], dict]:
         """The student's test outputs under the method's decoding, and columns saying how.
         ``cache``: the student is the method's SFT student (outputs and ``{}`` scores are kept
@@ -244,12 +252,13 @@ class _SeedRun:
             threshold = no_slot_threshold(calibration, rate)
             empty = empty_scores(student.generator, self.test_texts) >= threshold
             rest = [t for t, e in zip(self.test_texts, empty) if not e]
-            written = iter(student.generate(rest, processors=self.processors(student, method, rest,
-                                                                             np.ones(len(rest), bool))))
+            written = iter(self.closed(method, rest, student.generate(
+                rest, processors=self.processors(student, method, rest, np.ones(len(rest), bool)))))
             outputs = ["{}" if e else next(written) for e in empty]
             extra.update(no_slot_target=rate, no_slot_threshold=threshold)
         else:
-            outputs = student.generate(self.test_texts, processors=self.processors(student, method, self.test_texts))
+            outputs = self.closed(method, self.test_texts, student.generate(
+                self.test_texts, processors=self.processors(student, method, self.test_texts)))
         if cache:
             self.outputs[key] = (outputs, extra)
         return outputs, extra
@@ -269,9 +278,9 @@ class _SeedRun:
             items = np.arange(n) if pc.max_items is None or pc.max_items >= n else \
                 np.sort(np.random.default_rng(self.seed).choice(n, pc.max_items, replace=False))
             texts = [self.train_texts[i] for i in items]
-            self.candidates[cand_key] = (items, texts, student_candidates(student, texts, pc.n_candidates,
-                                                                          processors=self.processors(student, method,
-                                                                                                     texts)))
+            cands = student_candidates(student, texts, pc.n_candidates, processors=self.processors(student, method, texts))
+            cands = [list(dict.fromkeys(self.closed(method, [t] * len(c), c))) for t, c in zip(texts, cands)]
+            self.candidates[cand_key] = (items, texts, cands)
         items, texts, cands = self.candidates[cand_key]
         pair_key = (*cand_key, pc.ranker, pc.posterior_model, pc.posterior_samples)
         if pair_key not in self.rankings:

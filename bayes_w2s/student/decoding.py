@@ -125,6 +125,21 @@ class SlotGrammar:
     def accepts(self, text: str) -> bool:
         return self.run(text) == DONE
 
+    def close(self, text: str) -> str:
+        """``text`` if the automaton accepts it; else (decoding stopped at the length limit
+        mid-object) its longest prefix that ends after a whole entity, closed (``}`` or
+        ``]}``), or ``{}``. The result is always an accepted target, ``{}`` included."""
+        state, best = self.initial, ""
+        for k, c in enumerate(text):
+            state = self.step(state, c)
+            if state is None:
+                break
+            if state[0] in ("after", "list_next", "open"):
+                best = text[:k + 1] + {"after": "}", "list_next": "]}", "open": "}"}[state[0]]
+            if state == DONE:
+                return text[:k + 1]
+        return best or " {}"
+
     def allowed(self, state: tuple, vocab: "TokenVocabulary") -> torch.Tensor:
         """Token ids allowed in ``state`` (EOS only once the object is closed)."""
         if state not in self._allowed:
@@ -255,6 +270,12 @@ def slot_processors(tokenizer, texts: list[str], slot_types: Sequence[str] | Non
             return [NoEmptyLogitsProcessor(vocab, prompt_width, [bool(forbid[i]) for i in items], num_beams)]
         return []
     return processors
+
+
+def close_all(texts: list[str], outputs: list[str], slot_types: Sequence[str]) -> list[str]:
+    """:meth:`SlotGrammar.close` of each output (constrained decoding cut by the length
+    limit), stripped like any generated target."""
+    return [SlotGrammar(t, slot_types).close(" " + o.strip()).strip() for t, o in zip(texts, outputs)]
 
 
 def empty_scores(generator, texts: list[str]) -> np.ndarray:

@@ -107,3 +107,13 @@ def test_no_slot_threshold_gives_the_rate_on_the_calibration_items():
     assert not np.any(scores >= no_slot_threshold(scores, 0.0))
     with pytest.raises(InvalidInputError, match=r"\[0, 1\]"):
         no_slot_threshold(scores, 1.5)
+
+
+def test_close_finishes_a_prefix_cut_by_the_length_limit():
+    g = SlotGrammar(TEXT, TYPES)
+    assert g.close(' {"date": "may", "time": "five') == ' {"date": "may"}'
+    assert g.close(' {"date": ["twenty fifth", "may", "fi') == ' {"date": ["twenty fifth", "may"]}'
+    assert g.close(' {"date": "may"}') == ' {"date": "may"}' and g.close(' {"da') == " {}" and g.close("") == " {}"
+    assert g.close(' {"time": "five pm"} trailing') == ' {"time": "five pm"}'
+    for cut in (' {"date": "may", "ti', ' {"date": ["may", "five'):
+        assert g.accepts(g.close(cut))
