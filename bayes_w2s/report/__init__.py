@@ -271,7 +271,8 @@ def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
                  "on the JSON slot targets of the test split; *malformed* = generations that are not a JSON object "
                  "of slot fillers (scored as no slots). PGR = (student − weak) / (ceiling − weak) per seed, against "
                  "the mean weak generator, the best one on test and ROVER (the word_reliability consensus of the "
-                 "weak 1-best outputs, kept well-formed). *target SLU-F1* scores the training targets on strong_train's hidden "
+                 "weak 1-best outputs, its reliabilities fitted on strong_train and applied to test, kept "
+                 "well-formed). *target SLU-F1* scores the training targets on strong_train's hidden "
                  "references. `best_weak` = the weak generator with the highest test SLU-F1 in each seed (here: "
                  f"{', '.join(sorted(set(results['best_weak'])))}).")
     stages = [f"`{m['name']}`: {m['preference']['loss']}, β = {m['preference']['beta']}"
