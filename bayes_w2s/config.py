@@ -269,8 +269,8 @@ class MethodConfig:
         "on gold items: semi-supervised) | prior (each weak model's confusion counts on the gold items become its "
         "Dirichlet prior; dawid_skene)"})
     temperature: float | str = field(default=1.0, metadata={"help":
-        "temperature T of the posterior's power likelihood p(y | c)^(1/T), or 'gold': the T whose fit best "
-        "predicts the gold items' classes (chosen again in every student_rounds round)"})
+        "temperature T of the item posterior p(c | y) ∝ π_c p(y | c)^(1/T), or 'gold': the T under which the "
+        "fit best predicts the gold items' classes (chosen again in every student_rounds round)"})
     student_rounds: int = field(default=0, metadata={"help":
         "posterior targets: rounds of the strong model in the loop — its cross-fitted predictions on strong_train "
         "join the posterior as one more supervisor, which is refitted (0 = off); crowdlab: must be 1"})
@@ -475,6 +475,9 @@ class ExperimentConfig:
                               "set weak_val_size (e.g. 200)")
         if m.gold == "prior" and spec.name != "dawid_skene":
             raise ConfigError(f"{where}: gold: prior is a Dawid–Skene prior (posterior:dawid_skene)")
+        if m.gold == "prior" and m.temperature == "gold":
+            raise ConfigError(f"{where}: gold: prior and temperature: gold would choose T on the items the prior "
+                              "was built from; use one of them")
         if spec.kind == "crowdlab" and self.is_generation:
             raise ConfigError(f"{where}: crowdlab is for classification tasks")
         if m.crossfit_folds < 2 and not self.is_generation:

@@ -20,7 +20,7 @@ from .config import ExperimentConfig, MethodConfig
 from .errors import BayesW2SError, CorruptCacheError, InvalidInputError, UnknownNameError
 from .io import write_text
 from .metrics import accuracy, expected_calibration_error
-from .posterior import available_posteriors, fit_posterior
+from .posterior import available_posteriors
 from .posterior.calibration import log_loss
 from .student.posterior_targets import GoldSlice, StudentLearner, crowdlab_targets, posterior_targets
 from .posterior.inputs import check_fit_settings
@@ -60,12 +60,22 @@ def student_dir(out: Path, method: MethodConfig, seed: int) -> Path:
     return Path(out) / "students" / method.slug / f"seed{seed}"
 
 
-def save_test_probs(path: Path, probs: dict, task) -> None:
-    """Every row's test probabilities ``[rows, N, K]`` with the row names, item ids and
-    true labels (``.npz``, no pickle): what the reliability diagram is drawn from."""
+def save_test_probs(path: Path, probs: dict, split) -> None:
+    """Every row's probabilities ``[rows, N, K]`` on ``split`` (test predictions, or the
+    training targets on strong_train) with the row names, item ids and true labels
+    (``.npz``, no pickle): what the reliability diagrams are drawn from."""
     np.savez_compressed(path, methods=np.array(list(probs), dtype=str),
                         probs=np.stack([np.asarray(p, dtype=np.float32) for p in probs.values()]),
-                        ids=np.asarray(task.test["id"], dtype=str), labels=np.asarray(task.test["label"]))
+                        ids=np.asarray(split["id"], dtype=str), labels=np.asarray(split["label"]))
+
+
+def distinct_targets(targets: dict) -> dict:
+    """Rows whose training targets differ (the first row of each), for the targets' diagram."""
+    out = {}
+    for name, probs in targets.items():
+        if not any(p.shape == probs.shape and np.allclose(p, probs, atol=1e-6) for p in out.values()):
+            out[name] = probs
+    return out
 
 
 def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = None) -> list[dict]:
@@ -85,7 +95,9 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
     if save_dir is not None:
         wl_train.save(Path(save_dir) / f"weak_labels_seed{seed}_strong_train.npz")
         wl_test.save(Path(save_dir) / f"weak_labels_seed{seed}_test.npz")
-    rows, test_probs = [], {}
+        if wl_gold is not None:
+            wl_gold.save(Path(save_dir) / f"weak_labels_seed{seed}_weak_val.npz")
+    rows, test_probs, targets_seen = [], {}, {}
     y_strong = np.asarray(task.strong_train["label"])
 
     def add(name, kind, probs, extra=None):
@@ -94,7 +106,9 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
                      "ece": expected_calibration_error(probs, y_test), **(extra or {})})
 
     for m in weak.model_names:
+        targets_seen[f"weak:{m}"] = wl_train.model(m)
         add(f"weak:{m}", "weak", wl_test.model(m), target_quality(wl_train.model(m), y_strong, None))
+    targets_seen["weak_vote"], targets_seen["weak_mean"] = wl_train.majority_vote(), wl_train.mean()
     add("weak_vote", "weak_ensemble", wl_test.majority_vote(), target_quality(wl_train.majority_vote(), y_strong, None))
     add("weak_mean", "weak_ensemble", wl_test.mean(), target_quality(wl_train.mean(), y_strong, None))
     weak_acc = {m: accuracy(wl_test.model(m), y_test) for m in weak.model_names}
@@ -109,7 +123,12 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
         target_probs = getattr(targets, "item_probs", None)
         if target_probs is None:
             target_probs = targets.mean() if isinstance(targets, WeakLabels) else targets
-        extra = target_quality(target_probs, y_strong, targets) if method.targets != "ground_truth" else {}
+        if np.ndim(target_probs) == 1:          # ground truth as labels
+            target_probs = np.eye(len(task.label_names))[np.asarray(target_probs)]
+        extra = {}
+        if method.targets != "ground_truth":
+            extra = target_quality(target_probs, y_strong, targets)
+            targets_seen[method.name] = np.asarray(target_probs)
         t0 = time.perf_counter()
         student = train_student(cfg.strong_model, task.strong_train, targets, method.loss,
                                 label_names=task.label_names, hard=method.hard, config=cfg.student_config(method),
@@ -124,7 +143,9 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
     for r in rows:
         r["best_weak"] = best_weak
     if save_dir is not None:
-        save_test_probs(Path(save_dir) / f"test_probs_seed{seed}.npz", test_probs, task)
+        save_test_probs(Path(save_dir) / f"test_probs_seed{seed}.npz", test_probs, task.test)
+        save_test_probs(Path(save_dir) / f"target_probs_seed{seed}.npz", distinct_targets(targets_seen),
+                        task.strong_train)
     return rows
 
 

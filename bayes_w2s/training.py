@@ -22,6 +22,7 @@ from transformers import Trainer, TrainingArguments
 
 from .backbones import FeatureCache, PooledClassifier, build_classifier, classifier_config
 from .cards import ModelCard, load_card
+from .threads import intra_op_threads
 from .errors import InvalidInputError
 from .train_config import MODES, TrainConfig  # noqa: F401  (TrainConfig is re-exported here)
 
@@ -228,7 +229,7 @@ class Classifier:
         self._ensure_model(cols["features"].shape[1] if "features" in cols else None)
         if "features" in cols:  # standardise frozen features: one lr works for every backbone
             self.model.set_feature_stats(cols["features"].mean(0), cols["features"].std(0))
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, intra_op_threads(1 if self.config.mode == "head" else None):
             args = training_arguments(self.config, seed, self.config.output_dir or tmp,
                                       **{"label_names": list(TARGET_KEYS), "prediction_loss_only": False,
                                          "per_device_eval_batch_size": self.config.eval_batch_size, **arg_overrides})

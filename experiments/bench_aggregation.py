@@ -3,6 +3,8 @@
 (a) synthetic hard votes with known truth — N = 10k, 100k, 1M items, 5 weak models,
     4 classes, skewed class prior, each model with its own random confusion matrix
     (accuracies 0.55–0.8); plus the 2,000 × 5 label-switching case for NUTS;
+(a') sparse synthetic crowds shaped like public annotation sets (27–176 annotators,
+    2–4 classes, a few labels per item, groups of annotators that err together);
 (b) the real weak labels that the pipeline saved for SST-2 and AG News
     (``experiments/results/<task>/weak_labels_seed0_strong_train.npz``; truth re-read
     from the task's split, so no dataset content is committed).
@@ -52,6 +54,33 @@ def synthetic(n: int, seed: int = 0, uniform_errors: bool = False):
     return votes, truth, None
 
 
+def crowd(n: int, workers: int = 100, k: int = 4, per_item: int = 10, groups: int = 5, shared: float = 0.2,
+          seed: int = 0):
+    """Sparse crowd shaped like public annotation sets (27–176 annotators, 2–4 classes):
+    each item gets ``per_item`` of ``workers`` annotators at random (−1 elsewhere); each
+    annotator has its own confusion (accuracy 0.55–0.9) and belongs to one of ``groups``;
+    on a ``shared`` fraction of items a whole group errs together with one wrong label
+    (correlated annotators)."""
+    rng = np.random.default_rng(seed)
+    truth = rng.choice(k, size=n, p=np.full(k, 1 / k))
+    acc = rng.uniform(0.55, 0.9, workers)
+    group = rng.integers(0, groups, workers)
+    conf = np.empty((workers, k, k))
+    for w in range(workers):
+        for c in range(k):
+            conf[w, c] = np.insert(rng.dirichlet(np.ones(k - 1)) * (1 - acc[w]), c, acc[w])
+    chosen = np.argsort(rng.random((n, workers)), 1)[:, :per_item]             # per_item distinct annotators
+    slip = rng.random((n, groups)) < shared                                      # group errs together here
+    group_label = (truth[:, None] + rng.integers(1, k, (n, groups))) % k
+    votes = np.full((n, workers), -1)
+    rows = np.repeat(np.arange(n), per_item)
+    cols = chosen.reshape(-1)
+    own = (conf[cols, truth[rows]].cumsum(1) < rng.random(len(rows))[:, None]).sum(1)
+    g = group[cols]
+    votes[rows, cols] = np.where(slip[rows, g], group_label[rows, g], np.minimum(own, k - 1))
+    return votes, truth, None
+
+
 def real(task: str):
     """Weak labels saved by the pipeline (seed 0, strong_train) and the truth of those items."""
     import yaml
@@ -74,6 +103,9 @@ def load(dataset: str):
         return synthetic(int(arg))
     if kind == "switching":
         return synthetic(int(arg), seed=0, uniform_errors=True)
+    if kind == "crowd":           # crowd:<items>:<annotators>:<classes>:<labels per item>
+        n, workers, k, per_item = (int(x) for x in arg.split(":"))
+        return crowd(n, workers, k, per_item)
     return real(arg)
 
 
@@ -117,6 +149,8 @@ def run_method(method: str, votes, k: int, frame, wl, info: dict):
                       target_accept_prob=float(info.get("target_accept_prob", 0.8)))
     if inference == "svi":
         kwargs.update(steps=1000, progress=False, subsample_size=None if n <= 20_000 else 10_000)
+        if model == "hierarchical":
+            kwargs.update(guide="normal", num_draws=200)
     post = fit_posterior(labels, model=model, method=inference, **kwargs)
     if inference == "nuts":
         diag = post.diagnostics(warn=False)
@@ -170,14 +204,19 @@ def child(job: dict) -> dict:
 # -- driver ---------------------------------------------------------------------------------
 
 OURS_VOTES = ["bayes_w2s:dawid_skene:em:df", "bayes_w2s:dawid_skene:em:array", "bayes_w2s:one_coin:em:array"]
+#: the posterior engine's fast (EM / VB) fits and the correlated-annotator model
+OURS_FAST = ["bayes_w2s:dawid_skene:vb:array", "bayes_w2s:one_coin:vb:array", "bayes_w2s:ebcc:vb:array"]
+#: sparse crowds: (items, annotators, classes, labels per item)
+CROWDS = ["crowd:1000:100:4:10", "crowd:2000:40:2:5", "crowd:5000:176:3:6", "crowd:20000:30:4:4"]
 BASELINES = ["crowdkit:MajorityVote", "crowdkit:DawidSkene", "crowdkit:OneCoinDawidSkene", "crowdkit:MACE",
              "crowdkit:GLAD", "snorkel:LabelModel"]
 
 
-def jobs(sizes, real_tasks, with_nuts: bool):
+def jobs(sizes, real_tasks, with_nuts: bool, crowds=()):
     out = []
     for n in sizes:
-        for method in OURS_VOTES + BASELINES + (["bayes_w2s:dawid_skene:svi:array"] if n <= 10_000 else []):
+        for method in OURS_VOTES + OURS_FAST + BASELINES + (["bayes_w2s:dawid_skene:svi:array"] if n <= 10_000
+                                                            else []):
             if method.split(":")[-1] in ("MACE", "GLAD") and n > SLOW_METHODS_MAX_N:
                 continue
             out.append({"dataset": f"synthetic:{n}", "method": method})
@@ -185,6 +224,11 @@ def jobs(sizes, real_tasks, with_nuts: bool):
         for tap in (0.65, 0.8):
             out.append({"dataset": "switching:2000", "method": "bayes_w2s:dawid_skene:nuts:array",
                         "target_accept_prob": tap})
+    for dataset in crowds:
+        small = int(dataset.split(":")[1]) <= 2000
+        for method in OURS_VOTES + OURS_FAST + BASELINES + ["bayes_w2s:hierarchical:svi:array"] + \
+                (["bayes_w2s:dawid_skene:nuts:array"] if small and with_nuts else []):
+            out.append({"dataset": dataset, "method": method})
     for task in real_tasks:
         for method in OURS_VOTES + BASELINES + ["bayes_w2s:soft:em:soft", "bayes_w2s:hierarchical:svi:array",
                                                 "bayes_w2s:dawid_skene:nuts:array", "bayes_w2s:soft:nuts:soft"]:
@@ -204,6 +248,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--real", nargs="*", default=["sst2", "agnews"])
+    ap.add_argument("--crowds", nargs="*", default=CROWDS, help="sparse crowd datasets crowd:N:annotators:K:per_item")
     ap.add_argument("--no-nuts", action="store_true")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per (dataset, method)")
     ap.add_argument("--out", default="experiments/results/bench_aggregation")
@@ -218,7 +263,7 @@ def main():
     from tqdm.auto import tqdm
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    todo = [j for j in jobs(args.sizes, args.real, not args.no_nuts)
+    todo = [j for j in jobs(args.sizes, args.real, not args.no_nuts, args.crowds)
             if snorkel_available() or not j["method"].startswith("snorkel")]
     rows = []
     if args.only:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..errors import InvalidInputError, LabelSetMismatchError, UnknownNameError
+from ..errors import InvalidInputError, UnknownNameError
 from .base import Posterior
-from .engine import FITTERS, check_temperature
-from .inputs import LabelMatrix, as_label_matrix, check_fit_settings, fit_settings
+from ..threads import intra_op_threads
+from .engine import FITTERS, check_temperature, threads_for
+from .inputs import LabelMatrix, as_label_matrix, check_fit_settings, fit_settings, gold_labels
 from .models import MODELS, get_model
 from .words import WordPosterior, slot_table
 
@@ -29,7 +30,7 @@ def split_kwargs(model, method: str, kwargs: dict) -> tuple[dict, dict, dict]:
     """``kwargs`` → (priors, data settings, method settings); unknown names fail, naming all
     three groups."""
     priors_known = set(model.prior_defaults())
-    data_known = set(getattr(model, "data_settings", {}))
+    data_known = set(model.data_settings)
     method_known = set(fit_settings(model.name, method)[1]) - data_known
     priors = {k: v for k, v in kwargs.items() if k in priors_known}
     data = {k: v for k, v in kwargs.items() if k in data_known}
@@ -40,46 +41,6 @@ def split_kwargs(model, method: str, kwargs: dict) -> tuple[dict, dict, dict]:
             f"unknown prior setting(s) or option(s) {sorted(unknown)} for {model.name}/{method}; priors: "
             f"{sorted(priors_known)}; data settings: {sorted(data_known)}; {method} settings: {sorted(method_known)}")
     return priors, data, settings
-
-
-def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
-    """``gold`` ({item: label} or an ``[N]`` array with −1 = unknown) → ``[N]`` class indices.
-
-    Items are item ids when the labels carry them, else positions; labels are class names or
-    class indices."""
-    if gold is None:
-        return None
-    n, k = lm.counts.shape[0], len(lm.label_names)
-    out = np.full(n, -1, dtype=np.int64)
-    if isinstance(gold, dict):
-        if not gold:
-            return None
-        position = {str(i): j for j, i in enumerate(lm.item_ids)} if lm.item_ids is not None else None
-        items = list(gold.items())
-    else:
-        arr = np.asarray(gold)
-        if arr.shape != (n,):
-            raise InvalidInputError(f"gold must be a dict {{item: label}} or an array of {n} labels (−1 = unknown), "
-                                    f"got shape {arr.shape}")
-        position, items = None, [(j, v) for j, v in enumerate(arr.tolist()) if v != -1]
-    names = {str(c): j for j, c in enumerate(lm.label_names)}
-    for item, label in items:
-        if position is not None and str(item) in position:
-            j = position[str(item)]
-        elif isinstance(item, (int, np.integer)) and not isinstance(item, bool) and 0 <= item < n:
-            j = int(item)
-        else:
-            raise InvalidInputError(f"gold item {item!r} is not among the {n} items (ids or positions 0..{n - 1})")
-        if isinstance(label, (int, np.integer)) and not isinstance(label, bool) and str(label) not in names:
-            if not 0 <= label < k:
-                raise LabelSetMismatchError(f"gold label {label!r} of item {item!r} is not a class index 0..{k - 1}")
-            out[j] = int(label)
-        elif str(label) in names:
-            out[j] = names[str(label)]
-        else:
-            raise LabelSetMismatchError(f"gold label {label!r} of item {item!r} is not in the class set "
-                                        f"{list(lm.label_names)}")
-    return out
 
 
 def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None, *,
@@ -104,9 +65,10 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
         gold: items whose true class is known, ``{item: label}`` (items by id or position,
             labels by name or index) or an ``[N]`` array with −1 for unknown; c is observed
             there (semi-supervised fitting).
-        temperature: T of the power likelihood p(y | c, θ)^{1/T}; T = 1 is the plain model,
-            T > 1 discounts evidence counted as independent that is not (choose it on gold
-            items: :func:`bayes_w2s.posterior.calibration.choose_temperature`).
+        temperature: T of the item posterior p(c | y, θ) ∝ π_c p(y | c, θ)^{1/T}, applied to
+            the fitted model (the globals are fitted at T = 1); T = 1 is the plain model, T > 1
+            discounts evidence the model counts as independent but is not (correlated weak
+            models). Choose it on gold items: :func:`bayes_w2s.posterior.calibration.choose_temperature`.
         **kwargs: priors of the model (e.g. ``beta_diag``), data settings (``eps``) and
             settings of the method (:mod:`.engine`'s ``fit_em``, ``fit_vb``, ``fit_svi``,
             ``fit_nuts``).
@@ -119,9 +81,9 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
     check_fit_settings(model, method, kwargs)
     priors, data_settings, settings = split_kwargs(m, method, kwargs)
     if method == "svi" and "guide" not in settings:
-        settings["guide"] = getattr(m, "default_guide", "delta")
+        settings["guide"] = m.default_guide
     point = method == "em" or (method == "svi" and settings.get("guide") == "delta")
-    if point and not getattr(m, "point_estimate", True):
+    if point and not m.point_estimate:
         raise InvalidInputError(f"the {model!r} model has no posterior mode (its density is unbounded at the edge "
                                 f"of the simplex; see the docstring of {m.fn.__module__}.{m.fn.__name__}), so "
                                 f"{method} cannot fit it as a point estimate: use one of {list(m.methods)}"
@@ -137,12 +99,14 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
     else:
         lm = as_label_matrix(labels, num_classes=num_classes, label_names=label_names)
         data = m.prepare(lm, p, gold=gold_labels(gold, lm), **data_settings)
-    fit = FITTERS[method](m, data, p, temperature=temperature, **settings)
+    with intra_op_threads(threads_for(data)):
+        fit = FITTERS[method](m, data, p, **settings)
     if data_settings:
         fit.info["data_settings"] = data_settings
     if gold is not None and m.observes != "words":
         fit.info["gold_items"] = int((data.fn_kwargs["gold"] >= 0).sum()) if "gold" in data.fn_kwargs else 0
-    return m.summarise(data, fit, method, p, temperature)
+    with intra_op_threads(threads_for(data)):
+        return m.summarise(data, fit, method, p, temperature)
 
 
 def compare_posteriors(posteriors, names=None, ic: str = "loo") -> pd.DataFrame:

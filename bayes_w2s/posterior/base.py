@@ -31,7 +31,11 @@ class DrawDiagnostics:
             import arviz as az
 
             idata = self.to_inference_data()
-            names = [n for n in self.draws if n in idata.posterior and n != "item_prob"]
+            from .models import MODELS
+            # a model with exchangeable sites (EBCC's subtypes) is diagnosed on what it identifies
+            identified = getattr(MODELS.get(self.model), "identified_sites", None)
+            names = [n for n in self.draws if n in idata.posterior and n != "item_prob"
+                     and (identified is None or n in identified)]
             rhat = az.rhat(idata, var_names=names)
             ess = az.ess(idata, var_names=names, method="bulk")
             out["max_rhat"] = float(max(np.nanmax(rhat[n].values) for n in names))
@@ -144,30 +148,32 @@ class Posterior(DrawDiagnostics):
         return pd.DataFrame(self.item_probs, index=index, columns=list(self.label_names))
 
     # -- new items --------------------------------------------------------------------
-    def predict_proba(self, labels, gold=None) -> np.ndarray:
+    def predict_proba(self, labels, gold=None, temperature: float | None = None) -> np.ndarray:
         """``[N', K]`` the posterior of new items' true classes under the fitted reliabilities,
         with no refit: the closed-form item posterior at every draw of the globals, averaged
         (VB: at the fitted factors' expected logs). ``labels`` come from the same weak models,
-        in any layout ``fit_posterior`` takes."""
+        in any layout ``fit_posterior`` takes; ``gold`` as there; ``temperature`` defaults to
+        the fit's."""
         import torch
 
-        from .inputs import as_label_matrix
+        from ..errors import InvalidInputError
+        from .engine import check_temperature
+        from .inputs import as_label_matrix, gold_labels
         from .models import get_model
 
         model = get_model(self.model)
         lm = as_label_matrix(labels, num_classes=len(self.label_names), label_names=self.label_names)
         if lm.counts.shape[1] != len(self.model_names):
-            from ..errors import InvalidInputError
             raise InvalidInputError(f"the posterior was fitted on {len(self.model_names)} weak models "
                                     f"{self.model_names}, the new labels have {lm.counts.shape[1]}")
-        if not lm.model_names[0].startswith("weak_") and list(lm.model_names) != list(self.model_names):
-            from ..errors import InvalidInputError
+        if lm.named and list(lm.model_names) != list(self.model_names):
             raise InvalidInputError(f"new labels come from weak models {lm.model_names}, the posterior from "
                                     f"{self.model_names}")
-        data = model.prepare(lm, self.priors, gold=gold, **self.info.get("data_settings", {}))
+        temperature = self.temperature if temperature is None else check_temperature(temperature)
+        data = model.prepare(lm, self.priors, gold=gold_labels(gold, lm), **self.info.get("data_settings", {}))
         draws = {s: torch.as_tensor(v) for s, v in self.draws.items()}
         concentration = self.info.get("concentration") if self.method == "vb" else None
-        probs, _ = model.local_posterior(data, draws, self.priors, self.temperature, concentration)
+        probs, _ = model.local_posterior(data, draws, self.priors, temperature, concentration)
         if data.inverse is not None:
             probs = probs[data.inverse]
         return probs.numpy()

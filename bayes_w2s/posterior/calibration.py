@@ -4,11 +4,14 @@ In weak-to-strong experiments the weak supervisors are trained on ground truth, 
 slice of it can be held out (``weak_val_size``): items no weak model trained on, whose
 weak labels and true classes are both known. A posterior can observe them (``gold=`` in
 :func:`~bayes_w2s.posterior.fit_posterior`), and they are where the temperature of the
-power likelihood p(y | c, θ)^{1/T} is chosen: the weak models' errors are correlated, so
-a model that counts them as independent evidence is over-confident, and T > 1 is the
-simplest correction (Grünwald, 2012). T is the one that maximises the gold items'
-held-out log-likelihood of their true class, each fit seeing the gold items' weak labels
-but not their classes.
+item posterior p(c | y, θ) ∝ π_c p(y | c, θ)^{1/T} is chosen: the weak models' errors are
+correlated, so a model that counts them as independent evidence is over-confident, and
+T > 1 discounts that evidence. T maps a fitted model's evidence to item posteriors (the
+globals are fitted at T = 1: tempering inside the fit would reward uninformative
+reliabilities, since p(y | c)^{1/T} is largest for a flat p), like temperature scaling
+(Guo et al., 2017) but on the evidence, not the posterior's prior. It is chosen to
+maximise the gold items' held-out log-likelihood of their true class under a fit that sees
+their weak labels but not their classes.
 """
 from __future__ import annotations
 

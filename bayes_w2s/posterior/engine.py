@@ -43,8 +43,8 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.infer import MCMC, NUTS, SVI, TraceEnum_ELBO
+from pyro.ops.stats import split_gelman_rubin
 from pyro.infer.autoguide import AutoDelta, AutoNormal, init_to_value
-from pyro.poutine.messenger import Messenger
 from torch.distributions import biject_to, constraints
 from tqdm.auto import tqdm
 
@@ -86,14 +86,20 @@ def compress_rows(key: torch.Tensor):
     """Distinct rows of ``key [N, F]`` (integer-valued): ``(first index, inverse, count)``.
 
     With M weak models and K classes there are at most (K+1)^M vote patterns however
-    large N is, so EM on a million items costs a handful of thousand-row matmuls.
+    large N is, so EM on a million items costs a handful of thousand-row matmuls. Rows are
+    coded as one float64 (exact below 2^52) and factorised by hashing, linear in N.
     """
+    import pandas as pd
+
     n = key.shape[0]
     flat = key.reshape(n, -1).to(DTYPE)
     base = int(flat.max()) + 1 if flat.numel() else 1
     if flat.shape[1] * np.log2(max(base, 2)) < 52:   # codes exact in float64: one BLAS matmul
         codes = (flat @ (float(base) ** torch.arange(flat.shape[1], dtype=DTYPE))).numpy()
-        _, first, inverse, freq = np.unique(codes, return_index=True, return_inverse=True, return_counts=True)
+        inverse, uniques = pd.factorize(codes, sort=True)
+        freq = np.bincount(inverse, minlength=len(uniques))
+        first = np.full(len(uniques), n, dtype=np.int64)
+        np.minimum.at(first, inverse, np.arange(n))
     else:
         _, first, inverse, freq = np.unique(flat.numpy(), axis=0, return_index=True, return_inverse=True,
                                             return_counts=True)
@@ -166,44 +172,8 @@ POSITIVE = PriorSpec(low=0.0)
 REAL = PriorSpec(low=-math.inf)
 
 
-class Powered(pyro.distributions.TorchDistribution):
-    """``base`` with its log-density multiplied by ``power`` (an unnormalised observation
-    density; no sampler). Unlike ``poutine.scale`` it keeps enumerated sites and their
-    observations on one common scale, which ``TraceEnum_ELBO`` requires."""
-
-    arg_constraints: dict = {}
-
-    def __init__(self, base, power: float):
-        self.base, self.power = base, power
-        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
-
-    @property
-    def support(self):
-        return self.base.support
-
-    def expand(self, batch_shape, _instance=None):
-        return Powered(self.base.expand(batch_shape), self.power)
-
-    def log_prob(self, value):
-        return self.power * self.base.log_prob(value)
-
-
-class TemperedLikelihood(Messenger):
-    """Raise every observed site's density to the power ``1 / temperature``: the power
-    likelihood p(y | c, θ)^{1/T} of generalised Bayes (Grünwald, 2012; Holmes & Walker,
-    2017). T > 1 discounts evidence that the model counts as independent but is not
-    (correlated weak models); T = 1 is the plain model."""
-
-    def __init__(self, temperature: float):
-        super().__init__()
-        self.power = 1.0 / float(temperature)
-
-    def _process_message(self, msg):
-        if self.power != 1.0 and msg["type"] == "sample" and msg["is_observed"] and msg["name"] != "gold":
-            msg["fn"] = Powered(msg["fn"], self.power)
-
-
 def check_temperature(temperature) -> float:
+    """A valid temperature of the item posterior (see :func:`~bayes_w2s.posterior.fit_posterior`)."""
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.integer, np.floating)) \
             or not math.isfinite(temperature) or temperature <= 0:
         raise InvalidInputError(f"temperature must be a finite number > 0, got {temperature!r}")
@@ -217,12 +187,11 @@ SIMPLEX, POSITIVE_SUPPORT, UNIT, REAL_SUPPORT, CORR_CHOLESKY = "simplex", "posit
 
 @dataclass(frozen=True)
 class Site:
-    """A latent global site: its support, the ArviZ dims of one draw (model layout) and how
-    many of the model's plate dims its value carries (for vectorised ``infer_discrete``)."""
+    """A latent global site: its support and the ArviZ dims of one draw (model layout;
+    ``"_"`` marks a singleton plate dim that the export drops)."""
 
     support: str
     dims: tuple = ()
-    plate_rank: int = 0
 
 
 def to_constrained(support: str, u: torch.Tensor):
@@ -294,10 +263,17 @@ class PosteriorModel:
     sites: ClassVar[dict[str, Site]]
     methods: ClassVar[tuple[str, ...]]
     prior_specs: ClassVar[dict[str, PriorSpec]]
-    latent_site: ClassVar[str] = "c"
     max_plate_nesting: ClassVar[int] = 2
     #: data arguments of ``fn`` (everything else in its signature is a prior setting)
     data_args: ClassVar[tuple[str, ...]] = ("counts",)
+    #: settings of how the observations are prepared (e.g. the soft models' ``eps``), with defaults
+    data_settings: ClassVar[dict] = {}
+    #: False when the posterior has no mode (EM / a delta guide cannot fit it)
+    point_estimate: ClassVar[bool] = True
+    #: SVI's guide when none is given
+    default_guide: ClassVar[str] = "delta"
+    #: VB starts (a multimodal ELBO needs several)
+    vb_starts: ClassVar[int] = 1
 
     @staticmethod
     def fn(*args, **kwargs):   # pragma: no cover - every subclass sets its Pyro function
@@ -326,7 +302,20 @@ class PosteriorModel:
         return log_values(self.sites, g)
 
     def log_prior(self, g: dict, log_g: dict, p: dict) -> torch.Tensor:
-        raise NotImplementedError
+        """log p(globals) at one point. Conjugate models need not write it: it is
+        Σ_s log Dir(site_s | its prior concentration), from ``prior_concentration``, so their
+        prior is written once (and its constants are built once per fit, not per NUTS step)."""
+        if not self.conjugate:
+            raise NotImplementedError
+        conc = self._prior_constants(p, {s: tuple(log_g[s].shape) for s in self.sites})
+        return sum(dirichlet_log_density(conc[s], log_g[s]).sum() for s in conc)
+
+    def _prior_constants(self, p: dict, shapes: dict) -> dict:
+        key = tuple(sorted(shapes.items()))
+        cached = self.__dict__.get("_prior_cache")
+        if cached is None or cached[0] is not p or cached[1] != key:
+            cached = self._prior_cache = (p, key, self.prior_concentration(p, shapes))
+        return cached[2]
 
     def log_joint(self, obs: dict, g: dict, log_g: dict, p: dict, lik_weight: float = 1.0) -> torch.Tensor:
         raise NotImplementedError
@@ -345,7 +334,7 @@ class PosteriorModel:
     def conjugate(self) -> bool:
         return type(self).expected_counts is not PosteriorModel.expected_counts
 
-    def expected_counts(self, obs: dict, wq: torch.Tensor, lik_weight: float) -> dict:
+    def expected_counts(self, obs: dict, wq: torch.Tensor) -> dict:
         raise NotImplementedError
 
     def prior_concentration(self, p: dict, shape_of: dict) -> dict:
@@ -355,10 +344,10 @@ class PosteriorModel:
         """Globals from the modes of the conjugate sites (one-coin: accuracy = mode[..., 0])."""
         return modes
 
-    def m_step(self, data: ModelData, q: torch.Tensor, g: dict | None, p: dict, lik_weight: float) -> dict:
+    def m_step(self, data: ModelData, q: torch.Tensor, g: dict | None, p: dict) -> dict:
         """Default M-step of conjugate models: each Dirichlet site at the mode of its full
         conditional, (α₀ + n − 1) / Σ(α₀ + n − 1); a row with no mass left is uniform."""
-        counts = self.expected_counts(data.obs, q * data.weight.unsqueeze(-1), lik_weight)
+        counts = self.expected_counts(data.obs, q * data.weight.unsqueeze(-1))
         conc = self.prior_concentration(p, {s: c.shape for s, c in counts.items()})
         return self.from_concentration_modes({s: dirichlet_mode(conc[s] + counts[s]) for s in counts})
 
@@ -369,11 +358,10 @@ class PosteriorModel:
     def em_starts(self, data: ModelData, p: dict, restarts: bool, seed: int) -> list[dict]:
         return [self.init(data, p, seed)]
 
-    def fn_call(self, data: ModelData, p: dict, temperature: float = 1.0, **extra):
-        """A zero-argument call of the Pyro model on ``data`` (tempered likelihood)."""
+    def fn_call(self, data: ModelData, p: dict, **extra):
+        """A zero-argument call of the Pyro model on ``data``."""
         def call():
-            with TemperedLikelihood(temperature):
-                return self.fn(*data.fn_args, **data.fn_kwargs, **p, **extra)
+            return self.fn(*data.fn_args, **data.fn_kwargs, **p, **extra)
         return call
 
     def complete(self, g: dict) -> dict:
@@ -451,17 +439,16 @@ class Fit:
     info: dict = field(default_factory=dict)
     sample_stats: dict = field(default_factory=dict)
     true_class: np.ndarray | None = None
-    item_probs: torch.Tensor | None = None   # VB's q(c), when it is the answer rather than a draw average
 
 
 def masked_log_joint(model: PosteriorModel, data: ModelData, g: dict, log_g: dict, p: dict,
-                     lik_weight: float) -> torch.Tensor:
+                     lik_weight: float = 1.0) -> torch.Tensor:
     lj = model.log_joint(data.obs, g, log_g, p, lik_weight)
     return lj if data.mask is None else lj + data.mask
 
 
 def fit_em(model: PosteriorModel, data: ModelData, p: dict, *, max_iter: int = 500, tol: float = 1e-8,
-           temperature: float = 1.0, restarts: bool = True, seed: int = 0, progress: bool = False) -> Fit:
+           restarts: bool = True, seed: int = 0, progress: bool = False) -> Fit:
     """MAP-EM: the mode of p(globals | y), the local latents summed out.
 
     Each iteration computes the log joint at the current globals (recorded in
@@ -471,13 +458,12 @@ def fit_em(model: PosteriorModel, data: ModelData, p: dict, *, max_iter: int = 5
     """
     if not isinstance(max_iter, (int, np.integer)) or isinstance(max_iter, bool) or max_iter < 1:
         raise InvalidInputError(f"max_iter must be an integer ≥ 1, got {max_iter!r}")
-    w = 1.0 / temperature
     runs = []
     for g in model.em_starts(data, p, restarts, seed):
         history, converged = [], False
         for _ in tqdm(range(max_iter), desc=f"EM {model.name}", disable=not progress, leave=False):
             with torch.no_grad():
-                lj = masked_log_joint(model, data, g, model.logs(g), p, w)
+                lj = masked_log_joint(model, data, g, model.logs(g), p)
                 norm = torch.logsumexp(lj, -1, keepdim=True)
                 objective = float((data.weight * norm.squeeze(-1)).sum() + model.log_prior(g, model.logs(g), p))
                 q = (lj - norm).exp()
@@ -489,7 +475,7 @@ def fit_em(model: PosteriorModel, data: ModelData, p: dict, *, max_iter: int = 5
             if done:
                 converged = True
                 break
-            g = model.m_step(data, q, g, p, w)
+            g = model.m_step(data, q, g, p)
         runs.append((g, history, converged))
     finals = [h[-1] for _, h, _ in runs]
     best = int(np.argmax(finals))
@@ -507,8 +493,7 @@ def point_draws(g: dict) -> dict:
 # -- VB ---------------------------------------------------------------------------------------
 
 def fit_vb(model: PosteriorModel, data: ModelData, p: dict, *, max_iter: int = 1000, tol: float = 1e-8,
-           restarts: int | None = None, temperature: float = 1.0, num_draws: int = 200, seed: int = 0,
-           progress: bool = False) -> Fit:
+           num_starts: int | None = None, num_draws: int = 200, seed: int = 0, progress: bool = False) -> Fit:
     """Mean-field variational Bayes, q(globals) q(latents), by coordinate ascent.
 
     For conjugate models every global site's optimal factor is a Dirichlet, Dir(α₀ + n),
@@ -517,21 +502,31 @@ def fit_vb(model: PosteriorModel, data: ModelData, p: dict, *, max_iter: int = 1
     KL(q(globals) ‖ p(globals)), never decreases (recorded in ``history``). Unlike the MAP,
     E[log θ] discounts parameters learnt from few labels, so sparse annotators are not
     trusted more than their data allow (Kim & Ghahramani, 2012; Li et al., 2019).
-    ``restarts`` runs from that many seeded starts (default: the model's ``vb_restarts``)
-    and keeps the highest ELBO: EBCC's subtypes make the ELBO multimodal.
-    ``num_draws`` draws of q(globals) are kept for ArviZ and LOO; the item posterior is q(c).
+    ``num_starts`` runs from that many seeded starts (default: the model's ``vb_starts``),
+    screens each for a few iterations and runs the best to convergence: EBCC's subtypes
+    make the ELBO multimodal. ``num_draws`` draws of q(globals) are kept for ArviZ and LOO;
+    the item posterior is q(c) at the final factors.
     """
     if not model.conjugate:
         raise UnknownNameError(f"posterior model {model.name!r} has no closed-form VB (it is not conjugate)")
     if not isinstance(max_iter, (int, np.integer)) or isinstance(max_iter, bool) or max_iter < 1:
         raise InvalidInputError(f"max_iter must be an integer ≥ 1, got {max_iter!r}")
-    restarts = getattr(model, "vb_restarts", 1) if restarts is None else restarts
-    if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) or restarts < 1:
-        raise InvalidInputError(f"restarts must be an integer ≥ 1, got {restarts!r}")
-    runs = [_vb_from(model, data, p, model.init(data, p, seed + r), 1.0 / temperature, max_iter, tol, progress)
-            for r in range(restarts)]
+    starts = model.vb_starts if num_starts is None else num_starts
+    if isinstance(starts, bool) or not isinstance(starts, (int, np.integer)) or starts < 1:
+        raise InvalidInputError(f"num_starts must be an integer ≥ 1, got {starts!r}")
+
+    def start(r):
+        g = model.init(data, p, seed + r)
+        with torch.no_grad():
+            return masked_log_joint(model, data, g, model.logs(g), p).softmax(-1)
+    # several starts: screen each for a few iterations, then run the best one to convergence
+    screen = max_iter if starts == 1 else min(max_iter, SCREEN_ITERATIONS)
+    runs = [_vb_from(model, data, p, start(r), screen, tol, progress) for r in range(starts)]
     best = int(np.argmax([history[-1] for _, _, history, _ in runs]))
     a, q, history, converged = runs[best]
+    if not converged and screen < max_iter:
+        a, q, more, converged = _vb_from(model, data, p, q, max_iter - screen, tol, progress)
+        history = history + more
     gen = torch.Generator().manual_seed(seed)
     draws = {}
     for s, v in a.items():
@@ -540,24 +535,27 @@ def fit_vb(model: PosteriorModel, data: ModelData, p: dict, *, max_iter: int = 1
     draws = model.complete(model.from_concentration_modes(draws))
     draws = {s: v.unsqueeze(0) for s, v in draws.items()}
     info = {"rows": data.num_rows, "concentration": {s: v.numpy() for s, v in a.items()}}
-    if restarts > 1:
-        info.update(start_elbos=[h[-1] for _, _, h, _ in runs], best_start=best)
-    return Fit(draws, history, converged, info, item_probs=q)
+    if starts > 1:
+        info.update(start_elbos=[h[-1] for _, _, h, _ in runs], best_start=best, screen_iterations=screen)
+    return Fit(draws, history, converged, info)
 
 
-def _vb_from(model, data, p, g, w, max_iter, tol, progress):
-    """Coordinate ascent from globals ``g``: ``(factors' concentrations, q(latents), ELBOs, converged)``."""
-    with torch.no_grad():
-        q = (masked_log_joint(model, data, g, model.logs(g), p, w)).softmax(-1)
+#: iterations each VB start gets before the best one is run to convergence
+SCREEN_ITERATIONS = 100
+
+
+def _vb_from(model, data, p, q, max_iter, tol, progress):
+    """Coordinate ascent from the latents' posterior ``q``: ``(factors' concentrations,
+    q(latents), ELBOs, converged)``."""
     history, converged, conc, a = [], False, None, None
     for _ in tqdm(range(max_iter), desc=f"VB {model.name}", disable=not progress, leave=False):
         with torch.no_grad():
-            counts = model.expected_counts(data.obs, q * data.weight.unsqueeze(-1), w)
+            counts = model.expected_counts(data.obs, q * data.weight.unsqueeze(-1))
             if conc is None:
                 conc = model.prior_concentration(p, {s: c.shape for s, c in counts.items()})
             a = {s: conc[s] + counts[s] for s in counts}
             elog = {s: torch.digamma(v) - torch.digamma(v.sum(-1, keepdim=True)) for s, v in a.items()}
-            lj = masked_log_joint(model, data, None, elog, p, w)
+            lj = masked_log_joint(model, data, None, elog, p)
             norm = torch.logsumexp(lj, -1, keepdim=True)
             elbo = float((data.weight * norm.squeeze(-1)).sum() - sum(dirichlet_kl(a[s], conc[s].expand_as(a[s]))
                                                                         for s in a))
@@ -574,7 +572,7 @@ def _vb_from(model, data, p, g, w, max_iter, tol, progress):
 
 def fit_svi(model: PosteriorModel, data: ModelData, p: dict, *, guide: str = "delta", steps: int = 1000,
             learning_rate: float = 0.02, subsample_size: int | None = None, num_draws: int = 500,
-            temperature: float = 1.0, seed: int = 0, progress: bool = True) -> Fit:
+            seed: int = 0, progress: bool = True) -> Fit:
     """Stochastic variational inference with ``TraceEnum_ELBO`` (local latents summed out).
 
     ``guide="delta"`` (``AutoDelta``) gives the MAP, the same optimum as EM; ``"normal"``
@@ -589,7 +587,7 @@ def fit_svi(model: PosteriorModel, data: ModelData, p: dict, *, guide: str = "de
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
     init = {s: v for s, v in model.init(data, p, seed).items() if s in sites}
-    call = model.fn_call(data, p, temperature, subsample_size=subsample_size)
+    call = model.fn_call(data, p, subsample_size=subsample_size)
     blocked = poutine.block(call, expose=sites)
     auto = (AutoDelta if guide == "delta" else AutoNormal)(blocked, init_loc_fn=init_to_value(values=init))
     svi = SVI(call, auto, pyro.optim.ClippedAdam({"lr": learning_rate}),
@@ -615,7 +613,7 @@ def fit_svi(model: PosteriorModel, data: ModelData, p: dict, *, guide: str = "de
 
 # -- NUTS -------------------------------------------------------------------------------------
 
-def make_potential(model: PosteriorModel, data: ModelData, p: dict, temperature: float = 1.0):
+def make_potential(model: PosteriorModel, data: ModelData, p: dict):
     """The potential energy −log p(globals, y) − log|J| in unconstrained coordinates.
 
     The same density as the Pyro model (tested against its trace), written directly so
@@ -623,8 +621,6 @@ def make_potential(model: PosteriorModel, data: ModelData, p: dict, temperature:
     traced enumeration over every item; Pyro's own ``jit_compile`` only applies to
     model-based kernels.
     """
-    w = 1.0 / temperature
-
     def potential(params: dict) -> torch.Tensor:
         log_g, log_jac = {}, 0.0
         g = LazyValues(log_g)
@@ -635,7 +631,7 @@ def make_potential(model: PosteriorModel, data: ModelData, p: dict, temperature:
             else:
                 g[s], log_g[s], jac = to_constrained(site.support, params[s])
             log_jac = log_jac + jac
-        lj = masked_log_joint(model, data, g, log_g, p, w)
+        lj = masked_log_joint(model, data, g, log_g, p)
         return -(model.log_prior(g, log_g, p) + (data.weight * torch.logsumexp(lj, -1)).sum() + log_jac)
     return potential
 
@@ -643,7 +639,7 @@ def make_potential(model: PosteriorModel, data: ModelData, p: dict, temperature:
 def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int = 4, num_samples: int = 500,
              warmup_steps: int = 300, target_accept_prob: float = 0.8, max_tree_depth: int = 8,
              num_workers: int | None = None, draw_labels: bool = True, precondition: bool = True,
-             init_jitter: float = 0.5, temperature: float = 1.0, seed: int = 0, progress: bool = True) -> Fit:
+             init_jitter: float = 0.5, seed: int = 0, progress: bool = True) -> Fit:
     """No-U-Turn sampling (Pyro ``NUTS``) of the global sites, local latents summed out.
 
     Chain ``i`` is seeded ``seed + i`` and starts at ``model.init`` (the label-switching
@@ -670,9 +666,9 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
         raise InvalidInputError(f"target_accept_prob must lie in (0, 1), got {target_accept_prob}")
     init = sampler_start(model, data, p, seed)
     start = {s: to_unconstrained(model.sites[s].support, v).detach() for s, v in init.items() if s in model.sites}
-    whiten = laplace_whitening(make_potential(model, data, p, temperature), start) if precondition else None
+    whiten = laplace_whitening(make_potential(model, data, p), start) if precondition else None
     job = dict(model=model.name, obs={k: v.numpy() for k, v in data.obs.items()}, weight=data.weight.numpy(),
-               mask=None if data.mask is None else data.mask.numpy(), priors=p, temperature=temperature,
+               mask=None if data.mask is None else data.mask.numpy(), priors=p,
                start={s: v.numpy() for s, v in start.items()}, whiten=None if whiten is None else whiten.numpy(),
                init_jitter=init_jitter, num_samples=num_samples, warmup_steps=warmup_steps,
                target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth)
@@ -704,16 +700,15 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
     bar.close()
     seconds = time.perf_counter() - started
     draws = model.complete({s: torch.as_tensor(np.stack([r["samples"][s] for r in results])) for s in model.sites})
-    true_class = None
-    if draw_labels:
-        true_class = draw_local_latents(model, data, p, draws, temperature, seed)
-    return Fit(draws, [], True,
+    with torch.no_grad():   # an honest flag: the largest split R-hat of any global below 1.01
+        rhat = max(float(split_gelman_rubin(v.reshape(v.shape[0], v.shape[1], -1)).nan_to_num(1.0).max())
+                   for v in draws.values()) if num_chains > 1 else float("nan")
+    return Fit(draws, [], bool(rhat <= 1.01),
                {"num_chains": num_chains, "num_samples": num_samples, "warmup_steps": warmup_steps,
                 "workers": workers, "sampling_seconds": seconds, "rows": data.num_rows,
-                "preconditioned": whiten is not None},
+                "preconditioned": whiten is not None, "draw_labels": draw_labels, "seed": seed},
                sample_stats={"diverging": np.stack([r["diverging"] for r in results]),
-                             "tree_size": np.stack([r["tree_size"] for r in results])},
-               true_class=true_class)
+                             "tree_size": np.stack([r["tree_size"] for r in results])})
 
 
 def sampler_start(model: PosteriorModel, data: ModelData, p: dict, seed: int = 0) -> dict:
@@ -725,8 +720,8 @@ def sampler_start(model: PosteriorModel, data: ModelData, p: dict, seed: int = 0
     if not model.conjugate:
         return g
     with torch.no_grad():
-        q = masked_log_joint(model, data, g, model.logs(g), p, 1.0).softmax(-1)
-        counts = model.expected_counts(data.obs, q * data.weight.unsqueeze(-1), 1.0)
+        q = masked_log_joint(model, data, g, model.logs(g), p).softmax(-1)
+        counts = model.expected_counts(data.obs, q * data.weight.unsqueeze(-1))
         conc = model.prior_concentration(p, {s: c.shape for s, c in counts.items()})
         means = {s: (conc[s] + counts[s]) / (conc[s] + counts[s]).sum(-1, keepdim=True) for s in counts}
     return model.complete(model.from_concentration_modes(means))
@@ -770,7 +765,7 @@ def run_chain(job: dict) -> dict:
     shapes = [start[s].shape for s in names]
     centre = torch.cat([start[s].reshape(-1) for s in names])
     whiten = None if job["whiten"] is None else torch.as_tensor(job["whiten"])
-    potential = make_potential(model, data, job["priors"], job["temperature"])
+    potential = make_potential(model, data, job["priors"])
 
     def unflatten(x):
         parts, i = {}, 0
@@ -810,28 +805,35 @@ def run_chain(job: dict) -> dict:
 
 
 def draw_local_latents(model: PosteriorModel, data: ModelData, p: dict, draws: dict, temperature: float = 1.0,
-                       seed: int = 0, chunk: int = 50) -> np.ndarray:
+                       seed: int = 0) -> np.ndarray:
     """``[C, D, N]`` one draw of every item's local latent per posterior draw of the globals,
-    from its exact conditional p(z_n | y_n, globals) ∝ exp(log joint) — what Pyro's
-    ``infer_discrete`` samples from the model (a test holds the two together), without
-    enumerating every item's tensor through Pyro. Finer latents (EBCC's subtypes) are
-    reported as their class."""
+    from its exact conditional p(z_n | y_n, globals) ∝ π p(y_n | z_n, globals)^{1/T} — what
+    Pyro's ``infer_discrete`` samples from the model at T = 1 (a test holds the two
+    together), without enumerating every item through Pyro. Items that share a vote pattern
+    are drawn independently. Finer latents (EBCC's subtypes) are reported as their class."""
     gen = torch.Generator().manual_seed(seed)
     lead = next(iter(draws.values())).shape[:2]
     flat = {s: v.reshape(-1, *v.shape[2:]) for s, v in draws.items()}
     total = lead[0] * lead[1]
+    items = data.num_rows if data.inverse is None else len(data.inverse)
+    chunk = max(1, 2_000_000 // max(1, items * data.mask.shape[-1] if data.mask is not None else items * 8))
     classes = model.local_classes(data, p)
     out = []
     with torch.no_grad():
         for start in range(0, total, chunk):
             g = {s: v[start:start + chunk] for s, v in flat.items()}
             probs = masked_log_joint(model, data, g, model.logs(g), p, 1.0 / temperature).softmax(-1)
-            rows = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=gen).reshape(probs.shape[:-1])
-            out.append(rows if classes is None else classes[rows])
-    latent = torch.cat(out)
-    if data.inverse is not None:
-        latent = latent[:, data.inverse]
-    return latent.reshape(*lead, -1).numpy()
+            if data.inverse is not None:
+                probs = probs[:, data.inverse]                     # one draw per item, not per pattern
+            latent = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=gen).reshape(probs.shape[:-1])
+            out.append(latent if classes is None else classes[latent])
+    return torch.cat(out).reshape(*lead, -1).numpy()
+
+
+def threads_for(data: ModelData) -> int | None:
+    """1 for small data (every op is tiny), else torch's default."""
+    size = sum(int(v.numel()) for v in data.obs.values() if isinstance(v, torch.Tensor))
+    return 1 if size <= 2_000_000 else None
 
 
 FITTERS = {"em": fit_em, "vb": fit_vb, "svi": fit_svi, "nuts": fit_nuts}

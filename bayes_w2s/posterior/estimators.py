@@ -69,7 +69,7 @@ class PosteriorEstimator:
 
         post = self._fitted()
         lm = as_label_matrix(data, label_names=post.label_names)
-        if list(lm.model_names) != list(post.model_names) and lm.model_names[0] != "weak_0":
+        if lm.named and list(lm.model_names) != list(post.model_names):
             lm.counts = _align_workers(lm, post.model_names)
             lm.model_names = list(post.model_names)
         probs = post.predict_proba(lm)

@@ -26,6 +26,7 @@ class LabelMatrix:
     label_names: list
     item_ids: list | None
     soft: np.ndarray | None = None  # [N, M, K] probabilities when the input was soft
+    named: bool = True              # False: the input had no model names (a vote array), ``weak_<j>`` made up
 
 
 def as_label_matrix(labels, num_classes: int | None = None, label_names=None) -> LabelMatrix:
@@ -202,7 +203,8 @@ def _from_votes(votes: np.ndarray, num_classes, label_names) -> LabelMatrix:
             f"vote {votes[votes >= k][0].item()} is outside the class set 0..{k - 1} (-1 = abstain)")
     check_memory(votes.shape[0], votes.shape[1], k)
     names = list(label_names) if label_names is not None else list(range(k))
-    return LabelMatrix(_one_hot(votes.astype(np.int64), k), [f"weak_{j}" for j in range(votes.shape[1])], names, None)
+    return LabelMatrix(_one_hot(votes.astype(np.int64), k), [f"weak_{j}" for j in range(votes.shape[1])], names, None,
+                       named=False)
 
 
 # -- long DataFrame ------------------------------------------------------------------------
@@ -330,7 +332,7 @@ def _one_of(*options):
 SETTINGS = {
     "max_iter": _int_at_least(1), "steps": _int_at_least(1), "num_draws": _int_at_least(1),
     "num_chains": _int_at_least(1), "num_samples": _int_at_least(1), "max_tree_depth": _int_at_least(1),
-    "warmup_steps": _int_at_least(0), "seed": _int_at_least(0),
+    "warmup_steps": _int_at_least(0), "seed": _int_at_least(0), "num_starts": _optional(_int_at_least(1)),
     "subsample_size": _optional(_int_at_least(1)), "num_workers": _optional(_int_at_least(1)),
     "tol": _real_in(0, np.inf), "learning_rate": _real_in(0, np.inf),
     "eps": _real_in(0, 1), "target_accept_prob": _real_in(0, 1),
@@ -353,7 +355,7 @@ def fit_settings(model: str, method: str | None) -> tuple[list[str], list[str]]:
         raise UnknownNameError(f"posterior model {model!r} has no method {method!r}; available: {list(m.methods)}")
     settings = [n for n, p in inspect.signature(FITTERS[method]).parameters.items()
                 if p.kind is p.KEYWORD_ONLY and n != "temperature"]
-    return list(m.prior_defaults()), settings + list(getattr(m, "data_settings", {}))
+    return list(m.prior_defaults()), settings + list(m.data_settings)
 
 
 def check_fit_settings(model: str, method: str | None, kwargs: dict) -> None:
@@ -378,3 +380,45 @@ def check_fit_settings(model: str, method: str | None, kwargs: dict) -> None:
         if not ok:
             raise InvalidInputError(f"fit_posterior(model={model!r}, method={method!r}): {name} must be "
                                     f"{expected}, got {value!r}")
+
+
+def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
+    """``gold`` ({item: label} or an ``[N]`` array with −1 = unknown) → ``[N]`` class indices.
+
+    Items are item ids when the labels carry them, else positions; labels are class names or
+    class indices."""
+    if gold is None:
+        return None
+    n, k = lm.counts.shape[0], len(lm.label_names)
+    out = np.full(n, -1, dtype=np.int64)
+    if isinstance(gold, dict):
+        if not gold:
+            return None
+        position = {str(i): j for j, i in enumerate(lm.item_ids)} if lm.item_ids is not None else None
+        items = list(gold.items())
+    else:
+        arr = np.asarray(gold)
+        if arr.shape != (n,):
+            raise InvalidInputError(f"gold must be a dict {{item: label}} or an array of {n} labels (−1 = unknown), "
+                                    f"got shape {arr.shape}")
+        position, items = None, [(j, v) for j, v in enumerate(arr.tolist()) if v != -1]
+    names = {str(c): j for j, c in enumerate(lm.label_names)}
+    for item, label in items:
+        if position is not None:           # the items have ids: gold names them by id, never by position
+            if str(item) not in position:
+                raise InvalidInputError(f"gold item {item!r} is not among the {n} items' ids")
+            j = position[str(item)]
+        elif isinstance(item, (int, np.integer)) and not isinstance(item, bool) and 0 <= item < n:
+            j = int(item)
+        else:
+            raise InvalidInputError(f"gold item {item!r} is not among the {n} items (positions 0..{n - 1})")
+        if isinstance(label, (int, np.integer)) and not isinstance(label, bool) and str(label) not in names:
+            if not 0 <= label < k:
+                raise LabelSetMismatchError(f"gold label {label!r} of item {item!r} is not a class index 0..{k - 1}")
+            out[j] = int(label)
+        elif str(label) in names:
+            out[j] = names[str(label)]
+        else:
+            raise LabelSetMismatchError(f"gold label {label!r} of item {item!r} is not in the class set "
+                                        f"{list(lm.label_names)}")
+    return out

@@ -20,9 +20,6 @@ from ..errors import InvalidInputError
 from .base import DrawDiagnostics
 
 DTYPE = torch.float64
-_DEFAULTS = {"word_reliability": {"reliability_a": 4.0, "reliability_b": 2.0},
-             "word_reliability_conf": {"intercept_loc": 0.7, "intercept_scale": 1.5, "slope_scale": 1.0}}
-
 
 # -- data -----------------------------------------------------------------------------
 

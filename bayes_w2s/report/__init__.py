@@ -184,12 +184,13 @@ def reliability_diagram(probs: dict, labels, path: Path, title: str = "", n_bins
     return Path(path)
 
 
-def load_test_probs(out: Path, seeds=None) -> tuple[dict, np.ndarray] | None:
-    """The pipeline's ``test_probs_seed<s>.npz`` files of a results folder, pooled over seeds:
+def load_test_probs(out: Path, seeds=None, prefix: str = "test_probs") -> tuple[dict, np.ndarray] | None:
+    """The pipeline's ``<prefix>_seed<s>.npz`` files of a results folder (test predictions,
+    or ``target_probs``: the training targets on strong_train), pooled over seeds:
     ``({row name: [seeds · N, K]}, labels [seeds · N])``; ``None`` when there are none."""
-    files = sorted(Path(out).glob("test_probs_seed*.npz"))
+    files = sorted(Path(out).glob(f"{prefix}_seed*.npz"))
     if seeds is not None:
-        files = [f for f in files if int(f.stem.removeprefix("test_probs_seed")) in set(seeds)]
+        files = [f for f in files if int(f.stem.removeprefix(f"{prefix}_seed")) in set(seeds)]
     if not files:
         return None
     pooled, labels = {}, []
@@ -219,6 +220,12 @@ def draw_plots(results: pd.DataFrame, meta: dict, out: Path) -> list[Path]:
         probs, labels = saved
         written.append(reliability_diagram(probs, labels, out / "reliability.png",
                                            f"{_title(cfg)} — test predictions, seeds {cfg.get('seeds')} pooled"))
+    targets = load_test_probs(out, cfg.get("seeds"), "target_probs") if metric == "accuracy" else None
+    if targets is not None:
+        probs, labels = targets
+        written.append(reliability_diagram(probs, labels, out / "target_reliability.png",
+                                           f"{_title(cfg)} — training targets on strong_train, seeds "
+                                           f"{cfg.get('seeds')} pooled"))
     return written
 
 
@@ -262,8 +269,9 @@ def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
     plots = draw_plots(results, meta, out)
     if metric == "accuracy":
         notes = ("PGR = (student − weak) / (ceiling − weak), per seed, against the mean weak model, the best weak "
-                 "model on test, and the weak ensemble's majority vote. *target acc* is the accuracy of the "
-                 "training targets themselves on strong_train's (hidden) ground truth. `best_weak` targets come "
+                 "model on test, and the weak ensemble's majority vote. *target acc / ECE / log-loss* score "
+                 "the training targets themselves on strong_train's (hidden) ground truth (log-loss: mean −log "
+                 "p(true class)). `best_weak` targets come "
                  "from the weak model with the highest test accuracy in each seed (here: "
                  f"{', '.join(sorted(set(results['best_weak'])))}). ECE uses 15 equal-width bins.")
     else:
@@ -316,6 +324,9 @@ def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
           *(["Reliability of every row's test predictions (seeds pooled; 10 equal-width confidence bins, so the "
              "ECE in each panel differs from the table's 15-bin ECE):", "", "![reliability diagrams](reliability.png)", ""]
             if any(p.name == "reliability.png" for p in plots) else []),
+          *(["Reliability of the training targets themselves on strong_train's hidden truth (every distinct "
+             "target source; seeds pooled; 10 bins):", "", "![target reliability](target_reliability.png)", ""]
+            if any(p.name == "target_reliability.png" for p in plots) else []),
           f"Wall time: {_wall_time(meta)} on {meta['machine']} (Python {meta['python']}).", "",
           "Reproduce:", "", "```", meta.get("command") or "(command not recorded)", "```", ""]
     write_text(out / "results.md", "\n".join(md))

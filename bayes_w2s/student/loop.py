@@ -11,7 +11,11 @@ Cross-fitting is what keeps this honest: the prediction an item receives comes f
 student that never trained on that item's target, so the student cannot simply echo its
 own training labels back as "independent" evidence (Chernozhukov et al., 2018, for the
 idea; CROWDLAB, Goh, Tkachenko & Mueller, 2022, for classifier + annotators). Its cost is
-``folds`` extra student fits per round.
+``folds`` extra student fits per round. One round is strictly out-of-fold. From the second
+round on, the other items' targets already hold round-1 student predictions, which came
+from fold models that saw this item's round-0 target: its own label can reach its
+prediction through two steps, diluted over the fold (nested cross-fitting would close
+that path at ``folds`` times the cost).
 """
 from __future__ import annotations
 

@@ -44,8 +44,9 @@ def concat(a: WeakLabels, b: WeakLabels) -> WeakLabels:
 
 
 class StudentLearner:
-    """Trains the experiment's strong model on a subset of strong_train (cross-fitting)
-    and predicts its held-out items and the gold items."""
+    """Trains the experiment's strong model on a subset of strong_train (cross-fitting),
+    as the method trains its own student (hard or soft targets), and predicts its
+    held-out items and the gold items."""
 
     def __init__(self, cfg, task, method, seed: int):
         self.cfg, self.task, self.method, self.seed = cfg, task, method, seed
@@ -53,8 +54,9 @@ class StudentLearner:
     def train(self, index: np.ndarray, targets: np.ndarray):
         from . import train_student
         return train_student(self.cfg.strong_model, self.task.strong_train.select(index), targets, "xent",
-                             label_names=self.task.label_names, config=self.cfg.student_config(self.method),
-                             seed=self.seed, prefer_offline=self.cfg.prefer_offline)
+                             label_names=self.task.label_names, hard=self.method.hard,
+                             config=self.cfg.student_config(self.method), seed=self.seed,
+                             prefer_offline=self.cfg.prefer_offline)
 
     def predict(self, student, index: np.ndarray | None) -> np.ndarray:
         data = self.task.weak_val if index is None else self.task.strong_train.select(index)
@@ -82,10 +84,10 @@ def posterior_targets(method, wl_train: WeakLabels, gold: GoldSlice | None, lear
 
     def fit(supervisors: WeakLabels):
         temperature, search = method.temperature, None
-        if temperature == "gold":
-            search = choose_temperature(
-                lambda t: fit_posterior(supervisors, model=spec.name, method=spec.method, temperature=t,
-                                        **kwargs).item_probs, gold_index, gold.classes)
+        if temperature == "gold":          # the gold items' weak labels seen, their classes hidden
+            hidden = fit_posterior(supervisors, model=spec.name, method=spec.method, **kwargs)
+            search = choose_temperature(lambda t: hidden.predict_proba(supervisors, temperature=t), gold_index,
+                                        gold.classes)
             temperature = search.temperature
         post = fit_posterior(supervisors, model=spec.name, method=spec.method, gold=observed,
                              temperature=temperature, **kwargs)
@@ -111,7 +113,10 @@ def crowdlab_targets(wl_train: WeakLabels, learner: StudentLearner, folds: int =
     from a student trained on the majority vote. Returns ``(one-hot consensus labels,
     consensus quality scores)``: cleanlab's documented outputs, the labels as targets and
     the scores as item weights."""
-    from cleanlab.multiannotator import get_label_quality_multiannotator
+    try:
+        from cleanlab.multiannotator import get_label_quality_multiannotator
+    except ImportError as exc:
+        raise InvalidInputError("targets: crowdlab needs cleanlab: pip install 'bayes_w2s[crowdlab]'") from exc
 
     n = wl_train.num_items
     vote = wl_train.majority_vote()

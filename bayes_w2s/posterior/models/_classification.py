@@ -31,8 +31,8 @@ from pyro.ops.indexing import Vindex
 from torch.distributions import constraints
 
 from ...errors import InvalidInputError
-from ..engine import (DTYPE, CONCENTRATION, Fit, ModelData, PosteriorModel, compress_rows, dirichlet_log_density,
-                      gold_mask, masked_log_joint)
+from ..engine import (DTYPE, Fit, ModelData, PosteriorModel, compress_rows, dirichlet_log_density,
+                      draw_local_latents, gold_mask, masked_log_joint)
 
 #: draws summarised at a time (bounds the [draws, rows, latent] tensors)
 CHUNK = 64
@@ -157,7 +157,7 @@ class ClassModel(PosteriorModel):
             parts = [v.reshape(n, -1) for v in full.values()]
             if gold_t is not None:
                 parts.append((gold_t + 1).to(DTYPE).unsqueeze(-1))
-            first, inverse, weight = compress_rows(torch.cat(parts, 1))
+            first, inverse, weight = compress_rows(parts[0] if len(parts) == 1 else torch.cat(parts, 1))
             rows = {key: v[first] for key, v in full.items()}
             row_gold = None if gold_t is None else gold_t[first]
         else:
@@ -191,31 +191,34 @@ class ClassModel(PosteriorModel):
         return g["theta"]
 
     # -- summary ---------------------------------------------------------------------------
-    def class_log_joint(self, data: ModelData, g: dict, p: dict, lik_weight: float) -> torch.Tensor:
+    def class_log_joint(self, data: ModelData, g: dict | None, log_g: dict, p: dict,
+                        lik_weight: float = 1.0) -> torch.Tensor:
         """``[..., R, K]`` log p(c, y_r | globals): the latent's finer values summed per class."""
-        lj = masked_log_joint(self, data, g, self.logs(g), p, lik_weight)
+        return self.per_class(masked_log_joint(self, data, g, log_g, p, lik_weight), data, p)
+
+    def per_class(self, lj: torch.Tensor, data: ModelData, p: dict) -> torch.Tensor:
+        """``[..., R, C]`` over the local latent → ``[..., R, K]`` over classes (log-sum over
+        EBCC's subtypes: latent index = class · L + subtype)."""
         classes = self.latent_class_of(len(data.source.label_names), p)
         if classes is None:
             return lj
-        k = int(classes.max()) + 1
-        return torch.logsumexp(lj.reshape(*lj.shape[:-1], k, -1), -1)   # latent index = class · L + subtype
+        return torch.logsumexp(lj.reshape(*lj.shape[:-1], int(classes.max()) + 1, -1), -1)
 
     def local_posterior(self, data: ModelData, draws: dict, p: dict, temperature: float,
                         concentration: dict | None = None):
-        """``([R, K] item posterior, [C, D, R] log p(y_r | globals))`` from global draws
-        (Rao–Blackwellised: the exact p(c | y, globals) averaged over draws), or from the
-        VB factors' expected logs when ``concentration`` is given."""
+        """``([R, K] item posterior, [C, D, R] log p(y_r | globals))``.
+
+        The item posterior is p(c | y, globals) ∝ π_c p(y | c, globals)^{1/T}, exact given
+        each draw of the globals and averaged over draws (Rao–Blackwellised), or at the VB
+        factors' expected logs when ``concentration`` is given (q(c) of mean-field VB).
+        The temperature T only maps the fitted model's evidence to item posteriors (the
+        globals are fitted untempered); the log-likelihood for LOO is untempered."""
         w = 1.0 / temperature
+        probs = None
         if concentration is not None:
             elog = {s: torch.digamma(torch.as_tensor(a)) - torch.digamma(torch.as_tensor(a).sum(-1, keepdim=True))
                     for s, a in concentration.items()}
-            lj = masked_log_joint(self, data, None, elog, p, w)
-            classes = self.latent_class_of(len(data.source.label_names), p)
-            if classes is not None:
-                lj = torch.logsumexp(lj.reshape(*lj.shape[:-1], int(classes.max()) + 1, -1), -1)
-            probs = lj.softmax(-1)
-        else:
-            probs = None
+            probs = self.class_log_joint(data, None, elog, p, w).softmax(-1)
         lead = next(iter(draws.values())).shape[:2]
         flat = {s: v.reshape(-1, *v.shape[2:]) for s, v in draws.items()}
         total = lead[0] * lead[1]
@@ -223,11 +226,10 @@ class ClassModel(PosteriorModel):
         with torch.no_grad():
             for start in range(0, total, CHUNK):
                 g = {s: v[start:start + CHUNK] for s, v in flat.items()}
-                lj = self.class_log_joint(data, g, p, w)
+                log_g = self.logs(g)
+                lj = self.class_log_joint(data, g, log_g, p)
                 if probs is None:
-                    sums = sums + lj.softmax(-1).sum(0)
-                if w != 1.0:   # LOO scores the model's own predictive density, untempered
-                    lj = self.class_log_joint(data, g, p, 1.0)
+                    sums = sums + (lj if w == 1.0 else self.class_log_joint(data, g, log_g, p, w)).softmax(-1).sum(0)
                 log_marg.append(torch.logsumexp(lj, -1) + self.row_log_coef(data.obs))
         if probs is None:
             probs = sums / total
@@ -240,11 +242,9 @@ class ClassModel(PosteriorModel):
         draws = fit.draws
         concentration = fit.info.get("concentration") if method == "vb" else None
         probs, log_lik = self.local_posterior(data, draws, p, temperature, concentration)
-        if fit.item_probs is not None:     # VB's own q(c), classes summed
-            probs = fit.item_probs
-            classes = self.latent_class_of(len(lm.label_names), p)
-            if classes is not None:
-                probs = probs.reshape(*probs.shape[:-1], int(classes.max()) + 1, -1).sum(-1)
+        true_class = None
+        if fit.info.get("draw_labels"):
+            true_class = draw_local_latents(self, data, p, draws, temperature, fit.info.get("seed", 0))
         if data.inverse is not None:
             probs, log_lik = probs[data.inverse], log_lik[..., data.inverse]
         with torch.no_grad():
@@ -256,7 +256,7 @@ class ClassModel(PosteriorModel):
             class_prior=draws["pi"].mean((0, 1)).numpy(), model_names=lm.model_names, label_names=lm.label_names,
             item_ids=lm.item_ids, model=self.name, method=method, history=list(fit.history), converged=fit.converged,
             draws={s: v.detach().numpy() for s, v in draws.items()}, log_lik=log_lik.numpy(),
-            true_class=fit.true_class, sample_stats=fit.sample_stats, observed=self.observed(data),
+            true_class=true_class, sample_stats=fit.sample_stats, observed=self.observed(data),
             info=dict(fit.info), priors=dict(p), temperature=temperature)
 
 

@@ -5,10 +5,9 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from ..engine import scaled
-from ..engine import CONCENTRATION, DTYPE, SIMPLEX, CountsSpec, Site, dirichlet_log_density
+from ..engine import scaled, CONCENTRATION, DTYPE, SIMPLEX, CountsSpec, Site
 from ._classification import (ClassModel, confusion_prior, indexed_log_theta, observe_votes, pi_counts,
-                              pi_log_prior, vote_start, votes_log_lik)
+                              vote_start, votes_log_lik)
 
 
 def dawid_skene(counts: torch.Tensor, alpha_prior: float = 1.0, beta_diag: float = 2.0, beta_off: float = 1.0,
@@ -44,8 +43,8 @@ def dawid_skene(counts: torch.Tensor, alpha_prior: float = 1.0, beta_diag: float
 class DawidSkene(ClassModel):
     name = "dawid_skene"
     fn = staticmethod(dawid_skene)
-    sites = {"pi": Site(SIMPLEX, ("class",), 0),
-             "theta": Site(SIMPLEX, ("true_class", "weak_model", "weak_label"), 2)}
+    sites = {"pi": Site(SIMPLEX, ("class",)),
+             "theta": Site(SIMPLEX, ("true_class", "weak_model", "weak_label"))}
     methods = ("em", "vb", "svi", "nuts")
     prior_specs = {"alpha_prior": CONCENTRATION, "beta_diag": CONCENTRATION, "beta_off": CONCENTRATION,
                    "prior_counts": CountsSpec("gold confusion counts [K, M, K]")}
@@ -54,18 +53,14 @@ class DawidSkene(ClassModel):
         conc = confusion_prior(k, p["beta_diag"], p["beta_off"]).unsqueeze(1)
         return conc if p.get("prior_counts") is None else conc + p["prior_counts"]
 
-    def log_prior(self, g, log_g, p):
-        conc = self.theta_concentration(p, log_g["pi"].shape[-1])
-        return pi_log_prior(log_g["pi"], p["alpha_prior"]) + dirichlet_log_density(conc, log_g["theta"]).sum()
-
     def log_joint(self, obs, g, log_g, p, lik_weight=1.0):
         return log_g["pi"].unsqueeze(-2) + scaled(lik_weight, votes_log_lik(obs["counts"], log_g["theta"]))
 
-    def expected_counts(self, obs, wq, lik_weight):
+    def expected_counts(self, obs, wq):
         counts = obs["counts"]
         r, m, k = counts.shape
         theta = (wq.T @ counts.reshape(r, m * k)).reshape(k, m, k)
-        return {"pi": pi_counts(wq), "theta": lik_weight * theta}
+        return {"pi": pi_counts(wq), "theta": theta}
 
     def prior_concentration(self, p, shape_of):
         k, m = shape_of["theta"][0], shape_of["theta"][1]
@@ -73,4 +68,4 @@ class DawidSkene(ClassModel):
                 "theta": self.theta_concentration(p, k).expand(k, m, k)}
 
     def init(self, data, p, seed=0):
-        return self.m_step(data, vote_start(data), None, p, 1.0)
+        return self.m_step(data, vote_start(data), None, p)

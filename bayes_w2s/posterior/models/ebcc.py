@@ -6,9 +6,8 @@ import pyro.distributions as dist
 import torch
 from pyro.ops.indexing import Vindex
 
-from ..engine import scaled
-from ..engine import CONCENTRATION, DTYPE, PriorSpec, SIMPLEX, Site, dirichlet_log_density
-from ._classification import (ClassModel, VoteCounts, confusion_prior, for_vindex, pi_log_prior, true_class,
+from ..engine import scaled, CONCENTRATION, DTYPE, PriorSpec, SIMPLEX, Site
+from ._classification import (ClassModel, VoteCounts, confusion_prior, for_vindex, true_class,
                               vote_start, votes_log_lik)
 
 NEST = 3   # plates: classes (−3), subtypes (−2), weak_models (−1); items reuse −2
@@ -63,11 +62,11 @@ class EBCC(ClassModel):
     name = "ebcc"
     fn = staticmethod(ebcc)
     max_plate_nesting = NEST
-    sites = {"pi": Site(SIMPLEX, ("class",), 0), "nu": Site(SIMPLEX, ("true_class", "_", "_", "subtype"), 3),
-             "theta": Site(SIMPLEX, ("true_class", "subtype", "weak_model", "weak_label"), 3)}
+    sites = {"pi": Site(SIMPLEX, ("class",)), "nu": Site(SIMPLEX, ("true_class", "_", "_", "subtype")),
+             "theta": Site(SIMPLEX, ("true_class", "subtype", "weak_model", "weak_label"))}
     methods = ("vb", "svi", "nuts")
     point_estimate = False
-    vb_restarts = 10
+    vb_starts = 10
     default_guide = "normal"
     prior_specs = {"alpha_prior": CONCENTRATION, "subtype_prior": CONCENTRATION, "beta_diag": CONCENTRATION,
                    "beta_off": CONCENTRATION, "num_subtypes": PriorSpec(low=1, closed=True, high=1000, integer=True)}
@@ -78,14 +77,6 @@ class EBCC(ClassModel):
     def latent_class_of(self, k, p):
         return torch.arange(k).repeat_interleave(int(p["num_subtypes"]))      # latent index = class · L + subtype
 
-    def log_prior(self, g, log_g, p):
-        k = log_g["pi"].shape[-1]
-        big_l = log_g["nu"].shape[-1]
-        nu_conc = torch.full((big_l,), float(p["subtype_prior"]), dtype=DTYPE)
-        conc = confusion_prior(k, p["beta_diag"], p["beta_off"]).reshape(k, 1, 1, k)
-        return (pi_log_prior(log_g["pi"], p["alpha_prior"]) + dirichlet_log_density(nu_conc, log_g["nu"]).sum()
-                + dirichlet_log_density(conc, log_g["theta"]).sum())
-
     def log_joint(self, obs, g, log_g, p, lik_weight=1.0):
         k = log_g["pi"].shape[-1]
         big_l = log_g["nu"].shape[-1]
@@ -95,13 +86,13 @@ class EBCC(ClassModel):
         latent_prior = log_g["pi"].repeat_interleave(big_l, -1) + log_nu
         return latent_prior.unsqueeze(-2) + scaled(lik_weight, votes_log_lik(obs["counts"], log_theta))
 
-    def expected_counts(self, obs, wq, lik_weight):
+    def expected_counts(self, obs, wq):
         counts = obs["counts"]
         r, m, k = counts.shape
         big_l = wq.shape[-1] // k
         theta = (wq.T @ counts.reshape(r, m * k)).reshape(k, big_l, m, k)
         per = wq.sum(0).reshape(k, big_l)
-        return {"pi": per.sum(-1), "nu": per.reshape(k, 1, 1, big_l), "theta": lik_weight * theta}
+        return {"pi": per.sum(-1), "nu": per.reshape(k, 1, 1, big_l), "theta": theta}
 
     def prior_concentration(self, p, shape_of):
         k, big_l, m = shape_of["theta"][:3]
@@ -109,11 +100,19 @@ class EBCC(ClassModel):
                 "nu": torch.full((k, 1, 1, big_l), float(p["subtype_prior"]), dtype=DTYPE),
                 "theta": confusion_prior(k, p["beta_diag"], p["beta_off"]).reshape(k, 1, 1, k).expand(k, big_l, m, k)}
 
-    def confusion(self, g, data, item_probs):
-        """The effective confusion Σ_l ν_kl θ_klm: what a weak model does given the class."""
+    #: subtypes are exchangeable (a chain may permute them): R-hat and ESS are computed on
+    #: π and the effective confusion, which do not depend on the subtypes' order
+    identified_sites = ("pi", "effective_theta")
+    derived_dims = {"effective_theta": ("true_class", "weak_model", "weak_label")}
+
+    def complete(self, g):
         nu = g["nu"]
         nu = nu.reshape(*nu.shape[:-4], nu.shape[-4], nu.shape[-1])                 # [..., K, L]
-        return (nu.unsqueeze(-1).unsqueeze(-1) * g["theta"]).sum(-3)
+        return dict(g, effective_theta=(nu.unsqueeze(-1).unsqueeze(-1) * g["theta"]).sum(-3))
+
+    def confusion(self, g, data, item_probs):
+        """The effective confusion Σ_l ν_kl θ_klm: what a weak model does given the class."""
+        return g["effective_theta"] if "effective_theta" in g else self.complete(g)["effective_theta"]
 
     def init(self, data, p, seed=0):
         """The soft majority vote, each row split over subtypes at random (seeded): subtypes
@@ -124,7 +123,7 @@ class EBCC(ClassModel):
         split = torch._standard_gamma(torch.ones(data.num_rows, big_l, dtype=DTYPE), generator=gen)
         split = split / split.sum(-1, keepdim=True)
         q = (q_class.unsqueeze(-1) * split.unsqueeze(1)).reshape(data.num_rows, -1)
-        counts = self.expected_counts(data.obs, q * data.weight.unsqueeze(-1), 1.0)
+        counts = self.expected_counts(data.obs, q * data.weight.unsqueeze(-1))
         conc = self.prior_concentration(p, {s: c.shape for s, c in counts.items()})
         # posterior means (the modes may not exist for a sparse subtype prior)
         return {s: (conc[s] + counts[s]) / (conc[s] + counts[s]).sum(-1, keepdim=True) for s in counts}

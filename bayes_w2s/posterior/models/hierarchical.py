@@ -7,8 +7,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from ..engine import scaled
-from ..engine import CONCENTRATION, DTYPE, POSITIVE, POSITIVE_SUPPORT, SIMPLEX, Site, dirichlet_log_density
+from ..engine import scaled, CONCENTRATION, DTYPE, POSITIVE, POSITIVE_SUPPORT, SIMPLEX, Site, dirichlet_log_density
 from ._classification import ClassModel, confusion_prior, indexed_log_theta, observe_votes, pi_log_prior, votes_log_lik
 from .dawid_skene import DawidSkene
 
@@ -53,9 +52,9 @@ def hierarchical_dawid_skene(counts: torch.Tensor, alpha_prior: float = 1.0, bet
 class Hierarchical(ClassModel):
     name = "hierarchical"
     fn = staticmethod(hierarchical_dawid_skene)
-    sites = {"pi": Site(SIMPLEX, ("class",), 0), "kappa": Site(POSITIVE_SUPPORT, (), 0),
-             "mu": Site(SIMPLEX, ("true_class", "_", "weak_label"), 2),
-             "theta": Site(SIMPLEX, ("true_class", "weak_model", "weak_label"), 2)}
+    sites = {"pi": Site(SIMPLEX, ("class",)), "kappa": Site(POSITIVE_SUPPORT, ()),
+             "mu": Site(SIMPLEX, ("true_class", "_", "weak_label")),
+             "theta": Site(SIMPLEX, ("true_class", "weak_model", "weak_label"))}
     methods = ("svi", "nuts")
     point_estimate = False
     default_guide = "normal"

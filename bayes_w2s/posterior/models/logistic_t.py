@@ -9,8 +9,7 @@ import torch
 from pyro.ops.indexing import Vindex
 from torch.distributions import biject_to, constraints
 
-from ..engine import scaled
-from ..engine import (CONCENTRATION, CORR_CHOLESKY, DTYPE, POSITIVE, POSITIVE_SUPPORT, PriorSpec, REAL,
+from ..engine import (scaled, CONCENTRATION, CORR_CHOLESKY, DTYPE, POSITIVE, POSITIVE_SUPPORT, PriorSpec, REAL,
                       REAL_SUPPORT, SIMPLEX, Site, dirichlet_mode)
 from ._classification import ClassModel, for_vindex, masked, pi_counts, pi_log_prior, true_class
 from .soft import soft_observation
@@ -102,9 +101,9 @@ class LogisticT(ClassModel):
     data_args = ("logits",)
     data_settings = {"eps": 1e-6}
     max_plate_nesting = 1
-    sites = {"pi": Site(SIMPLEX, ("class",), 0), "mu": Site(REAL_SUPPORT, ("true_class", "log_ratio_coord"), 1),
-             "sigma": Site(POSITIVE_SUPPORT, ("log_ratio_coord",), 0),
-             "omega": Site(CORR_CHOLESKY, ("log_ratio_coord", "log_ratio_coord_"), 0)}
+    sites = {"pi": Site(SIMPLEX, ("class",)), "mu": Site(REAL_SUPPORT, ("true_class", "log_ratio_coord")),
+             "sigma": Site(POSITIVE_SUPPORT, ("log_ratio_coord",)),
+             "omega": Site(CORR_CHOLESKY, ("log_ratio_coord", "log_ratio_coord_"))}
     methods = ("em", "svi", "nuts")
     prior_specs = {"alpha_prior": CONCENTRATION, "df": PriorSpec(low=0.0, help="Student-t degrees of freedom"),
                    "mean_offset": REAL, "mean_scale": POSITIVE,
@@ -142,9 +141,9 @@ class LogisticT(ClassModel):
     def init(self, data, p, seed=0):
         logits = data.obs["logits"]
         probs = torch.cat([logits, torch.zeros_like(logits[..., :1])], -1).softmax(-1)
-        return self.m_step(data, masked(probs.mean(1), data.mask), None, p, 1.0)
+        return self.m_step(data, masked(probs.mean(1), data.mask), None, p)
 
-    def m_step(self, data, q, g, p, lik_weight, steps: int = 30):
+    def m_step(self, data, q, g, p, steps: int = 30):
         """EM with the t's latent scales (Liu & Rubin, 1995): given the current globals each
         (item, class) gets the expected precision weight u = (ν + D) / (ν + mahalanobis);
         then π and each μ_k at their conditional modes given Σ (Gaussian–Gaussian with
@@ -158,29 +157,28 @@ class LogisticT(ClassModel):
         if g is None:   # the pooled within-class covariance of the q-weighted class means
             wu = wq
             centre = (wu.T @ z) / wu.sum(0).clamp_min(1e-12).unsqueeze(-1)
-            cov = _scatter(z, centre, wu, 1.0) / wq.sum() + 1e-6 * eye
+            cov = _scatter(z, centre, wu) / wq.sum() + 1e-6 * eye
             sigma = cov.diagonal().sqrt()
             omega = torch.linalg.cholesky(cov / sigma.unsqueeze(-1) / sigma.unsqueeze(-2))
         else:
             sigma, omega = g["sigma"], g["omega"]
             mahal, _ = mahalanobis(z, g["mu"], sigma, omega)
             wu = wq * (df + d) / (df + mahal)
-        nk = lik_weight * wu.sum(0)                                                    # [K]
-        sk = lik_weight * wu.T @ z                                                     # [K, D]
+        nk = wu.sum(0)                                                                 # [K]
+        sk = wu.T @ z                                                                  # [K, D]
         precision = torch.cholesky_inverse(sigma.unsqueeze(-1) * omega)
         tau2 = float(p["mean_scale"]) ** 2
         m0 = prior_means(k, d // (k - 1), p["mean_offset"])
         a = nk[:, None, None] * precision + eye / tau2                                 # [K, D, D]
         mu = torch.linalg.solve(a, (sk @ precision + m0 / tau2).unsqueeze(-1)).squeeze(-1)
-        scatter = _scatter(z, mu, wu, lik_weight)
-        sigma, omega = _fit_covariance(scatter, lik_weight * wq.sum(), sigma, omega, p, steps)
+        sigma, omega = _fit_covariance(_scatter(z, mu, wu), wq.sum(), sigma, omega, p, steps)
         return {"pi": pi, "mu": mu, "sigma": sigma, "omega": omega}
 
 
-def _scatter(z: torch.Tensor, centres: torch.Tensor, weights: torch.Tensor, lik_weight: float) -> torch.Tensor:
+def _scatter(z: torch.Tensor, centres: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Σ_k Σ_r w_rk (z_r − c_k)(z_r − c_k)ᵀ."""
     diff = z.unsqueeze(1) - centres.unsqueeze(0)                                       # [R, K, D]
-    return lik_weight * torch.einsum("rk,rkd,rke->de", weights, diff, diff)
+    return torch.einsum("rk,rkd,rke->de", weights, diff, diff)
 
 
 def _fit_covariance(scatter, total, sigma, omega, p, steps):

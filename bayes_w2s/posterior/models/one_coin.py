@@ -6,12 +6,10 @@ import math
 import pyro
 import pyro.distributions as dist
 import torch
-
-from ..engine import scaled
-from ..engine import CONCENTRATION, DTYPE, SIMPLEX, UNIT, Site, dirichlet_log_density
-from ._classification import ClassModel, observe_votes, pi_counts, pi_log_prior, vote_start, votes_log_lik
-from ._classification import for_vindex
 from pyro.ops.indexing import Vindex
+
+from ..engine import scaled, CONCENTRATION, DTYPE, SIMPLEX, UNIT, Site
+from ._classification import ClassModel, for_vindex, observe_votes, pi_counts, vote_start, votes_log_lik
 
 
 def one_coin_theta(accuracy: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -64,23 +62,19 @@ def one_coin(counts: torch.Tensor, alpha_prior: float = 1.0, accuracy_a: float =
 class OneCoin(ClassModel):
     name = "one_coin"
     fn = staticmethod(one_coin)
-    sites = {"pi": Site(SIMPLEX, ("class",), 0), "accuracy": Site(UNIT, ("weak_model",), 1)}
+    sites = {"pi": Site(SIMPLEX, ("class",)), "accuracy": Site(UNIT, ("weak_model",))}
     methods = ("em", "vb", "svi", "nuts")
     prior_specs = {"alpha_prior": CONCENTRATION, "accuracy_a": CONCENTRATION, "accuracy_b": CONCENTRATION}
-
-    def log_prior(self, g, log_g, p):
-        beta = torch.tensor([float(p["accuracy_a"]), float(p["accuracy_b"])], dtype=DTYPE)
-        return pi_log_prior(log_g["pi"], p["alpha_prior"]) + dirichlet_log_density(beta, log_g["accuracy"]).sum()
 
     def log_joint(self, obs, g, log_g, p, lik_weight=1.0):
         log_theta = one_coin_log_theta(log_g["accuracy"], log_g["pi"].shape[-1])
         return log_g["pi"].unsqueeze(-2) + scaled(lik_weight, votes_log_lik(obs["counts"], log_theta))
 
-    def expected_counts(self, obs, wq, lik_weight):
+    def expected_counts(self, obs, wq):
         counts = obs["counts"]
         right = torch.einsum("rk,rmk->m", wq, counts)
         total = torch.einsum("rk,rm->m", wq, counts.sum(-1))
-        return {"pi": pi_counts(wq), "accuracy": lik_weight * torch.stack([right, total - right], -1)}
+        return {"pi": pi_counts(wq), "accuracy": torch.stack([right, total - right], -1)}
 
     def prior_concentration(self, p, shape_of):
         k, m = shape_of["pi"][0], shape_of["accuracy"][0]
@@ -94,4 +88,4 @@ class OneCoin(ClassModel):
         return dict(g, theta=one_coin_theta(g["accuracy"], g["pi"].shape[-1]))
 
     def init(self, data, p, seed=0):
-        return self.complete(self.m_step(data, vote_start(data), None, p, 1.0))
+        return self.complete(self.m_step(data, vote_start(data), None, p))

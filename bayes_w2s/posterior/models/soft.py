@@ -9,8 +9,7 @@ import torch
 from pyro.ops.indexing import Vindex
 
 from ...errors import InvalidInputError
-from ..engine import scaled
-from ..engine import CONCENTRATION, DTYPE, POSITIVE, POSITIVE_SUPPORT, SIMPLEX, Site, dirichlet_mode
+from ..engine import scaled, CONCENTRATION, DTYPE, POSITIVE, POSITIVE_SUPPORT, SIMPLEX, Site, dirichlet_mode
 from ._classification import ClassModel, confusion_prior, for_vindex, masked, pi_counts, pi_log_prior, true_class
 
 
@@ -76,8 +75,8 @@ class SoftLabel(ClassModel):
     compress = False
     data_args = ("probs",)
     data_settings = {"eps": 1e-4}
-    sites = {"pi": Site(SIMPLEX, ("class",), 0),
-             "concentration": Site(POSITIVE_SUPPORT, ("true_class", "weak_model", "weak_label"), 2)}
+    sites = {"pi": Site(SIMPLEX, ("class",)),
+             "concentration": Site(POSITIVE_SUPPORT, ("true_class", "weak_model", "weak_label"))}
     methods = ("em", "svi", "nuts")
     prior_specs = {"alpha_prior": CONCENTRATION, "diag_shape": POSITIVE, "off_shape": POSITIVE, "rate": POSITIVE}
 
@@ -103,17 +102,17 @@ class SoftLabel(ClassModel):
         return data.fn_args[0].numpy()
 
     def init(self, data, p, seed=0):
-        return self.m_step(data, masked(data.obs["probs"].mean(1), data.mask), None, p, 1.0)
+        return self.m_step(data, masked(data.obs["probs"].mean(1), data.mask), None, p)
 
-    def m_step(self, data, q, g, p, lik_weight, steps: int = 25):
+    def m_step(self, data, q, g, p, steps: int = 25):
         """π at its conditional mode; λ maximises the expected complete log joint in log
         space by L-BFGS on sufficient statistics (generalised EM)."""
         probs = data.obs["probs"]
         wq = q * data.weight.unsqueeze(-1)
         pi = dirichlet_mode(pi_counts(wq) + float(p["alpha_prior"]))
         r, m, k = probs.shape
-        weight = lik_weight * wq.sum(0)                                           # [K]
-        stats = lik_weight * (wq.T @ probs.log().reshape(r, m * k)).reshape(k, m, k)   # Σ_r q_rk log p_rml
+        weight = wq.sum(0)                                                        # [K]
+        stats = (wq.T @ probs.log().reshape(r, m * k)).reshape(k, m, k)          # Σ_r q_rk log p_rml
         shape = confusion_prior(k, p["diag_shape"], p["off_shape"]).unsqueeze(1)
         rate = float(p["rate"])
         init = g["concentration"] if g is not None else shape.expand(k, m, k) / rate

@@ -138,7 +138,6 @@ class WordModel(PosteriorModel):
     """A posterior over each confusion-network slot's true word."""
 
     observes = "words"
-    latent_site = "w"
     data_args: ClassVar[tuple] = ("choice", "n_candidates", "noise_logprob", "noise_rest")
     methods = ("em", "svi", "nuts")
 
@@ -158,12 +157,12 @@ class WordModel(PosteriorModel):
         log_r, log_not_r = self.log_reliability(g, log_g, obs["feature"])
         return slot_log_joint(obs["onehot"], obs["n_cand"], obs["noise"], log_r, log_not_r, lik_weight)
 
-    def copied(self, data, q, g, lik_weight):
+    def copied(self, data, q, g):
         """``[S, M]`` E[weak model m copied the true word]: its word is true (q_s) and came
         from the r branch."""
         log_r, log_not_r = self.log_reliability(g, self.logs(g), data.obs["feature"])
         _, hit = _branches(data.obs["onehot"], data.obs["noise"], log_r, log_not_r)
-        return lik_weight * torch.einsum("sw,smw->sm", q, data.obs["onehot"]) * (log_r - hit).exp()
+        return torch.einsum("sw,smw->sm", q, data.obs["onehot"]) * (log_r - hit).exp()
 
     def start_levels(self, m: int, restarts: bool) -> list[torch.Tensor]:
         """The symmetric start (every model equally reliable) and, with ``restarts``, one
@@ -207,7 +206,7 @@ class WordModel(PosteriorModel):
 class WordReliability(WordModel):
     name = "word_reliability"
     fn = staticmethod(word_reliability)
-    sites = {"reliability": Site(UNIT, ("weak_model",), 1)}
+    sites = {"reliability": Site(UNIT, ("weak_model",))}
     prior_specs = {"reliability_a": CONCENTRATION, "reliability_b": CONCENTRATION}
 
     def log_reliability(self, g, log_g, feature):
@@ -221,11 +220,11 @@ class WordReliability(WordModel):
     def em_starts(self, data, p, restarts, seed):
         return [{"reliability": r} for r in self.start_levels(data.obs["onehot"].shape[1], restarts)]
 
-    def m_step(self, data, q, g, p, lik_weight):
+    def m_step(self, data, q, g, p):
         """Closed form: r_m = (a − 1 + Σ_s E[m copied]) / (a + b − 2 + S)."""
-        right = self.copied(data, q, g, lik_weight)
+        right = self.copied(data, q, g)
         a, b = float(p["reliability_a"]), float(p["reliability_b"])
-        total = lik_weight * right.shape[0]
+        total = right.shape[0]
         return {"reliability": ((a - 1 + right.sum(0)) / (a + b - 2 + total)).clamp(1e-6, 1 - 1e-6)}
 
 
@@ -233,7 +232,7 @@ class WordReliabilityConf(WordModel):
     name = "word_reliability_conf"
     fn = staticmethod(word_reliability_conf)
     data_args = ("choice", "n_candidates", "noise_logprob", "noise_rest", "feature")
-    sites = {"intercept": Site(REAL_SUPPORT, ("weak_model",), 1), "slope": Site(REAL_SUPPORT, ("weak_model",), 1)}
+    sites = {"intercept": Site(REAL_SUPPORT, ("weak_model",)), "slope": Site(REAL_SUPPORT, ("weak_model",))}
     prior_specs = {"intercept_loc": REAL, "intercept_scale": POSITIVE, "slope_scale": POSITIVE}
 
     def log_reliability(self, g, log_g, feature):
@@ -252,9 +251,9 @@ class WordReliabilityConf(WordModel):
         return [{"intercept": torch.full_like(r, float(p["intercept_loc"])) if i == 0 else torch.logit(r),
                  "slope": torch.zeros_like(r)} for i, r in enumerate(levels)]
 
-    def m_step(self, data, q, g, p, lik_weight, steps: int = 20):
+    def m_step(self, data, q, g, p, steps: int = 20):
         """A few L-BFGS steps of the q-weighted logistic regression (generalised EM)."""
-        right = self.copied(data, q, g, lik_weight)
+        right = self.copied(data, q, g)
         feature = data.obs["feature"]
         params = {k: v.clone().requires_grad_(True) for k, v in g.items()}
         opt = torch.optim.LBFGS(list(params.values()), max_iter=steps, line_search_fn="strong_wolfe")
@@ -262,7 +261,7 @@ class WordReliabilityConf(WordModel):
         def closure():
             opt.zero_grad()
             eta = params["intercept"] + params["slope"] * feature
-            loss = -(right * logsigmoid(eta) + (lik_weight - right) * logsigmoid(-eta)).sum() \
+            loss = -(right * logsigmoid(eta) + (1 - right) * logsigmoid(-eta)).sum() \
                 - self.log_prior(params, None, p)
             loss.backward()
             return loss

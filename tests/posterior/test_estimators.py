@@ -1,0 +1,56 @@
+"""crowd-kit-style estimators: same labels as crowd-kit on a fixture, attributes, new tasks."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayes_w2s.aggregation import EBCC, DawidSkene, LogisticT, OneCoinDawidSkene
+from bayes_w2s.errors import InvalidInputError
+
+from .conftest import simulate_soft
+from .test_engine import sparse_crowd
+
+
+@pytest.fixture(scope="module")
+def long_df():
+    truth, votes = sparse_crowd(n=500, workers=30, k=3, per_item=5, seed=1)
+    rows = [(f"t{i}", f"w{w}", ["a", "b", "c"][votes[i, w]]) for i in range(votes.shape[0])
+            for w in range(votes.shape[1]) if votes[i, w] >= 0]
+    return pd.DataFrame(rows, columns=["task", "worker", "label"]), truth
+
+
+def test_dawid_skene_matches_crowd_kit(long_df):
+    crowdkit = pytest.importorskip("crowdkit.aggregation")
+    df, _ = long_df
+    ours = DawidSkene(method="em", beta_diag=1.0, beta_off=1.0).fit(df)    # flat prior: the MLE crowd-kit fits
+    theirs = crowdkit.DawidSkene(n_iter=500, tol=1e-10).fit(df)
+    pd.testing.assert_series_equal(ours.labels_.sort_index(), theirs.labels_.sort_index(), check_names=False)
+    # crowd-kit floors probabilities at 1e-10 inside its EM, so values agree to ~1e-2, not exactly
+    probas = theirs.probas_.sort_index()[ours.probas_.columns]
+    np.testing.assert_allclose(ours.probas_.sort_index().to_numpy(), probas.to_numpy(), atol=0.02)
+    np.testing.assert_allclose(ours.priors_.sort_index(), theirs.priors_.sort_index(), atol=1e-3)
+    errors = theirs.errors_.loc[ours.errors_.index, ours.errors_.columns]
+    np.testing.assert_allclose(ours.errors_.to_numpy(), errors.to_numpy(), atol=0.02)
+
+
+@pytest.mark.parametrize("cls", [DawidSkene, OneCoinDawidSkene, EBCC])
+def test_fitted_attributes_and_predictions_for_new_tasks(long_df, cls):
+    df, truth = long_df
+    est = cls().fit(df)
+    assert list(est.probas_.columns) == ["a", "b", "c"] and est.probas_.index.name == "task"
+    np.testing.assert_allclose(est.probas_.sum(1), 1)
+    assert est.labels_.loc["t0"] == est.probas_.loc["t0"].idxmax()
+    assert est.errors_.shape == (30 * 3, 3) and np.allclose(est.errors_.groupby(level="worker").sum(), 1)
+    assert est.confusions_.shape == (30, 3, 3) and len(est.loss_history_) > 1
+    assert est.priors_.sum() == pytest.approx(1)
+    head = df[df["task"].isin(["t0", "t1", "t2"])]
+    np.testing.assert_allclose(est.predict_proba(head).to_numpy(), est.probas_.loc[["t0", "t1", "t2"]].to_numpy(),
+                               atol=1e-8)
+    assert est.fit_predict(df).equals(est.labels_)
+
+
+def test_soft_label_estimator_and_errors():
+    _, wl = simulate_soft(n=300)
+    est = LogisticT().fit(wl)
+    assert est.probas_.shape == (300, 3) and repr(est) == "LogisticT()"
+    with pytest.raises(InvalidInputError, match="not fitted"):
+        DawidSkene().predict_proba(pd.DataFrame({"task": [1], "worker": ["a"], "label": [0]}))

@@ -1,0 +1,58 @@
+"""Cross-fitting and the strong model in the loop (no models: a memorising learner)."""
+import numpy as np
+import pytest
+
+from bayes_w2s import WeakLabels, fit_posterior
+from bayes_w2s.errors import InvalidInputError
+from bayes_w2s.student.loop import STUDENT, cross_fit, fold_indices, posterior_with_student, with_supervisor
+
+
+class Memoriser:
+    """Predicts an item's own training target when it trained on it, else uniform: any
+    leak of an item's label into its own prediction shows up as a non-uniform row."""
+
+    def __init__(self, targets, k):
+        self.targets, self.k = targets, k
+
+    def train(self, index, targets=None):
+        return {int(i): (self.targets[i] if targets is None else targets[j]) for j, i in enumerate(index)}
+
+    def predict(self, fitted, index):
+        if index is None:
+            return np.full((4, self.k), 1.0 / self.k)
+        return np.stack([fitted.get(int(i), np.full(self.k, 1.0 / self.k)) for i in index])
+
+
+def test_out_of_fold_predictions_never_see_the_items_own_label():
+    rng = np.random.default_rng(0)
+    targets = np.eye(3)[rng.integers(0, 3, 50)]
+    learner = Memoriser(targets, 3)
+    oof, outside = cross_fit(learner.train, learner.predict, 50, folds=5, seed=1, extra=4)
+    np.testing.assert_allclose(oof, 1.0 / 3)            # every row came from a model that never saw it
+    assert outside.shape == (4, 3)
+    folds = fold_indices(50, 5, seed=1)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(50))
+
+
+def test_posterior_with_student_adds_a_supervisor_and_keeps_shapes():
+    rng = np.random.default_rng(1)
+    truth = rng.integers(0, 2, 200)
+    probs = np.stack([np.eye(2)[np.where(rng.random(200) < a, truth, 1 - truth)] * 0.8 + 0.1 for a in (0.7, 0.8)], 1)
+    labels = WeakLabels(probs, ["w0", "w1"], ["neg", "pos"])
+    first = fit_posterior(labels)
+    seen = []
+
+    def fit(supervisors):
+        seen.append(supervisors.model_names)
+        return fit_posterior(supervisors)
+    good = np.eye(2)[truth] * 0.9 + 0.05                 # a student that is right: it should help
+    result = posterior_with_student(fit, first, labels, lambda idx, t: None, lambda f, idx: good[idx], rounds=2,
+                                    folds=4)
+    assert seen == [["w0", "w1", STUDENT]] * 2 and len(result.rounds) == 2
+    assert (result.posterior.labels == truth).mean() > (first.labels == truth).mean()
+    with pytest.raises(InvalidInputError, match="rounds"):
+        posterior_with_student(fit, first, labels, None, None, rounds=0)
+    with pytest.raises(InvalidInputError, match="folds"):
+        fold_indices(10, 1)
+    with pytest.raises(InvalidInputError, match="probabilities for"):
+        with_supervisor(labels, good[:10])
