@@ -13,6 +13,7 @@ way. Three training modes:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 from pathlib import Path
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from . import distributed
 from .cards import ModelCard, cache_dir, load_card, resolve_weights
 from .errors import CorruptCacheError, InvalidInputError
 from .io import atomic_path, sha256_bytes, warn_unreadable
@@ -209,19 +211,23 @@ def embed(texts: list[str], tokenizer, model, pooling: str = "mean", batch_size:
 
     Batches are formed from length-sorted texts so little compute goes to padding; the
     output keeps the input order. ``batch_size=1, sort_by_length=False`` is the naive
-    per-example loop (the benchmark's baseline).
+    per-example loop (the benchmark's baseline). Under ``accelerate launch`` the batches
+    are split across ranks and every rank gets all features (:mod:`bayes_w2s.distributed`).
     """
     if len(texts) == 0:
         raise InvalidInputError("cannot embed an empty list of texts")
     order = np.argsort([len(t) for t in texts], kind="stable") if sort_by_length else np.arange(len(texts))
-    chunks = []
-    for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", leave=False):
-        idx = order[start:start + batch_size]
+    batches = [order[start:start + batch_size] for start in range(0, len(texts), batch_size)]
+    device = next(model.parameters()).device
+
+    def run(idx):
         enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                        max_length=max_length, return_tensors="pt")
+                        max_length=max_length, return_tensors="pt").to(device)
         hidden = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
-        chunks.append(pool(hidden, enc["attention_mask"], pooling).float().numpy())
-    feats = np.concatenate(chunks)
+        return pool(hidden, enc["attention_mask"], pooling).float().cpu().numpy()
+
+    feats = np.concatenate(distributed.map_batches(
+        run, batches, functools.partial(tqdm, desc=desc, unit="batch", leave=False, disable=not distributed.is_main())))
     out = np.empty_like(feats)
     out[order] = feats
     return out
@@ -256,23 +262,37 @@ class FeatureCache:
     def __call__(self, texts: list[str]) -> np.ndarray:
         rows = self._rows.setdefault(f"{self.root}|{self._key()}", {})
         path = self.path(texts)
+        # rank 0 reads (it alone writes the files); the others get its copy, so all agree on a miss
+        feats = distributed.on_main(self._load, texts, path, rows)
+        if feats is None:
+            if self._backbone is None:
+                tok, model = load_backbone(self.card, self.prefer_offline)
+                self._backbone = tok, model.to(distributed.device())
+            tok, model = self._backbone
+            feats = embed(texts, tok, model, self.card.pooling, self.batch_size, self.max_length,
+                          desc=f"features {self.card.name}")
+            if distributed.is_main():
+                try:
+                    save_features(path, feats)
+                except OSError as exc:   # a cache that cannot be written costs time, not results
+                    log.warning("could not write the feature cache %s (%s); continuing without it", path, exc)
+        rows.update(zip(texts, feats))
+        return feats
+
+    def _load(self, texts: list[str], path: Path, rows: dict) -> np.ndarray | None:
+        """Cached features of ``texts`` (memory, the file, or a legacy ``.npy``), or None.
+        A legacy file that reads is rewritten in the current format."""
         legacy = path.with_suffix(".npy")   # written before features carried a checksum
         if texts and not path.exists() and not legacy.exists() and all(t in rows for t in texts):
             return np.stack([rows[t] for t in texts])
         feats = self._read(path, len(texts))
-        if feats is None:
-            feats = self._read(legacy, len(texts)) if legacy.exists() else None
-            if feats is None:
-                if self._backbone is None:
-                    self._backbone = load_backbone(self.card, self.prefer_offline)
-                tok, model = self._backbone
-                feats = embed(texts, tok, model, self.card.pooling, self.batch_size, self.max_length,
-                              desc=f"features {self.card.name}")
-            try:
-                save_features(path, feats)
-            except OSError as exc:   # a cache that cannot be written costs time, not results
-                log.warning("could not write the feature cache %s (%s); continuing without it", path, exc)
-        rows.update(zip(texts, feats))
+        if feats is None and legacy.exists():
+            feats = self._read(legacy, len(texts))
+            if feats is not None:
+                try:
+                    save_features(path, feats)
+                except OSError as exc:
+                    log.warning("could not write the feature cache %s (%s); continuing without it", path, exc)
         return feats
 
     @staticmethod

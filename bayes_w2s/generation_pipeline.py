@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import distributed
 from .backbones import texts_fingerprint
 from .config import ExperimentConfig, MethodConfig
 from .errors import CorruptCacheError, InvalidInputError
@@ -38,7 +39,9 @@ STUDENT = "strong_student"
 def _fit_word_posterior(method: MethodConfig, hyps: WeakHypotheses):
     # word-level voting can mix pieces of different JSON targets: keep targets well-formed
     spec = method.spec
-    return fit_posterior(hyps, model=spec.name, method=spec.method, **method.posterior_kwargs).constrain(is_well_formed)
+    return distributed.on_main(lambda: fit_posterior(hyps, model=spec.name, method=spec.method,   # once, broadcast
+                                                     temperature=method.temperature,
+                                                     **method.posterior_kwargs).constrain(is_well_formed))
 
 
 def _targets_for(method: MethodConfig, task, weak: WeakEnsemble, hyps: WeakHypotheses, best_weak: str):
@@ -93,7 +96,7 @@ def _trained_student(cfg: ExperimentConfig, method: MethodConfig, data, targets,
 
     config = cfg.student_config(method)
     path = cache_dir("students") / _student_key(cfg, method, data, targets, seed)
-    if path.exists():
+    if distributed.all_agree(path.exists()):   # loaded by every rank, or trained by all together
         log.info("seed %d, %s: loading the trained student from %s", seed, method.name, path)
         try:
             gen = CausalLMGenerator(cfg.strong_model, config, cfg.prefer_offline).load(path)
@@ -102,10 +105,11 @@ def _trained_student(cfg: ExperimentConfig, method: MethodConfig, data, targets,
             warn_unreadable(path, err.__cause__ or err)
     student = train_student(cfg.strong_model, data, targets, method.loss, hard=method.hard,
                             config=config, seed=seed, loss_kwargs=method.loss_kwargs, prefer_offline=cfg.prefer_offline)
-    try:
-        student.save_pretrained(path)
-    except OSError as err:   # a cache that cannot be written costs time, not results
-        log.warning("could not write the student cache %s (%s); continuing without it", path, err)
+    if distributed.is_main():
+        try:
+            student.save_pretrained(path)
+        except OSError as err:   # a cache that cannot be written costs time, not results
+            log.warning("could not write the student cache %s (%s); continuing without it", path, err)
     return student
 
 
@@ -284,13 +288,16 @@ class _SeedRun:
         items, texts, cands = self.candidates[cand_key]
         pair_key = (*cand_key, pc.ranker, pc.posterior_model, pc.posterior_samples)
         if pair_key not in self.rankings:
-            posterior = fit_posterior(self.hyp_train, model=pc.posterior_model, method="em").constrain(is_well_formed)
-            utilities = posterior_utilities(posterior, cands, item_slu_f1, pc.posterior_samples, self.seed, items=items)
+            def fit_and_sample():   # global work: once, on rank 0, broadcast
+                posterior = fit_posterior(self.hyp_train, model=pc.posterior_model, method="em").constrain(is_well_formed)
+                return posterior_utilities(posterior, cands, item_slu_f1, pc.posterior_samples, self.seed, items=items)
+
+            utilities = distributed.on_main(fit_and_sample)
             expected = [u @ w for u, w in utilities]
             weak_scores = self.weak.generation_.score_candidates(texts, cands) if pc.ranker == "weak" else None
             pairs = make_pairs(texts, cands, expected if weak_scores is None else weak_scores, utilities,
                                source=f"{pc.ranker} ranker")
-            if self.save_dir is not None:
+            if self.save_dir is not None and distributed.is_main():   # rank 0 writes
                 self._save_ranking(len(self.rankings), pc.ranker, items, cands, expected, weak_scores, pairs)
             self.rankings[pair_key] = pairs
         pairs = self.rankings[pair_key]
@@ -347,7 +354,8 @@ def run_generation_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path |
     weak.fit(task.weak_train, task.slot_types)
     hyp_train, hyp_test = weak.predict(task.strong_train), weak.predict(task.test)
     predictions: dict[str, list[str]] = {}
-    if save_dir is not None:
+    writes = save_dir is not None and distributed.is_main()   # under accelerate launch only rank 0 writes
+    if writes:
         hyp_train.save(Path(save_dir) / f"weak_hypotheses_seed{seed}_strong_train.json.gz")
         hyp_test.save(Path(save_dir) / f"weak_hypotheses_seed{seed}_test.json.gz")
     rows = []
@@ -363,23 +371,26 @@ def run_generation_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path |
     names = hyp_test.model_names
     for j, m in enumerate(names):
         add(f"weak:{m}", "weak", hyp_test.best(j), {"label_slu_f1": slu_scores(hyp_train.best(j), refs_train)["slu_f1"]})
-    # ROVER: the reliabilities are fitted on strong_train and applied to test unchanged (no refit on test)
-    rover = fit_posterior(hyp_train, model="word_reliability", method="em").predict(hyp_test)
-    add("weak_rover", "weak_ensemble", rover.constrain(is_well_formed).consensus)
+    # the reliabilities are learnt on strong_train and applied to the test items without a refit
+    # (an inductive consensus: the test set's own labels never shape the weak models' weights)
+    rover = distributed.on_main(lambda: fit_posterior(hyp_train, model="word_reliability", method="em")
+                                .predict(hyp_test).constrain(is_well_formed))
+    add("weak_rover", "weak_ensemble", rover.consensus)
     add("weak_joint_decoding", "weak_ensemble", weak.generation_.joint_decode(task.test, hyp_test))
     weak_f1 = {m: r["slu_f1"] for m, r in zip(names, rows)}
     best_weak = max(weak_f1, key=weak_f1.get)
 
     run = _SeedRun(cfg, task, weak, hyp_train, best_weak, seed, save_dir)
-    for method in tqdm(cfg.methods, desc=f"students (seed {seed})", unit="student"):
+    for method in tqdm(cfg.methods, desc=f"students (seed {seed})", unit="student",
+                       disable=not distributed.is_main()):
         preds, extra, model = run.row(method)
-        if save_dir is not None and cfg.saves_students:
+        if writes and cfg.saves_students:
             from .pipeline import student_dir
             model.save_pretrained(student_dir(save_dir, method, seed))
         add(method.name, "ceiling" if method.targets == "ground_truth" else "student", preds, extra)
     for r in rows:
         r["best_weak"] = best_weak
-    if save_dir is not None:   # model outputs only: the references stay in the dataset (by id)
+    if writes:   # model outputs only: the references stay in the dataset (by id)
         with atomic_path(Path(save_dir) / f"predictions_seed{seed}.jsonl") as tmp, open(tmp, "w") as fh:
             for i, item_id in enumerate(task.test["id"]):
                 fh.write(json.dumps({"id": item_id, **{name: p[i] for name, p in predictions.items()}}) + "\n")

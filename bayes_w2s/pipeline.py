@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from . import distributed
 from .cards import load_card
 from .config import ExperimentConfig, MethodConfig
 from .errors import BayesW2SError, CorruptCacheError, InvalidInputError, UnknownNameError
@@ -52,7 +53,11 @@ def _targets_for(method: MethodConfig, cfg: ExperimentConfig, task, wl_train: We
     learner = StudentLearner(cfg, task, method, seed)
     if spec.kind == "crowdlab":
         return crowdlab_targets(wl_train, learner, method.crossfit_folds, seed)
-    return posterior_targets(method, wl_train, gold, learner, seed)
+    if method.student_rounds:
+        # the loop trains students (a collective step under accelerate launch), so every rank
+        # runs it; its posterior fits are deterministic given the gathered weak labels
+        return posterior_targets(method, wl_train, gold, learner, seed)
+    return distributed.on_main(posterior_targets, method, wl_train, gold, None, seed)   # fitted once, broadcast
 
 
 def student_dir(out: Path, method: MethodConfig, seed: int) -> Path:
@@ -92,7 +97,8 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
     wl_train, wl_test = weak.predict(task.strong_train), weak.predict(task.test)
     wl_train.check_against(task.strong_train, task.label_names)
     wl_gold = weak.predict(task.weak_val) if task.weak_val is not None else None
-    if save_dir is not None:
+    writes = save_dir is not None and distributed.is_main()   # under accelerate launch only rank 0 writes
+    if writes:
         wl_train.save(Path(save_dir) / f"weak_labels_seed{seed}_strong_train.npz")
         wl_test.save(Path(save_dir) / f"weak_labels_seed{seed}_test.npz")
         if wl_gold is not None:
@@ -114,7 +120,8 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
     weak_acc = {m: accuracy(wl_test.model(m), y_test) for m in weak.model_names}
     best_weak = max(weak_acc, key=weak_acc.get)
 
-    for method in tqdm(cfg.methods, desc=f"students (seed {seed})", unit="student"):
+    for method in tqdm(cfg.methods, desc=f"students (seed {seed})", unit="student",
+                       disable=not distributed.is_main()):
         targets = _targets_for(method, cfg, task, wl_train, best_weak, wl_gold, seed)
         weights = None
         if isinstance(targets, tuple):          # crowdlab: (consensus one-hot, quality scores)
@@ -136,13 +143,13 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
                                 weights=weights)
         probs = student.predict_proba(task.test)
         extra["train_seconds"] = time.perf_counter() - t0
-        if save_dir is not None and cfg.saves_students:
+        if writes and cfg.saves_students:
             student.save_pretrained(student_dir(save_dir, method, seed))
         add(method.name, "ceiling" if method.targets == "ground_truth" else "student", probs,
             {"targets": method.targets, "loss": method.loss, **extra})
     for r in rows:
         r["best_weak"] = best_weak
-    if save_dir is not None:
+    if writes:
         save_test_probs(Path(save_dir) / f"test_probs_seed{seed}.npz", test_probs, task.test)
         save_test_probs(Path(save_dir) / f"target_probs_seed{seed}.npz", distinct_targets(targets_seen),
                         task.strong_train)
@@ -191,7 +198,7 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path | None = None, 
     out = Path(output_dir or Path(cfg.output_root) / cfg.name)
     check_output_folder(out, overwrite=overwrite)
     created = not out.exists()   # the folder is made by the first file written into it
-    is_main = _is_main_process()
+    is_main = distributed.is_main()
     try:
         return _run_seeds(cfg, seeds, out, command, restart, is_main)
     except BaseException:        # Ctrl-C too: a run that finished no seed leaves nothing behind
@@ -206,9 +213,9 @@ def _run_seeds(cfg: ExperimentConfig, seeds: list[int], out: Path, command: str,
     task = experiment_task(cfg)
     log.info("%s", task)
     resume = ResumeFile(out / RESUME_FILE, run_fingerprint(cfg, task))
-    if restart:
+    if restart and is_main:
         resume.discard()
-    done = resume.read()
+    done = distributed.on_main(resume.read)   # every rank resumes the seeds rank 0 finds done
     frames = [done] if len(done) else []
     for seed in seeds:
         if len(done) and seed in set(done["seed"]):
@@ -221,7 +228,8 @@ def _run_seeds(cfg: ExperimentConfig, seeds: list[int], out: Path, command: str,
             frame = pd.DataFrame(run_seed(cfg, task, seed, save_dir=out))
         frame["seed_wall_seconds"] = time.perf_counter() - seed_start   # a resumed run still reports it
         frames.append(frame)
-        resume.write(pd.concat(frames, ignore_index=True))
+        if is_main:
+            resume.write(pd.concat(frames, ignore_index=True))
     results = pd.concat(frames, ignore_index=True)
     results = results[results["seed"].isin(seeds)].reset_index(drop=True)
     config = {**cfg.to_dict(), "seeds": seeds}
@@ -231,17 +239,14 @@ def _run_seeds(cfg: ExperimentConfig, seeds: list[int], out: Path, command: str,
             "seed_wall_seconds": {int(k): float(v) for k, v in results.groupby("seed")["seed_wall_seconds"].first().items()}
             if "seed_wall_seconds" in results else {},
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+            "processes": distributed.world_size(),   # > 1 under accelerate launch
             "python": platform.python_version()}
     if is_main:   # under `accelerate launch` only rank 0 writes
         write_report(results, meta, out)
         remove_stale_seed_files(out, seeds)
         resume.discard()
+    distributed.barrier()   # every rank returns once the report is on disk
     return results
-
-
-def _is_main_process() -> bool:
-    from accelerate import PartialState
-    return PartialState().is_main_process
 
 
 # -- checks before anything trains ----------------------------------------------------------
@@ -295,6 +300,12 @@ def _validate_method(cfg: ExperimentConfig, m: MethodConfig, posteriors: set) ->
         if not isinstance(m.posterior_kwargs, dict):
             raise InvalidInputError(f"posterior_kwargs must be a mapping, got {m.posterior_kwargs!r}")
         check_fit_settings(spec.name, inference, m.posterior_kwargs)
+        # prior ranges too (beta_diag: -1 failed only at fit time, after the weak models trained)
+        from .posterior import get_model, split_kwargs
+        model = get_model(spec.name)
+        priors, _, settings = split_kwargs(model, inference, m.posterior_kwargs)
+        guide = settings.get("guide", getattr(model, "default_guide", None))
+        model.priors(priors, point_estimate=inference == "em" or (inference == "svi" and guide == "delta"))
     elif m.posterior_kwargs:
         raise InvalidInputError(f"posterior_kwargs {m.posterior_kwargs} are for posterior targets, "
                                 f"not {m.targets!r}")

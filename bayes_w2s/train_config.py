@@ -40,7 +40,7 @@ class TrainConfig:
 
     mode: str = field(default="head", metadata={"help": "head (frozen backbone, cached features) | lora | full"})
     epochs: float = field(default=10.0, metadata={"help": "passes over the training data"})
-    batch_size: int = field(default=32, metadata={"help": "per-device train batch size"})
+    batch_size: int = field(default=32, metadata={"help": "items per optimiser step (split over the processes of a launch)"})
     learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate (AdamW, linear decay)"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     warmup_ratio: float = field(default=0.05, metadata={"help": "fraction of steps of linear warm-up"})
@@ -61,7 +61,9 @@ class TrainConfig:
 
         def number(v, integer=False):   # bool is an int to Python, never a setting here
             kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-            return isinstance(v, kinds) and not isinstance(v, (bool, np.bool_)) and np.isfinite(v)
+            # an int is finite, and np.isfinite fails on one beyond int64 (batch_size: 1e20)
+            return isinstance(v, kinds) and not isinstance(v, (bool, np.bool_)) and (
+                isinstance(v, (int, np.integer)) or np.isfinite(v))
 
         # inf or NaN would train to NaN probabilities without a word: every number is finite
         for name, integer, low in (("epochs", False, 0), ("learning_rate", False, 0), ("batch_size", True, 0),
@@ -77,6 +79,8 @@ class TrainConfig:
             raise InvalidInputError(f"TrainConfig.warmup_ratio must be a number in [0, 1], got {self.warmup_ratio!r}")
         if not number(self.save_steps, integer=True) or self.save_steps < 0:
             raise InvalidInputError(f"TrainConfig.save_steps must be an integer ≥ 0, got {self.save_steps!r}")
+        if not number(self.logging_steps, integer=True) or self.logging_steps < 0:   # -1 reached TrainingArguments
+            raise InvalidInputError(f"TrainConfig.logging_steps must be an integer ≥ 0, got {self.logging_steps!r}")
         if not isinstance(self.bf16, (bool, np.bool_)):
             raise InvalidInputError(f"TrainConfig.bf16 must be true or false, got {self.bf16!r}")
         if self.save_steps and not self.output_dir:
@@ -96,7 +100,7 @@ class GeneratorConfig:
 
     mode: str = field(default="lora", metadata={"help": "full | lora | head (taggers: frozen encoder, trained head)"})
     epochs: float = field(default=3.0, metadata={"help": "passes over the training data"})
-    batch_size: int = field(default=16, metadata={"help": "per-device train batch size"})
+    batch_size: int = field(default=16, metadata={"help": "items per optimiser step (split over the processes of a launch)"})
     learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate (AdamW, linear decay)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     warmup_ratio: float = field(default=0.05, metadata={"help": "fraction of steps of linear warm-up"})
@@ -120,15 +124,20 @@ class GeneratorConfig:
             integer = name not in ("epochs", "learning_rate")
             kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
             # inf or NaN would train to NaN without a word: every number is finite
-            if not isinstance(value, kinds) or isinstance(value, bool) or not np.isfinite(value) or not value > 0:
+            if not isinstance(value, kinds) or isinstance(value, bool) or not value > 0 or (
+                    not isinstance(value, (int, np.integer)) and not np.isfinite(value)):   # np.isfinite(10**20) fails
                 raise InvalidInputError(f"GeneratorConfig.{name} must be positive (a finite "
                                         f"{'integer' if integer else 'number'}), got {value!r}")
         for name, high in (("weight_decay", np.inf), ("warmup_ratio", 1.0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                    or not np.isfinite(value) or not 0 <= value <= high:
+                    or not 0 <= value <= high or (not isinstance(value, (int, np.integer)) and not np.isfinite(value)):
                 raise InvalidInputError(f"GeneratorConfig.{name} must be a finite number ≥ 0"
                                         f"{' and ≤ 1' if high == 1.0 else ''}, got {value!r}")
+
+        if isinstance(self.logging_steps, bool) or not isinstance(self.logging_steps, (int, np.integer)) \
+                or self.logging_steps < 0:
+            raise InvalidInputError(f"GeneratorConfig.logging_steps must be an integer ≥ 0, got {self.logging_steps!r}")
 
     def key(self) -> str:
         d = asdict(self)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainingArguments
 
+from . import distributed
 from .backbones import FeatureCache, PooledClassifier, build_classifier, classifier_config
 from .cards import ModelCard, load_card
 from .threads import intra_op_threads
@@ -100,18 +101,24 @@ def training_arguments(cfg, seed: int, output_dir: str, *, args_cls=None, **over
     ``args_cls`` is ``TrainingArguments`` (default) or a TRL config (``SFTConfig``,
     ``DPOConfig``); ``overrides`` are passed through. ``warmup_ratio`` goes to
     ``warmup_steps``, which transformers ≥ 5 reads as a fraction of the training steps when
-    below 1. Activation checkpointing (on by default in TRL) trades ~40% more compute for
-    memory, the wrong trade on a CPU with short sequences, so it is off unless overridden.
+    below 1. ``cfg.batch_size`` is the batch per optimiser step: under ``accelerate launch``
+    each process takes an equal share of it (:func:`~bayes_w2s.distributed.batch_arguments`),
+    so a run on several processes steps through the same batches as one process. Activation
+    checkpointing (on by default in TRL) trades ~40% more compute for memory, the wrong
+    trade on a CPU with short sequences, so it is off unless overridden.
     """
     args_cls = args_cls or TrainingArguments
     save_steps = getattr(cfg, "save_steps", 0)
     args = dict(
-        output_dir=output_dir, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+        output_dir=output_dir, num_train_epochs=cfg.epochs, **distributed.batch_arguments(cfg.batch_size),
         learning_rate=cfg.learning_rate, weight_decay=getattr(cfg, "weight_decay", 0.0),
         warmup_steps=getattr(cfg, "warmup_ratio", 0.0), lr_scheduler_type="linear", seed=seed, data_seed=seed,
         bf16=getattr(cfg, "bf16", False), save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500,
         remove_unused_columns=False, disable_tqdm=False, dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(), **logging_arguments(cfg))
+        dataloader_pin_memory=torch.cuda.is_available(), **logging_arguments(cfg),
+        # DDP: our models' buffers (feature statistics, position ids) never change in training,
+        # so re-broadcasting them before every step is pure overhead
+        ddp_broadcast_buffers=False)
     if "activation_checkpointing" in {f.name for f in dataclasses.fields(args_cls)}:
         args["activation_checkpointing"] = False
     args.update(overrides)
@@ -230,9 +237,12 @@ class Classifier:
         if "features" in cols:  # standardise frozen features: one lr works for every backbone
             self.model.set_feature_stats(cols["features"].mean(0), cols["features"].std(0))
         with tempfile.TemporaryDirectory() as tmp, intra_op_threads(1 if self.config.mode == "head" else None):
+            # a head uses every parameter: DDP need not search the graph for unused ones each step
+            unused = {"ddp_find_unused_parameters": False} if self.config.mode == "head" else {}
             args = training_arguments(self.config, seed, self.config.output_dir or tmp,
                                       **{"label_names": list(TARGET_KEYS), "prediction_loss_only": False,
-                                         "per_device_eval_batch_size": self.config.eval_batch_size, **arg_overrides})
+                                         "per_device_eval_batch_size": self.config.eval_batch_size, **unused,
+                                         **arg_overrides})
             trainer = trainer_cls(model=self.model, args=args, train_dataset=DictDataset(cols),
                                   data_collator=Collator(self.tokenizer, self.config.max_length), loss_fn=loss_fn)
             resume = bool(self.config.save_steps) and any(Path(args.output_dir).glob("checkpoint-*"))
@@ -269,19 +279,27 @@ class Classifier:
     # -- prediction ----------------------------------------------------------------------
     @torch.inference_mode()
     def predict_logits(self, texts: list[str]) -> np.ndarray:
+        """``[N, K]`` logits. Head mode: the cached features through the head in a few large
+        matrix products; otherwise length-sorted batches through the whole model, split
+        across ranks under ``accelerate launch``."""
         if self.model is None:
             raise InvalidInputError("the classifier is not trained yet: call fit() first")
         if len(texts) == 0:
             raise InvalidInputError("cannot predict on an empty dataset")
-        cols = self._inputs(texts)
-        collate = Collator(self.tokenizer, self.config.max_length)
-        ds = DictDataset(cols)
-        order = np.argsort([len(t) for t in texts], kind="stable")  # length-sorted batches
         device = next(self.model.parameters()).device
-        out = np.empty((len(texts), self.num_classes), dtype=np.float32)
         bs = self.config.eval_batch_size
-        for start in range(0, len(ds), bs):
-            idx = order[start:start + bs]
-            batch = {k: v.to(device) for k, v in collate([ds[i] for i in idx]).items()}
-            out[idx] = self.model(**batch)["logits"].float().cpu().numpy()
+        if self.config.mode == "head":
+            feats = torch.as_tensor(self.features(list(texts)))
+            return torch.cat([self.model(features=feats[s:s + 4096].to(device))["logits"].float().cpu()
+                              for s in range(0, len(feats), 4096)]).numpy()
+        order = np.argsort([len(t) for t in texts], kind="stable")  # length-sorted batches
+        batches = [order[start:start + bs] for start in range(0, len(texts), bs)]
+
+        def run(idx):
+            enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                 max_length=self.config.max_length, return_tensors="pt").to(device)
+            return self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])["logits"].float().cpu()
+
+        out = np.empty((len(texts), self.num_classes), dtype=np.float32)
+        out[order] = torch.cat(distributed.map_batches(run, batches)).numpy()
         return out

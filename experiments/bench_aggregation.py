@@ -83,15 +83,15 @@ def crowd(n: int, workers: int = 100, k: int = 4, per_item: int = 10, groups: in
 
 def real(task: str):
     """Weak labels saved by the pipeline (seed 0, strong_train) and the truth of those items."""
-    import yaml
-
-    from bayes_w2s import WeakLabels, load_task
+    from bayes_w2s import WeakLabels
+    from bayes_w2s.config import ExperimentConfig
+    from bayes_w2s.pipeline import experiment_task
     path = ROOT / "experiments" / "results" / task / "weak_labels_seed0_strong_train.npz"
     if not path.exists():
         raise SystemExit(f"{path} missing: run `bayes-w2s run experiments/configs/{task}.yaml` first")
     wl = WeakLabels.load(path)
-    cfg = yaml.safe_load((ROOT / "experiments" / "configs" / f"{task}.yaml").read_text())
-    split = load_task(cfg["task"], seed=cfg.get("split_seed", 0), sizes=cfg["sizes"]).strong_train
+    # the experiment's own split (gold slice and weak label budget included)
+    split = experiment_task(ExperimentConfig.from_yaml(ROOT / "experiments" / "configs" / f"{task}.yaml")).strong_train
     label_of = dict(zip(split["id"], split["label"]))
     truth = np.array([label_of[i] for i in wl.item_ids])
     return wl.votes(), truth, wl
@@ -230,8 +230,9 @@ def jobs(sizes, real_tasks, with_nuts: bool, crowds=()):
                 (["bayes_w2s:dawid_skene:nuts:array"] if small and with_nuts else []):
             out.append({"dataset": dataset, "method": method})
     for task in real_tasks:
-        for method in OURS_VOTES + BASELINES + ["bayes_w2s:soft:em:soft", "bayes_w2s:hierarchical:svi:array",
-                                                "bayes_w2s:dawid_skene:nuts:array", "bayes_w2s:soft:nuts:soft"]:
+        for method in OURS_VOTES + OURS_FAST + BASELINES + ["bayes_w2s:soft:em:soft", "bayes_w2s:logistic_t:em:soft",
+                                                            "bayes_w2s:hierarchical:svi:array",
+                                                            "bayes_w2s:dawid_skene:nuts:array", "bayes_w2s:soft:nuts:soft"]:
             out.append({"dataset": f"real:{task}", "method": method})
     return out
 

@@ -102,6 +102,9 @@ BAD_RUNS = [
     (dict(strong_model="mpnet-bsae"), [], r"strong_model: unknown model 'mpnet-bsae'"),
     (dict(methods=[{"name": "DS", "targets": "posterior:dawid_skene:em", "posterior_kwargs": {"max_iter": 0}}]), [],
      r"method 'DS': .*max_iter must be an integer ≥ 1, got 0"),
+    # a prior out of range failed only at fit time, after the weak models had trained
+    (dict(methods=[{"name": "DS", "targets": "posterior:dawid_skene:em", "posterior_kwargs": {"beta_diag": -1}}]), [],
+     r"method 'DS': dawid_skene: prior beta_diag = -1.0 is out of range"),
     ({}, ["--seeds", "-1"], r"seeds must be integers in \[0, 2\*\*32\), got \[-1\]"),
     (dict(content="MISSING"), [], r"no config file"),
 ]

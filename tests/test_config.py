@@ -68,9 +68,40 @@ def test_yaml_1_1_exponents_and_numeric_strings_are_coerced(tmp_path):
      r"methods\[0\].preference: beta must be > 0"),
     ({"student_train": {"epochs": 1, "lr": 3}}, r"student_train: unknown key\(s\) \['lr'\]"),
     ({"student_train": {"batch_size": -4}}, r"student_train: TrainConfig.batch_size must be a positive finite integer, got -4"),
+    ({"name": ""}, r"name: the results folder's name under output_root, got ''"),
+    ({"name": "../elsewhere"}, r"name: the results folder's name under output_root"),
+    # booleans are never numbers (True was seed 1, one item, …)
+    ({"seeds": [True]}, r"seeds\[0\]: expected an integer, got True"),
+    ({"split_seed": True}, r"split_seed: expected an integer, got True"),
+    ({"sizes": {"weak_train": True}}, r"sizes.weak_train: expected an integer, got True"),
+    ({"student_train": {"logging_steps": -1}}, r"TrainConfig.logging_steps must be an integer ≥ 0, got -1"),
+    # validate said OK, the run refused it: fit_posterior gets the method's temperature already
+    ({"methods": [{"name": "a", "targets": "posterior:dawid_skene:em", "posterior_kwargs": {"temperature": 2}}]},
+     r"methods\[0\] \('a'\).posterior_kwargs: temperature is the method's own setting"),
+    # one weight per weak model: a short list failed only at the first training step
+    ({"methods": [{"name": "a", "targets": "weak_all", "loss": "multi_weak", "loss_kwargs": {"lambdas": [1]}}]},
+     r"methods\[0\] \('a'\).loss_kwargs.lambdas: 1 weight\(s\) for 2 weak models"),
 ])
 def test_a_wrong_value_is_one_line_naming_the_field(tmp_path, changes, match):
     fails(tmp_path, match, **changes)
+
+
+def test_overrides_are_used_coerced_and_huge_numbers_are_no_traceback(tmp_path):
+    """Override values are coerced like the blocks they override ("1e-3" failed only when the
+    model trained); an integer beyond int64 is a number, not a TypeError from np.isfinite."""
+    cfg = load(tmp_path, methods=[{"name": "a", "targets": "mean", "train_overrides": {"learning_rate": "1e-3"}}],
+               weak_overrides={"minilm-l6": {"learning_rate": "1e-2", "batch_size": "16"}})
+    assert cfg.student_config(cfg.methods[0]).learning_rate == 0.001
+    assert cfg.weak_config("minilm-l6").learning_rate == 0.01 and cfg.weak_config("minilm-l6").batch_size == 16
+    assert load(tmp_path, student_train={"batch_size": 10**20}).student_train.batch_size == 10**20
+    assert GeneratorConfig(batch_size=10**20).batch_size == 10**20
+
+
+def test_a_generation_posterior_keys_its_student_by_temperature():
+    from bayes_w2s.config import MethodConfig
+    plain = MethodConfig("w", "posterior:word_reliability_conf")
+    assert plain.sft_key() == MethodConfig("w2", "posterior:word_reliability_conf", temperature=1).sft_key()
+    assert plain.sft_key() != MethodConfig("w", "posterior:word_reliability_conf", temperature=2.0).sft_key()
 
 
 def test_unreadable_files_are_one_line_errors(tmp_path):

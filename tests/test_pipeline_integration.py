@@ -1,4 +1,6 @@
 """The real pipeline on a few hundred SST-2 items with real MiniLM / MPNet weights."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,6 +10,7 @@ from bayes_w2s.config import ExperimentConfig
 from bayes_w2s.errors import InvalidInputError
 from bayes_w2s import Student
 from bayes_w2s.pipeline import experiment_task, run_experiment
+from bayes_w2s.weak import WeakLabels
 
 pytestmark = pytest.mark.real_cache
 
@@ -87,3 +90,57 @@ def test_shipped_configs_parse():
     from pathlib import Path
     for path in (Path(__file__).resolve().parents[1] / "experiments" / "configs").glob("*.yaml"):
         ExperimentConfig.from_yaml(path)
+
+
+def _fresh_cache(path):
+    """An empty cache that reuses the user's converted weights (so both runs compute features)."""
+    import os
+    from pathlib import Path
+    user = Path(os.environ.get("BAYES_W2S_CACHE", Path.home() / ".cache" / "bayes_w2s"))
+    path.mkdir()
+    for sub in ("weights", "converted"):
+        (user / sub).mkdir(parents=True, exist_ok=True)
+        (path / sub).symlink_to(user / sub)
+    return path
+
+
+def test_two_processes_match_one_process(tmp_path, data_dir):
+    """`accelerate launch` with two gloo processes (real DDP) on the tiny SST-2 config equals one
+    process: weak labels to float rounding, every accuracy and student probability to 1e-4."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    config = root / "experiments" / "configs" / "sst2_tiny.yaml"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # one thread per process in both runs: the same kernels, so only the split over ranks differs
+    env = dict(os.environ, BAYES_W2S_DATA=str(data_dir), OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    run = ["-m", "bayes_w2s.cli", "-q", "run", str(config)]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--main_process_port", str(port), *run]
+    for cmd, name in (([sys.executable, *run], "one"), (launch, "two")):
+        done = subprocess.run([*cmd, "--output", str(tmp_path / name)], capture_output=True, text=True, timeout=600,
+                              env=dict(env, BAYES_W2S_CACHE=str(_fresh_cache(tmp_path / f"cache-{name}"))))
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert json.loads((two / "meta.json").read_text())["processes"] == 2      # really two ranks ...
+    assert json.loads((one / "meta.json").read_text())["processes"] == 1
+    assert "in 2 processes" in (two / "results.md").read_text()
+    written = sorted(p.relative_to(two).as_posix() for p in two.rglob("*") if p.is_file())
+    assert written == sorted(p.relative_to(one).as_posix() for p in one.rglob("*") if p.is_file())   # ... one writer
+    for split in ("strong_train", "test"):
+        a, b = (WeakLabels.load(d / f"weak_labels_seed0_{split}.npz").probs for d in (one, two))
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    with np.load(one / "test_probs_seed0.npz") as a, np.load(two / "test_probs_seed0.npz") as b:
+        assert list(a["methods"]) == list(b["methods"])
+        np.testing.assert_allclose(a["probs"], b["probs"], rtol=0, atol=1e-4)
+    ra, rb = pd.read_csv(one / "results.csv"), pd.read_csv(two / "results.csv")
+    assert list(ra["method"]) == list(rb["method"])
+    np.testing.assert_array_equal(ra["accuracy"], rb["accuracy"])
+    for col in ("label_accuracy", "label_log_loss", "ece"):
+        np.testing.assert_allclose(ra[col], rb[col], rtol=0, atol=1e-4)

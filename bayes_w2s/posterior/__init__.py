@@ -14,7 +14,7 @@ from ..errors import InvalidInputError, UnknownNameError
 from .base import Posterior
 from ..threads import intra_op_threads
 from .engine import FITTERS, check_temperature, threads_for
-from .inputs import LabelMatrix, as_label_matrix, check_fit_settings, fit_settings, gold_labels
+from .inputs import LabelMatrix, as_label_matrix, check_fit_settings, fit_settings, gold_labels, name_axes
 from .models import MODELS, get_model
 from .words import WordPosterior, slot_table
 
@@ -97,7 +97,12 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
         table = labels if hasattr(labels, "item_of_slot") else slot_table(labels, model_names, item_ids)
         data = m.prepare(table, p, gold=gold)
     else:
-        lm = as_label_matrix(labels, num_classes=num_classes, label_names=label_names)
+        lm = name_axes(as_label_matrix(labels, num_classes=num_classes, label_names=label_names), model_names, item_ids)
+        counts = p.get("prior_counts")
+        if counts is not None and tuple(counts.shape) != (lm.counts.shape[2], lm.counts.shape[1], lm.counts.shape[2]):
+            k, mm = lm.counts.shape[2], lm.counts.shape[1]   # a wrong shape broadcast or failed deep in torch
+            raise InvalidInputError(f"prior_counts must have shape [K, M, K] = {[k, mm, k]} (true class, weak model, "
+                                    f"given label), got {list(counts.shape)}")
         data = m.prepare(lm, p, gold=gold_labels(gold, lm), **data_settings)
     with intra_op_threads(threads_for(data)):
         fit = FITTERS[method](m, data, p, **settings)

@@ -160,7 +160,10 @@ class CountsSpec:
     def check(self, model: str, name: str, value, point_estimate: bool):
         if value is None:
             return None
-        arr = torch.as_tensor(np.asarray(value, dtype=float), dtype=DTYPE)
+        try:
+            arr = torch.as_tensor(np.asarray(value, dtype=float), dtype=DTYPE)
+        except (TypeError, ValueError):   # strings, ragged lists: a raw ValueError before
+            raise InvalidInputError(f"{model}: {name} must be an array of counts, got {value!r}") from None
         if not torch.isfinite(arr).all() or (arr < 0).any():
             raise InvalidInputError(f"{model}: {name} must be finite, non-negative counts")
         return arr
@@ -771,7 +774,7 @@ def run_chain(job: dict) -> dict:
         parts, i = {}, 0
         for n, shape in zip(names, shapes):
             size = int(np.prod(shape)) if len(shape) else 1
-            parts[n] = x[..., i:i + size].reshape(*x.shape[:-1], *shape)
+            parts[n] = x[..., i:i + size].reshape(x.shape[:-1] + tuple(shape))
             i += size
         return parts
 

@@ -70,7 +70,7 @@ class PosteriorEstimator:
         post = self._fitted()
         lm = as_label_matrix(data, label_names=post.label_names)
         if lm.named and list(lm.model_names) != list(post.model_names):
-            lm.counts = _align_workers(lm, post.model_names)
+            lm.counts, lm.soft = _align_workers(lm, post.model_names)
             lm.model_names = list(post.model_names)
         probs = post.predict_proba(lm)
         index = pd.Index(lm.item_ids if lm.item_ids is not None else range(len(probs)), name="task")
@@ -107,17 +107,28 @@ class PosteriorEstimator:
         return f"{type(self).__name__}({', '.join(args)})"
 
 
-def _align_workers(lm, names) -> np.ndarray:
-    """``lm.counts`` with its worker axis in the fitted order (missing workers abstain)."""
+def _align_workers(lm, names) -> tuple[np.ndarray, np.ndarray | None]:
+    """``lm.counts`` and ``lm.soft`` with their worker axis in the fitted order (missing
+    workers abstain; the soft-label models need every worker's probabilities)."""
     from ..errors import InvalidInputError
 
-    unknown = set(lm.model_names) - set(map(str, names))
+    names = list(map(str, names))
+    unknown = set(lm.model_names) - set(names)
     if unknown:
         raise InvalidInputError(f"workers {sorted(unknown)} were not in the fitted data")
+    order = [names.index(str(name)) for name in lm.model_names]
     out = np.zeros((lm.counts.shape[0], len(names), lm.counts.shape[2]))
-    for j, name in enumerate(lm.model_names):
-        out[:, list(map(str, names)).index(str(name))] = lm.counts[:, j]
-    return out
+    out[:, order] = lm.counts
+    if lm.soft is None:
+        return out, None
+    # the probabilities move with the votes: left in the old order, the soft models read
+    # worker a's probabilities as worker c's (a silently wrong posterior)
+    if len(order) != len(names):
+        raise InvalidInputError(f"the soft-label models need every fitted worker's probabilities; missing "
+                                f"{sorted(set(names) - set(map(str, lm.model_names)))}")
+    soft = np.empty_like(lm.soft)
+    soft[:, order] = lm.soft
+    return out, soft
 
 
 class DawidSkene(PosteriorEstimator):

@@ -68,6 +68,27 @@ def as_label_matrix(labels, num_classes: int | None = None, label_names=None) ->
     return out
 
 
+def name_axes(lm: LabelMatrix, model_names=None, item_ids=None) -> LabelMatrix:
+    """``fit_posterior``'s ``model_names`` / ``item_ids`` for a vote array (which has neither);
+    they used to be ignored without a word for class models."""
+    if model_names is None and item_ids is None:
+        return lm
+    if lm.named or lm.item_ids is not None:
+        raise InvalidInputError("model_names / item_ids name the axes of a vote array; these labels carry "
+                                "their own (WeakLabels / a long DataFrame)")
+    n, m, _ = lm.counts.shape
+    for what, names, size in (("model_names", model_names, m), ("item_ids", item_ids, n)):
+        if names is None:
+            continue
+        if isinstance(names, (str, bytes)) or not hasattr(names, "__len__") or len(names) != size:
+            raise InvalidInputError(f"{what} must be a list of {size} names, got {names!r}")
+        if len({str(x) for x in names}) != size:
+            raise InvalidInputError(f"{what} must be distinct, got {list(names)}")
+    return LabelMatrix(lm.counts, [str(x) for x in model_names] if model_names is not None else lm.model_names,
+                       lm.label_names, list(item_ids) if item_ids is not None else None, lm.soft,
+                       named=model_names is not None)
+
+
 # -- the stated class set ------------------------------------------------------------------
 
 def _is_int(x) -> bool:

@@ -327,7 +327,9 @@ def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
           *(["Reliability of the training targets themselves on strong_train's hidden truth (every distinct "
              "target source; seeds pooled; 10 bins):", "", "![target reliability](target_reliability.png)", ""]
             if any(p.name == "target_reliability.png" for p in plots) else []),
-          f"Wall time: {_wall_time(meta)} on {meta['machine']} (Python {meta['python']}).", "",
+          f"Wall time: {_wall_time(meta)} on {meta['machine']}"
+          f"{' in ' + str(meta['processes']) + ' processes' if meta.get('processes', 1) > 1 else ''} "
+          f"(Python {meta['python']}).", "",
           "Reproduce:", "", "```", meta.get("command") or "(command not recorded)", "```", ""]
     write_text(out / "results.md", "\n".join(md))
     write_text(out / "meta.json", json.dumps(meta, indent=2, default=str))

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from trl import SFTTrainer
 
 from ..align.soft_targets import hard_targets, token_soft_targets
+from ..distributed import global_share
 from ..errors import InvalidInputError
 from ..training import train_then_merge
 from ..weak.generators import CausalLMGenerator, GeneratorConfig, causal_lm_lora, prompt_of, sft_config
@@ -178,7 +179,7 @@ class TokenSoftSFTTrainer(SFTTrainer):
             token = torch.zeros(has.shape, dtype=rows.dtype, device=rows.device)
             token[has] = self.evidential.per_row(rows, dense, progress)
         per_seq = (token * token_weight * has).sum(1) / has.sum(1).clamp_min(1)
-        loss = (per_seq * weight).sum() / weight.sum().clamp_min(1e-8)
+        loss = (per_seq * weight).sum() / global_share(weight.sum()).clamp_min(1e-8)   # Σ w of the whole batch under DDP
         return (loss, outputs) if return_outputs else loss
 
 

@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..distributed import global_share
 from ..errors import InvalidInputError, UnknownNameError
 
 
@@ -31,11 +32,13 @@ def weighted_xent(logits, batch, progress=0.0):
 
     ``w_i`` is typically the posterior confidence of item ``i``; normalising by ``Σ w``
     keeps the loss scale (and so the learning rate) comparable to plain cross-entropy.
+    Under DDP ``Σ w`` is the whole batch's, not this rank's slice's
+    (:func:`~bayes_w2s.distributed.global_share`).
     """
     if "weight" not in batch:
         raise InvalidInputError("weighted_xent needs per-item weights (e.g. posterior confidence)")
     w = batch["weight"]
-    return (w * soft_cross_entropy(logits, batch["target_probs"])).sum() / w.sum().clamp_min(1e-8)
+    return (w * soft_cross_entropy(logits, batch["target_probs"])).sum() / global_share(w.sum()).clamp_min(1e-8)
 
 
 @dataclass

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
+from .. import distributed
 from ..errors import InvalidInputError
 from ..train_config import PREFERENCE_LOSSES, RANKERS, PreferenceConfig  # noqa: F401  (re-exported here)
 from ..training import logging_arguments, train_then_merge, training_arguments
@@ -249,7 +250,6 @@ def train_preference(student: GenerationStudent, pairs: PreferencePairs, config:
     reference policy. Returns a new :class:`GenerationStudent` (the SFT one is untouched)."""
     import copy
 
-    from datasets import Dataset
     from transformers import set_seed
 
     config = config or PreferenceConfig()
@@ -261,10 +261,11 @@ def train_preference(student: GenerationStudent, pairs: PreferencePairs, config:
     peft_config = causal_lm_lora(config) if config.mode == "lora" else None
     gen_cfg: GeneratorConfig = gen.config
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
+    # the pairs on disk under accelerate launch: TRL caches the reference log-probs next to them
+    with tempfile.TemporaryDirectory() as tmp, distributed.shared_dataset(rows) as data:
         # logged like the student's SFT stage (gen_cfg's logging settings)
         args = dpo_config(config, seed, tmp, gen_cfg.max_length, gen_cfg.bf16, **logging_arguments(gen_cfg))
-        trainer = ConservativeDPOTrainer(model=lm, args=args, train_dataset=Dataset.from_dict(rows),
+        trainer = ConservativeDPOTrainer(model=lm, args=args, train_dataset=data,
                                          processing_class=tok, peft_config=peft_config,
                                          data_collator=PreferenceCollator(pad_token_id=tok.pad_token_id),
                                          preference_loss=config.loss, sft_weight=config.sft_weight)

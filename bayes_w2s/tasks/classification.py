@@ -158,6 +158,8 @@ def load_table(path: str | Path, text_column: str = "text", label_column: str = 
         rows = np.flatnonzero(blank.to_numpy())
         raise InvalidInputError(f"{path}: {len(rows)} row(s) have an empty {label_column!r} "
                                 f"(first: data row {rows[0] + 1}); every item needs a label")
+    # "pos" and " pos" (a space after the comma) were two classes; the blank check above strips too
+    raw = raw.map(lambda v: v.strip() if isinstance(v, str) else v)
     if df[text_column].isna().any():
         rows = np.flatnonzero(df[text_column].isna().to_numpy())
         raise InvalidInputError(f"{path}: {len(rows)} row(s) have no {text_column!r} (first: data row {rows[0] + 1})")

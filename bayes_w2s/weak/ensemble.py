@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import softmax
 
+from .. import distributed
 from ..backbones import texts_fingerprint
 from ..cards import cache_dir, load_card
 from ..errors import CorruptCacheError, InvalidInputError
@@ -82,7 +83,7 @@ class WeakEnsemble:
         self.model_names = [c.name for c in self.cards]
         if len(set(self.model_names)) != len(self.model_names):
             raise InvalidInputError(f"duplicate weak models in {self.model_names}")
-        self._raw_config, self._raw_cache = config, cache
+        self._raw_config, self._raw_cache, self._models = config, cache, models
         self.generation_ = None
         self.configs = {c.name: (config.get(c.name, config.get(m, TrainConfig())) if isinstance(config, dict)
                                  else (config or TrainConfig())) for m, c in zip(models, self.cards)}
@@ -107,7 +108,12 @@ class WeakEnsemble:
             from .generation_ensemble import GenerationEnsemble
             if label_names is None:
                 raise InvalidInputError("a generation ensemble needs the task's slot types: fit(data, task.slot_types)")
-            self.generation_ = GenerationEnsemble([c.name for c in self.cards], label_names, self._raw_config,
+            config = self._raw_config
+            if isinstance(config, dict):   # keyed by card name or by the name / path the model was given as
+                config = {c.name: config[k] for m, c in zip(self._models, self.cards)
+                          for k in (m, c.name) if k in config}   # the card name wins
+            # the models as given: a card given by its YAML path is found again by that path
+            self.generation_ = GenerationEnsemble(self._models, label_names, config,
                                                   seed=self.seed, cache=self._raw_cache,
                                                   prefer_offline=self.prefer_offline).fit(train_data)
             return self
@@ -172,12 +178,13 @@ class WeakEnsemble:
         probs = []
         for name in self.model_names:
             path = self._key(name, texts) if self.cache else None
-            cached = self._load_cached(path, len(texts)) if path is not None else None
+            # rank 0 reads the cache it alone writes; every rank gets its answer
+            cached = distributed.on_main(self._load_cached, path, len(texts)) if path is not None else None
             if cached is not None:
                 probs.append(cached)
                 continue
             p = softmax(self._classifier(name).predict_logits(texts).astype(np.float64), -1)
-            if path is not None:
+            if path is not None and distributed.is_main():
                 try:
                     WeakLabels(p[:, None], [name], self.label_names, None,
                                {"card": name, "config": self.configs[name].key(), "seed": self.seed}).save(path)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import distributed
 from ..backbones import texts_fingerprint
 from ..cards import cache_dir, load_card
 from ..errors import CorruptCacheError, InvalidInputError
@@ -126,12 +127,13 @@ class GenerationEnsemble:
         for name in self.model_names:
             k = n_best or self.configs[name].n_best
             path = self._key(name, "hyp", texts, f"n_best={k}") if self.cache else None
-            part = self._load_hypotheses(path, ids) if path is not None else None
+            # rank 0 reads the cache it alone writes; every rank gets its answer
+            part = distributed.on_main(self._load_hypotheses, path, ids) if path is not None else None
             if part is None:
                 nbest = self.generator(name).generate(texts, n_best=k, progress=progress)
                 part = WeakHypotheses([[h] for h in nbest], [name], ids,
                                       {"card": name, "config": self.configs[name].key(), "seed": self.seed})
-                if path is not None:
+                if path is not None and distributed.is_main():
                     _write_cache(path, part.save)
             parts.append(part)
         return WeakHypotheses.concat_models(parts)
@@ -152,10 +154,10 @@ class GenerationEnsemble:
         scores = []
         for name in self.model_names:
             path = self._key(name, "joint", texts, json.dumps(candidates), ".json") if self.cache else None
-            part = _load_scores(path, candidates) if path is not None else None
+            part = distributed.on_main(_load_scores, path, candidates) if path is not None else None
             if part is None:
                 part = self.generator(name).score(texts, candidates, progress=progress)
-                if path is not None:
+                if path is not None and distributed.is_main():
                     _write_cache(path, lambda p: write_text(p, json.dumps([s.tolist() for s in part])))
             scores.append(part)
         return [sum(lam[j] * scores[j][n] for j in range(m)) for n in range(len(texts))]

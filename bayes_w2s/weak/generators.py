@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..align.bridge import generated_to_words, tokens_to_words
 from ..cards import ModelCard, load_card, resolve_weights
 from ..errors import CorruptCacheError, InvalidInputError
@@ -179,7 +180,7 @@ class CausalLMGenerator:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
             self.model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False, use_safetensors=True,
-                                                              dtype=torch.float32).eval()
+                                                              dtype=torch.float32).eval().to(distributed.device())
             self.history = json.loads((path / "history.json").read_text())
             self.prompt_template = getattr(self.model.config, "prompt_template", PROMPT_TEMPLATE)
         except (OSError, ValueError, SafetensorError) as err:
@@ -204,10 +205,10 @@ class CausalLMGenerator:
         order = np.argsort([len(p) for p in prompts], kind="stable")
         out: list[list[Hypothesis]] = [None] * len(texts)       # type: ignore[list-item]
         bs = max(1, cfg.eval_batch_size // n_best)
-        for start in tqdm(range(0, len(order), bs), desc=f"generate {self.card.name}", disable=not progress,
-                          leave=False):
-            idx = order[start:start + bs]
-            enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True)
+        batches = [order[start:start + bs] for start in range(0, len(order), bs)]
+        for idx in tqdm(distributed.shard(batches), desc=f"generate {self.card.name}",   # this rank's batches
+                        disable=not progress or not distributed.is_main(), leave=False):
+            enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True).to(self.model.device)
             extra = processors(idx, enc["input_ids"].shape[1], n_best) if processors is not None else []
             # use_cache explicitly: TRL's DPOTrainer leaves generation_config.use_cache False on the
             # model it trained, and decoding without the KV cache was ~6x slower per batch here
@@ -233,6 +234,7 @@ class CausalLMGenerator:
                 hyp = Hypothesis(scores.words, scores.logprobs, scores.rest, num_tokens=len(ids))
                 item = idx[row // n_best]
                 out[item] = (out[item] or []) + [hyp]
+        out = distributed.gather_filled(out)
         for hyps in out:    # beam order is by length-penalised score; keep best-first by log-prob
             hyps.sort(key=lambda h: -h.logprob)
         return out
@@ -247,8 +249,9 @@ class CausalLMGenerator:
                  for c in cands]
         flat = np.empty(len(pairs))
         bs = self.config.eval_batch_size
-        for start in tqdm(range(0, len(pairs), bs), desc=f"score {self.card.name}", disable=not progress,
-                          leave=False):
+        done = {}
+        for start in tqdm(distributed.shard(range(0, len(pairs), bs)), desc=f"score {self.card.name}",
+                          disable=not progress or not distributed.is_main(), leave=False):
             chunk = pairs[start:start + bs]
             seqs, first = [], []
             for _, prompt, cand in chunk:
@@ -262,10 +265,12 @@ class CausalLMGenerator:
             for r, s in enumerate(seqs):
                 ids[r, :len(s)] = torch.tensor(s)
                 mask[r, :len(s)] = 1
+            ids, mask = ids.to(self.model.device), mask.to(self.model.device)
             logp = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), -1)
-            token_lp = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-            for r, (s, f) in enumerate(zip(seqs, first)):
-                flat[start + r] = float(token_lp[r, f - 1:len(s) - 1].mean())
+            token_lp = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1).cpu()
+            done[start] = [float(token_lp[r, f - 1:len(s) - 1].mean()) for r, (s, f) in enumerate(zip(seqs, first))]
+        for start, values in distributed.gather_dict(done).items():
+            flat[start:start + len(values)] = values
         out, k = [], 0
         for cands in candidates:
             out.append(flat[k:k + len(cands)])
@@ -417,7 +422,8 @@ class TaggerGenerator:
         rows = self._training_rows(words, tags)
         with tempfile.TemporaryDirectory() as tmp:
             trainer = Trainer(model=model, args=training_arguments(cfg, seed, tmp), train_dataset=rows,
-                              data_collator=DataCollatorForTokenClassification(self.tokenizer))
+                              data_collator=DataCollatorForTokenClassification(self.tokenizer),
+                              compute_loss_func=distributed.token_classification_loss())   # DDP: the batch's token mean
             done = train_then_merge(trainer, cfg.logging_dir)
         self.model, self.history, self.train_seconds = done.model, done.history, done.train_seconds
         return self
@@ -429,14 +435,15 @@ class TaggerGenerator:
         if self.model is None:
             raise InvalidInputError("the generator is not trained yet: call fit() first")
         words = [t.split() for t in texts]
-        out = []
         bs = self.config.eval_batch_size
-        for start in range(0, len(words), bs):
-            chunk = words[start:start + bs]
+
+        def run(start):
+            chunk, out = words[start:start + bs], []
             enc = self.tokenizer(chunk, is_split_into_words=True, truncation=True, max_length=self.config.max_length,
                                  padding=True, return_tensors="pt")
-            logp = torch.log_softmax(self.model(input_ids=enc["input_ids"],
-                                                attention_mask=enc["attention_mask"]).logits.float(), -1).numpy()
+            logp = torch.log_softmax(self.model(input_ids=enc["input_ids"].to(self.model.device),
+                                                attention_mask=enc["attention_mask"].to(self.model.device)
+                                                ).logits.float(), -1).cpu().numpy()
             for i, w in enumerate(chunk):
                 lp = np.full((len(w), len(self.labels)), -np.log(len(self.labels)))
                 seen = set()
@@ -445,7 +452,9 @@ class TaggerGenerator:
                         lp[wid] = logp[i, pos]
                         seen.add(wid)
                 out.append(lp)
-        return out
+            return out
+
+        return [lp for part in distributed.map_batches(run, range(0, len(words), bs)) for lp in part]
 
     def generate(self, texts: list[str], n_best: int | None = None, progress: bool = True) -> list[list[Hypothesis]]:
         n_best = n_best or self.config.n_best

@@ -20,7 +20,10 @@ def check_probs(probs: np.ndarray, what: str = "probabilities", ndim: int | None
     Rows that are all NaN are allowed only when ``allow_missing``-style masking is done
     by the caller; here every entry must be finite, in [0, 1], and each row sum to 1.
     """
-    probs = np.asarray(probs, dtype=np.float64)
+    try:
+        probs = np.asarray(probs, dtype=np.float64)
+    except (TypeError, ValueError) as exc:   # strings, ragged lists: a raw ValueError before
+        raise InvalidInputError(f"{what} must be a numeric array ({exc})") from None
     if ndim is not None and probs.ndim != ndim:
         raise InvalidInputError(f"{what} must have {ndim} dimensions, got shape {probs.shape}")
     if probs.size == 0:
@@ -60,6 +63,16 @@ class WeakLabels:
     def __post_init__(self):
         self.probs = check_probs(self.probs, "weak-label probabilities", ndim=3)
         n, m, k = self.probs.shape
+        for what, names in (("model_names", self.model_names), ("label_names", self.label_names),
+                            ("item_ids", self.item_ids)):
+            if names is None and what == "item_ids":
+                continue
+            # a string has a length too ("ab" passed for 2 models); repeated names made one model / class /
+            # item ambiguous (model() picks the first; a duplicated item id gave a frame with a repeated index)
+            if isinstance(names, (str, bytes)) or not hasattr(names, "__len__"):
+                raise InvalidInputError(f"WeakLabels {what} must be a list, got {names!r}")
+            if len({str(x) for x in names}) != len(names):
+                raise InvalidInputError(f"WeakLabels {what} must be distinct, got {list(names)[:20]}")
         if len(self.model_names) != m:
             raise InvalidInputError(f"{len(self.model_names)} model names for {m} weak models (probs {self.probs.shape})")
         if len(self.label_names) != k:
@@ -101,6 +114,9 @@ class WeakLabels:
         return self.probs[:, self.model_names.index(name)]
 
     def select_models(self, names: list[str]) -> "WeakLabels":
+        unknown = [n for n in names if n not in self.model_names]
+        if unknown:
+            raise InvalidInputError(f"no weak model(s) {unknown}; have {self.model_names}")
         idx = [self.model_names.index(n) for n in names]
         return WeakLabels(self.probs[:, idx], list(names), self.label_names, self.item_ids, dict(self.meta))
 
@@ -131,7 +147,9 @@ class WeakLabels:
             with np.load(path, allow_pickle=False) as z:
                 header = json.loads(str(z["header"]))
                 probs = z["probs"].astype(np.float64)
-            # float32 storage: renormalise so reloaded rows still sum to 1 exactly
+            # float32 storage: renormalise so reloaded rows still sum to 1 exactly — after checking them,
+            # or rows of 0.3 (or negative ones) in a damaged file would come back as valid 0.5s
+            probs = check_probs(probs, "weak-label probabilities", ndim=3)
             probs = probs / probs.sum(-1, keepdims=True)
             return cls(probs, header["model_names"], header["label_names"], header["item_ids"], header.get("meta", {}))
         except Exception as exc:  # zipfile/JSON/key/shape errors all mean the same thing here

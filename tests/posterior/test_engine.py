@@ -243,3 +243,14 @@ def test_em_start_points_keep_the_best():
     assert fit.converged and fit.info["rows"] == data.num_rows
     with pytest.raises(InvalidInputError, match="max_iter"):
         fit_em(m, data, p, max_iter=0)
+
+
+@pytest.mark.parametrize("name", ["dawid_skene", "one_coin", "hierarchical", "ebcc", "soft", "logistic_t"])
+def test_every_model_with_nuts_samples_in_a_worker(name):
+    """A few NUTS draws of every class model through the worker code path (flattening and
+    unflattening each site, scalars included), in one process: finite, normalised labels."""
+    labels = simulate_soft(n=60)[1] if name in ("soft", "logistic_t") else simulate_votes(n=80, k=3)[1]
+    post = fit_posterior(labels, model=name, method="nuts", num_chains=1, num_samples=5, warmup_steps=5,
+                         num_workers=1, progress=False)
+    assert np.isfinite(post.item_probs).all()
+    np.testing.assert_allclose(post.item_probs.sum(-1), 1.0, atol=1e-9)

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from bayes_w2s.aggregation import EBCC, DawidSkene, LogisticT, OneCoinDawidSkene
+from bayes_w2s import WeakLabels
 from bayes_w2s.errors import InvalidInputError
 
 from .conftest import simulate_soft
@@ -54,3 +55,16 @@ def test_soft_label_estimator_and_errors():
     assert est.probas_.shape == (300, 3) and repr(est) == "LogisticT()"
     with pytest.raises(InvalidInputError, match="not fitted"):
         DawidSkene().predict_proba(pd.DataFrame({"task": [1], "worker": ["a"], "label": [0]}))
+
+
+@pytest.mark.parametrize("cls", [DawidSkene, LogisticT])
+def test_new_tasks_with_workers_in_another_order_get_the_same_posterior(cls):
+    """The soft models read ``lm.soft``, which stayed in the caller's worker order while the
+    votes were aligned: the same data with its workers listed c, a, b got other posteriors."""
+    _, wl = simulate_soft(n=200)
+    est = cls().fit(wl)
+    perm = [2, 0, 1]
+    shuffled = WeakLabels(wl.probs[:, perm], [wl.model_names[j] for j in perm], wl.label_names)
+    np.testing.assert_allclose(est.predict_proba(shuffled).to_numpy(), est.probas_.to_numpy(), atol=1e-8)
+    with pytest.raises(InvalidInputError, match="every fitted worker's probabilities"):
+        LogisticT().fit(wl).predict_proba(shuffled.select_models(shuffled.model_names[:2]))

@@ -115,6 +115,15 @@ BAD_INPUTS = [
     (VOTES, dict(method="svi", guide="laplace"), InvalidInputError, "guide must be one of"),
     (VOTES, dict(method="svi", subsample_size=0), InvalidInputError, "subsample_size must be None or"),
     (VOTES, dict(method="em", steps=10), InvalidInputError, r"has no prior or em setting named \['steps'\]"),
+    # prior_counts of the wrong shape broadcast or failed deep in torch (RuntimeError); strings: ValueError
+    (VOTES, dict(prior_counts=np.ones((3, 2, 2))), InvalidInputError, r"prior_counts must have shape \[K, M, K\] = \[2, 3, 2\]"),
+    (VOTES, dict(prior_counts=np.ones((2, 2, 2))), InvalidInputError, r"prior_counts must have shape"),
+    (VOTES, dict(prior_counts="x"), InvalidInputError, r"prior_counts must be an array of counts, got 'x'"),
+    # item_ids / model_names of a vote array were ignored without a word
+    (VOTES, dict(item_ids=["a", "b", "c"]), InvalidInputError, r"item_ids must be a list of 4 names"),
+    (VOTES, dict(item_ids=["a", "a", "c", "d"]), InvalidInputError, r"item_ids must be distinct"),
+    (VOTES, dict(model_names="xyz"), InvalidInputError, r"model_names must be a list of 3 names"),
+    (_long([0, 1, 1, 1, 0, 1]), dict(item_ids=[7, 8, 9]), InvalidInputError, r"these labels carry their own"),
 ]
 
 
@@ -222,3 +231,12 @@ def test_fuzzed_inputs_give_a_posterior_or_a_project_error(labels, num_classes, 
     if k is not None:
         assert probs.shape[1] == k
     assert np.isfinite(probs).all() and np.allclose(probs.sum(1), 1)
+
+
+def test_a_vote_array_takes_item_ids_and_model_names():
+    """They name the result's axes (and gold items by id) instead of being dropped."""
+    post = fit_posterior(VOTES, item_ids=["a", "b", "c", "d"], model_names=["x", "y", "z"], gold={"b": 0})
+    assert list(post.to_frame().index) == ["a", "b", "c", "d"] and list(post.model_names) == ["x", "y", "z"]
+    assert post.item_probs[1, 0] == 1.0
+    counts = np.ones((2, 3, 2))                       # [K, M, K] is the documented layout
+    assert fit_posterior(VOTES, prior_counts=counts).item_probs.shape == (4, 2)

@@ -126,6 +126,10 @@ BAD_TASKS = [
     (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), label_names=["a", "c"]), r"labels \['b'\] are not in label_names"),
     (lambda d: dict(name="sst2", data_dir=str((d / "sst2").mkdir() or d)), r"task 'sst2': offline data incomplete, .*train.tsv is missing"),
     (lambda d: dict(name=3), "task must be a task name or a file path, got int 3"),
+    # " a" (a space after the comma) was a third class beside "a"
+    (lambda d: dict(name=_table(d, "s.csv", "text,label\n" + "".join(f"t{i}, {'a' if i % 2 else 'b'}\n" for i in range(30)))),
+     None),
+    (lambda d: dict(name=_table(d, "s.csv", "text,label\n" + "t,a\n" * 15 + "u, a\n" * 15)), r"s.csv: every row has the label 'a'"),
 ]
 
 

@@ -42,6 +42,34 @@ def test_shape_and_label_set_errors():
         wl.check_against(ds, ["negative", "positive"])
 
 
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(model_names=["a", "a", "c"]), r"model_names must be distinct"),
+    (dict(label_names=["x", "x"]), r"label_names must be distinct"),
+    (dict(item_ids=["i0", "i0", "i2", "i3", "i4"]), r"item_ids must be distinct"),
+    (dict(model_names="abc"), r"model_names must be a list, got 'abc'"),
+    (dict(probs=[[["a", "b"]]]), r"must be a numeric array"),        # was a raw ValueError
+])
+def test_bad_names_and_values(kwargs, match):
+    args = {"probs": _probs(), "model_names": ["a", "b", "c"], "label_names": ["neg", "pos"], **kwargs}
+    with pytest.raises(InvalidInputError, match=match):
+        WeakLabels(args.pop("probs"), **args)
+
+
+def test_select_unknown_model_is_a_named_error():
+    with pytest.raises(InvalidInputError, match=r"no weak model\(s\) \['d'\]"):
+        WeakLabels(_probs(), ["a", "b", "c"], ["neg", "pos"]).select_models(["a", "d"])
+
+
+@pytest.mark.parametrize("fill", [0.3, -0.5, 5.0])
+def test_damaged_probabilities_in_a_file_are_not_renormalised_into_valid_ones(tmp_path, fill):
+    path = WeakLabels(_probs(), ["a", "b", "c"], ["neg", "pos"]).save(tmp_path / "w.npz")
+    with np.load(path) as z:
+        header = z["header"]
+    np.savez(path, probs=np.full((5, 3, 2), fill, dtype=np.float32), header=header)
+    with pytest.raises(CorruptCacheError, match="w.npz"):
+        WeakLabels.load(path)
+
+
 def test_corrupt_cache_names_the_file(tmp_path):
     bad = tmp_path / "weak.npz"
     bad.write_bytes(b"not a zip file")

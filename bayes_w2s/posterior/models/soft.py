@@ -25,9 +25,12 @@ def soft_label(probs: torch.Tensor, alpha_prior: float = 1.0, diag_shape: float 
 
     A proper density on the simplex, so how confident a weak model is counts, and the
     reliability λ_{k,m} is learnt per true class. Its log-density is linear in log p_nml,
-    so the item posterior weighs *every* class's log-probability, the clipped tiny ones
-    included: where weak models are sharp, "how small the wrong classes are" outweighs
-    "which class is largest" (measured on AG News: ``experiments/diagnose_soft_label.py``),
+    so the item posterior weighs *every* class's log-probability, the tiny ones included.
+    Measured on AG News (``experiments/diagnose_soft_label.py``): the unsupervised optimum
+    explains the probability vectors better than globals fitted on the true classes, yet
+    classifies worse than the vote, and clipping harder makes it worse: the likelihood is
+    misspecified (it rewards classes organised around the pattern of the small
+    probabilities), not badly optimised,
     which is why :mod:`.logistic_t` exists. Probabilities are clipped to [ε, 1] and
     renormalised (``eps``) because a Dirichlet density is unbounded at exact zeros.
     Related: the Dirichlet calibration map of Kull et al. (2019) and the soft-label
