@@ -15,9 +15,15 @@ class DrawDiagnostics:
     ``[chains, draws, items]``, ``sample_stats``, ``history``, ``converged``, ``model``,
     ``method`` and a ``to_inference_data()``."""
 
+    def _draw_shape(self) -> tuple[int, int]:
+        """``(chains, draws)`` of the global sites (every site is ``[chains, draws, ...]``)."""
+        first = next(iter(self.draws.values()), None)
+        return (0, 0) if first is None else tuple(first.shape[:2])
+
     @property
     def num_draws(self) -> int:
-        return 0 if self.log_lik is None else self.log_lik.shape[0] * self.log_lik.shape[1]
+        chains, draws = self._draw_shape()
+        return chains * draws
 
     def diagnostics(self, warn: bool = True) -> dict:
         """Max R-hat and min bulk ESS over the global sites, divergences; EM/SVI report their
@@ -26,7 +32,7 @@ class DrawDiagnostics:
         out = {"model": self.model, "method": self.method, "iterations": len(self.history),
                "converged": self.converged, "max_rhat": float("nan"), "min_ess_bulk": float("nan"),
                "divergences": int(self.sample_stats["diverging"].sum()) if "diverging" in self.sample_stats else 0}
-        chains = self.log_lik.shape[0] if self.log_lik is not None else 0
+        chains = self._draw_shape()[0]
         if chains >= 2 and self.num_draws >= 8:
             import arviz as az
 
@@ -87,7 +93,11 @@ class Posterior(DrawDiagnostics):
         model: posterior model name; method: inference method (em | vb | svi | nuts).
         history: per-iteration log joint (EM), ELBO (VB) or ELBO loss (SVI).
         draws: global sites as ``[chains, draws, ...]`` in the model's own layout.
-        log_lik: ``[chains, draws, N]`` log p(y_n | globals), the class summed out (for LOO).
+        log_lik: ``[chains, draws, N]`` log p(y_n | globals), the class summed out (for LOO);
+            a property, expanded on access from ``log_lik_rows`` ``[chains, draws, R]`` (one
+            column per distinct vote pattern) and ``row_of_item`` ``[N]`` — with 200 VB
+            draws of a million items the expanded array is 1.6 GB, so it is never built
+            unless asked for.
         true_class: ``[chains, draws, N]`` item labels drawn from their conditional per draw (NUTS).
         sample_stats: e.g. ``diverging`` ``[chains, draws]`` (NUTS).
         observed: the observation tensor the model saw (vote counts, probabilities, log-odds).
@@ -106,13 +116,20 @@ class Posterior(DrawDiagnostics):
     converged: bool = True
     confusion_sd: np.ndarray | None = None
     draws: dict = field(default_factory=dict)
-    log_lik: np.ndarray | None = None
+    log_lik_rows: np.ndarray | None = None
+    row_of_item: np.ndarray | None = None
     true_class: np.ndarray | None = None
     sample_stats: dict = field(default_factory=dict)
     observed: np.ndarray | None = None
     info: dict = field(default_factory=dict)
     priors: dict = field(default_factory=dict)
     temperature: float = 1.0
+
+    @property
+    def log_lik(self) -> np.ndarray | None:
+        if self.log_lik_rows is None or self.row_of_item is None:
+            return self.log_lik_rows
+        return self.log_lik_rows[..., self.row_of_item]
 
     @property
     def confidence(self) -> np.ndarray:
@@ -137,7 +154,9 @@ class Posterior(DrawDiagnostics):
         pick = (lambda a: None if a is None else a[..., idx])
         return replace(self, item_probs=self.item_probs[idx],
                        item_ids=None if self.item_ids is None else [self.item_ids[i] for i in idx],
-                       log_lik=pick(self.log_lik), true_class=pick(self.true_class),
+                       log_lik_rows=self.log_lik_rows if self.row_of_item is not None else pick(self.log_lik_rows),
+                       row_of_item=None if self.row_of_item is None else self.row_of_item[idx],
+                       true_class=pick(self.true_class),
                        observed=None if self.observed is None else self.observed[idx])
 
     def to_frame(self):

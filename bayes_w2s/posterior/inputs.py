@@ -177,6 +177,8 @@ def _vote_array(labels) -> np.ndarray:
     if isinstance(labels, (str, bytes)) or np.isscalar(labels):
         raise InvalidInputError(f"labels must be WeakLabels, an int array [N, M] of votes or a long DataFrame, "
                                 f"got {type(labels).__name__} {labels!r}")
+    if isinstance(labels, np.ma.MaskedArray):   # masked cells are abstentions (np.asarray drops the mask)
+        labels = labels.astype(float).filled(-1)
     try:
         votes = np.asarray(labels)
     except (ValueError, TypeError) as exc:   # numpy refuses ragged nested lists
@@ -293,6 +295,13 @@ def _from_long(df: pd.DataFrame, num_classes, label_names) -> LabelMatrix:
         if df[col].isna().any():
             raise InvalidInputError(f"column {col!r} must not be missing (NaN), first at row "
                                     f"{int(np.flatnonzero(df[col].isna().to_numpy())[0])}")
+        # 0 and "0" would be two tasks (or workers) that print, and match gold ids, as one
+        seen: dict = {}
+        for v in pd.unique(df[col]):
+            if str(v) in seen:
+                raise InvalidInputError(f"column {col!r} holds {seen[str(v)]!r} and {v!r}: different values that "
+                                        "read the same; use one type for the ids")
+            seen[str(v)] = v
     l_idx, label_names = _long_labels(df["label"], num_classes, label_names)
     # hash-based factorize + bincount: linear in the number of labels (crowd-kit scale inputs).
     # Tasks and workers are indexed before abstentions are dropped, so an item that only

@@ -254,3 +254,14 @@ def test_every_model_with_nuts_samples_in_a_worker(name):
                          num_workers=1, progress=False)
     assert np.isfinite(post.item_probs).all()
     np.testing.assert_allclose(post.item_probs.sum(-1), 1.0, atol=1e-9)
+
+
+def test_log_likelihood_is_kept_per_vote_pattern_and_expanded_on_access():
+    """Items that share a vote pattern share its log-likelihood: kept once per pattern (VB's
+    200 draws × a million items would be 1.6 GB), expanded to ``[chains, draws, N]`` on access."""
+    truth, votes = simulate_votes(n=300, k=3)
+    post = fit_posterior(votes, model="dawid_skene", method="vb", num_draws=50)
+    assert post.log_lik_rows.shape[-1] < 300 and post.log_lik.shape == (1, 50, 300)
+    np.testing.assert_array_equal(post.log_lik, post.log_lik_rows[..., post.row_of_item])
+    part = post.select(np.arange(10, 20))
+    np.testing.assert_array_equal(part.log_lik, post.log_lik[..., 10:20])

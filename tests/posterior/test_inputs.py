@@ -124,6 +124,9 @@ BAD_INPUTS = [
     (VOTES, dict(item_ids=["a", "a", "c", "d"]), InvalidInputError, r"item_ids must be distinct"),
     (VOTES, dict(model_names="xyz"), InvalidInputError, r"model_names must be a list of 3 names"),
     (_long([0, 1, 1, 1, 0, 1]), dict(item_ids=[7, 8, 9]), InvalidInputError, r"these labels carry their own"),
+    # 0 and "0" were two tasks that print (and match gold ids) as one
+    (pd.DataFrame({"task": [0, "0", 1, 1], "worker": ["a", "b", "a", "b"], "label": [0, 1, 1, 1]}), {},
+     InvalidInputError, r"column 'task' holds 0 and '0'"),
 ]
 
 
@@ -240,3 +243,12 @@ def test_a_vote_array_takes_item_ids_and_model_names():
     assert post.item_probs[1, 0] == 1.0
     counts = np.ones((2, 3, 2))                       # [K, M, K] is the documented layout
     assert fit_posterior(VOTES, prior_counts=counts).item_probs.shape == (4, 2)
+
+
+def test_masked_votes_are_abstentions():
+    """np.asarray drops a MaskedArray's mask: masked cells used to count as votes."""
+    votes = np.array([[0, 1, 1], [1, 1, 0], [0, 0, 1], [1, 0, 0]])
+    mask = np.zeros_like(votes, dtype=bool)
+    mask[0, 2] = mask[3, 0] = True
+    masked = fit_posterior(np.ma.MaskedArray(votes, mask=mask), num_classes=2)
+    np.testing.assert_allclose(masked.item_probs, fit_posterior(np.where(mask, -1, votes), num_classes=2).item_probs)

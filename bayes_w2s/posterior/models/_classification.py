@@ -245,8 +245,8 @@ class ClassModel(PosteriorModel):
         true_class = None
         if fit.info.get("draw_labels"):
             true_class = draw_local_latents(self, data, p, draws, temperature, fit.info.get("seed", 0))
-        if data.inverse is not None:
-            probs, log_lik = probs[data.inverse], log_lik[..., data.inverse]
+        if data.inverse is not None:   # items share their vote pattern's log-likelihood (expanded on access)
+            probs = probs[data.inverse]
         with torch.no_grad():
             conf = self.confusion(draws, data, probs).transpose(-3, -2)                      # [C, D, M, K, K]
         n_draws = conf.shape[0] * conf.shape[1]
@@ -255,7 +255,8 @@ class ClassModel(PosteriorModel):
             confusion_sd=conf.flatten(0, 1).std(0).numpy() if n_draws > 1 else None,
             class_prior=draws["pi"].mean((0, 1)).numpy(), model_names=lm.model_names, label_names=lm.label_names,
             item_ids=lm.item_ids, model=self.name, method=method, history=list(fit.history), converged=fit.converged,
-            draws={s: v.detach().numpy() for s, v in draws.items()}, log_lik=log_lik.numpy(),
+            draws={s: v.detach().numpy() for s, v in draws.items()}, log_lik_rows=log_lik.numpy(),
+            row_of_item=None if data.inverse is None else data.inverse.numpy(),
             true_class=true_class, sample_stats=fit.sample_stats, observed=self.observed(data),
             info=dict(fit.info), priors=dict(p), temperature=temperature)
 
