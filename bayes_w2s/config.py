@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from .errors import BayesW2SError, ConfigError, InvalidInputError, UnknownNameError
-from .train_config import GeneratorConfig, PreferenceConfig, TrainConfig
+from .train_config import DecodingConfig, GeneratorConfig, PreferenceConfig, TrainConfig
 
 # -- targets -------------------------------------------------------------------------------
 
@@ -35,7 +35,7 @@ TARGET_KINDS = ("ground_truth", "weak", "best_weak", "mean", "vote", "weak_all",
 GOLD_USES = ("none", "observe", "prior")
 #: target kinds and losses that exist for generation tasks (slot filling)
 GENERATION_TARGETS = ("ground_truth", "weak", "best_weak", "weak_all", "posterior", "joint_decoding")
-GENERATION_LOSSES = ("xent", "weighted_xent", "multi_weak", "edl")
+GENERATION_LOSSES = ("xent", "weighted_xent", "token_weighted_xent", "multi_weak", "edl")
 #: each classification loss's settings: the fields of its class in bayes_w2s.student.losses
 #: (kept here so validation needs no torch; tests/test_config.py holds the two equal)
 LOSS_KWARGS = {"xent": (), "weighted_xent": (), "aux_conf": ("alpha_max", "warmup"),
@@ -248,7 +248,9 @@ class MethodConfig:
     targets: str = field(default="mean", metadata={"help":
         "ground_truth (the ceiling) | weak:<model> | best_weak | mean | vote | weak_all | posterior:<model>[:<method>]"
         " | joint_decoding (generation)"})
-    loss: str = field(default="xent", metadata={"help": "xent | weighted_xent | aux_conf | multi_weak | edl"})
+    loss: str = field(default="xent", metadata={"help": "xent | weighted_xent | aux_conf | multi_weak | edl; "
+                                                        "generation also token_weighted_xent (each target token "
+                                                        "weighted by the word posterior's probability of its word)"})
     hard: bool = field(default=False, metadata={"help": "train on argmax targets (generation: the posterior's "
                                                         "consensus one-hot instead of token soft labels)"})
     loss_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help":
@@ -262,6 +264,9 @@ class MethodConfig:
     preference: PreferenceConfig | None = field(default=None, metadata={"help":
         "generation only: a DPO / conservative-DPO stage after SFT (PreferenceConfig keys: loss, beta, epsilon, "
         "n_candidates, ranker, …); methods with the same SFT settings share one SFT student"})
+    decoding: DecodingConfig | None = field(default=None, metadata={"help":
+        "generation only: how the student writes its test outputs (DecodingConfig keys: constrained, no_slot, "
+        "no_slot_rate); rows that differ only here share one student"})
     gold: str = field(default="none", metadata={"help":
         "how a posterior target uses the gold slice (weak_val_size): none | observe (the true class is observed "
         "on gold items: semi-supervised) | prior (each weak model's confusion counts on the gold items become its "
@@ -273,14 +278,18 @@ class MethodConfig:
         "posterior targets: rounds of the strong model in the loop — its cross-fitted predictions on strong_train "
         "join the posterior as one more supervisor, which is refitted (0 = off); crowdlab: must be 1"})
     crossfit_folds: int = field(default=5, metadata={"help":
-        "folds of the cross-fitting that gives the strong model's out-of-fold predictions (student_rounds, crowdlab)"})
+        "folds of the cross-fitting that gives the strong model's out-of-fold predictions (student_rounds, crowdlab); "
+        "generation also 1: no cross-fitting, the student of the current targets writes every item (one SFT "
+        "cheaper per round, but it partly echoes its own targets)"})
 
     def sft_key(self) -> str:
         """What identifies this method's SFT student (everything but the name and preference)."""
-        # the posterior's temperature shapes the targets too; left out at T = 1 so existing keys stay valid
-        return json.dumps([self.targets, self.loss, self.hard, self.loss_kwargs, self.posterior_kwargs,
-                           self.train_overrides, *([self.temperature] if self.temperature != 1.0 else [])],
-                          sort_keys=True, default=str)
+        parts = [self.targets, self.loss, self.hard, self.loss_kwargs, self.posterior_kwargs, self.train_overrides]
+        if self.temperature != 1.0:   # the posterior's temperature shapes the targets; left out at T = 1 so keys stay valid
+            parts.append(self.temperature)
+        if self.student_rounds:   # only when set, so that the keys of students without it stay as they were
+            parts.append({"student_rounds": self.student_rounds, "crossfit_folds": self.crossfit_folds})
+        return json.dumps(parts, sort_keys=True, default=str)
 
     @property
     def spec(self) -> TargetSpec:
@@ -302,7 +311,7 @@ class MethodConfig:
             raise InvalidInputError(f"method {self.name!r}: unknown loss {self.loss!r}; available: {LOSSES}")
         if self.loss == "multi_weak" and kind != "weak_all":
             raise InvalidInputError(f"method {self.name!r}: loss multi_weak needs targets: weak_all")
-        if self.loss == "weighted_xent" and kind not in ("posterior", "crowdlab"):
+        if self.loss in ("weighted_xent", "token_weighted_xent") and kind not in ("posterior", "crowdlab"):
             raise InvalidInputError(f"method {self.name!r}: weighted_xent weights items by posterior confidence; "
                                     "use targets: posterior:<model>")
         if self.gold not in GOLD_USES:
@@ -319,8 +328,9 @@ class MethodConfig:
         if self.student_rounds < 0 or (kind == "crowdlab" and self.student_rounds not in (0, 1)):
             raise InvalidInputError(f"method {self.name!r}: student_rounds must be ≥ 0 (crowdlab: 0 or 1), "
                                     f"got {self.student_rounds}")
-        if self.crossfit_folds < 2:
-            raise InvalidInputError(f"method {self.name!r}: crossfit_folds must be ≥ 2, got {self.crossfit_folds}")
+        if self.crossfit_folds < 1:
+            raise InvalidInputError(f"method {self.name!r}: crossfit_folds must be ≥ 2 (generation: ≥ 1), "
+                                    f"got {self.crossfit_folds}")
 
 
 # -- the experiment ---------------------------------------------------------------------------
@@ -481,8 +491,12 @@ class ExperimentConfig:
         if m.gold == "prior" and m.temperature == "gold":
             raise ConfigError(f"{where}: gold: prior and temperature: gold would choose T on the items the prior "
                               "was built from; use one of them")
-        if (m.student_rounds or spec.kind == "crowdlab") and self.is_generation:
-            raise ConfigError(f"{where}: the strong model in the loop and crowdlab are for classification tasks")
+        if spec.kind == "crowdlab" and self.is_generation:
+            raise ConfigError(f"{where}: crowdlab is for classification tasks")
+        if m.crossfit_folds < 2 and not self.is_generation:
+            raise ConfigError(f"{where}: crossfit_folds must be ≥ 2 for classification, got {m.crossfit_folds}")
+        if m.decoding is not None and not self.is_generation:
+            raise ConfigError(f"{where}: decoding settings are for generation tasks")
         if m.posterior_kwargs and spec.kind != "posterior":
             raise ConfigError(f"{where}: posterior_kwargs are for posterior targets, not {m.targets!r}")
         if spec.kind == "weak" and spec.name not in self.weak_names:

@@ -319,7 +319,7 @@ def _validate_method(cfg: ExperimentConfig, m: MethodConfig, posteriors: set) ->
                     isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 for v in lam):
                 raise InvalidInputError(f"loss_kwargs.weights must be {len(cfg.weak_models)} non-negative "
                                         f"numbers (one per weak model), got {lam!r}")
-        loss = "xent" if loss in ("xent", "weighted_xent", "multi_weak") else loss   # the token-level loss
+        loss = "xent" if loss in ("xent", "weighted_xent", "token_weighted_xent", "multi_weak") else loss   # token-level
     get_loss(loss, **settings)
     pc = m.preference
     if pc is not None and (getattr(pc, "posterior_model", None), "em") not in posteriors:

@@ -18,7 +18,9 @@ from .errors import InvalidInputError
 MODES = ("head", "lora", "full")
 #: generator training modes (``head``: taggers only — frozen encoder, trained head)
 GEN_MODES = ("full", "lora", "head")
-PREFERENCE_LOSSES = ("dpo", "cdpo", "cdpo_pair", "robust")
+PREFERENCE_LOSSES = ("dpo", "cdpo", "cdpo_pair", "robust", "ipo")
+#: how a generation student decides "no slot" (see bayes_w2s.student.decoding)
+NO_SLOT_DECISIONS = ("greedy", "calibrated")
 RANKERS = ("weak", "posterior")
 #: settings that change how a run is logged, not the trained weights (left out of cache keys)
 LOGGING_FIELDS = ("logging_steps", "report_to", "logging_dir")
@@ -149,7 +151,8 @@ class PreferenceConfig:
     """The preference stage after SFT. Also the YAML schema of a method's ``preference:``."""
 
     loss: str = field(default="cdpo_pair", metadata={
-        "help": "dpo (TRL sigmoid) | cdpo (global ε) | cdpo_pair (ε_i = 1 − p_i) | robust (TRL robust, global ε)"})
+        "help": "dpo (TRL sigmoid) | cdpo (global ε) | cdpo_pair (ε_i = 1 − p_i) | robust (TRL robust, global ε) | "
+                "ipo (TRL ipo; β is IPO's τ)"})
     beta: float = field(default=0.1, metadata={"help": "DPO temperature β > 0"})
     epsilon: float = field(default=0.1, metadata={"help": "global label-noise rate ε in [0, 0.5) (cdpo, robust)"})
     n_candidates: int = field(default=10, metadata={"help": "N: beam width of the student's N-best list (≥ 2)"})
@@ -164,6 +167,11 @@ class PreferenceConfig:
     batch_size: int = field(default=8, metadata={"help": "pairs per step"})
     learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate (AdamW, linear decay)"})
     warmup_ratio: float = field(default=0.05, metadata={"help": "fraction of steps of linear warm-up"})
+    min_p: float = field(default=0.0, metadata={
+        "help": "keep only pairs whose posterior probability p that chosen beats rejected is ≥ min_p (a margin)"})
+    sft_weight: float = field(default=0.0, metadata={
+        "help": "α of the SFT + DPO mix (RPO): α × the chosen completions' mean token NLL is added to the "
+                "preference loss, anchoring the policy to the chosen outputs (0 = off)"})
     mode: str = field(default="lora", metadata={"help": "lora | full"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank (mode=lora)"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (mode=lora)"})
@@ -186,3 +194,37 @@ class PreferenceConfig:
                 raise InvalidInputError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.max_items is not None and self.max_items < 1:
             raise InvalidInputError(f"max_items must be ≥ 1 or None, got {self.max_items}")
+        if not 0.0 <= self.min_p < 1.0:
+            raise InvalidInputError(f"min_p must be in [0, 1), got {self.min_p}")
+        if not 0.0 <= self.sft_weight < float("inf"):
+            raise InvalidInputError(f"sft_weight must be a finite number ≥ 0, got {self.sft_weight}")
+
+
+@dataclass
+class DecodingConfig:
+    """How a generation student writes its test outputs. Also the YAML schema of a method's
+    ``decoding:`` (it changes no training: rows that differ only here share one student)."""
+
+    constrained: bool = field(default=False, metadata={
+        "help": "decode only well-formed slot JSON: keys among the task's slot types, each filler a run of whole "
+                "words of the utterance (a LogitsProcessor); also used for the N-best of a preference stage"})
+    no_slot: str = field(default="greedy", metadata={
+        "help": "greedy: {} whenever decoding picks it | calibrated: {} for the items of highest P({}) under the "
+                "student, thresholded so that a fraction no_slot_rate of strong_train gets {}; the others are "
+                "decoded with {} forbidden"})
+    no_slot_rate: float | None = field(default=None, metadata={
+        "help": "calibrated: the {} rate to match on strong_train; None = the word posterior's expected {} rate "
+                "(for other targets: the {} rate of the training targets)"})
+
+    def __post_init__(self):
+        if not isinstance(self.constrained, (bool, np.bool_)):
+            raise InvalidInputError(f"decoding.constrained must be true or false, got {self.constrained!r}")
+        if self.no_slot not in NO_SLOT_DECISIONS:
+            raise InvalidInputError(f"decoding.no_slot must be one of {NO_SLOT_DECISIONS}, got {self.no_slot!r}")
+        if self.no_slot_rate is not None and not 0.0 <= self.no_slot_rate <= 1.0:
+            raise InvalidInputError(f"decoding.no_slot_rate must be in [0, 1], got {self.no_slot_rate}")
+        if self.no_slot_rate is not None and self.no_slot != "calibrated":
+            raise InvalidInputError("decoding.no_slot_rate is a setting of no_slot: calibrated")
+
+    def key(self) -> str:
+        return repr(sorted(asdict(self).items()))

@@ -7,7 +7,8 @@ import pytest
 
 from bayes_w2s.config import ExperimentConfig
 from bayes_w2s.errors import InvalidInputError
-from bayes_w2s.pipeline import run_experiment
+from bayes_w2s.pipeline import experiment_task, run_experiment
+from bayes_w2s.tasks.generation import parse_slots
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "experiments" / "configs" / "slurp_tiny.yaml"
@@ -29,9 +30,19 @@ def test_tiny_slurp_config_runs_end_to_end(tmp_path, data_dir):
     rows = [json.loads(line) for line in open(tmp_path / "predictions_seed0.jsonl")]
     assert len(rows) == 40 and "ceiling" in rows[0] and "reference" not in rows[0]   # no dataset text committed
     assert (tmp_path / "weak_hypotheses_seed0_strong_train.json.gz").exists()
-    dpo = results.set_index("method").loc[["+ DPO", "+ cDPO per-pair"]]
+    dpo = results.set_index("method").loc[["+ DPO", "+ cDPO per-pair", "+ IPO + SFT filtered"]]
     assert (dpo["pairs"] > 0).all() and dpo["pair_accuracy"].between(0, 1).all() and dpo["mean_p"].between(0, 1).all()
-    assert list(dpo["preference"]) == ["dpo", "cdpo_pair"]
+    assert list(dpo["preference"]) == ["dpo", "cdpo_pair", "ipo"]
+    # constrained decoding: every output is well-formed slot JSON of known types, fillers from the utterance
+    task = experiment_task(cfg)
+    texts = dict(zip(task.test["id"], task.test["text"]))
+    for name in ("word posterior soft constrained calibrated", "word posterior in the loop", "+ IPO + SFT filtered"):
+        for r in rows:
+            entities, ok = parse_slots(r[name])
+            assert ok and all(e["type"] in task.slot_types and f" {e['filler']} " in f" {texts[r['id']]} "
+                              for e in entities), (name, r[name])
+    calibrated = results.set_index("method").loc["+ IPO + SFT filtered"]
+    assert calibrated["no_slot_target"] == 0.3 and "constrained" in calibrated["decoding"]
     assert dpo["chosen_empty"].between(0, 1).all() and results["no_slots"].between(0, 1).all()
     # one N-best per SFT student, ranked once per pair setting, saved with its candidates
     first, second = ([json.loads(line) for line in open(tmp_path / f"pairs_seed0_{k}_weak.jsonl")] for k in (0, 1))
@@ -43,16 +54,15 @@ def test_tiny_slurp_config_runs_end_to_end(tmp_path, data_dir):
             assert score[r["chosen"]] == max(score.values()) and score[r["rejected"]] == min(score.values())
             assert len(r["expected_slu_f1"]) == len(r["candidates"]) and 0 <= r["p"] <= 1
     # every method's student is saved (save_students) and reloads with the same test outputs
-    from bayes_w2s.pipeline import experiment_task
     from bayes_w2s.student import GenerationStudent
-    texts = experiment_task(cfg).test["text"]
-    for method in (cfg.methods[0], cfg.methods[-1]):                # the ceiling, a preference-tuned student
+    for method in (cfg.methods[0], cfg.methods[-2]):                # the ceiling, a preference-tuned student
         again = GenerationStudent.from_pretrained(tmp_path / "students" / method.slug / "seed0")
-        assert again.generate(texts, progress=False) == [r[method.name] for r in rows]
-    # one saved SFT student per distinct SFT setting: the two preference rows reuse "word posterior soft"
+        assert again.generate(task.test["text"], progress=False) == [r[method.name] for r in rows]
+    # one saved SFT student per distinct SFT setting (the preference and decoding rows reuse "word posterior
+    # soft"), plus the cross-fitted loop's two fold students (the in-sample loop reuses "word posterior soft")
     from bayes_w2s.cards import cache_dir
     saved = [p for p in cache_dir("students").iterdir() if (p / "model.safetensors").exists()]
-    assert len(saved) == len({m.sft_key() for m in cfg.methods}) == len(cfg.methods) - 2
+    assert len(saved) == len({m.sft_key() for m in cfg.methods}) + 2 == len(cfg.methods) - 4 + 2
 
 
 def test_generation_config_errors():
@@ -79,7 +89,52 @@ def test_generation_config_errors():
     base["methods"] = [{"name": "x", "targets": "ground_truth", "preference": {}}]
     with pytest.raises(InvalidInputError, match="not the ceiling"):
         ExperimentConfig.from_dict(base)
+    for bad, message in [({"no_slot": "sometimes"}, "no_slot must be one of"),
+                         ({"no_slot_rate": 0.3}, "setting of no_slot: calibrated"),
+                         ({"no_slot": "calibrated", "no_slot_rate": 1.5}, r"in \[0, 1\]")]:
+        base["methods"] = [{"name": "x", "targets": "best_weak", "decoding": bad}]
+        with pytest.raises(InvalidInputError, match=message):
+            ExperimentConfig.from_dict(base)
+    base["methods"] = [{"name": "x", "targets": "best_weak", "loss": "token_weighted_xent"}]
+    with pytest.raises(InvalidInputError, match="weights items by posterior confidence"):
+        ExperimentConfig.from_dict(base)
+    base["methods"] = [{"name": "x", "targets": "best_weak", "student_rounds": 1}]
+    with pytest.raises(InvalidInputError, match="settings of posterior targets"):
+        ExperimentConfig.from_dict(base)
     sst2 = ExperimentConfig.from_yaml(ROOT / "experiments" / "configs" / "sst2.yaml").to_dict()
     sst2["methods"] = [{"name": "x", "targets": "joint_decoding"}]
     with pytest.raises(InvalidInputError, match="are for generation tasks"):
         ExperimentConfig.from_dict(sst2)
+    sst2["methods"] = [{"name": "x", "targets": "vote", "decoding": {"constrained": True}}]
+    with pytest.raises(InvalidInputError, match="decoding settings are for generation tasks"):
+        ExperimentConfig.from_dict(sst2)
+    sst2["methods"] = [{"name": "x", "targets": "posterior:dawid_skene:em", "student_rounds": 1, "crossfit_folds": 1}]
+    with pytest.raises(InvalidInputError, match="crossfit_folds must be ≥ 2 for classification"):
+        ExperimentConfig.from_dict(sst2)
+
+
+def test_loop_and_decoding_rows_have_their_own_sft_keys():
+    base = ExperimentConfig.from_yaml(TINY)
+    by_name = {m.name: m for m in base.methods}
+    soft = by_name["word posterior soft"].sft_key()
+    assert by_name["word posterior soft constrained calibrated"].sft_key() == soft     # decoding shares the student
+    assert by_name["+ IPO + SFT filtered"].sft_key() == soft
+    assert by_name["word posterior in the loop"].sft_key() != by_name["word posterior soft"].sft_key()
+
+
+def test_expected_no_slot_rate_and_pair_stats():
+    import numpy as np
+
+    from bayes_w2s.generation_pipeline import expected_no_slot_rate, pair_stats
+    from bayes_w2s.posterior import fit_posterior
+    from bayes_w2s.student.preference import PreferencePairs
+
+    assert expected_no_slot_rate(["{}", '{"a": "b"}', "{}", "x"]) == 0.75          # malformed counts as {}
+    hyps = [["{}", "{}", '{"time": "five"}']] * 10 + [['{"time": "five"}'] * 3] * 10
+    post = fit_posterior(hyps, model="word_reliability", method="em")
+    assert 0.4 < expected_no_slot_rate(post, num_samples=400) < 0.6
+    pairs = PreferencePairs(["a", "b"], ['{"t": "x"}', "{}"], ["{}", '{"t": "y"}'], np.array([0.9, 0.6]),
+                            items=np.array([1, 0]))
+    stats = pair_stats(pairs, ["{}", '{"t": "x"}'])
+    assert stats == {"pairs": 2, "pair_accuracy": 1.0, "mean_p": pytest.approx(0.75), "chosen_empty": 0.5,
+                     "rejected_empty": 0.5}

@@ -44,8 +44,8 @@ def _insert(dist: dict[int, float], pending: dict[int, float]) -> None:
 
 
 def token_soft_targets(tokenizer, slots: list[dict[str, float]], top_k: int = 8,
-                       eos_token_id: int | None = None,
-                       path: list[str] | None = None) -> tuple[list[int], list[tuple[list[int], list[float]]]]:
+                       eos_token_id: int | None = None, path: list[str] | None = None,
+                       return_weights: bool = False):
     """Soft targets for one item.
 
     Args:
@@ -58,6 +58,8 @@ def token_soft_targets(tokenizer, slots: list[dict[str, float]], top_k: int = 8,
 
     Returns ``(completion_ids, targets)``: the token ids of ``" " + consensus`` plus EOS,
     and per id a sparse distribution ``(token ids, probabilities)`` that contains that id.
+    With ``return_weights``, also per id a confidence weight: the posterior probability of
+    the teacher-forced word its token belongs to (1 for EOS).
     """
     eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
     if path is None:
@@ -70,7 +72,7 @@ def token_soft_targets(tokenizer, slots: list[dict[str, float]], top_k: int = 8,
     words = [best[i] for i in kept]
     text = " " + " ".join(words)
     if not words:
-        return [eos], [([eos], [1.0])]
+        return ([eos], [([eos], [1.0])], [1.0]) if return_weights else ([eos], [([eos], [1.0])])
     ids, offsets = offsets_from_tokenizer(tokenizer, text)
     owner = token_to_word(text, offsets)
     cache: dict[str, list[int]] = {}
@@ -82,6 +84,7 @@ def token_soft_targets(tokenizer, slots: list[dict[str, float]], top_k: int = 8,
 
     next_first = [toks(w)[0] for w in words[1:]] + [eos]          # the token after consensus word j
     targets: list[dict[int, float]] = [defaultdict(float) for _ in range(len(ids) + 1)]
+    weights = np.ones(len(ids) + 1)
     pending: dict[int, float] = defaultdict(float)                 # insertion mass from ε-won slots
     j = 0
     for s, slot in enumerate(slots):
@@ -91,6 +94,7 @@ def token_soft_targets(tokenizer, slots: list[dict[str, float]], top_k: int = 8,
                     pending[toks(word)[0]] += p
             continue
         positions = np.flatnonzero(owner == j)
+        weights[positions] = slot[best[s]]
         consensus = [ids[t] for t in positions]
         if consensus != toks(words[j]):
             for t in positions:
@@ -124,7 +128,7 @@ def token_soft_targets(tokenizer, slots: list[dict[str, float]], top_k: int = 8,
         if not total > 0:
             raise InvalidInputError(f"empty soft target at token {t} of {text!r}")
         out.append(([i for i, _ in top], [p / total for _, p in top]))
-    return ids, out
+    return (ids, out, weights[:len(ids)].tolist()) if return_weights else (ids, out)
 
 
 def hard_targets(tokenizer, target: str, eos_token_id: int | None = None):

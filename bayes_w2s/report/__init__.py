@@ -279,7 +279,8 @@ def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
                  "on the JSON slot targets of the test split; *malformed* = generations that are not a JSON object "
                  "of slot fillers (scored as no slots). PGR = (student − weak) / (ceiling − weak) per seed, against "
                  "the mean weak generator, the best one on test and ROVER (the word_reliability consensus of the "
-                 "weak 1-best outputs, kept well-formed). *target SLU-F1* scores the training targets on strong_train's hidden "
+                 "weak 1-best outputs, its reliabilities fitted on strong_train and applied to test, kept "
+                 "well-formed). *target SLU-F1* scores the training targets on strong_train's hidden "
                  "references. `best_weak` = the weak generator with the highest test SLU-F1 in each seed (here: "
                  f"{', '.join(sorted(set(results['best_weak'])))}).")
     stages = [f"`{m['name']}`: {m['preference']['loss']}, β = {m['preference']['beta']}"
@@ -287,13 +288,25 @@ def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
               + f", N = {m['preference']['n_candidates']}, {m['preference']['ranker']} ranker, "
               f"{m['preference']['max_items'] or 'all'} prompts, {m['preference']['epochs']} epoch(s), "
               f"lr {m['preference']['learning_rate']} ({m['preference']['mode']})"
+              + (f", pairs with p ≥ {m['preference']['min_p']}" if m['preference'].get('min_p') else "")
+              + (f", SFT term α = {m['preference']['sft_weight']}" if m['preference'].get('sft_weight') else "")
               for m in cfg.get("methods", []) if m.get("preference")]
+    decoding = [f"`{m['name']}`: " + ("constrained" if m['decoding']['constrained'] else "free")
+                + f", {m['decoding']['no_slot']} no-slot"
+                + (f" (rate {m['decoding']['no_slot_rate']})" if m['decoding'].get('no_slot_rate') is not None else "")
+                for m in cfg.get("methods", []) if m.get("decoding")]
     if stages:
         notes += (" Preference rows start from the SFT student of the same targets (trained once) and learn "
                   "(chosen, rejected) = the best and the worst of its N-best under the ranker; *pairs: chosen truly "
                   "better* checks each pair against strong_train's hidden reference (ties count half); *mean p* is "
                   "the word posterior's probability that chosen beats rejected (per-pair ε = 1 − p). Settings: "
                   + "; ".join(stages) + ".")
+    if decoding:
+        notes += (" Decoding (test outputs; rows without a setting decode greedily, free): *constrained* = only "
+                  "well-formed slot JSON, keys among the task's slot types, fillers runs of the utterance's words; "
+                  "*calibrated no-slot* = `{}` for the items whose P(`{}`) under the student passes the threshold "
+                  "that gives `{}` to as many strong_train items as the word posterior expects, the rest decoded "
+                  "with `{}` forbidden. " + "; ".join(decoding) + ".")
     modes = f"mode `{cfg['weak_train']['mode']}`" + (
         f", overrides {cfg['weak_overrides']}" if cfg.get("weak_overrides") else "")
     md = [f"# {cfg['name']}", "",

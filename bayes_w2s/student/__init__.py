@@ -97,7 +97,8 @@ def train_student(model: str, train_data, targets, loss: str = "xent", *, label_
         targets: a ``Posterior``, ``WeakLabels``, ``[N, K]`` probabilities or ``[N]`` labels;
             for a generation split: a ``WordPosterior``, a
             :class:`~.generation.GenerationTargets` or target strings, and the result is a
-            :class:`~.generation.GenerationStudent` (losses ``xent``, ``weighted_xent``, ``edl``)
+            :class:`~.generation.GenerationStudent` (losses ``xent``, ``weighted_xent``,
+            ``token_weighted_xent``, ``edl``)
             (see :func:`~bayes_w2s.student.targets.resolve_targets`).
         loss: one of ``xent``, ``weighted_xent``, ``aux_conf``, ``multi_weak``, ``edl``.
         label_names: the class names (read off ``targets`` when it carries them).
@@ -154,18 +155,20 @@ def _check_arguments(model, loss, config, loss_kwargs, hard, seed) -> None:
 def _train_generation(model, train_data, targets, loss, config, seed, loss_kwargs, prefer_offline, weights, hard):
     """Generation targets: a ``GenerationTargets``, a ``WordPosterior`` (token soft labels
     of its consensus unless ``hard``; ``loss="weighted_xent"`` weights sequences by the
-    posterior's sequence confidence) or a list of target strings (one per item)."""
+    posterior's sequence confidence, ``"token_weighted_xent"`` each token by its word's
+    posterior probability) or a list of target strings (one per item)."""
     from .generation import GenerationTargets, posterior_targets, train_generation_student   # needs TRL
 
     texts = list(train_data["text"])
     if hasattr(targets, "word_posteriors"):
-        targets = posterior_targets(targets, texts, soft=not hard, weighted=loss == "weighted_xent")
+        targets = posterior_targets(targets, texts, soft=not hard, weighted=loss == "weighted_xent",
+                                    token_weighted=loss == "token_weighted_xent")
     elif isinstance(targets, (list, tuple)) and all(isinstance(t, str) for t in targets):
         targets = GenerationTargets(texts, list(targets), weights=weights, source="strings")
     elif not isinstance(targets, GenerationTargets):
         raise InvalidInputError("generation targets must be a WordPosterior, GenerationTargets or a list of "
                                 f"target strings, got {type(targets).__name__}")
-    token_loss = "xent" if loss in ("xent", "weighted_xent", "multi_weak") else loss
+    token_loss = "xent" if loss in ("xent", "weighted_xent", "token_weighted_xent", "multi_weak") else loss
     # "weights" (λ per weak model) shaped the targets already; every other setting is the token loss's own
     settings = {k: v for k, v in (loss_kwargs or {}).items() if k != "weights"}
     get_loss(token_loss, **settings)   # unknown settings fail here instead of being ignored

@@ -1,4 +1,5 @@
-"""Strong generation students: SFT on token-level soft targets with per-sequence weights.
+"""Strong generation students: SFT on token-level soft targets with per-sequence and
+(optionally) per-token weights.
 
 Every generation student — the ceiling on ground truth, students of one weak model, of
 all weak models (naive multi-weak), of joint decoding, and of the word posterior —
@@ -42,6 +43,8 @@ class GenerationTargets:
         word_paths: per row with ``word_slots``, the word to teacher-force in each slot
             (:meth:`WordPosterior.target_words`), or ``None`` for each slot's most probable.
         weights: ``[rows]`` per-sequence weights (1 = plain SFT).
+        token_weighted: weigh each target token by the word posterior's probability of the
+            word it belongs to (rows with ``word_slots`` only; others weigh 1).
         source: where the targets came from.
     """
 
@@ -52,6 +55,7 @@ class GenerationTargets:
     weights: np.ndarray | None = None
     top_k: int = 8
     source: str = ""
+    token_weighted: bool = False
 
     def __post_init__(self):
         if len(self.texts) != len(self.targets):
@@ -67,20 +71,33 @@ class GenerationTargets:
             raise InvalidInputError(f"{len(self.word_slots)} word-slot lists for {len(self.texts)} rows")
 
     def token_rows(self, tokenizer, i: int):
-        """Row ``i`` as ``(completion ids, [(token ids, probs)] per id)`` in ``tokenizer``'s tokens."""
+        """Row ``i`` as ``(completion ids, [(token ids, probs)] per id, [weight] per id)`` in
+        ``tokenizer``'s tokens."""
         slots = self.word_slots[i] if self.word_slots is not None else None
         if slots is None:
-            return hard_targets(tokenizer, self.targets[i])
+            ids, dist = hard_targets(tokenizer, self.targets[i])
+            return ids, dist, [1.0] * len(ids)
         path = self.word_paths[i] if self.word_paths is not None else None
-        return token_soft_targets(tokenizer, slots, self.top_k, path=path)
+        ids, dist, weights = token_soft_targets(tokenizer, slots, self.top_k, path=path, return_weights=True)
+        return ids, dist, weights if self.token_weighted else [1.0] * len(ids)
+
+    def subset(self, index) -> "GenerationTargets":
+        """The rows at ``index`` (cross-fitting trains on part of the items)."""
+        pick = lambda xs: None if xs is None else [xs[i] for i in index]  # noqa: E731
+        return GenerationTargets(pick(self.texts), pick(self.targets), pick(self.word_slots), pick(self.word_paths),
+                                 None if self.weights is None else self.weights[np.asarray(index)], self.top_k,
+                                 self.source, self.token_weighted)
 
 
 def posterior_targets(posterior, texts: list[str], soft: bool = True, weighted: bool = False,
-                      top_k: int = 8) -> GenerationTargets:
+                      top_k: int = 8, token_weighted: bool = False) -> GenerationTargets:
     """Targets from a :class:`~bayes_w2s.posterior.WordPosterior`: the consensus (its
     :meth:`~bayes_w2s.posterior.WordPosterior.target_path`, so a posterior constrained to
     well-formed targets teaches well-formed ones), as token soft labels (``soft``) or
-    one-hot, weighted by the sequence confidence (``weighted``)."""
+    one-hot, weighted by the sequence confidence (``weighted``) and/or per token by the
+    posterior probability of the token's word (``token_weighted``)."""
+    if token_weighted and not soft:
+        raise InvalidInputError("per-token confidence weights come with the soft targets (hard=False)")
     if len(texts) != posterior.table.num_items:
         raise InvalidInputError(f"{len(texts)} texts for a posterior over {posterior.table.num_items} items")
     path = posterior.target_path()
@@ -88,12 +105,14 @@ def posterior_targets(posterior, texts: list[str], soft: bool = True, weighted: 
     paths = [posterior.target_words(n, path) for n in range(len(texts))] if soft else None
     weights = posterior.sequence_confidence if weighted else None
     return GenerationTargets(list(texts), posterior.consensus, word_slots=slots, word_paths=paths, weights=weights,
-                             source=f"{posterior.model}/{posterior.method}{' soft' if soft else ''}", top_k=top_k)
+                             source=f"{posterior.model}/{posterior.method}{' soft' if soft else ''}", top_k=top_k,
+                             token_weighted=token_weighted)
 
 
 class SoftTokenCollator:
-    """Right-pads ``prompt + completion`` ids; targets ``[B, L, K]`` sit at the positions of
-    the tokens they predict (−1 / 0 where there is none, e.g. the prompt)."""
+    """Right-pads ``prompt + completion`` ids; targets ``[B, L, K]`` and token weights
+    ``[B, L]`` sit at the positions of the tokens they predict (−1 / 0 where there is
+    none, e.g. the prompt)."""
 
     def __init__(self, pad_token_id: int):
         self.pad = pad_token_id
@@ -106,6 +125,7 @@ class SoftTokenCollator:
         mask = torch.zeros((b, width), dtype=torch.long)
         target_ids = torch.full((b, width, k), -1, dtype=torch.long)
         target_probs = torch.zeros((b, width, k))
+        token_weight = torch.zeros((b, width))
         for i, r in enumerate(rows):
             n, start = len(r["input_ids"]), r["completion_start"]
             input_ids[i, :n] = torch.as_tensor(r["input_ids"])
@@ -113,8 +133,11 @@ class SoftTokenCollator:
             for t, (ids, probs) in enumerate(zip(r["target_ids"], r["target_probs"])):
                 target_ids[i, start + t, :len(ids)] = torch.as_tensor(ids)
                 target_probs[i, start + t, :len(probs)] = torch.as_tensor(probs)
+            tw = r.get("token_weight") or [1.0] * len(r["target_ids"])
+            token_weight[i, start:start + len(tw)] = torch.as_tensor(tw)
         return {"input_ids": input_ids, "attention_mask": mask, "target_ids": target_ids,
-                "target_probs": target_probs, "seq_weight": torch.as_tensor([r["weight"] for r in rows])}
+                "target_probs": target_probs, "token_weight": token_weight,
+                "seq_weight": torch.as_tensor([r["weight"] for r in rows])}
 
 
 class TokenSoftSFTTrainer(SFTTrainer):
@@ -127,7 +150,8 @@ class TokenSoftSFTTrainer(SFTTrainer):
     trusts them, so ``compute_loss`` is overridden. ``loss="xent"``: per token
     ``−Σ_v q_v log p_θ(v)``; ``loss="edl"``: the evidential loss of
     :class:`~bayes_w2s.student.losses.Evidential` over the vocabulary. Per sequence the
-    token losses are averaged; sequences are averaged with their weights.
+    token losses, each times its token weight (1 unless the targets are token-weighted),
+    are averaged over the sequence's tokens; sequences are averaged with their weights.
     """
 
     def __init__(self, *args, token_loss: str = "xent", evidential: Evidential | None = None, **kwargs):
@@ -140,6 +164,7 @@ class TokenSoftSFTTrainer(SFTTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         target_ids = inputs.pop("target_ids")[:, 1:]
         target_probs = inputs.pop("target_probs")[:, 1:]
+        token_weight = inputs.pop("token_weight")[:, 1:].float() if "token_weight" in inputs else 1.0
         weight = inputs.pop("seq_weight").float()
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
         logits = outputs.logits[:, :-1].float()
@@ -153,7 +178,7 @@ class TokenSoftSFTTrainer(SFTTrainer):
             progress = self.state.global_step / max(1, self.state.max_steps)
             token = torch.zeros(has.shape, dtype=rows.dtype, device=rows.device)
             token[has] = self.evidential.per_row(rows, dense, progress)
-        per_seq = (token * has).sum(1) / has.sum(1).clamp_min(1)
+        per_seq = (token * token_weight * has).sum(1) / has.sum(1).clamp_min(1)
         loss = (per_seq * weight).sum() / global_share(weight.sum()).clamp_min(1e-8)   # Σ w of the whole batch under DDP
         return (loss, outputs) if return_outputs else loss
 
@@ -174,9 +199,11 @@ class GenerationStudent:
     wall_seconds: float = float("nan")
     history: list = field(default_factory=list)
 
-    def generate(self, texts, n_best: int = 1, progress: bool = True) -> list[str]:
-        """The 1-best target string per text (greedy when ``n_best == 1``)."""
-        return [h[0].text for h in self.generator.generate(list(texts), n_best=n_best, progress=progress)]
+    def generate(self, texts, n_best: int = 1, progress: bool = True, processors=None) -> list[str]:
+        """The 1-best target string per text (greedy when ``n_best == 1``); ``processors``
+        as for :meth:`CausalLMGenerator.generate` (see :mod:`.decoding`)."""
+        return [h[0].text for h in self.generator.generate(list(texts), n_best=n_best, progress=progress,
+                                                           processors=processors)]
 
     def save_pretrained(self, path) -> Path:
         gen = self.generator
@@ -216,16 +243,18 @@ def train_generation_student(model: str, targets: GenerationTargets, loss: str =
     gen = CausalLMGenerator(model, config, prefer_offline)
     set_seed(seed)
     tok, lm = gen.build(targets.texts, targets.targets)
-    rows = {"input_ids": [], "completion_start": [], "target_ids": [], "target_probs": [], "weight": []}
+    rows = {"input_ids": [], "completion_start": [], "target_ids": [], "target_probs": [], "token_weight": [],
+            "weight": []}
     weights = targets.weights if targets.weights is not None else np.ones(len(targets.texts))
     for i, text in enumerate(targets.texts):
-        completion, dist = targets.token_rows(tok, i)
+        completion, dist, token_weight = targets.token_rows(tok, i)
         prompt = tok(prompt_of(text, gen.prompt_template))["input_ids"]
         keep = max(1, config.max_length - len(prompt))           # truncate the completion, never the prompt
         rows["input_ids"].append(prompt + list(completion)[:keep])
         rows["completion_start"].append(len(prompt))
         rows["target_ids"].append([d[0] for d in dist[:keep]])
         rows["target_probs"].append([d[1] for d in dist[:keep]])
+        rows["token_weight"].append(list(token_weight[:keep]))
         rows["weight"].append(float(weights[i]))
     peft_config = causal_lm_lora(config) if config.mode == "lora" else None
     start = time.perf_counter()

@@ -9,8 +9,10 @@ own candidates, ranked by the weak supervisors.
 3. Chosen = best, rejected = worst; each pair carries ``p``, the posterior probability that
    chosen is better than rejected (:func:`make_pairs`).
 4. :class:`ConservativeDPOTrainer` learns the pairs with DPO, conservative DPO with a global
-   ε (Mitchell, 2023), conservative DPO with a per-pair ``ε_i = 1 − p_i`` (ours), or TRL's
-   ``robust`` loss (Chowdhury et al., 2024).
+   ε (Mitchell, 2023), conservative DPO with a per-pair ``ε_i = 1 − p_i`` (ours), TRL's
+   ``robust`` loss (Chowdhury et al., 2024) or TRL's ``ipo`` loss (Azar et al., 2024);
+   optionally pairs with ``p < min_p`` are dropped (:meth:`PreferencePairs.filter`) and the
+   chosen completions' NLL is added with weight α (the SFT + DPO mix of RPO, Pang et al., 2024).
 """
 from __future__ import annotations
 
@@ -68,6 +70,15 @@ class PreferencePairs:
         if any(c == r for c, r in zip(self.chosen, self.rejected)):
             raise InvalidInputError("a pair's chosen and rejected completions are identical")
 
+    def filter(self, min_p: float) -> "PreferencePairs":
+        """The pairs whose ``p ≥ min_p`` (the posterior is sure enough that chosen is better)."""
+        keep = np.flatnonzero(self.p >= min_p)
+        if not len(keep):
+            raise InvalidInputError(f"no preference pair has p ≥ {min_p} (max p {self.p.max():.3f})")
+        pick = lambda xs: [xs[i] for i in keep]  # noqa: E731
+        return PreferencePairs(pick(self.texts), pick(self.chosen), pick(self.rejected), self.p[keep], self.source,
+                               None if self.items is None else self.items[keep])
+
     @property
     def epsilon(self) -> np.ndarray:
         """Per-pair label-noise rate ``ε_i = 1 − p_i``, clipped to [0, 0.49]."""
@@ -77,9 +88,11 @@ class PreferencePairs:
         return len(self.texts)
 
 
-def student_candidates(student: GenerationStudent, texts: list[str], n: int, progress: bool = True) -> list[list[str]]:
-    """The student's beam-search N-best per text, duplicates removed, best first."""
-    hyps = student.generator.generate(list(texts), n_best=n, progress=progress)
+def student_candidates(student: GenerationStudent, texts: list[str], n: int, progress: bool = True,
+                       processors=None) -> list[list[str]]:
+    """The student's beam-search N-best per text, duplicates removed, best first
+    (``processors``: e.g. constrained decoding, :func:`.decoding.slot_processors`)."""
+    hyps = student.generator.generate(list(texts), n_best=n, progress=progress, processors=processors)
     return [list(dict.fromkeys(h.text for h in item)) for item in hyps]
 
 
@@ -142,19 +155,26 @@ class PreferenceCollator(DataCollatorForPreference):
         return out
 
 
+#: our preference losses → TRL's loss_type (the ones TRL computes itself)
+TRL_LOSS_TYPES = {"dpo": "sigmoid", "robust": "robust", "ipo": "ipo"}
+
+
 class ConservativeDPOTrainer(DPOTrainer):
     """``DPOTrainer`` with conservative DPO, global or per pair.
 
     TRL ≥ 0.29 ignores ``label_smoothing`` in its ``sigmoid`` loss and has no per-pair
     weights, so ``cdpo`` / ``cdpo_pair`` are computed here from the same per-sequence
-    log-probs TRL uses (its fused LM head) and the precomputed reference log-probs.
-    ``dpo`` and ``robust`` are TRL's own ``sigmoid`` and ``robust`` losses, untouched.
+    log-probs TRL uses (its fused LM head) and the precomputed reference log-probs, plus
+    ``sft_weight`` × the chosen completions' mean token NLL (as TRL's ``sft`` loss type,
+    which the TRL losses get through ``loss_type=[…, "sft"]`` instead). ``dpo``, ``robust``
+    and ``ipo`` are TRL's own ``sigmoid``, ``robust`` and ``ipo`` losses, untouched.
     """
 
-    def __init__(self, *args, preference_loss: str = "dpo", **kwargs):
+    def __init__(self, *args, preference_loss: str = "dpo", sft_weight: float = 0.0, **kwargs):
         if preference_loss not in PREFERENCE_LOSSES:
             raise InvalidInputError(f"unknown preference loss {preference_loss!r}; use one of {PREFERENCE_LOSSES}")
         self.preference_loss = preference_loss
+        self.sft_weight = sft_weight
         super().__init__(*args, **kwargs)
 
     def _set_signature_columns_if_needed(self):
@@ -166,28 +186,33 @@ class ConservativeDPOTrainer(DPOTrainer):
         # TRL passes every non-reference key to the model; ε is ours
         return super().compute_ref_log_probs(model, {k: v for k, v in inputs.items() if k != "epsilon"})
 
-    def sequence_logps(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed completion log-probs ``(chosen [B], rejected [B])`` of the batch."""
+    def sequence_logps(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Summed completion log-probs ``(chosen [B], rejected [B])`` of the batch, and the
+        chosen completions' mean token NLL (a scalar, as TRL's ``sft`` loss)."""
         mask = inputs["completion_mask"]
         labels = inputs["input_ids"].masked_fill(mask == 0, -100)
         out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=labels,
                     use_cache=False, fused_lm_head=True)
-        logps = out.log_probs[:, -(mask.shape[1] - 1):].sum(1)
-        return logps.chunk(2)
+        per_token = out.log_probs[:, -(mask.shape[1] - 1):]
+        chosen, rejected = per_token.sum(1).chunk(2)
+        chosen_mask = mask[:, 1:].chunk(2)[0].bool()
+        return chosen, rejected, -per_token.chunk(2)[0][chosen_mask].mean()
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         epsilon = inputs.pop("epsilon", None)
-        if self.preference_loss in ("dpo", "robust"):
+        if self.preference_loss in TRL_LOSS_TYPES:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         if self.preference_loss == "cdpo_pair":
             if epsilon is None:
                 raise InvalidInputError("cdpo_pair needs a per-pair 'epsilon' column in the dataset")
         else:
             epsilon = self.label_smoothing
-        chosen, rejected = self.sequence_logps(model, inputs)
+        chosen, rejected, chosen_nll = self.sequence_logps(model, inputs)
         margin = (chosen - inputs["ref_chosen_logps"]) - (rejected - inputs["ref_rejected_logps"])
         eps = epsilon.to(margin) if torch.is_tensor(epsilon) else epsilon
         loss = conservative_dpo_loss(margin, self.beta, eps).mean()
+        if self.sft_weight:
+            loss = loss + self.sft_weight * chosen_nll
         mode = "train" if model.training else "eval"
         self._metrics[mode]["rewards/margins"].append((self.beta * margin).mean().item())
         self._metrics[mode]["rewards/accuracies"].append((margin > 0).float().mean().item())
@@ -198,12 +223,15 @@ def dpo_config(config: PreferenceConfig, seed: int, output_dir: str, max_length:
                **extra) -> DPOConfig:
     """TRL's ``DPOConfig`` for our settings (:func:`~bayes_w2s.training.training_arguments`):
     reference log-probs precomputed once (the SFT student is the reference), TRL's loss type
-    for ``dpo`` / ``robust``, bf16 only when asked for (TRL turns it on by default)."""
-    loss_type = {"dpo": "sigmoid", "robust": "robust"}.get(config.loss, "sigmoid")
+    for ``dpo`` / ``robust`` / ``ipo`` (with TRL's ``sft`` term, weight α, for the SFT + DPO
+    mix), bf16 only when asked for (TRL turns it on by default)."""
+    loss_type, weights = [TRL_LOSS_TYPES.get(config.loss, "sigmoid")], [1.0]
+    if config.sft_weight and config.loss in TRL_LOSS_TYPES:
+        loss_type, weights = [*loss_type, "sft"], [1.0, config.sft_weight]
     smoothing = config.epsilon if config.loss in ("cdpo", "robust") else 0.0
-    return training_arguments(config, seed, output_dir, args_cls=DPOConfig, beta=config.beta, loss_type=[loss_type],
-                              label_smoothing=smoothing, precompute_ref_log_probs=True, max_length=max_length,
-                              bf16=bf16, **extra)
+    return training_arguments(config, seed, output_dir, args_cls=DPOConfig, beta=config.beta, loss_type=loss_type,
+                              loss_weights=weights, label_smoothing=smoothing, precompute_ref_log_probs=True,
+                              max_length=max_length, bf16=bf16, **extra)
 
 
 def clone_model(model):
@@ -240,7 +268,7 @@ def train_preference(student: GenerationStudent, pairs: PreferencePairs, config:
         trainer = ConservativeDPOTrainer(model=lm, args=args, train_dataset=data,
                                          processing_class=tok, peft_config=peft_config,
                                          data_collator=PreferenceCollator(pad_token_id=tok.pad_token_id),
-                                         preference_loss=config.loss)
+                                         preference_loss=config.loss, sft_weight=config.sft_weight)
         done = train_then_merge(trainer, gen_cfg.logging_dir)
     gen.model, gen.history = done.model, done.history
     return GenerationStudent(gen, config.loss, f"{student.targets} + {config.loss}", time.perf_counter() - start,

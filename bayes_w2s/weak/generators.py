@@ -188,9 +188,15 @@ class CausalLMGenerator:
         return self
 
     @torch.inference_mode()
-    def generate(self, texts: list[str], n_best: int | None = None, progress: bool = True) -> list[list[Hypothesis]]:
+    def generate(self, texts: list[str], n_best: int | None = None, progress: bool = True,
+                 processors=None) -> list[list[Hypothesis]]:
         """Beam search (greedy when ``n_best == 1``); per text the ``n_best`` hypotheses,
-        best first, with word log-probs from the word bridge."""
+        best first, with word log-probs from the word bridge. ``processors(items,
+        prompt_width, num_beams)``, if given, returns the ``LogitsProcessor`` list for a
+        batch of the texts at positions ``items`` (e.g. constrained decoding,
+        :func:`bayes_w2s.student.decoding.slot_processors`)."""
+        from transformers import LogitsProcessorList
+
         self._require_model()
         n_best = n_best or self.config.n_best
         tok, cfg = self.tokenizer, self.config
@@ -203,12 +209,14 @@ class CausalLMGenerator:
         for idx in tqdm(distributed.shard(batches), desc=f"generate {self.card.name}",   # this rank's batches
                         disable=not progress or not distributed.is_main(), leave=False):
             enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True).to(self.model.device)
+            extra = processors(idx, enc["input_ids"].shape[1], n_best) if processors is not None else []
             # use_cache explicitly: TRL's DPOTrainer leaves generation_config.use_cache False on the
             # model it trained, and decoding without the KV cache was ~6x slower per batch here
             gen = self.model.generate(**enc, max_new_tokens=cfg.max_new_tokens, num_beams=n_best,
                                       num_return_sequences=n_best, do_sample=False, early_stopping=True,
                                       output_scores=True, return_dict_in_generate=True, use_cache=True,
-                                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+                                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                                      logits_processor=LogitsProcessorList(extra))
             beams = getattr(gen, "beam_indices", None) if n_best > 1 else None
             steps = self.model.compute_transition_scores(gen.sequences, gen.scores, beams,
                                                          normalize_logits=n_best == 1)

@@ -79,3 +79,14 @@ def test_a_path_teacher_forces_a_non_argmax_word(tok):
     assert tok.decode(ids[:-1]) == ' {"time": "nine am"}'
     with pytest.raises(Exception, match="one of each slot's candidate words"):
         token_soft_targets(tok, slots, path=['{"time":', '"ten', 'am"}'])
+
+
+def test_token_weights_are_the_posterior_probability_of_each_tokens_word(tok):
+    slots = [{'{"time":': 1.0}, {'"five': 0.6, '"nine': 0.4}, {'am"}': 0.9, 'pm"}': 0.1}]
+    ids, targets, weights = token_soft_targets(tok, slots, return_weights=True)
+    assert (ids, targets) == token_soft_targets(tok, slots)          # the same targets, weights beside them
+    n_key, n_five = (len(tok(" " + w)["input_ids"]) for w in ('{"time":', '"five'))
+    assert len(weights) == len(ids) and weights[-1] == 1.0          # EOS: structure, full weight
+    assert weights[:n_key] == [1.0] * n_key and weights[n_key:n_key + n_five] == [0.6] * n_five
+    assert set(weights[n_key + n_five:-1]) == {0.9}
+    assert token_soft_targets(tok, [{"": 1.0}], return_weights=True)[2] == [1.0]

@@ -58,6 +58,37 @@ def test_soft_token_xent_equals_its_formula():
     assert float(_loss("xent", logits, _batch())) == pytest.approx(float(expected), rel=1e-6)
 
 
+def test_token_weights_scale_each_tokens_loss():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 10)
+    lp = F.log_softmax(logits, -1)
+    batch = _batch()
+    assert batch["token_weight"][0, 2:].tolist() == [1.0, 1.0]      # rows without weights weigh 1
+    batch["token_weight"][0, 2], batch["token_weight"][1, 2] = 0.5, 0.25
+    seq0 = (-0.5 * (0.75 * lp[0, 1, 7] + 0.25 * lp[0, 1, 9]) - lp[0, 2, 8]) / 2
+    seq1 = -0.25 * lp[1, 1, 3]
+    assert float(_loss("xent", logits, batch)) == pytest.approx(float((2.0 * seq0 + seq1) / 3.0), rel=1e-6)
+
+
+def test_posterior_targets_carry_token_weights_only_when_asked():
+    from bayes_w2s.posterior import fit_posterior
+    from bayes_w2s.student.generation import posterior_targets
+    from bayes_w2s.weak.generators import train_bpe_tokenizer
+
+    texts, targets = map(list, zip(*PAIRS[:4]))
+    hyps = [[t, t, "{}"] for t in targets]
+    post = fit_posterior(hyps, model="word_reliability", method="em")
+    tok = train_bpe_tokenizer([t for t in targets] * 10, 300)
+    plain = posterior_targets(post, texts)
+    weighted = posterior_targets(post, texts, token_weighted=True)
+    ids, _, w = weighted.token_rows(tok, 0)
+    assert plain.token_rows(tok, 0)[2] == [1.0] * len(ids) and min(w) < 1.0 and len(w) == len(ids)
+    sub = weighted.subset([2, 0])
+    assert sub.texts == [texts[2], texts[0]] and sub.token_weighted and sub.token_rows(tok, 1) == weighted.token_rows(tok, 0)
+    with pytest.raises(InvalidInputError, match="come with the soft targets"):
+        posterior_targets(post, texts, soft=False, token_weighted=True)
+
+
 def test_token_edl_equals_the_classification_evidential_loss_per_token():
     torch.manual_seed(1)
     logits = torch.randn(2, 4, 10)

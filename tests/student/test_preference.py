@@ -25,7 +25,11 @@ def test_config_rejects_bad_combinations_early():
     with pytest.raises(InvalidInputError, match="N\\) must be ≥ 2"):
         PreferenceConfig(n_candidates=1)
     with pytest.raises(InvalidInputError, match="unknown preference loss"):
-        PreferenceConfig(loss="ipo")
+        PreferenceConfig(loss="kto")
+    with pytest.raises(InvalidInputError, match=r"min_p must be in \[0, 1\)"):
+        PreferenceConfig(min_p=1.0)
+    with pytest.raises(InvalidInputError, match="sft_weight"):
+        PreferenceConfig(sft_weight=-1.0)
     with pytest.raises(InvalidInputError, match="unknown ranker"):
         PreferenceConfig(ranker="oracle")
 
@@ -46,6 +50,16 @@ def test_make_pairs_takes_best_and_worst_and_the_posterior_probability():
         make_pairs(["t2"], [cands[2]], [scores[2]], [utilities[2]])
     with pytest.raises(InvalidInputError, match="probabilities in"):
         PreferencePairs(["t"], ["a"], ["b"], np.array([1.5]))
+
+
+def test_filter_keeps_the_pairs_the_posterior_is_sure_of():
+    pairs = PreferencePairs(["a", "b", "c"], ["1", "2", "3"], ["x", "y", "z"], np.array([0.55, 0.9, 0.7]),
+                            items=np.array([4, 7, 9]))
+    kept = pairs.filter(0.7)
+    assert (kept.texts, kept.chosen, kept.items.tolist(), kept.p.tolist()) == (["b", "c"], ["2", "3"], [7, 9],
+                                                                               [0.9, 0.7])
+    with pytest.raises(InvalidInputError, match="no preference pair has p ≥ 0.95"):
+        pairs.filter(0.95)
 
 
 def test_posterior_utilities_are_expected_slu_f1_under_posterior_draws():
@@ -94,22 +108,24 @@ def _sequence_logp(model, tok, prompt, completion):
     return float(lp[torch.arange(len(p) - 1, len(p) + len(c) - 1), torch.tensor(c)].sum())
 
 
-@pytest.mark.parametrize("loss", ["dpo", "cdpo", "cdpo_pair", "robust"])
-def test_each_loss_equals_its_formula(sft_student, loss, tmp_path):
+@pytest.mark.parametrize("loss, alpha", [("dpo", 0.0), ("cdpo", 0.0), ("cdpo_pair", 0.0), ("robust", 0.0),
+                                         ("ipo", 0.0), ("cdpo_pair", 0.5), ("dpo", 0.5)])
+def test_each_loss_equals_its_formula(sft_student, loss, alpha, tmp_path):
     """The trainer's loss on a batch = the formula on log-probs computed independently,
-    with the policy moved away from the (precomputed) reference so that h ≠ 0."""
+    with the policy moved away from the (precomputed) reference so that h ≠ 0; with α > 0
+    plus α × the chosen completions' mean token NLL (the SFT + DPO mix)."""
     from datasets import Dataset
 
     gen, pairs = sft_student.generator, _pairs()
     tok, model = gen.tokenizer, gen.model
-    cfg = PreferenceConfig(loss=loss, beta=0.5, epsilon=0.2, mode="full", batch_size=4)
+    cfg = PreferenceConfig(loss=loss, beta=0.5, epsilon=0.2, mode="full", batch_size=4, sft_weight=alpha)
     rows = {"prompt": [prompt_of(t) for t in pairs.texts], "chosen": [" " + c for c in pairs.chosen],
             "rejected": [" " + r for r in pairs.rejected], "epsilon": pairs.epsilon.tolist()}
     policy = clone_model(model).train()
     trainer = ConservativeDPOTrainer(model=policy, args=dpo_config(cfg, 0, str(tmp_path), 64),
                                      train_dataset=Dataset.from_dict(rows), processing_class=tok,
                                      data_collator=PreferenceCollator(pad_token_id=tok.pad_token_id),
-                                     preference_loss=loss)
+                                     preference_loss=loss, sft_weight=alpha)
     ref = [(_sequence_logp(model, tok, p, c), _sequence_logp(model, tok, p, r))
            for p, c, r in zip(rows["prompt"], rows["chosen"], rows["rejected"])]
     np.testing.assert_allclose(trainer.train_dataset["ref_chosen_logps"], [a for a, _ in ref], rtol=1e-4, atol=1e-4)
@@ -121,10 +137,17 @@ def test_each_loss_equals_its_formula(sft_student, loss, tmp_path):
     h = torch.tensor([(pc - rc) - (pr - rr) for (pc, pr), (rc, rr) in zip(pol, ref)], dtype=torch.float64)
     assert h.abs().min() > 1e-3
     b, eps = 0.5, torch.tensor(pairs.epsilon, dtype=torch.float64)
+    n_tok = lambda p, c: len(tok(p + c + tok.eos_token)["input_ids"]) - len(tok(p)["input_ids"])  # noqa: E731
+    n_c = torch.tensor([n_tok(p, c) for p, c in zip(rows["prompt"], rows["chosen"])], dtype=torch.float64)
+    n_r = torch.tensor([n_tok(p, r) for p, r in zip(rows["prompt"], rows["rejected"])], dtype=torch.float64)
+    per_token_h = torch.tensor([(pc - rc) for (pc, _), (rc, _) in zip(pol, ref)], dtype=torch.float64) / n_c - \
+        torch.tensor([(pr - rr) for (_, pr), (_, rr) in zip(pol, ref)], dtype=torch.float64) / n_r
     expected = {"dpo": -F.logsigmoid(b * h),
                 "cdpo": -(0.8 * F.logsigmoid(b * h) + 0.2 * F.logsigmoid(-b * h)),
                 "cdpo_pair": -((1 - eps) * F.logsigmoid(b * h) + eps * F.logsigmoid(-b * h)),
-                "robust": (-(0.8) * F.logsigmoid(b * h) + 0.2 * F.logsigmoid(-b * h)) / 0.6}[loss].mean()
+                "robust": (-(0.8) * F.logsigmoid(b * h) + 0.2 * F.logsigmoid(-b * h)) / 0.6,
+                "ipo": (per_token_h - 1 / (2 * b)) ** 2}[loss].mean()
+    expected = expected + alpha * -sum(pc for pc, _ in pol) / n_c.sum()
     examples = [trainer.train_dataset[i] for i in range(len(pairs))]
     batch = trainer.data_collator(examples)
     assert batch["epsilon"].tolist() == pytest.approx(pairs.epsilon.tolist())
@@ -176,5 +199,5 @@ def test_trl_internals_we_rely_on_are_there(sft_student, tmp_path):
     assert isinstance(trainer._metrics["train"]["rewards/margins"], list)
     assert trainer.beta == 0.1 and trainer.label_smoothing == 0.0
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
-    chosen, rejected = trainer.sequence_logps(trainer.model, batch)     # model(..., fused_lm_head=True).log_probs
-    assert chosen.shape == rejected.shape == (4,) and torch.isfinite(chosen).all()
+    chosen, rejected, nll = trainer.sequence_logps(trainer.model, batch)   # model(..., fused_lm_head=True).log_probs
+    assert chosen.shape == rejected.shape == (4,) and torch.isfinite(chosen).all() and nll.ndim == 0
