@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import inspect
 import json
 import os
@@ -491,6 +492,8 @@ class ExperimentConfig:
         if m.gold == "prior" and m.temperature == "gold":
             raise ConfigError(f"{where}: gold: prior and temperature: gold would choose T on the items the prior "
                               "was built from; use one of them")
+        if spec.kind == "crowdlab" and importlib.util.find_spec("cleanlab") is None:   # else found after training
+            raise ConfigError(f"{where}: targets: crowdlab needs cleanlab: pip install 'bayes_w2s[crowdlab]'")
         if spec.kind == "crowdlab" and self.is_generation:
             raise ConfigError(f"{where}: crowdlab is for classification tasks")
         if m.crossfit_folds < 2 and not self.is_generation:

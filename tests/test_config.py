@@ -197,3 +197,12 @@ def test_shipped_configs_load_without_torch(tmp_path):
     first, second = (subprocess.run([sys.executable, "-c", code], cwd=root, env=env, check=True, capture_output=True,
                                     text=True).stdout.strip() for _ in range(2))
     assert "'torch'" in first and second == "[]", (first, second)
+
+
+def test_a_missing_optional_package_is_found_at_load_not_after_training(tmp_path, monkeypatch):
+    """Without cleanlab a crowdlab row used to fail after every earlier student had trained."""
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "cleanlab" else real(name, *a))
+    fails(tmp_path, r"methods\[1\] \('CROWDLAB'\): targets: crowdlab needs cleanlab: pip install",
+          methods=[BASE["methods"][0], {"name": "CROWDLAB", "targets": "crowdlab"}], weak_val_size=20)
