@@ -273,7 +273,7 @@ class _SeedRun:
         the method's ranker with p from the word posterior (cached per setting, saved beside
         the results), then filtered by ``min_p``."""
         from .metrics import item_slu_f1
-        from .student.preference import make_pairs, posterior_utilities, student_candidates
+        from .student.preference import make_pairs, posterior_utilities, reference_scores, student_candidates
 
         pc, dec = method.preference, method.decoding or DecodingConfig()
         n = len(self.train_texts)
@@ -286,6 +286,7 @@ class _SeedRun:
             cands = [list(dict.fromkeys(self.closed(method, [t] * len(c), c))) for t, c in zip(texts, cands)]
             self.candidates[cand_key] = (items, texts, cands)
         items, texts, cands = self.candidates[cand_key]
+        refs = [self.task.strong_train["target"][i] for i in items]   # hidden: pair diagnostics and the oracle
         pair_key = (*cand_key, pc.ranker, pc.posterior_model, pc.posterior_samples)
         if pair_key not in self.rankings:
             def fit_and_sample():   # global work: once, on rank 0, broadcast
@@ -294,31 +295,36 @@ class _SeedRun:
 
             utilities = distributed.on_main(fit_and_sample)
             expected = [u @ w for u, w in utilities]
-            weak_scores = self.weak.generation_.score_candidates(texts, cands) if pc.ranker == "weak" else None
-            pairs = make_pairs(texts, cands, expected if weak_scores is None else weak_scores, utilities,
-                               source=f"{pc.ranker} ranker")
+            if pc.ranker == "weak":
+                scores = self.weak.generation_.score_candidates(texts, cands)
+            elif pc.ranker == "oracle":
+                scores = reference_scores(cands, refs, item_slu_f1)
+            else:
+                scores = expected
+            pairs = make_pairs(texts, cands, scores, utilities, source=f"{pc.ranker} ranker")
             if self.save_dir is not None and distributed.is_main():   # rank 0 writes
-                self._save_ranking(len(self.rankings), pc.ranker, items, cands, expected, weak_scores, pairs)
+                self._save_ranking(len(self.rankings), pc.ranker, items, cands, expected,
+                                   None if pc.ranker == "posterior" else scores, pairs)
             self.rankings[pair_key] = pairs
         pairs = self.rankings[pair_key]
         pairs = pairs.filter(pc.min_p) if pc.min_p else pairs
-        refs = [self.task.strong_train["target"][i] for i in items]
         extra = pair_stats(pairs, refs)
         log.info("seed %d: %d pairs (%s ranker, p ≥ %g), chosen truly better in %.1f%%, mean p %.2f, chosen {} %.0f%%, "
                  "rejected {} %.0f%%", self.seed, len(pairs), pc.ranker, pc.min_p, 100 * extra["pair_accuracy"],
                  extra["mean_p"], 100 * extra["chosen_empty"], 100 * extra["rejected_empty"])
         return pairs, extra
 
-    def _save_ranking(self, k: int, ranker: str, items, cands, expected, weak_scores, pairs) -> None:
-        """Every candidate, its expected SLU-F1 and (weak ranker) its weak score, chosen / rejected, p."""
+    def _save_ranking(self, k: int, ranker: str, items, cands, expected, ranker_scores, pairs) -> None:
+        """Every candidate, its expected SLU-F1 and (weak or oracle ranker) the ranker's score
+        (``weak_score`` / ``oracle_score``), chosen / rejected, p."""
         paired = {int(i): j for j, i in enumerate(pairs.items)}
         with atomic_path(Path(self.save_dir) / f"pairs_seed{self.seed}_{k}_{ranker}.jsonl") as tmp, \
                 open(tmp, "w") as fh:
             for n, item in enumerate(items):
                 row = {"id": self.task.strong_train["id"][int(item)], "candidates": cands[n],
                        "expected_slu_f1": np.round(expected[n], 4).tolist()}
-                if weak_scores is not None:
-                    row["weak_score"] = np.round(weak_scores[n], 4).tolist()
+                if ranker_scores is not None:
+                    row[f"{ranker}_score"] = np.round(ranker_scores[n], 4).tolist()
                 if n in paired:
                     j = paired[n]
                     row.update(chosen=pairs.chosen[j], rejected=pairs.rejected[j], p=round(float(pairs.p[j]), 4))
@@ -387,7 +393,9 @@ def run_generation_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path |
         if writes and cfg.saves_students:
             from .pipeline import student_dir
             model.save_pretrained(student_dir(save_dir, method, seed))
-        add(method.name, "ceiling" if method.targets == "ground_truth" else "student", preds, extra)
+        kind = "ceiling" if method.targets == "ground_truth" else \
+            "oracle" if method.preference is not None and method.preference.ranker == "oracle" else "student"
+        add(method.name, kind, preds, extra)
     for r in rows:
         r["best_weak"] = best_weak
     if writes:   # model outputs only: the references stay in the dataset (by id)

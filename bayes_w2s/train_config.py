@@ -21,7 +21,8 @@ GEN_MODES = ("full", "lora", "head")
 PREFERENCE_LOSSES = ("dpo", "cdpo", "cdpo_pair", "robust", "ipo")
 #: how a generation student decides "no slot" (see bayes_w2s.student.decoding)
 NO_SLOT_DECISIONS = ("greedy", "calibrated")
-RANKERS = ("weak", "posterior")
+#: ``oracle`` ranks by the hidden references: a diagnostic bound, not a weak-to-strong method
+RANKERS = ("weak", "posterior", "oracle")
 #: settings that change how a run is logged, not the trained weights (left out of cache keys)
 LOGGING_FIELDS = ("logging_steps", "report_to", "logging_dir")
 
@@ -158,7 +159,8 @@ class PreferenceConfig:
     n_candidates: int = field(default=10, metadata={"help": "N: beam width of the student's N-best list (≥ 2)"})
     ranker: str = field(default="weak", metadata={
         "help": "weak: weighted mean token log-prob of the weak ensemble (the paper) | posterior: expected SLU-F1 "
-                "under the word posterior"})
+                "under the word posterior | oracle: SLU-F1 against strong_train's hidden references (a diagnostic: "
+                "what the same candidates and loss give with a perfect ranker; its row's kind is 'oracle')"})
     posterior_model: str = field(default="word_reliability_conf", metadata={
         "help": "word posterior that gives p (and ranks, with ranker=posterior)"})
     posterior_samples: int = field(default=64, metadata={"help": "draws of the true target per item for p"})

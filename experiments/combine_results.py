@@ -47,7 +47,7 @@ def main():
     rows = rows.drop_duplicates(["seed", "method"], keep="last").drop(
         columns=[c for c in rows if c.startswith("pgr_")])
     rows = add_pgr(rows, "slu_f1")
-    order = {"weak": 0, "weak_ensemble": 1, "student": 2, "ceiling": 3}
+    order = {"weak": 0, "weak_ensemble": 1, "student": 2, "oracle": 3, "ceiling": 4}
     g = rows.groupby(["kind", "method", "from"], sort=False)
     cols = [c for c, _ in COLUMNS if c in rows]
     mean, sd, n = g[cols].mean(), g[cols].std(ddof=1), g.size()

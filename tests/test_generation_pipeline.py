@@ -53,16 +53,22 @@ def test_tiny_slurp_config_runs_end_to_end(tmp_path, data_dir):
             score = dict(zip(r["candidates"], r["weak_score"]))
             assert score[r["chosen"]] == max(score.values()) and score[r["rejected"]] == min(score.values())
             assert len(r["expected_slu_f1"]) == len(r["candidates"]) and 0 <= r["p"] <= 1
+    oracle = table.set_index("method").loc["+ DPO oracle pairs"]   # ranked by the hidden references
+    assert oracle["kind"] == "oracle" and oracle["pair_accuracy"] == 1.0 and pd.isna(oracle["pgr_best_weak"])
+    for r in (json.loads(line) for line in open(tmp_path / "pairs_seed0_3_oracle.jsonl")):
+        if "chosen" in r:
+            score = dict(zip(r["candidates"], r["oracle_score"]))
+            assert score[r["chosen"]] == max(score.values()) > score[r["rejected"]] == min(score.values())
     # every method's student is saved (save_students) and reloads with the same test outputs
     from bayes_w2s.student import GenerationStudent
-    for method in (cfg.methods[0], cfg.methods[-2]):                # the ceiling, a preference-tuned student
+    for method in (cfg.methods[0], cfg.methods[-3]):                # the ceiling, a preference-tuned student
         again = GenerationStudent.from_pretrained(tmp_path / "students" / method.slug / "seed0")
         assert again.generate(task.test["text"], progress=False) == [r[method.name] for r in rows]
     # one saved SFT student per distinct SFT setting (the preference and decoding rows reuse "word posterior
     # soft"), plus the cross-fitted loop's two fold students (the in-sample loop reuses "word posterior soft")
     from bayes_w2s.cards import cache_dir
     saved = [p for p in cache_dir("students").iterdir() if (p / "model.safetensors").exists()]
-    assert len(saved) == len({m.sft_key() for m in cfg.methods}) + 2 == len(cfg.methods) - 4 + 2
+    assert len(saved) == len({m.sft_key() for m in cfg.methods}) + 2 == len(cfg.methods) - 5 + 2
 
 
 def test_generation_config_errors():

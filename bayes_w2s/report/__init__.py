@@ -13,7 +13,8 @@ from ..errors import InvalidInputError
 from ..io import atomic_path, write_text
 from ..metrics import pgr
 
-ORDER = {"weak": 0, "weak_ensemble": 1, "student": 2, "ceiling": 3}
+#: row kinds in table order; ``oracle`` rows saw hidden references (diagnostics, never a method's result)
+ORDER = {"weak": 0, "weak_ensemble": 1, "student": 2, "oracle": 3, "ceiling": 4}
 
 
 #: per headline metric: the weak-ensemble row PGR is also measured against

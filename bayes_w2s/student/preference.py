@@ -116,6 +116,15 @@ def posterior_utilities(posterior, candidates: list[list[str]], utility: Callabl
     return out
 
 
+def reference_scores(candidates: list[list[str]], references: list[str],
+                     utility: Callable[[str, str], float]) -> list[np.ndarray]:
+    """Each candidate's utility against its item's hidden reference: the oracle ranker, a
+    diagnostic of what a perfect ranker would give the same candidates and loss."""
+    if len(candidates) != len(references):
+        raise InvalidInputError(f"{len(candidates)} candidate lists for {len(references)} references")
+    return [np.array([utility(c, ref) for c in cands], dtype=float) for cands, ref in zip(candidates, references)]
+
+
 def make_pairs(texts: list[str], candidates: list[list[str]], scores: list[np.ndarray],
                utilities: list[tuple[np.ndarray, np.ndarray]], source: str = "") -> PreferencePairs:
     """Chosen = the highest-scoring candidate, rejected = the lowest; ``p`` = posterior

@@ -31,7 +31,22 @@ def test_config_rejects_bad_combinations_early():
     with pytest.raises(InvalidInputError, match="sft_weight"):
         PreferenceConfig(sft_weight=-1.0)
     with pytest.raises(InvalidInputError, match="unknown ranker"):
-        PreferenceConfig(ranker="oracle")
+        PreferenceConfig(ranker="random")
+
+
+def test_oracle_ranker_pairs_the_candidates_best_and_worst_against_the_reference():
+    from bayes_w2s.metrics import item_slu_f1
+    from bayes_w2s.student.preference import make_pairs, reference_scores
+
+    ref = '{"date": "today", "place_name": "paris"}'
+    cands = [['{}', '{"date": "today"}', ref, '{"place_name": "rome"}'], ['{}', '{}']]
+    scores = reference_scores(cands, [ref, "{}"], item_slu_f1)
+    assert scores[0][2] == 1.0 and scores[0][0] == 0.0 and 0 < scores[0][1] < 1
+    utilities = [(np.zeros((4, 1)), np.ones(1)), (np.zeros((2, 1)), np.ones(1))]
+    pairs = make_pairs(["t1", "t2"], cands, scores, utilities, source="oracle ranker")
+    assert len(pairs) == 1 and pairs.chosen == [ref] and pairs.rejected[0] in ('{}', '{"place_name": "rome"}')
+    with pytest.raises(InvalidInputError, match="2 candidate lists for 1 references"):
+        reference_scores(cands, [ref], item_slu_f1)
 
 
 def test_make_pairs_takes_best_and_worst_and_the_posterior_probability():
