@@ -287,7 +287,7 @@ class _SeedRun:
             self.candidates[cand_key] = (items, texts, cands)
         items, texts, cands = self.candidates[cand_key]
         refs = [self.task.strong_train["target"][i] for i in items]   # hidden: pair diagnostics and the oracle
-        pair_key = (*cand_key, pc.ranker, pc.posterior_model, pc.posterior_samples)
+        pair_key = (*cand_key, pc.ranker, pc.rejected, pc.posterior_model, pc.posterior_samples)
         if pair_key not in self.rankings:
             def fit_and_sample():   # global work: once, on rank 0, broadcast
                 posterior = fit_posterior(self.hyp_train, model=pc.posterior_model, method="em").constrain(is_well_formed)
@@ -301,7 +301,7 @@ class _SeedRun:
                 scores = reference_scores(cands, refs, item_slu_f1)
             else:
                 scores = expected
-            pairs = make_pairs(texts, cands, scores, utilities, source=f"{pc.ranker} ranker")
+            pairs = make_pairs(texts, cands, scores, utilities, source=f"{pc.ranker} ranker", rejected=pc.rejected)
             if self.save_dir is not None and distributed.is_main():   # rank 0 writes
                 self._save_ranking(len(self.rankings), pc.ranker, items, cands, expected,
                                    None if pc.ranker == "posterior" else scores, pairs)

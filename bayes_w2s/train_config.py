@@ -23,6 +23,8 @@ PREFERENCE_LOSSES = ("dpo", "cdpo", "cdpo_pair", "robust", "ipo")
 NO_SLOT_DECISIONS = ("greedy", "calibrated")
 #: ``oracle`` ranks by the hidden references: a diagnostic bound, not a weak-to-strong method
 RANKERS = ("weak", "posterior", "oracle")
+#: which candidate a pair rejects: the ranker's worst, or the student's own top beam (on-policy)
+REJECTED = ("worst", "top")
 #: settings that change how a run is logged, not the trained weights (left out of cache keys)
 LOGGING_FIELDS = ("logging_steps", "report_to", "logging_dir")
 
@@ -161,6 +163,10 @@ class PreferenceConfig:
         "help": "weak: weighted mean token log-prob of the weak ensemble (the paper) | posterior: expected SLU-F1 "
                 "under the word posterior | oracle: SLU-F1 against strong_train's hidden references (a diagnostic: "
                 "what the same candidates and loss give with a perfect ranker; its row's kind is 'oracle')"})
+    rejected: str = field(default="worst", metadata={
+        "help": "worst: the ranker's lowest candidate (the paper) | top: the student's own most likely candidate, "
+                "wherever the ranker prefers another (on-policy: the pair moves what greedy decoding writes; "
+                "items whose top candidate is already the best keep best vs worst)"})
     posterior_model: str = field(default="word_reliability_conf", metadata={
         "help": "word posterior that gives p (and ranks, with ranker=posterior)"})
     posterior_samples: int = field(default=64, metadata={"help": "draws of the true target per item for p"})
@@ -183,6 +189,8 @@ class PreferenceConfig:
             raise InvalidInputError(f"unknown preference loss {self.loss!r}; use one of {PREFERENCE_LOSSES}")
         if self.ranker not in RANKERS:
             raise InvalidInputError(f"unknown ranker {self.ranker!r}; use one of {RANKERS}")
+        if self.rejected not in REJECTED:
+            raise InvalidInputError(f"unknown rejected {self.rejected!r}; use one of {REJECTED}")
         if not 0.0 <= self.epsilon < 0.5:
             raise InvalidInputError(f"epsilon must be in [0, 0.5), got {self.epsilon}")
         if not self.beta > 0:

@@ -291,6 +291,8 @@ def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
               f"lr {m['preference']['learning_rate']} ({m['preference']['mode']})"
               + (f", pairs with p ≥ {m['preference']['min_p']}" if m['preference'].get('min_p') else "")
               + (f", SFT term α = {m['preference']['sft_weight']}" if m['preference'].get('sft_weight') else "")
+              + (", rejected = the student's top candidate where it is not the best"
+                 if m['preference'].get('rejected', 'worst') == "top" else "")
               for m in cfg.get("methods", []) if m.get("preference")]
     decoding = [f"`{m['name']}`: " + ("constrained" if m['decoding']['constrained'] else "free")
                 + f", {m['decoding']['no_slot']} no-slot"
@@ -298,7 +300,8 @@ def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
                 for m in cfg.get("methods", []) if m.get("decoding")]
     if stages:
         notes += (" Preference rows start from the SFT student of the same targets (trained once) and learn "
-                  "(chosen, rejected) = the best and the worst of its N-best under the ranker; *pairs: chosen truly "
+                  "(chosen, rejected) = the best and the worst of its N-best under the ranker (unless a row says "
+                  "otherwise); *pairs: chosen truly "
                   "better* checks each pair against strong_train's hidden reference (ties count half); *mean p* is "
                   "the word posterior's probability that chosen beats rejected (per-pair ε = 1 − p). Settings: "
                   + "; ".join(stages) + ".")

@@ -6,7 +6,7 @@ own candidates, ranked by the weak supervisors.
    weighted mean token log-probability, each weak model with its own tokenizer
    (:meth:`GenerationEnsemble.score_candidates`), or by their expected utility (SLU-F1)
    under the word posterior (:func:`posterior_utilities`).
-3. Chosen = best, rejected = worst; each pair carries ``p``, the posterior probability that
+3. Chosen = best, rejected = worst (or the student's own top candidate); each pair carries ``p``, the posterior probability that
    chosen is better than rejected (:func:`make_pairs`).
 4. :class:`ConservativeDPOTrainer` learns the pairs with DPO, conservative DPO with a global
    ε (Mitchell, 2023), conservative DPO with a per-pair ``ε_i = 1 − p_i`` (ours), TRL's
@@ -29,7 +29,7 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from .. import distributed
 from ..errors import InvalidInputError
-from ..train_config import PREFERENCE_LOSSES, RANKERS, PreferenceConfig  # noqa: F401  (re-exported here)
+from ..train_config import PREFERENCE_LOSSES, RANKERS, REJECTED, PreferenceConfig  # noqa: F401  (re-exported here)
 from ..training import logging_arguments, train_then_merge, training_arguments
 from ..weak.generators import GeneratorConfig, causal_lm_lora, prompt_of
 from .generation import GenerationStudent
@@ -126,16 +126,29 @@ def reference_scores(candidates: list[list[str]], references: list[str],
 
 
 def make_pairs(texts: list[str], candidates: list[list[str]], scores: list[np.ndarray],
-               utilities: list[tuple[np.ndarray, np.ndarray]], source: str = "") -> PreferencePairs:
-    """Chosen = the highest-scoring candidate, rejected = the lowest; ``p`` = posterior
-    probability that chosen's utility beats rejected's (ties count one half). Items with
-    one distinct candidate or all scores equal give no pair."""
+               utilities: list[tuple[np.ndarray, np.ndarray]], source: str = "",
+               rejected: str = "worst") -> PreferencePairs:
+    """Chosen = the highest-scoring candidate, rejected = the lowest (``rejected="worst"``)
+    or, with ``rejected="top"``, the first candidate (the student's own most likely output)
+    wherever it is not the best — best vs worst where it is; ``p`` = posterior probability
+    that chosen's utility beats rejected's (ties count one half). Items with one distinct
+    candidate or all scores equal give no pair.
+
+    Why ``top``: greedy decoding writes the top candidate, and best-vs-worst pairs mostly
+    push down candidates the student would never write, so they can leave its outputs
+    unchanged (SLURP, ``experiments/results/slurp_pref_grid_cpu``: DPO on oracle-ranked
+    best-vs-worst pairs gives exactly the SFT score)."""
+    if rejected not in REJECTED:
+        raise InvalidInputError(f"unknown rejected {rejected!r}; use one of {REJECTED}")
+    against_top = rejected == "top"
     keep_t, chosen, rejected, p, items = [], [], [], [], []
     for i, (text, cands, score, (u, w)) in enumerate(zip(texts, candidates, scores, utilities)):
         score = np.asarray(score, dtype=float)
         if len(cands) < 2 or score.shape != (len(cands),) or np.ptp(score) == 0:
             continue
         best, worst = int(np.argmax(score)), int(np.argmin(score))
+        if against_top and best != 0 and score[0] < score[best]:
+            worst = 0
         diff = u[best] - u[worst]
         keep_t.append(text)
         items.append(i)

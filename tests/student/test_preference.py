@@ -67,6 +67,22 @@ def test_make_pairs_takes_best_and_worst_and_the_posterior_probability():
         PreferencePairs(["t"], ["a"], ["b"], np.array([1.5]))
 
 
+def test_on_policy_pairs_reject_the_students_top_candidate_where_it_is_not_the_best():
+    cands = [["a", "b", "c"], ["x", "y", "z"]]
+    scores = [np.array([0.5, 0.9, -1.0]), np.array([0.9, 0.1, 0.5])]
+    u = np.array([[0.5], [0.9], [-1.0]])
+    utilities = [(u, np.ones(1)), (np.array([[0.9], [0.1], [0.5]]), np.ones(1))]
+    top = make_pairs(["t0", "t1"], cands, scores, utilities, rejected="top")
+    assert top.chosen == ["b", "x"] and top.rejected == ["a", "y"]   # t1: top is best → best vs worst
+    assert top.p[0] == 1.0
+    worst = make_pairs(["t0", "t1"], cands, scores, utilities)
+    assert worst.rejected == ["c", "y"]
+    with pytest.raises(InvalidInputError, match="unknown rejected 'greedy'"):
+        make_pairs(["t0"], cands[:1], scores[:1], utilities[:1], rejected="greedy")
+    with pytest.raises(InvalidInputError, match="unknown rejected"):
+        PreferenceConfig(rejected="greedy")
+
+
 def test_filter_keeps_the_pairs_the_posterior_is_sure_of():
     pairs = PreferencePairs(["a", "b", "c"], ["1", "2", "3"], ["x", "y", "z"], np.array([0.55, 0.9, 0.7]),
                             items=np.array([4, 7, 9]))
