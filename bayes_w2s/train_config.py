@@ -18,7 +18,7 @@ from .errors import InvalidInputError
 MODES = ("head", "lora", "full")
 #: generator training modes (``head``: taggers only — frozen encoder, trained head)
 GEN_MODES = ("full", "lora", "head")
-PREFERENCE_LOSSES = ("dpo", "cdpo", "cdpo_pair", "robust", "ipo")
+PREFERENCE_LOSSES = ("dpo", "cdpo", "cdpo_pair", "robust", "ipo", "best_of_n")
 #: how a generation student decides "no slot" (see bayes_w2s.student.decoding)
 NO_SLOT_DECISIONS = ("greedy", "calibrated")
 #: ``oracle`` ranks by the hidden references: a diagnostic bound, not a weak-to-strong method
@@ -155,7 +155,9 @@ class PreferenceConfig:
 
     loss: str = field(default="cdpo_pair", metadata={
         "help": "dpo (TRL sigmoid) | cdpo (global ε) | cdpo_pair (ε_i = 1 − p_i) | robust (TRL robust, global ε) | "
-                "ipo (TRL ipo; β is IPO's τ)"})
+                "ipo (TRL ipo; β is IPO's τ) | best_of_n (fine-tune on the chosen candidates alone, no rejected "
+                "term: reward-ranked fine-tuning, RAFT / ReST; with ranker=posterior the chosen is the word "
+                "posterior's minimum-Bayes-risk candidate)"})
     beta: float = field(default=0.1, metadata={"help": "DPO temperature β > 0"})
     epsilon: float = field(default=0.1, metadata={"help": "global label-noise rate ε in [0, 0.5) (cdpo, robust)"})
     n_candidates: int = field(default=10, metadata={"help": "N: beam width of the student's N-best list (≥ 2)"})
@@ -208,6 +210,8 @@ class PreferenceConfig:
             raise InvalidInputError(f"min_p must be in [0, 1), got {self.min_p}")
         if not 0.0 <= self.sft_weight < float("inf"):
             raise InvalidInputError(f"sft_weight must be a finite number ≥ 0, got {self.sft_weight}")
+        if self.loss == "best_of_n" and self.sft_weight:
+            raise InvalidInputError("best_of_n is the chosen completions' NLL alone: sft_weight does not apply")
 
 
 @dataclass

@@ -13,6 +13,9 @@ own candidates, ranked by the weak supervisors.
    ``robust`` loss (Chowdhury et al., 2024) or TRL's ``ipo`` loss (Azar et al., 2024);
    optionally pairs with ``p < min_p`` are dropped (:meth:`PreferencePairs.filter`) and the
    chosen completions' NLL is added with weight α (the SFT + DPO mix of RPO, Pang et al., 2024).
+   ``best_of_n`` keeps only that NLL: fine-tuning on the ranker's chosen candidates
+   (reward-ranked fine-tuning: RAFT, Dong et al., 2023; ReST, Gulcehre et al., 2023), the
+   baseline every preference loss should beat.
 """
 from __future__ import annotations
 
@@ -188,8 +191,9 @@ class ConservativeDPOTrainer(DPOTrainer):
     weights, so ``cdpo`` / ``cdpo_pair`` are computed here from the same per-sequence
     log-probs TRL uses (its fused LM head) and the precomputed reference log-probs, plus
     ``sft_weight`` × the chosen completions' mean token NLL (as TRL's ``sft`` loss type,
-    which the TRL losses get through ``loss_type=[…, "sft"]`` instead). ``dpo``, ``robust``
-    and ``ipo`` are TRL's own ``sigmoid``, ``robust`` and ``ipo`` losses, untouched.
+    which the TRL losses get through ``loss_type=[…, "sft"]`` instead). ``best_of_n`` is that
+    NLL alone. ``dpo``, ``robust`` and ``ipo`` are TRL's own ``sigmoid``, ``robust`` and
+    ``ipo`` losses, untouched.
     """
 
     def __init__(self, *args, preference_loss: str = "dpo", sft_weight: float = 0.0, **kwargs):
@@ -224,6 +228,10 @@ class ConservativeDPOTrainer(DPOTrainer):
         epsilon = inputs.pop("epsilon", None)
         if self.preference_loss in TRL_LOSS_TYPES:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if self.preference_loss == "best_of_n":
+            chosen_nll = self.sequence_logps(model, inputs)[2]
+            self._metrics["train" if model.training else "eval"]["nll/chosen"].append(chosen_nll.item())
+            return (chosen_nll, None) if return_outputs else chosen_nll
         if self.preference_loss == "cdpo_pair":
             if epsilon is None:
                 raise InvalidInputError("cdpo_pair needs a per-pair 'epsilon' column in the dataset")

@@ -30,6 +30,8 @@ def test_config_rejects_bad_combinations_early():
         PreferenceConfig(min_p=1.0)
     with pytest.raises(InvalidInputError, match="sft_weight"):
         PreferenceConfig(sft_weight=-1.0)
+    with pytest.raises(InvalidInputError, match="best_of_n is the chosen completions' NLL alone"):
+        PreferenceConfig(loss="best_of_n", sft_weight=1.0)
     with pytest.raises(InvalidInputError, match="unknown ranker"):
         PreferenceConfig(ranker="random")
 
@@ -140,7 +142,7 @@ def _sequence_logp(model, tok, prompt, completion):
 
 
 @pytest.mark.parametrize("loss, alpha", [("dpo", 0.0), ("cdpo", 0.0), ("cdpo_pair", 0.0), ("robust", 0.0),
-                                         ("ipo", 0.0), ("cdpo_pair", 0.5), ("dpo", 0.5)])
+                                         ("ipo", 0.0), ("cdpo_pair", 0.5), ("dpo", 0.5), ("best_of_n", 0.0)])
 def test_each_loss_equals_its_formula(sft_student, loss, alpha, tmp_path):
     """The trainer's loss on a batch = the formula on log-probs computed independently,
     with the policy moved away from the (precomputed) reference so that h ≠ 0; with α > 0
@@ -177,8 +179,9 @@ def test_each_loss_equals_its_formula(sft_student, loss, alpha, tmp_path):
                 "cdpo": -(0.8 * F.logsigmoid(b * h) + 0.2 * F.logsigmoid(-b * h)),
                 "cdpo_pair": -((1 - eps) * F.logsigmoid(b * h) + eps * F.logsigmoid(-b * h)),
                 "robust": (-(0.8) * F.logsigmoid(b * h) + 0.2 * F.logsigmoid(-b * h)) / 0.6,
-                "ipo": (per_token_h - 1 / (2 * b)) ** 2}[loss].mean()
-    expected = expected + alpha * -sum(pc for pc, _ in pol) / n_c.sum()
+                "ipo": (per_token_h - 1 / (2 * b)) ** 2,
+                "best_of_n": torch.zeros(1, dtype=torch.float64)}[loss].mean()   # the chosen NLL alone
+    expected = expected + (1.0 if loss == "best_of_n" else alpha) * -sum(pc for pc, _ in pol) / n_c.sum()
     examples = [trainer.train_dataset[i] for i in range(len(pairs))]
     batch = trainer.data_collator(examples)
     assert batch["epsilon"].tolist() == pytest.approx(pairs.epsilon.tolist())
