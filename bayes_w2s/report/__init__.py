@@ -284,7 +284,8 @@ def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
                  "well-formed). *target SLU-F1* scores the training targets on strong_train's hidden "
                  "references. `best_weak` = the weak generator with the highest test SLU-F1 in each seed (here: "
                  f"{', '.join(sorted(set(results['best_weak'])))}).")
-    stages = [f"`{m['name']}`: {m['preference']['loss']}, β = {m['preference']['beta']}"
+    stages = [f"`{m['name']}`: {m['preference']['loss']}"
+              + (f", β = {m['preference']['beta']}" if m['preference']['loss'] != "best_of_n" else "")
               + (f", ε = {m['preference']['epsilon']}" if m['preference']['loss'] in ("cdpo", "robust") else "")
               + f", N = {m['preference']['n_candidates']}, {m['preference']['ranker']} ranker, "
               f"{m['preference']['max_items'] or 'all'} prompts, {m['preference']['epochs']} epoch(s), "
