@@ -6,8 +6,8 @@ own candidates, ranked by the weak supervisors.
    weighted mean token log-probability, each weak model with its own tokenizer
    (:meth:`GenerationEnsemble.score_candidates`), or by their expected utility (SLU-F1)
    under the word posterior (:func:`posterior_utilities`).
-3. Chosen = best, rejected = worst (or the student's own top candidate); each pair carries ``p``, the posterior probability that
-   chosen is better than rejected (:func:`make_pairs`).
+3. Chosen = best, rejected = worst (or the student's own top candidate); each pair carries
+   ``p``, the posterior probability that chosen is better than rejected (:func:`make_pairs`).
 4. :class:`ConservativeDPOTrainer` learns the pairs with DPO, conservative DPO with a global
    ε (Mitchell, 2023), conservative DPO with a per-pair ``ε_i = 1 − p_i`` (ours), TRL's
    ``robust`` loss (Chowdhury et al., 2024) or TRL's ``ipo`` loss (Azar et al., 2024);
@@ -144,21 +144,21 @@ def make_pairs(texts: list[str], candidates: list[list[str]], scores: list[np.nd
     if rejected not in REJECTED:
         raise InvalidInputError(f"unknown rejected {rejected!r}; use one of {REJECTED}")
     against_top = rejected == "top"
-    keep_t, chosen, rejected, p, items = [], [], [], [], []
+    keep_t, chosen, rejected_out, p, items = [], [], [], [], []
     for i, (text, cands, score, (u, w)) in enumerate(zip(texts, candidates, scores, utilities)):
         score = np.asarray(score, dtype=float)
         if len(cands) < 2 or score.shape != (len(cands),) or np.ptp(score) == 0:
             continue
         best, worst = int(np.argmax(score)), int(np.argmin(score))
-        if against_top and best != 0 and score[0] < score[best]:
+        if against_top and best != 0:     # argmax takes the first maximum: the top is strictly worse
             worst = 0
         diff = u[best] - u[worst]
         keep_t.append(text)
         items.append(i)
         chosen.append(cands[best])
-        rejected.append(cands[worst])
+        rejected_out.append(cands[worst])
         p.append(float(w @ ((diff > 0) + 0.5 * (diff == 0))))
-    return PreferencePairs(keep_t, chosen, rejected, np.array(p), source, np.array(items, dtype=np.int64))
+    return PreferencePairs(keep_t, chosen, rejected_out, np.array(p), source, np.array(items, dtype=np.int64))
 
 
 # -- trainer -----------------------------------------------------------------------------
