@@ -75,13 +75,16 @@ def fills_no_slot(text: str) -> bool:
 
 
 def is_well_formed(text: str) -> bool:
-    """Whether ``text`` is, in full, one slot JSON object (nothing before or after it):
-    the check a training target must pass (:meth:`WordPosterior.constrain`)."""
+    """Whether ``text`` is, in full, one slot JSON object (nothing before or after it) with
+    no empty filler: the check a training target must pass (:meth:`WordPosterior.constrain`,
+    :func:`check_targets`), and so a draw of the true target that SLU-F1 can score against
+    (the word posterior can drop every word of a slot)."""
     try:
         json.loads(text)
     except (json.JSONDecodeError, ValueError, TypeError):
         return False
-    return parse_slots(text)[1]
+    entities, ok = parse_slots(text)
+    return ok and all(e["filler"] for e in entities)
 
 
 def check_targets(targets, slot_types) -> None:

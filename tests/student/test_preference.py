@@ -108,6 +108,21 @@ def test_posterior_utilities_are_expected_slu_f1_under_posterior_draws():
     assert expected[0] > expected[1] > expected[2] == 0.0          # "{}" has no slot right
 
 
+def test_posterior_utilities_never_score_against_an_emptied_filler():
+    # a weak generator that writes an empty filler ('"date": ""', as SLURP's scratch GPT-2 does)
+    # must not become a sampled truth: SLU-F1 cannot score against an empty gold filler
+    from bayes_w2s.posterior import fit_posterior
+    from bayes_w2s.tasks.generation import is_well_formed, parse_slots
+
+    full, emptied = '{"event_name": "meetings", "date": "today"}', '{"event_name": "meetings", "date": ""}'
+    hyps = [[full, emptied, emptied]] * 20
+    post = fit_posterior(hyps, model="word_reliability", method="em").constrain(is_well_formed)
+    draws = post.sample_targets(200, seed=0)
+    assert all(e["filler"] for d in draws for text in d for e in parse_slots(text)[0])
+    (u, w) = posterior_utilities(post, [[full, emptied]] * 20, item_slu_f1, 200, seed=0)[0]
+    assert np.isfinite(u).all() and abs(w.sum() - 1) < 1e-12
+
+
 def test_collator_carries_the_per_pair_epsilon_intact():
     rows = [{"prompt_ids": [1, 2], "chosen_ids": [3], "rejected_ids": [4, 5], "epsilon": e} for e in EPS]
     batch = PreferenceCollator(pad_token_id=0)(rows)

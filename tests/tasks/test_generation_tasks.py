@@ -93,3 +93,5 @@ def test_is_well_formed_takes_the_whole_text():
     assert is_well_formed("{}") and is_well_formed('{"time": ["five am", "six"]}')
     assert not is_well_formed('{"time": "five') and not is_well_formed('{"time": "x"} "y"}')
     assert not is_well_formed('["x"]') and not is_well_formed('{"time": 5}') and not is_well_formed("")
+    # a filler the word posterior emptied (every word dropped) is no target: SLU-F1 cannot score against it
+    assert not is_well_formed('{"time": ""}') and not is_well_formed('{"time": ["six", " "]}')
