@@ -78,7 +78,7 @@ def is_well_formed(text: str) -> bool:
     """Whether ``text`` is, in full, one slot JSON object (nothing before or after it) with
     no empty filler: the check a training target must pass (:meth:`WordPosterior.constrain`,
     :func:`check_targets`), and so a draw of the true target that SLU-F1 can score against
-    (the word posterior can drop every word of a slot)."""
+    (a weak generator can write one: SLURP's scratch GPT-2 wrote `"date": ""`)."""
     try:
         json.loads(text)
     except (json.JSONDecodeError, ValueError, TypeError):
