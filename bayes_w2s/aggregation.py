@@ -3,8 +3,8 @@
 The estimators live in :mod:`bayes_w2s.posterior.estimators`; this module is the short
 import path a crowd-kit user expects.
 """
-from .posterior.estimators import (EBCC, DawidSkene, HierarchicalDawidSkene, LogisticT, OneCoinDawidSkene,
-                                   PosteriorEstimator, SoftLabel)
+from .posterior.estimators import (EBCC, DawidSkene, HierarchicalDawidSkene, LogisticT, LogisticTHetero,
+                                   OneCoinDawidSkene, PosteriorEstimator, SoftLabel)
 
 __all__ = ["PosteriorEstimator", "DawidSkene", "OneCoinDawidSkene", "HierarchicalDawidSkene", "EBCC", "SoftLabel",
-           "LogisticT"]
+           "LogisticT", "LogisticTHetero"]

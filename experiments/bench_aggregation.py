@@ -231,6 +231,7 @@ def jobs(sizes, real_tasks, with_nuts: bool, crowds=()):
             out.append({"dataset": dataset, "method": method})
     for task in real_tasks:
         for method in OURS_VOTES + OURS_FAST + BASELINES + ["bayes_w2s:soft:em:soft", "bayes_w2s:logistic_t:em:soft",
+                                                            "bayes_w2s:logistic_t_hetero:em:soft",
                                                             "bayes_w2s:hierarchical:svi:array",
                                                             "bayes_w2s:dawid_skene:nuts:array", "bayes_w2s:soft:nuts:soft"]:
             out.append({"dataset": f"real:{task}", "method": method})

@@ -168,5 +168,11 @@ class LogisticT(PosteriorEstimator):
     model = "logistic_t"
 
 
+class LogisticTHetero(PosteriorEstimator):
+    """Logistic-t with a scale matrix per class; ``fit`` takes ``WeakLabels`` (probabilities)."""
+
+    model = "logistic_t_hetero"
+
+
 __all__ = ["PosteriorEstimator", "DawidSkene", "OneCoinDawidSkene", "HierarchicalDawidSkene", "EBCC", "SoftLabel",
-           "LogisticT"]
+           "LogisticT", "LogisticTHetero"]

@@ -8,7 +8,7 @@ import torch
 from pyro import poutine
 from pyro.infer import infer_discrete
 
-from bayes_w2s import fit_posterior
+from bayes_w2s import WeakLabels, fit_posterior
 from bayes_w2s.errors import InvalidInputError, LabelSetMismatchError
 from bayes_w2s.posterior import as_label_matrix
 from bayes_w2s.posterior.engine import draw_local_latents, fit_em
@@ -79,6 +79,27 @@ def test_ebcc_does_not_let_two_copying_models_outvote_an_independent_one(seed):
     assert nll(eb.item_probs[rest], truth[rest]) < nll(ds.item_probs[rest], truth[rest])
 
 
+def test_a_scale_per_class_keeps_a_wide_class_from_losing_its_edge():
+    """The planted case: three weak models whose log-odds are 2.5× as spread in one class
+    as in the other. One shared scale explains the wide class's edge items as the tight
+    class (below the vote); a scale per class classifies them by the class they came from."""
+    rng = np.random.default_rng(0)
+    truth = (rng.random(1500) < 0.5).astype(int)
+    spread = np.where(truth == 0, 0.8, 2.0)[:, None]
+    z = np.where(truth == 0, 1.5, -1.5)[:, None] + spread * rng.standard_normal((1500, 3))
+    p0 = 1 / (1 + np.exp(-z))                                   # z = log p(class 0) − log p(class 1)
+    labels = WeakLabels(np.stack([p0, 1 - p0], -1), ["a", "b", "c"], ["neg", "pos"])
+    vote = (labels.probs.argmax(-1).mean(1) > 0.5).astype(int)
+
+    def accuracy(post):
+        return (post.labels == truth).mean()
+    shared = fit_posterior(labels, model="logistic_t", method="em")
+    hetero = fit_posterior(labels, model="logistic_t_hetero", method="em")
+    assert accuracy(shared) < (vote == truth).mean() < accuracy(hetero)
+    assert accuracy(hetero) > accuracy(shared) + 0.015
+    assert nll(hetero.item_probs, truth) < nll(shared.item_probs, truth)
+
+
 def test_hierarchical_svi_stays_finite_on_sparse_many_annotators():
     truth, votes = sparse_crowd()
     post = fit_posterior(votes, model="hierarchical", method="svi", steps=400, progress=False)
@@ -146,12 +167,14 @@ def test_gold_and_temperature_errors_name_the_problem():
             fit_posterior(votes, temperature=bad)
 
 
-@pytest.mark.parametrize("model,method", [("dawid_skene", "em"), ("dawid_skene", "vb"), ("logistic_t", "em")])
+@pytest.mark.parametrize("model,method", [("dawid_skene", "em"), ("dawid_skene", "vb"), ("logistic_t", "em"),
+                                          ("logistic_t_hetero", "em")])
 def test_temperature_maps_the_evidence_and_leaves_the_fitted_reliabilities_alone(model, method):
     """T only scales log p(y | c, θ) in the item posterior: at T = 1 it is the plain model,
     the globals do not move with T (tempering inside the fit would drive them to chance),
     and the item posterior is softmax(log π + log-lik / T) computed by hand."""
-    labels = simulate_soft(n=400)[1] if model == "logistic_t" else simulate_votes(n=500, k=3, accs=(0.6, 0.7, 0.8))[1]
+    labels = (simulate_soft(n=400)[1] if model.startswith("logistic_t")
+              else simulate_votes(n=500, k=3, accs=(0.6, 0.7, 0.8))[1])
     plain = fit_posterior(labels, model=model, method=method)
     np.testing.assert_allclose(fit_posterior(labels, model=model, method=method, temperature=1.0).item_probs,
                                plain.item_probs)
@@ -171,12 +194,13 @@ def test_temperature_maps_the_evidence_and_leaves_the_fitted_reliabilities_alone
 
 
 @pytest.mark.parametrize("model,method", [("dawid_skene", "em"), ("dawid_skene", "vb"), ("one_coin", "em"),
-                                          ("ebcc", "vb"), ("logistic_t", "em"), ("soft", "em")])
+                                          ("ebcc", "vb"), ("logistic_t", "em"), ("logistic_t_hetero", "em"),
+                                          ("soft", "em")])
 def test_predict_proba_equals_a_refit_with_the_globals_fixed(model, method):
     """Applying the fitted globals to items equals their item posterior in a fit that
     contains them (the E-step of a refit whose globals do not move), and to new items
     equals the Pyro model's exact conditional given the same globals."""
-    if model in ("logistic_t", "soft"):
+    if model in ("logistic_t", "logistic_t_hetero", "soft"):
         _, labels = simulate_soft(n=400)
         post = fit_posterior(labels, model=model, method=method)
         np.testing.assert_allclose(post.predict_proba(labels), post.item_probs, atol=1e-10)
@@ -245,11 +269,12 @@ def test_em_start_points_keep_the_best():
         fit_em(m, data, p, max_iter=0)
 
 
-@pytest.mark.parametrize("name", ["dawid_skene", "one_coin", "hierarchical", "ebcc", "soft", "logistic_t"])
+@pytest.mark.parametrize("name", ["dawid_skene", "one_coin", "hierarchical", "ebcc", "soft", "logistic_t",
+                                  "logistic_t_hetero"])
 def test_every_model_with_nuts_samples_in_a_worker(name):
     """A few NUTS draws of every class model through the worker code path (flattening and
     unflattening each site, scalars included), in one process: finite, normalised labels."""
-    labels = simulate_soft(n=60)[1] if name in ("soft", "logistic_t") else simulate_votes(n=80, k=3)[1]
+    labels = simulate_soft(n=60)[1] if get_model(name).observes == "probs" else simulate_votes(n=80, k=3)[1]
     post = fit_posterior(labels, model=name, method="nuts", num_chains=1, num_samples=5, warmup_steps=5,
                          num_workers=1, progress=False)
     assert np.isfinite(post.item_probs).all()

@@ -13,6 +13,7 @@ from .dawid_skene import DawidSkene, dawid_skene
 from .ebcc import EBCC, ebcc
 from .hierarchical import Hierarchical, hierarchical_dawid_skene
 from .logistic_t import LogisticT, logistic_t
+from .logistic_t_hetero import LogisticTHetero, logistic_t_hetero
 from .one_coin import OneCoin, one_coin, one_coin_theta
 from .soft import SoftLabel, soft_label, soft_log_lik
 from .word_reliability import WordReliability, WordReliabilityConf, word_reliability, word_reliability_conf
@@ -24,6 +25,7 @@ MODELS: dict[str, PosteriorModel] = {m.name: m for m in (
     Hierarchical(),
     SoftLabel(),
     LogisticT(),
+    LogisticTHetero(),
     EBCC(),
     WordReliability(),
     WordReliabilityConf(),
@@ -38,4 +40,4 @@ def get_model(name: str) -> PosteriorModel:
 
 __all__ = ["MODELS", "get_model", "PosteriorModel", "VoteCounts", "confusion_prior", "votes_log_lik",
            "votes_log_coef", "dawid_skene", "one_coin", "one_coin_theta", "hierarchical_dawid_skene", "soft_label",
-           "soft_log_lik", "logistic_t", "ebcc", "word_reliability", "word_reliability_conf"]
+           "soft_log_lik", "logistic_t", "logistic_t_hetero", "ebcc", "word_reliability", "word_reliability_conf"]
