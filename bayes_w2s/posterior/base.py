@@ -86,7 +86,7 @@ class Posterior(DrawDiagnostics):
         confusion: ``[M, K, K]`` posterior mean (MAP for EM / delta SVI) of each weak model's
             confusion; row ``k`` is P(weak label | true class ``k``). For the soft-label
             models, row ``k`` is the mean predicted distribution (``soft``) or the
-            distribution of the weak model's argmax (``logistic_t``) given class ``k``.
+            distribution of the weak model's argmax (``logistic_t``, ``logistic_t_hetero``) given class ``k``.
         confusion_sd: ``[M, K, K]`` its posterior standard deviation, or ``None`` (point fits).
         class_prior: ``[K]`` the class prior π.
         model_names, label_names, item_ids: axis labels.

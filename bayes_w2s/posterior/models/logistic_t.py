@@ -85,12 +85,17 @@ def mahalanobis(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, omega: t
     return mahal.clamp_min(0.0), log_det
 
 
+def t_log_density(mahal: torch.Tensor, log_det: torch.Tensor, d: int, df: float) -> torch.Tensor:
+    """log t_ν density in D dimensions from the squared Mahalanobis distance and log |L|
+    (``log_det`` broadcast against ``mahal``)."""
+    const = math.lgamma((df + d) / 2) - math.lgamma(df / 2) - 0.5 * d * math.log(df * math.pi)
+    return const - log_det - 0.5 * (df + d) * torch.log1p(mahal / df)
+
+
 def student_t_log_lik(z, mu, sigma, omega, df: float) -> torch.Tensor:
     """``[..., R, K]`` log t_ν(z_r; μ_k, Σ)."""
-    d = z.shape[-1]
     mahal, log_det = mahalanobis(z, mu, sigma, omega)
-    const = math.lgamma((df + d) / 2) - math.lgamma(df / 2) - 0.5 * d * math.log(df * math.pi)
-    return const - log_det.unsqueeze(-1).unsqueeze(-1) - 0.5 * (df + d) * torch.log1p(mahal / df)
+    return t_log_density(mahal, log_det.unsqueeze(-1).unsqueeze(-1), z.shape[-1], df)
 
 
 class LogisticT(ClassModel):
@@ -121,7 +126,7 @@ class LogisticT(ClassModel):
         mean = dist.Normal(m0, torch.tensor(float(p["mean_scale"]), dtype=DTYPE)).log_prob(g["mu"]).sum()
         scale = dist.Gamma(torch.tensor(float(p["scale_shape"]), dtype=DTYPE),
                            torch.tensor(float(p["scale_rate"]), dtype=DTYPE)).log_prob(g["sigma"]).sum()
-        corr = dist.LKJCholesky(d, torch.tensor(float(p["lkj_concentration"]), dtype=DTYPE)).log_prob(g["omega"])
+        corr = dist.LKJCholesky(d, torch.tensor(float(p["lkj_concentration"]), dtype=DTYPE)).log_prob(g["omega"]).sum()
         return pi_log_prior(log_g["pi"], p["alpha_prior"]) + mean + scale + corr
 
     def log_joint(self, obs, g, log_g, p, lik_weight=1.0):
@@ -154,12 +159,9 @@ class LogisticT(ClassModel):
         df = float(p["df"])
         pi = dirichlet_mode(pi_counts(wq) + float(p["alpha_prior"]))
         eye = torch.eye(d, dtype=DTYPE)
-        if g is None:   # the pooled within-class covariance of the q-weighted class means
+        if g is None:
             wu = wq
-            centre = (wu.T @ z) / wu.sum(0).clamp_min(1e-12).unsqueeze(-1)
-            cov = _scatter(z, centre, wu) / wq.sum() + 1e-6 * eye
-            sigma = cov.diagonal().sqrt()
-            omega = torch.linalg.cholesky(cov / sigma.unsqueeze(-1) / sigma.unsqueeze(-2))
+            sigma, omega = pooled_covariance(z, wq)
         else:
             sigma, omega = g["sigma"], g["omega"]
             mahal, _ = mahalanobis(z, g["mu"], sigma, omega)
@@ -171,19 +173,28 @@ class LogisticT(ClassModel):
         m0 = prior_means(k, d // (k - 1), p["mean_offset"])
         a = nk[:, None, None] * precision + eye / tau2                                 # [K, D, D]
         mu = torch.linalg.solve(a, (sk @ precision + m0 / tau2).unsqueeze(-1)).squeeze(-1)
-        sigma, omega = _fit_covariance(_scatter(z, mu, wu), wq.sum(), sigma, omega, p, steps)
+        sigma, omega = fit_covariance(scatter(z, mu, wu), wq.sum(), sigma, omega, p, steps)
         return {"pi": pi, "mu": mu, "sigma": sigma, "omega": omega}
 
 
-def _scatter(z: torch.Tensor, centres: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def pooled_covariance(z: torch.Tensor, wq: torch.Tensor):
+    """``(σ, L_Ω)`` of the pooled within-class covariance around the q-weighted class means:
+    where EM starts the scale matrix."""
+    centre = (wq.T @ z) / wq.sum(0).clamp_min(1e-12).unsqueeze(-1)
+    cov = scatter(z, centre, wq) / wq.sum() + 1e-6 * torch.eye(z.shape[-1], dtype=z.dtype)
+    sigma = cov.diagonal().sqrt()
+    return sigma, torch.linalg.cholesky(cov / sigma.unsqueeze(-1) / sigma.unsqueeze(-2))
+
+
+def scatter(z: torch.Tensor, centres: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Σ_k Σ_r w_rk (z_r − c_k)(z_r − c_k)ᵀ."""
     diff = z.unsqueeze(1) - centres.unsqueeze(0)                                       # [R, K, D]
     return torch.einsum("rk,rkd,rke->de", weights, diff, diff)
 
 
-def _fit_covariance(scatter, total, sigma, omega, p, steps):
+def fit_covariance(scatter_matrix, total, sigma, omega, p, steps):
     """argmax over (σ, L_Ω) of −W/2 log|Σ| − ½ tr(Σ⁻¹ S) + log Gamma(σ) + log LKJ(L_Ω)."""
-    d = scatter.shape[-1]
+    d = scatter_matrix.shape[-1]
     corr = biject_to(constraints.corr_cholesky)
     u_sigma = sigma.log().clone().requires_grad_(True)
     u_omega = corr.inv(omega).clone().requires_grad_(True)
@@ -195,7 +206,7 @@ def _fit_covariance(scatter, total, sigma, omega, p, steps):
         opt.zero_grad()
         s, om = u_sigma.exp(), corr(u_omega)
         tril = s.unsqueeze(-1) * om
-        half = torch.linalg.solve_triangular(tril, scatter, upper=False)
+        half = torch.linalg.solve_triangular(tril, scatter_matrix, upper=False)
         trace = torch.linalg.solve_triangular(tril, half.T, upper=False).diagonal().sum()
         log_det = 2 * (s.log().sum() + om.diagonal().log().sum())
         loss = 0.5 * total * log_det + 0.5 * trace - gamma.log_prob(s).sum() - lkj.log_prob(om)
