@@ -62,12 +62,7 @@ def token_soft_targets(tokenizer, slots: list[dict[str, float]], top_k: int = 8,
     the teacher-forced word its token belongs to (1 for EOS).
     """
     eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
-    if path is None:
-        best = [max(s, key=s.get) for s in slots]
-    else:
-        if len(path) != len(slots) or any(w not in s for w, s in zip(path, slots)):
-            raise InvalidInputError("path must give one of each slot's candidate words, one per slot")
-        best = list(path)
+    best = teacher_path(slots, path)
     kept = [i for i, w in enumerate(best) if w != EPS]
     words = [best[i] for i in kept]
     text = " " + " ".join(words)
@@ -116,19 +111,33 @@ def token_soft_targets(tokenizer, slots: list[dict[str, float]], top_k: int = 8,
     ids = list(ids) + [eos]
     targets[len(ids) - 1][eos] = 1.0
     _insert(targets[len(ids) - 1], pending)         # … or, after the last word, with EOS
-    out = []
-    for t, tok_id in enumerate(ids):
-        dist = targets[t]
-        if not dist or dist.get(tok_id, 0.0) <= 0:
-            dist = {tok_id: 1.0}
-        top = sorted(dist.items(), key=lambda kv: -kv[1])[:top_k]
-        if tok_id not in dict(top):       # the teacher-forced token must stay in the target
-            top = top[:-1] + [(tok_id, dist[tok_id])]
-        total = sum(p for _, p in top)
-        if not total > 0:
-            raise InvalidInputError(f"empty soft target at token {t} of {text!r}")
-        out.append(([i for i, _ in top], [p / total for _, p in top]))
+    out = [top_k_target(dist, tok_id, top_k, f"token {t} of {text!r}") for t, (tok_id, dist) in
+           enumerate(zip(ids, targets))]
     return (ids, out, weights[:len(ids)].tolist()) if return_weights else (ids, out)
+
+
+def teacher_path(slots: list[dict[str, float]], path: list[str] | None) -> list[str]:
+    """The word teacher-forced in each slot: ``path`` checked against the slots' candidates,
+    or each slot's most probable word."""
+    if path is None:
+        return [max(s, key=s.get) for s in slots]
+    if len(path) != len(slots) or any(w not in s for w, s in zip(path, slots)):
+        raise InvalidInputError("path must give one of each slot's candidate words, one per slot")
+    return list(path)
+
+
+def top_k_target(dist: dict[int, float], tok_id: int, top_k: int, where: str) -> tuple[list[int], list[float]]:
+    """``dist`` cut to its ``top_k`` most probable tokens and renormalised, always keeping the
+    teacher-forced ``tok_id`` (a one-hot on it when ``dist`` gives it no mass)."""
+    if not dist or dist.get(tok_id, 0.0) <= 0:
+        dist = {tok_id: 1.0}
+    top = sorted(dist.items(), key=lambda kv: -kv[1])[:top_k]
+    if tok_id not in dict(top):       # the teacher-forced token must stay in the target
+        top = top[:-1] + [(tok_id, dist[tok_id])]
+    total = sum(p for _, p in top)
+    if not total > 0:
+        raise InvalidInputError(f"empty soft target at {where}")
+    return [i for i, _ in top], [p / total for _, p in top]
 
 
 def hard_targets(tokenizer, target: str, eos_token_id: int | None = None):

@@ -730,11 +730,12 @@ def sampler_start(model: PosteriorModel, data: ModelData, p: dict, seed: int = 0
     return model.complete(model.from_concentration_modes(means))
 
 
-def laplace_whitening(potential, start: dict, max_dim: int = 4000) -> torch.Tensor | None:
+def laplace_whitening(potential, start: dict, max_dim: int = 4000, floor: float = 1.0) -> torch.Tensor | None:
     """``[D, D]`` L with L Lᵀ = H⁻¹, H the Hessian of ``potential`` at ``start`` (flattened
-    sites, in order), eigenvalues floored so that a flat or non-convex direction gets unit
-    scale; ``None`` above ``max_dim`` parameters (the dense metric would cost more than it
-    saves)."""
+    sites, in order), eigenvalues floored at ``floor`` so that a flat or non-convex direction
+    gets at most unit scale (a lower floor trusts the start's curvature further, and measured
+    worse: ``experiments/bench_nuts_crowd.py``); ``None`` above ``max_dim`` parameters (the
+    dense metric would cost more than it saves)."""
     names = list(start)
     shapes = [start[n].shape for n in names]
     flat = torch.cat([start[n].reshape(-1) for n in names]).to(DTYPE)
@@ -751,7 +752,7 @@ def laplace_whitening(potential, start: dict, max_dim: int = 4000) -> torch.Tens
     hessian = torch.autograd.functional.hessian(flat_potential, flat).detach()
     hessian = 0.5 * (hessian + hessian.T)
     evals, evecs = torch.linalg.eigh(hessian)
-    evals = evals.clamp_min(1.0)       # a direction flatter than a unit Gaussian keeps unit scale
+    evals = evals.clamp_min(floor)     # a direction flatter than a unit Gaussian keeps unit scale
     return evecs * evals.rsqrt()       # (V Λ^{-1/2}) (V Λ^{-1/2})ᵀ = H⁻¹
 
 
