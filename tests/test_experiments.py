@@ -37,3 +37,20 @@ def test_gpu_check_dry_run(tmp_path):
     assert lab["per_example"]["speedup"] > 0
     md = (out / "result.md").read_text()
     assert "| students | ok |" in md and "python experiments/gpu_check.py --device cpu --tiny" in md
+
+
+def test_iid_rhat_floor_ignores_what_separates_chains():
+    """The NUTS benchmark's floor shuffles draws across chains: chains stuck apart have a large
+    R-hat, but their shuffled draws sit at independent sampling's floor near 1."""
+    import arviz as az
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from bench_nuts_crowd import iid_rhat_floor
+
+    rng = np.random.default_rng(0)
+    stuck = rng.normal(size=(4, 500, 50)) + np.arange(4)[:, None, None]     # every chain in its own place
+    assert float(az.rhat(az.convert_to_dataset({"x": stuck}))["x"].values.min()) > 1.3
+    assert 1.0 < iid_rhat_floor(stuck) < 1.01
+    mixed = rng.normal(size=(4, 500, 50))
+    assert abs(iid_rhat_floor(mixed) - float(az.rhat(az.convert_to_dataset({"x": mixed}))["x"].values.max())) < 0.01
