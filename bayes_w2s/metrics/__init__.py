@@ -8,32 +8,41 @@ from ..errors import InvalidInputError
 from .slu import item_slu_f1, per_slot_type, slu_scores
 
 
-def _as_pred(probs_or_labels: np.ndarray) -> np.ndarray:
-    a = np.asarray(probs_or_labels)
-    return a.argmax(-1) if a.ndim == 2 else a
+def hits(pred, labels) -> np.ndarray:
+    """``[N]`` each item's credit: 1 or 0 for ``[N]`` predicted labels; for ``[N, K]``
+    probabilities, 1/|ties| when the label is among the classes tied at the maximum, else 0 —
+    the expected accuracy of breaking ties at random. Taking the first maximum instead would
+    score a 3-way-tied majority vote by the order of the class names."""
+    pred, labels = np.asarray(pred), np.asarray(labels)
+    if pred.shape[:1] != labels.shape or pred.ndim not in (1, 2):
+        raise InvalidInputError(f"{pred.shape[0] if pred.ndim else 0} predictions for {labels.shape[0]} labels")
+    if pred.ndim == 1:
+        return (pred == labels).astype(float)
+    top = pred == pred.max(-1, keepdims=True)
+    return top[np.arange(len(labels)), labels] / np.maximum(top.sum(-1), 1)
 
 
 def accuracy(pred, labels) -> float:
-    """Fraction correct; ``pred`` is ``[N]`` labels or ``[N, K]`` probabilities."""
-    pred, labels = _as_pred(pred), np.asarray(labels)
-    if pred.shape != labels.shape:
-        raise InvalidInputError(f"{pred.shape[0] if pred.ndim else 0} predictions for {labels.shape[0]} labels")
+    """Fraction correct; ``pred`` is ``[N]`` labels or ``[N, K]`` probabilities, whose ties
+    at the maximum split the credit (:func:`hits`)."""
+    labels = np.asarray(labels)
     if labels.size == 0:
         raise InvalidInputError("accuracy of an empty set is undefined")
-    return float((pred == labels).mean())
+    return float(hits(pred, labels).mean())
 
 
 def expected_calibration_error(probs, labels, n_bins: int = 15) -> float:
     """ECE with equal-width confidence bins (Guo et al., 2017):
-    ``Σ_b |B_b|/N · |acc(B_b) − conf(B_b)|`` with confidence = max probability."""
+    ``Σ_b |B_b|/N · |acc(B_b) − conf(B_b)|`` with confidence = max probability (ties at the
+    maximum split the accuracy, as in :func:`accuracy`)."""
     probs, labels = np.asarray(probs, dtype=float), np.asarray(labels)
-    conf, pred = probs.max(-1), probs.argmax(-1)
+    conf, correct = probs.max(-1), hits(probs, labels)
     bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
     ece = 0.0
     for b in range(n_bins):
         mask = bins == b
         if mask.any():
-            ece += mask.mean() * abs((pred[mask] == labels[mask]).mean() - conf[mask].mean())
+            ece += mask.mean() * abs(correct[mask].mean() - conf[mask].mean())
     return float(ece)
 
 
@@ -46,4 +55,4 @@ def pgr(student: float, weak: float, ceiling: float) -> float:
     return float((student - weak) / gap) if gap > 0 else float("nan")
 
 
-__all__ = ["accuracy", "expected_calibration_error", "pgr", "slu_scores", "item_slu_f1", "per_slot_type"]
+__all__ = ["accuracy", "hits", "expected_calibration_error", "pgr", "slu_scores", "item_slu_f1", "per_slot_type"]

@@ -14,6 +14,16 @@ def test_accuracy_from_labels_and_probs():
         accuracy(np.array([0, 1]), np.array([0]))
 
 
+def test_tied_maxima_split_the_credit_whatever_the_class_order():
+    """A 3-way-tied vote is right a third of the time, not always or never by class order."""
+    vote = np.array([[1 / 3, 1 / 3, 0.0, 1 / 3], [0.5, 0.5, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    assert accuracy(vote, np.array([3, 0, 1])) == pytest.approx((1 / 3 + 1 / 2 + 1) / 3)
+    assert accuracy(vote[:, ::-1], np.array([0, 3, 2])) == pytest.approx((1 / 3 + 1 / 2 + 1) / 3)
+    assert accuracy(vote, np.array([2, 2, 0])) == 0.0
+    # ECE: the tied items' accuracy is their expected accuracy, equal to their confidence here
+    assert expected_calibration_error(vote[:2], np.array([0, 1]), n_bins=10) == pytest.approx(0.0)
+
+
 def test_ece_by_hand():
     # two bins: conf 0.9 (1 right of 2 → |0.5−0.9|) and conf 0.6 (1 right of 1 → |1−0.6|)
     probs = np.array([[0.9, 0.1], [0.1, 0.9], [0.6, 0.4]])
