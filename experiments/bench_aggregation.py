@@ -256,6 +256,8 @@ def main():
     ap.add_argument("--out", default="experiments/results/bench_aggregation")
     ap.add_argument("--only", nargs="*", help="run only datasets starting with these prefixes and merge the rows "
                                               "into the existing results.csv (e.g. --only switching real)")
+    ap.add_argument("--methods", nargs="*", help="run only methods starting with these prefixes (with --only: in "
+                                                 "those datasets) and merge the rows into the existing results.csv")
     ap.add_argument("--job", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.job:
@@ -268,11 +270,13 @@ def main():
     todo = [j for j in jobs(args.sizes, args.real, not args.no_nuts, args.crowds)
             if snorkel_available() or not j["method"].startswith("snorkel")]
     rows = []
-    if args.only:
-        todo = [j for j in todo if j["dataset"].startswith(tuple(args.only))]
+    if args.only or args.methods:
+        datasets, methods = tuple(args.only or [""]), tuple(args.methods or [""])
+        todo = [j for j in todo if j["dataset"].startswith(datasets) and j["method"].startswith(methods)]
         if (out / "results.csv").exists():
             old = pd.read_csv(out / "results.csv")
-            rows = old[~old["dataset"].str.startswith(tuple(args.only))].to_dict("records")
+            rerun = old["dataset"].str.startswith(datasets) & old["method"].str.startswith(methods)
+            rows = old[~rerun].to_dict("records")
     for job in tqdm(todo, desc="aggregation benchmark"):
         try:
             proc = subprocess.run([sys.executable, __file__, "--job", json.dumps(job)], capture_output=True,
@@ -283,8 +287,8 @@ def main():
             rows.append({**job, "error": f"timeout after {args.timeout} s"})
         pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
     command = " ".join(["python", "experiments/bench_aggregation.py", *sys.argv[1:]])
-    log = out / "commands.txt"          # an --only rerun adds its command to the ones it merged with
-    commands = (log.read_text().splitlines() if args.only and log.exists() else []) + [command]
+    log = out / "commands.txt"          # an --only / --methods rerun adds its command to the ones it merged with
+    commands = (log.read_text().splitlines() if (args.only or args.methods) and log.exists() else []) + [command]
     log.write_text("\n".join(commands) + "\n")
     write_report(pd.DataFrame(rows), out, "\n".join(commands))
 
