@@ -238,6 +238,12 @@ def jobs(sizes, real_tasks, with_nuts: bool, crowds=()):
     return out
 
 
+def job_key(job: dict) -> tuple:
+    """What identifies a (dataset, method, setting) row, in a job or a results.csv record."""
+    tap = job.get("target_accept_prob")
+    return job["dataset"], job["method"], None if tap is None or tap != tap else float(tap)
+
+
 def snorkel_available() -> bool:
     try:
         import snorkel.labeling.model  # noqa: F401
@@ -273,10 +279,9 @@ def main():
     if args.only or args.methods:
         datasets, methods = tuple(args.only or [""]), tuple(args.methods or [""])
         todo = [j for j in todo if j["dataset"].startswith(datasets) and j["method"].startswith(methods)]
-        if (out / "results.csv").exists():
-            old = pd.read_csv(out / "results.csv")
-            rerun = old["dataset"].str.startswith(datasets) & old["method"].str.startswith(methods)
-            rows = old[~rerun].to_dict("records")
+        if (out / "results.csv").exists():      # keep every old row that this run does not redo
+            redo = {job_key(j) for j in todo}
+            rows = [r for r in pd.read_csv(out / "results.csv").to_dict("records") if job_key(r) not in redo]
     for job in tqdm(todo, desc="aggregation benchmark"):
         try:
             proc = subprocess.run([sys.executable, __file__, "--job", json.dumps(job)], capture_output=True,
@@ -286,9 +291,12 @@ def main():
         except subprocess.TimeoutExpired:
             rows.append({**job, "error": f"timeout after {args.timeout} s"})
         pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
+    order = {job_key(j): i for i, j in enumerate(jobs(args.sizes, args.real, True, args.crowds))}
+    rows.sort(key=lambda r: order.get(job_key(r), len(order)))     # merged rows back in job order
     command = " ".join(["python", "experiments/bench_aggregation.py", *sys.argv[1:]])
     log = out / "commands.txt"          # an --only / --methods rerun adds its command to the ones it merged with
-    commands = (log.read_text().splitlines() if (args.only or args.methods) and log.exists() else []) + [command]
+    commands = log.read_text().splitlines() if (args.only or args.methods) and log.exists() else []
+    commands = [c for c in commands if c != command] + [command]
     log.write_text("\n".join(commands) + "\n")
     write_report(pd.DataFrame(rows), out, "\n".join(commands))
 

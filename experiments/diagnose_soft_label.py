@@ -36,13 +36,9 @@ import torch
 
 from bayes_w2s import WeakLabels, fit_posterior
 from bayes_w2s.config import ExperimentConfig
-from bayes_w2s.metrics import expected_calibration_error
+from bayes_w2s.metrics import accuracy, expected_calibration_error, hits
 from bayes_w2s.pipeline import experiment_task
 from bayes_w2s.posterior.calibration import log_loss
-
-
-def accuracy(probs, y):
-    return float((probs.argmax(-1) == y).mean())
 
 
 def decompose(post, probs_clipped: np.ndarray):
@@ -155,7 +151,7 @@ def main(argv=None):
     share_rest = np.abs(from_rest) / (np.abs(from_top) + np.abs(from_rest))
     rest_decides = (np.sign(from_rest) == np.sign(total)) & (np.abs(from_rest) > np.abs(from_top))
     soft_wrong = post.item_probs.argmax(-1) != y
-    vote_right = votes.argmax(-1) == y
+    vote_right = hits(votes, y) == 1           # the vote right without a tie
     harmed = soft_wrong & vote_right
     small = (clipped < 1e-2).mean()
     lines = [

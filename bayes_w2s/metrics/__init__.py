@@ -14,8 +14,13 @@ def hits(pred, labels) -> np.ndarray:
     the expected accuracy of breaking ties at random. Taking the first maximum instead would
     score a 3-way-tied majority vote by the order of the class names."""
     pred, labels = np.asarray(pred), np.asarray(labels)
-    if pred.shape[:1] != labels.shape or pred.ndim not in (1, 2):
-        raise InvalidInputError(f"{pred.shape[0] if pred.ndim else 0} predictions for {labels.shape[0]} labels")
+    if pred.ndim not in (1, 2) or labels.ndim != 1 or len(pred) != len(labels):
+        raise InvalidInputError(f"predictions of shape {pred.shape} for labels of shape {labels.shape}: need [N] "
+                                "or [N, K] predictions and [N] labels")
+    if labels.size and (labels.dtype.kind not in "iu" or labels.min() < 0
+                        or (pred.ndim == 2 and labels.max() >= pred.shape[1])):
+        raise InvalidInputError(f"labels must be class indices in [0, {pred.shape[1] if pred.ndim == 2 else 'K'}), "
+                                f"got dtype {labels.dtype} in [{labels.min()}, {labels.max()}]")
     if pred.ndim == 1:
         return (pred == labels).astype(float)
     top = pred == pred.max(-1, keepdims=True)

@@ -14,6 +14,13 @@ def test_accuracy_from_labels_and_probs():
         accuracy(np.array([0, 1]), np.array([0]))
 
 
+@pytest.mark.parametrize("labels", [np.array([0, -1]), np.array([0, 2]), np.array([0.0, 1.0]),
+                                    np.array([False, True]), np.array([[0], [1]])])
+def test_labels_that_are_not_class_indices_are_a_clear_error(labels):
+    with pytest.raises(InvalidInputError, match="labels"):
+        accuracy(np.array([[0.9, 0.1], [0.2, 0.8]]), labels)
+
+
 def test_tied_maxima_split_the_credit_whatever_the_class_order():
     """A 3-way-tied vote is right a third of the time, not always or never by class order."""
     vote = np.array([[1 / 3, 1 / 3, 0.0, 1 / 3], [0.5, 0.5, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
