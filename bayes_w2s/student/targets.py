@@ -27,7 +27,8 @@ def resolve_targets(targets, num_items: int, label_names: list, hard: bool = Fal
     - ``[N, K]`` array of probabilities (one weak model's, a vote, …);
     - ``[N]`` int array of hard labels.
 
-    ``hard=True`` turns the targets into one-hot argmax; ``weights`` overrides the weights.
+    ``hard=True`` turns the targets into one-hot argmax (a row tied at its maximum keeps the
+    tie, split evenly, rather than go to the first class); ``weights`` overrides the weights.
     """
     k = len(label_names)
     if k < 2:
@@ -59,7 +60,8 @@ def resolve_targets(targets, num_items: int, label_names: list, hard: bool = Fal
         raise InvalidInputError(f"targets have shape {out.probs.shape}, expected ({num_items}, {k}) "
                                 "(one row per training item, one column per class)")
     if hard:
-        out.probs = np.eye(k)[out.probs.argmax(-1)]
+        top = out.probs == out.probs.max(-1, keepdims=True)
+        out.probs = top / top.sum(-1, keepdims=True)
     if weights is not None:
         weights = np.asarray(weights, dtype=float)
         if weights.shape != (num_items,) or not np.isfinite(weights).all() or (weights < 0).any():

@@ -155,3 +155,11 @@ def test_bad_arguments_fail_before_training(tiny_encoder, toy, monkeypatch, kwar
         return
     with pytest.raises((InvalidInputError, UnknownNameError), match=match):
         train_student(tiny_encoder, toy, **kwargs)
+
+
+def test_hard_targets_keep_a_tie_instead_of_giving_it_to_the_first_class():
+    from bayes_w2s.student.targets import resolve_targets
+
+    vote = np.array([[0.5, 0.5, 0.0], [0.2, 0.7, 0.1], [1 / 3, 1 / 3, 1 / 3]])
+    hard = resolve_targets(vote, 3, ["a", "b", "c"], hard=True).probs
+    np.testing.assert_allclose(hard, [[0.5, 0.5, 0.0], [0.0, 1.0, 0.0], [1 / 3, 1 / 3, 1 / 3]])
