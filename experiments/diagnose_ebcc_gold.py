@@ -77,6 +77,12 @@ def main(argv=None):
             gold_shares = ", ".join(f"{np.mean(gold_y[in_gold] == c):.2f}" for c in range(k)) if in_gold.any() else "–"
             lines.append(f"| {row} | {pattern} | {count} / {int(items.sum())} | {shares} | {int(in_gold.sum())} "
                          f"| {gold_shares} |")
+    lines += ["", "EBCC + gold with fewer subtypes per class (one subtype is Dawid–Skene):", "",
+              "| subtypes per class | accuracy (%) | items whose label differs from the vote |", "|---|---|---|"]
+    for subtypes in (1, 2, 3, 4, 8):
+        labels = fit_posterior(both, model="ebcc", method="vb", gold=observed,
+                               num_subtypes=subtypes).item_probs[:n].argmax(1)
+        lines.append(f"| {subtypes} | {100 * (labels == y).mean():.1f} | {int((labels != vote).sum())} |")
     lines += ["", "```", "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]), "```"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
