@@ -252,22 +252,9 @@ def _gap_warning(summary: pd.DataFrame, metric: str = "accuracy") -> list[str]:
     return []
 
 
-def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
-    """``results.csv``, the plot, ``results.md`` and ``meta.json`` in ``out``, each written
-    by temp-and-rename (a crash leaves the previous file or the new one, never half)."""
-    out = Path(out)
-    metric = meta.get("metric", "accuracy")
-    repeated = results.duplicated(["seed", "method"])
-    if repeated.any():
-        first = results[repeated].iloc[0]
-        raise InvalidInputError(f"results hold method {first['method']!r} of seed {first['seed']} more than once")
-    results = add_pgr(results, metric)
-    with atomic_path(out / "results.csv") as tmp:
-        results.to_csv(tmp, index=False)
-    summary = summarise(results, metric)
-    cfg = meta["config"]
-    plot_name = "accuracy.png" if metric == "accuracy" else f"{metric}.png"
-    plots = draw_plots(results, meta, out)
+def table_notes(results: pd.DataFrame, cfg: dict, metric: str) -> str:
+    """The paragraph under the table: what PGR and the target columns mean, and, for
+    generation, each preference row's and decoding row's settings."""
     if metric == "accuracy":
         notes = ("PGR = (student − weak) / (ceiling − weak), per seed, against the mean weak model, the best weak "
                  "model on test, and the weak ensemble's majority vote. *target acc / ECE / log-loss* score "
@@ -312,6 +299,26 @@ def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
                   "*calibrated no-slot* = `{}` for the items whose P(`{}`) under the student passes the threshold "
                   "that gives `{}` to as many strong_train items as the word posterior expects, the rest decoded "
                   "with `{}` forbidden. " + "; ".join(decoding) + ".")
+    return notes
+
+
+def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
+    """``results.csv``, the plot, ``results.md`` and ``meta.json`` in ``out``, each written
+    by temp-and-rename (a crash leaves the previous file or the new one, never half)."""
+    out = Path(out)
+    metric = meta.get("metric", "accuracy")
+    repeated = results.duplicated(["seed", "method"])
+    if repeated.any():
+        first = results[repeated].iloc[0]
+        raise InvalidInputError(f"results hold method {first['method']!r} of seed {first['seed']} more than once")
+    results = add_pgr(results, metric)
+    with atomic_path(out / "results.csv") as tmp:
+        results.to_csv(tmp, index=False)
+    summary = summarise(results, metric)
+    cfg = meta["config"]
+    plot_name = "accuracy.png" if metric == "accuracy" else f"{metric}.png"
+    plots = draw_plots(results, meta, out)
+    notes = table_notes(results, cfg, metric)
     modes = f"mode `{cfg['weak_train']['mode']}`" + (
         f", overrides {cfg['weak_overrides']}" if cfg.get("weak_overrides") else "")
     md = [f"# {cfg['name']}", "",
