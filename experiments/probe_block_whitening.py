@@ -27,21 +27,10 @@ from bench_aggregation import crowd  # noqa: E402  (the benchmark's crowd genera
 def block_whitening(potential, start: dict, max_dim: int = 4000, floor: float = 1.0, block: int = 3):
     """``laplace_whitening`` restricted to ``block`` × ``block`` diagonal blocks of the Hessian
     (with K = 4 classes every site's last axis has 3 unconstrained coordinates)."""
-    from bayes_w2s.posterior.engine import DTYPE
-    names, shapes = list(start), [start[n].shape for n in start]
-    flat = torch.cat([start[n].reshape(-1) for n in names]).to(DTYPE)
-
-    def flat_potential(x):
-        parts, i = {}, 0
-        for n, shape in zip(names, shapes):
-            size = int(np.prod(shape)) if len(shape) else 1
-            parts[n] = x[i:i + size].reshape(shape)
-            i += size
-        return potential(parts)
-    hessian = torch.autograd.functional.hessian(flat_potential, flat).detach()
-    hessian = 0.5 * (hessian + hessian.T)
+    from bayes_w2s.posterior.engine import laplace_hessian
+    hessian = laplace_hessian(potential, start)
     whiten = torch.zeros_like(hessian)
-    for i in range(0, len(flat), block):
+    for i in range(0, len(hessian), block):
         evals, evecs = torch.linalg.eigh(hessian[i:i + block, i:i + block])
         whiten[i:i + block, i:i + block] = evecs * evals.clamp_min(floor).rsqrt()
     return whiten

@@ -64,17 +64,13 @@ def main():
     torch.set_num_threads(1)
     torch.manual_seed(0)
     potential, start, whiten = whitened_problem()
-    names, shapes = list(start), [start[n].shape for n in start]
-    centre = torch.cat([start[n].reshape(-1) for n in names])
+    from bayes_w2s.posterior.engine import unflatten_sites
+    shapes = {n: v.shape for n, v in start.items()}
+    centre = torch.cat([v.reshape(-1) for v in start.values()])
     dim = centre.numel()
 
     def sites(u):
-        parts, i = {}, 0
-        for n, shape in zip(names, shapes):
-            size = int(np.prod(shape)) if len(shape) else 1
-            parts[n] = u[i:i + size].reshape(shape)
-            i += size
-        return parts
+        return unflatten_sites(u, shapes)
     whiten32 = whiten.float()
     rows = [("potential alone (unwhitened coordinates)", cost_ms(lambda z: potential(sites(centre + z)), dim)),
             ("potential + dense whitening (what run_chain pays)",

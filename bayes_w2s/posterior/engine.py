@@ -730,6 +730,24 @@ def sampler_start(model: PosteriorModel, data: ModelData, p: dict, seed: int = 0
     return model.complete(model.from_concentration_modes(means))
 
 
+def unflatten_sites(x: torch.Tensor, shapes: dict) -> dict:
+    """Split the last axis of ``x`` into the sites of ``shapes`` (name → shape), in order."""
+    parts, i = {}, 0
+    for n, shape in shapes.items():
+        size = int(np.prod(shape)) if len(shape) else 1
+        parts[n] = x[..., i:i + size].reshape(x.shape[:-1] + tuple(shape))
+        i += size
+    return parts
+
+
+def laplace_hessian(potential, start: dict) -> torch.Tensor:
+    """``[D, D]`` the symmetrised Hessian of ``potential`` at ``start``, sites flattened in order."""
+    shapes = {n: v.shape for n, v in start.items()}
+    flat = torch.cat([v.reshape(-1) for v in start.values()]).to(DTYPE)
+    hessian = torch.autograd.functional.hessian(lambda x: potential(unflatten_sites(x, shapes)), flat).detach()
+    return 0.5 * (hessian + hessian.T)
+
+
 def laplace_whitening(potential, start: dict, max_dim: int = 4000, floor: float = 1.0) -> torch.Tensor | None:
     """``[D, D]`` L with L Lᵀ = H⁻¹, H the Hessian of ``potential`` at ``start`` (flattened
     sites, in order), eigenvalues floored at ``floor`` so that a flat or non-convex direction
@@ -738,22 +756,9 @@ def laplace_whitening(potential, start: dict, max_dim: int = 4000, floor: float 
     parameters (the dense metric would cost more than it saves)."""
     if not floor > 0:
         raise InvalidInputError(f"the whitening's eigenvalue floor must be > 0, got {floor}")
-    names = list(start)
-    shapes = [start[n].shape for n in names]
-    flat = torch.cat([start[n].reshape(-1) for n in names]).to(DTYPE)
-    if flat.numel() > max_dim:
+    if sum(v.numel() for v in start.values()) > max_dim:
         return None
-
-    def flat_potential(x):
-        parts, i = {}, 0
-        for n, shape in zip(names, shapes):
-            size = int(np.prod(shape)) if len(shape) else 1
-            parts[n] = x[i:i + size].reshape(shape)
-            i += size
-        return potential(parts)
-    hessian = torch.autograd.functional.hessian(flat_potential, flat).detach()
-    hessian = 0.5 * (hessian + hessian.T)
-    evals, evecs = torch.linalg.eigh(hessian)
+    evals, evecs = torch.linalg.eigh(laplace_hessian(potential, start))
     evals = evals.clamp_min(floor)     # at the default 1, a direction flatter than a unit Gaussian keeps unit scale
     return evecs * evals.rsqrt()       # (V Λ^{-1/2}) (V Λ^{-1/2})ᵀ = H⁻¹
 
@@ -768,21 +773,13 @@ def run_chain(job: dict) -> dict:
                      (), mask=None if job["mask"] is None else torch.as_tensor(job["mask"]))
     names = list(model.sites)
     start = {s: torch.as_tensor(job["start"][s]) for s in names}
-    shapes = [start[s].shape for s in names]
+    shapes = {s: start[s].shape for s in names}
     centre = torch.cat([start[s].reshape(-1) for s in names])
     whiten = None if job["whiten"] is None else torch.as_tensor(job["whiten"])
     potential = make_potential(model, data, job["priors"])
 
-    def unflatten(x):
-        parts, i = {}, 0
-        for n, shape in zip(names, shapes):
-            size = int(np.prod(shape)) if len(shape) else 1
-            parts[n] = x[..., i:i + size].reshape(x.shape[:-1] + tuple(shape))
-            i += size
-        return parts
-
     def to_sites(z):   # whitened coordinates -> unconstrained sites (constant Jacobian, dropped)
-        return unflatten(centre + (z @ whiten.T if whiten is not None else z))
+        return unflatten_sites(centre + (z @ whiten.T if whiten is not None else z), shapes)
     pyro.set_rng_seed(job["seed"])
     z0 = job["init_jitter"] * torch.randn(centre.shape, dtype=DTYPE) if whiten is not None else torch.zeros_like(centre)
     # the graph is fixed: trace it once, which roughly halves the cost of each step
