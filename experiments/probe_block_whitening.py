@@ -26,14 +26,15 @@ from bench_aggregation import crowd  # noqa: E402  (the benchmark's crowd genera
 
 def block_whitening(potential, start: dict, max_dim: int = 4000, floor: float = 1.0, block: int = 3):
     """``laplace_whitening`` restricted to ``block`` × ``block`` diagonal blocks of the Hessian
-    (with K = 4 classes every site's last axis has 3 unconstrained coordinates)."""
+    (with K = 4 classes every site's last axis has 3 unconstrained coordinates): the upper
+    Cholesky factor of each floored block."""
     from bayes_w2s.posterior.engine import laplace_hessian
     hessian = laplace_hessian(potential, start)
-    whiten = torch.zeros_like(hessian)
+    factor = torch.zeros_like(hessian)
     for i in range(0, len(hessian), block):
         evals, evecs = torch.linalg.eigh(hessian[i:i + block, i:i + block])
-        whiten[i:i + block, i:i + block] = evecs * evals.clamp_min(floor).rsqrt()
-    return whiten
+        factor[i:i + block, i:i + block] = torch.linalg.cholesky((evecs * evals.clamp_min(floor)) @ evecs.T).T
+    return factor
 
 
 def run(seed: int, metric: str) -> dict:

@@ -35,7 +35,7 @@ import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -326,6 +326,11 @@ class PosteriorModel:
     def row_log_coef(self, obs: dict) -> torch.Tensor | float:
         """``[R]`` the part of log p(y_r) that involves no parameter (multinomial coefficients)."""
         return 0.0
+
+    def potential_obs(self, obs: dict) -> dict:
+        """The observations in the layout that the NUTS potential, evaluated tens of thousands
+        of times, reads fastest (vote models keep sparse counts as their nonzeros)."""
+        return obs
 
     def local_classes(self, data: ModelData, p: dict) -> torch.Tensor | None:
         """``[C]`` what to report for each value of the local latent (its class, for a
@@ -624,6 +629,8 @@ def make_potential(model: PosteriorModel, data: ModelData, p: dict):
     traced enumeration over every item; Pyro's own ``jit_compile`` only applies to
     model-based kernels.
     """
+    data = replace(data, obs=model.potential_obs(data.obs))
+
     def potential(params: dict) -> torch.Tensor:
         log_g, log_jac = {}, 0.0
         g = LazyValues(log_g)
@@ -652,8 +659,8 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
     start (a script without an ``if __name__ == "__main__":`` guard, a sandbox without
     ``fork``/``spawn``), the chains run one after another in this process, with a warning.
     With ``precondition``, NUTS runs in coordinates whitened by the Laplace approximation
-    at the start: u = û + L z with L Lᵀ the inverse Hessian of the potential at û (a
-    dense metric, as Stan's ``dense_e``, fixed before warm-up; Pyro's diagonal adaptation
+    at the start: u = û + U⁻¹ z with Uᵀ U the Hessian of the potential at û (a dense
+    metric, as Stan's ``dense_e``, fixed before warm-up; Pyro's diagonal adaptation
     continues on top). It changes the geometry, not the target: with a thousand
     parameters of sparse annotators it cuts the leapfrog steps per draw several-fold.
     Each chain starts at z ~ N(0, ``init_jitter``² I) around the start, so that R-hat
@@ -703,9 +710,10 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
     bar.close()
     seconds = time.perf_counter() - started
     draws = model.complete({s: torch.as_tensor(np.stack([r["samples"][s] for r in results])) for s in model.sites})
-    with torch.no_grad():   # an honest flag: the largest split R-hat of any global below 1.01
+    # an honest flag: the largest split R-hat of any global below 1.01 (split R-hat needs 4 draws)
+    with torch.no_grad():
         rhat = max(float(split_gelman_rubin(v.reshape(v.shape[0], v.shape[1], -1)).nan_to_num(1.0).max())
-                   for v in draws.values()) if num_chains > 1 else float("nan")
+                   for v in draws.values()) if num_chains > 1 and num_samples >= 4 else float("nan")
     return Fit(draws, [], bool(rhat <= 1.01),
                {"num_chains": num_chains, "num_samples": num_samples, "warmup_steps": warmup_steps,
                 "workers": workers, "sampling_seconds": seconds, "rows": data.num_rows,
@@ -749,18 +757,28 @@ def laplace_hessian(potential, start: dict) -> torch.Tensor:
 
 
 def laplace_whitening(potential, start: dict, max_dim: int = 4000, floor: float = 1.0) -> torch.Tensor | None:
-    """``[D, D]`` L with L Lᵀ = H⁻¹, H the Hessian of ``potential`` at ``start`` (flattened
-    sites, in order), eigenvalues floored at ``floor`` so that a flat or non-convex direction
-    gets scale at most ``floor``^-1/2 (unit scale at the default; floors of 0.1 and 4.0 did not
-    lower the largest R-hat in ``experiments/bench_nuts_crowd.py``); ``None`` above ``max_dim``
-    parameters (the dense metric would cost more than it saves)."""
+    """``[D, D]`` upper-triangular U with Uᵀ U = H, H the Hessian of ``potential`` at ``start``
+    (flattened sites, in order) with its eigenvalues floored at ``floor``, so that a flat or
+    non-convex direction gets scale at most ``floor``^-1/2 (unit scale at the default; floors
+    of 0.1 and 4.0 did not lower the largest R-hat in ``experiments/bench_nuts_crowd.py``).
+    The sampler maps whitened z to u = û + U⁻¹ z (:func:`unwhiten`), so z ~ N(0, I) is
+    u ~ N(û, H⁻¹): a triangular solve reads half the matrix that a dense square root would,
+    and costs half its time per gradient (``experiments/profile_nuts_gradient.py``).
+    ``None`` above ``max_dim`` parameters (the dense metric would cost more than it saves)."""
     if not floor > 0:
         raise InvalidInputError(f"the whitening's eigenvalue floor must be > 0, got {floor}")
     if sum(v.numel() for v in start.values()) > max_dim:
         return None
     evals, evecs = torch.linalg.eigh(laplace_hessian(potential, start))
-    evals = evals.clamp_min(floor)     # at the default 1, a direction flatter than a unit Gaussian keeps unit scale
-    return evecs * evals.rsqrt()       # (V Λ^{-1/2}) (V Λ^{-1/2})ᵀ = H⁻¹
+    floored = (evecs * evals.clamp_min(floor)) @ evecs.T   # at the default 1, a flat direction keeps unit scale
+    return torch.linalg.cholesky(0.5 * (floored + floored.T)).T
+
+
+def unwhiten(factor: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """U⁻¹ z for every z ``[..., D]`` (U from :func:`laplace_whitening`)."""
+    rows = z.reshape(-1, z.shape[-1])
+    # X Uᵀ = Z row by row is x = U⁻¹ z
+    return torch.linalg.solve_triangular(factor.T, rows, upper=False, left=False).reshape(z.shape)
 
 
 def run_chain(job: dict) -> dict:
@@ -779,7 +797,7 @@ def run_chain(job: dict) -> dict:
     potential = make_potential(model, data, job["priors"])
 
     def to_sites(z):   # whitened coordinates -> unconstrained sites (constant Jacobian, dropped)
-        return unflatten_sites(centre + (z @ whiten.T if whiten is not None else z), shapes)
+        return unflatten_sites(centre + (unwhiten(whiten, z) if whiten is not None else z), shapes)
     pyro.set_rng_seed(job["seed"])
     z0 = job["init_jitter"] * torch.randn(centre.shape, dtype=DTYPE) if whiten is not None else torch.zeros_like(centre)
     # the graph is fixed: trace it once, which roughly halves the cost of each step
@@ -793,15 +811,19 @@ def run_chain(job: dict) -> dict:
         return traced(params["z"])
     kernel = NUTS(potential_fn=counted, target_accept_prob=job["target_accept_prob"],
                   max_tree_depth=job["max_tree_depth"])
-    tree_sizes = []
+    tree_sizes, divergences = [], []
+
+    def after_each(kernel, _params, stage, _i):
+        tree_sizes.append(len(steps))
+        steps.clear()
+        if stage == "Sample":   # the kernel's own record; MCMC.diagnostics() also computes R-hat, which
+            divergences[:] = kernel.diagnostics()["divergences"]  # asserts on < 4 draws
     mcmc = MCMC(kernel, num_samples=job["num_samples"], warmup_steps=job["warmup_steps"], num_chains=1,
-                initial_params={"z": z0}, disable_progbar=True,
-                hook_fn=lambda *_: (tree_sizes.append(len(steps)), steps.clear()))
+                initial_params={"z": z0}, disable_progbar=True, hook_fn=after_each)
     mcmc.run()
     unconstrained = to_sites(mcmc.get_samples()["z"].detach())
     diverging = np.zeros(job["num_samples"], dtype=bool)
-    for idx in mcmc.diagnostics().get("divergences", {}).values():
-        diverging[[i for i in idx if i < job["num_samples"]]] = True
+    diverging[[i for i in divergences if 0 <= i < job["num_samples"]]] = True
     constrained = {s: to_constrained(model.sites[s].support, unconstrained[s])[0] for s in names}
     return {"samples": {s: v.numpy() for s, v in constrained.items()}, "diverging": diverging,
             "tree_size": np.asarray(tree_sizes[-job["num_samples"]:])}

@@ -1,0 +1,152 @@
+"""Probe: how many draws and how long a trajectory NUTS needs for the largest R-hat over
+~1,600 monitored entries to reach 1.01 — on the crowd benchmark's Dawid–Skene posterior
+(1,000 items × 100 annotators × 4 classes, 10 labels per item; 1,604 entries of π and θ)
+and on a standard Gaussian with 1,604 coordinates, what the crowd posterior would be under
+a perfect Laplace metric, run through the same Pyro NUTS settings (4 chains, 300 warm-up,
+diagonal adaptation, chains started at N(0, 0.5² I)).
+
+What it shows: on the isotropic Gaussian NUTS turns every coordinate through half an orbit
+at once (x → −x: bulk ESS far above the draw count) and leaves x² where it was, so the
+folded (scale) R-hat is the largest, 1.020 at 4 × 500 draws; a perfect metric would not
+lower the crowd's 1.010. Capping the tree at depth 3 (7 leapfrog steps) halves the cost of a
+draw but on the crowd posterior leaves some directions unmixed (bulk R-hat 1.03).
+
+Each call appends its rows to ``results.json`` in ``--out`` (same target, draws, depth,
+target_accept and seed replace the old row) and rewrites ``results.md`` from all of them.
+
+    python experiments/probe_nuts_trajectory.py --target gaussian --draws 500 1000 --depth 8 3 --seeds 0 1 2
+    python experiments/probe_nuts_trajectory.py --target crowd --draws 1000 --depth 3 --seeds 0 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_aggregation import crowd  # noqa: E402  (the benchmark's crowd generator)
+from bench_nuts_crowd import iid_rhat_floor  # noqa: E402
+
+GAUSSIAN_DIM = 1604   # as many coordinates as the crowd posterior has monitored entries (4 + 1,600)
+
+
+def gaussian_draws(draws: int, depth: int, accept: float, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """``[4, draws, D]`` NUTS draws of N(0, I), the tree sizes, and the wall time (chains in turn)."""
+    import pyro
+    from pyro.infer import MCMC, NUTS
+    torch.set_num_threads(1)
+    chains, sizes, started = [], [], time.perf_counter()
+    for chain in range(4):
+        pyro.set_rng_seed(seed + chain)
+        steps, tree = [], []
+
+        def potential(params):
+            steps.append(1)
+            return 0.5 * (params["z"] ** 2).sum()
+        mcmc = MCMC(NUTS(potential_fn=potential, target_accept_prob=accept, max_tree_depth=depth), num_samples=draws,
+                    warmup_steps=300, initial_params={"z": 0.5 * torch.randn(GAUSSIAN_DIM, dtype=torch.float64)},
+                    disable_progbar=True, hook_fn=lambda *_: (tree.append(len(steps)), steps.clear()))
+        mcmc.run()
+        chains.append(mcmc.get_samples()["z"].numpy())
+        sizes.append(tree[-draws:])
+    return np.stack(chains), np.asarray(sizes), time.perf_counter() - started
+
+
+def crowd_draws(draws: int, depth: int, accept: float, seed: int):
+    """The crowd posterior's π and θ draws ``[4, draws, 1604]``, tree sizes, wall time of
+    ``fit_posterior`` (chains in worker processes) and accuracy against the planted truth."""
+    from bayes_w2s import fit_posterior
+    votes, truth, _ = crowd(1000, 100, 4, 10)
+    started = time.perf_counter()
+    post = fit_posterior(votes, model="dawid_skene", method="nuts", num_classes=4, num_chains=4, num_samples=draws,
+                         warmup_steps=300, target_accept_prob=accept, max_tree_depth=depth, progress=False, seed=seed)
+    seconds = time.perf_counter() - started
+    idata = post.to_inference_data()
+    x = np.concatenate([idata.posterior[v].values.reshape(4, draws, -1) for v in ("pi", "theta")], -1)
+    return x, idata.sample_stats["tree_size"].values, seconds, float((post.labels == truth).mean())
+
+
+def measure(target: str, draws: int, depth: int, accept: float, seed: int) -> dict:
+    import arviz as az
+    accuracy = None
+    if target == "gaussian":
+        x, tree, seconds = gaussian_draws(draws, depth, accept, seed)
+    else:
+        x, tree, seconds, accuracy = crowd_draws(draws, depth, accept, seed)
+    data = az.convert_to_dataset({"x": x})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rhat = az.rhat(data)["x"].values
+        bulk_rhat = az.rhat(data, method="z_scale")["x"].values
+        folded_rhat = az.rhat(data, method="folded")["x"].values
+        bulk = az.ess(data, method="bulk")["x"].values
+        tail = az.ess(data, method="tail")["x"].values
+    return {"target": target, "draws": draws, "max_tree_depth": depth, "target_accept": accept, "seed": seed,
+            "seconds": round(seconds, 1), "leapfrog_per_draw": round(float(tree.mean()), 1),
+            "max_rhat": round(float(rhat.max()), 4), "max_bulk_rhat": round(float(bulk_rhat.max()), 4),
+            "max_folded_rhat": round(float(folded_rhat.max()), 4), "iid_floor": round(iid_rhat_floor(x), 4),
+            "over_1.01": int((rhat > 1.01).sum()), "entries": int(rhat.size),
+            "ess_bulk": [round(float(np.min(bulk))), round(float(np.median(bulk)))],
+            "ess_tail": [round(float(np.min(tail))), round(float(np.median(tail)))], "accuracy": accuracy}
+
+
+def key(r: dict) -> tuple:
+    return r["target"], r["draws"], r["max_tree_depth"], r["target_accept"], r["seed"]
+
+
+def write(rows: list, out: Path, command: str):
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(rows, indent=1))
+    commands = out / "commands.txt"
+    seen = commands.read_text().splitlines() if commands.exists() else []
+    commands.write_text("\n".join(dict.fromkeys(seen + [command])) + "\n")
+    lines = ["# NUTS draws and trajectory length against the largest R-hat over ~1,600 entries", "",
+             f"4 chains, 300 warm-up; {os.cpu_count()} CPU cores. *gaussian*: N(0, I) in {GAUSSIAN_DIM} dimensions, "
+             "chains one after another in one process (seconds not comparable with the crowd's). *crowd*: the "
+             "Dawid–Skene posterior of `experiments/bench_nuts_crowd.py`, `fit_posterior(method=\"nuts\")`, chains in worker "
+             "processes. *iid floor*: the largest R-hat of the same draws shuffled (independent draws, same "
+             "marginals). Leapfrog steps per draw = tree size; the cost of a draw.", "",
+             "| target | draws | max depth | target accept | seed | seconds | leapfrog / draw | max R-hat "
+             "| bulk / folded max | iid floor | entries > 1.01 | bulk ESS min / median | tail ESS min / median | accuracy |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=key):
+        acc = "" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%"
+        lines.append(f"| {r['target']} | {r['draws']} | {r['max_tree_depth']} | {r['target_accept']} | {r['seed']} "
+                     f"| {r['seconds']} | {r['leapfrog_per_draw']} | {r['max_rhat']} | {r['max_bulk_rhat']} / "
+                     f"{r['max_folded_rhat']} | {r['iid_floor']} | {r['over_1.01']} of {r['entries']} "
+                     f"| {r['ess_bulk'][0]} / {r['ess_bulk'][1]} | {r['ess_tail'][0]} / {r['ess_tail'][1]} | {acc} |")
+    lines += ["", "```"] + commands.read_text().splitlines() + ["```"]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--target", choices=["gaussian", "crowd"], required=True)
+    ap.add_argument("--draws", type=int, nargs="+", default=[500])
+    ap.add_argument("--depth", type=int, nargs="+", default=[8], help="NUTS max_tree_depth values")
+    ap.add_argument("--accept", type=float, nargs="+", default=[0.65], help="target_accept_prob values")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--out", default="experiments/results/nuts_trajectory_probe")
+    args = ap.parse_args()
+    out = Path(args.out)
+    rows = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else []
+    command = "python experiments/probe_nuts_trajectory.py " + " ".join(sys.argv[1:])
+    for draws in args.draws:
+        for depth in args.depth:
+            for accept in args.accept:
+                for seed in args.seeds:
+                    row = measure(args.target, draws, depth, accept, seed)
+                    print(json.dumps(row), flush=True)
+                    rows = [r for r in rows if key(r) != key(row)] + [row]
+                    write(rows, out, command)
+
+
+if __name__ == "__main__":
+    main()
