@@ -1,12 +1,13 @@
 """Probe: Dawid–Skene NUTS on the crowd benchmark (1,000 items × 100 annotators × 4 classes,
 10 labels per item) with a block-diagonal Laplace metric — each confusion row's and π's own
 3 × 3 Hessian block, whitened as the library whitens the full Hessian — against the library's
-dense one, same chains and seeds (4 × 500 draws, 300 warm-up, target_accept 0.65).
+dense metric, same chains and seeds (4 × 500 draws, 300 warm-up, target_accept 0.65).
 
-The block metric is stored dense here, so the seconds do not show its saving; what this
-measures is whether mixing per leapfrog step survives dropping the cross-row couplings (tree
-size, ESS, R-hat). The saving is read from ``experiments/profile_nuts_gradient.py``: the dense
-matvec is about half of each gradient, a block one costs next to nothing.
+The block factor is stored as a full matrix here, so the seconds do not show its saving; what
+this measures is whether mixing per leapfrog step survives dropping the cross-row couplings
+(tree size, ESS, R-hat). The committed result was measured at commit bda8d50, when the
+library whitened with the dense square root (then about half of each gradient,
+``experiments/profile_nuts_gradient.py``); the library now solves with a triangular factor.
 
     python experiments/probe_block_whitening.py --seeds 0 1 --out experiments/results/block_whitening_probe
 """

@@ -661,7 +661,7 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
     With ``precondition``, NUTS runs in coordinates whitened by the Laplace approximation
     at the start: u = û + U⁻¹ z with Uᵀ U the Hessian of the potential at û (a dense
     metric, as Stan's ``dense_e``, fixed before warm-up; Pyro's diagonal adaptation
-    continues on top). It changes the geometry, not the target: with a thousand
+    continues on top, in the coordinates of U). It changes the geometry, not the target: with a thousand
     parameters of sparse annotators it cuts the leapfrog steps per draw several-fold.
     Each chain starts at z ~ N(0, ``init_jitter``² I) around the start, so that R-hat
     compares chains that did not begin at one point.
@@ -770,8 +770,14 @@ def laplace_whitening(potential, start: dict, max_dim: int = 4000, floor: float 
     if sum(v.numel() for v in start.values()) > max_dim:
         return None
     evals, evecs = torch.linalg.eigh(laplace_hessian(potential, start))
-    floored = (evecs * evals.clamp_min(floor)) @ evecs.T   # at the default 1, a flat direction keeps unit scale
-    return torch.linalg.cholesky(0.5 * (floored + floored.T)).T
+    evals = evals.clamp_min(floor)     # at the default 1, a flat direction keeps unit scale
+    floored = (evecs * evals) @ evecs.T
+    lower, info = torch.linalg.cholesky_ex(0.5 * (floored + floored.T))
+    if info == 0:
+        return lower.T
+    # a tiny floor against a large eigenvalue can defeat Cholesky in floating point; the QR of
+    # the square root gives a triangular R with Rᵀ R = V Λ Vᵀ all the same
+    return torch.linalg.qr((evecs * evals.sqrt()).T).R
 
 
 def unwhiten(factor: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -813,11 +819,11 @@ def run_chain(job: dict) -> dict:
                   max_tree_depth=job["max_tree_depth"])
     tree_sizes, divergences = [], []
 
-    def after_each(kernel, _params, stage, _i):
+    def after_each(nuts, _params, stage, _i):
         tree_sizes.append(len(steps))
         steps.clear()
-        if stage == "Sample":   # the kernel's own record; MCMC.diagnostics() also computes R-hat, which
-            divergences[:] = kernel.diagnostics()["divergences"]  # asserts on < 4 draws
+        if stage.startswith("Sample"):   # the kernel's own record; MCMC.diagnostics() also computes
+            divergences[:] = nuts.diagnostics()["divergences"]  # R-hat, which asserts on < 4 draws
     mcmc = MCMC(kernel, num_samples=job["num_samples"], warmup_steps=job["warmup_steps"], num_chains=1,
                 initial_params={"z": z0}, disable_progbar=True, hook_fn=after_each)
     mcmc.run()

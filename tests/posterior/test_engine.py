@@ -304,7 +304,7 @@ def test_log_likelihood_is_kept_per_vote_pattern_and_expanded_on_access():
 def test_sparse_votes_give_the_dense_potential_and_gradient(name):
     """On a sparse crowd the NUTS potential reads the counts as their nonzeros; value and
     gradient equal the dense product's."""
-    from bayes_w2s.posterior.engine import make_potential, sampler_start, to_unconstrained
+    from bayes_w2s.posterior.engine import laplace_hessian, make_potential, sampler_start, to_unconstrained
     from bayes_w2s.posterior.models._classification import SparseVotes
 
     _, votes = sparse_crowd(n=150, workers=40, per_item=3)
@@ -322,6 +322,9 @@ def test_sparse_votes_give_the_dense_potential_and_gradient(name):
     params = list(start.values())
     for a, b in zip(torch.autograd.grad(sparse, params), torch.autograd.grad(dense, params)):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    detached = {s: v.detach() for s, v in start.items()}     # the Laplace metric differentiates it twice
+    torch.testing.assert_close(laplace_hessian(make_potential(model, data, p), detached),
+                               laplace_hessian(make_potential(dense_model, data, p), detached), rtol=1e-9, atol=1e-9)
 
 
 def test_laplace_whitening_is_a_triangular_root_of_the_floored_hessian():
@@ -339,6 +342,29 @@ def test_laplace_whitening_is_a_triangular_root_of_the_floored_hessian():
     torch.testing.assert_close(unwhiten(factor, z) @ factor.T, z)          # U x = z for every z
     with pytest.raises(InvalidInputError, match="floor must be > 0"):
         laplace_whitening(potential, start, floor=0.0)
+
+
+def test_laplace_whitening_falls_back_to_qr_when_cholesky_fails(monkeypatch):
+    from bayes_w2s.posterior.engine import laplace_hessian, laplace_whitening
+
+    def potential(params):
+        u = params["u"]
+        return 0.5 * u @ torch.tensor([[4.0, 1.0], [1.0, 3.0]], dtype=u.dtype) @ u
+    start = {"u": torch.zeros(2, dtype=torch.float64)}
+    monkeypatch.setattr(torch.linalg, "cholesky_ex", lambda a: (a, torch.tensor(1)))
+    factor = laplace_whitening(potential, start)
+    assert torch.equal(factor, factor.triu())
+    torch.testing.assert_close(factor.T @ factor, laplace_hessian(potential, start))
+
+
+def test_nuts_reports_divergent_draws():
+    """A step size far too large for the target (target_accept near 0) makes trajectories
+    diverge; each draw's flag comes from the kernel's own record."""
+    _, votes = simulate_votes(n=60, k=3)
+    post = fit_posterior(votes, method="nuts", num_chains=1, num_samples=40, warmup_steps=20, num_workers=1,
+                         target_accept_prob=0.01, precondition=False, progress=False)
+    diverging = post.to_inference_data().sample_stats["diverging"].values
+    assert diverging.shape == (1, 40) and 0 < diverging.sum() <= 40
 
 
 def test_nuts_with_fewer_draws_than_r_hat_needs_reports_no_r_hat():

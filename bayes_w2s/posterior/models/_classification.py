@@ -126,7 +126,8 @@ class SparseVotes:
     instead of multiplying the zeros (the NUTS potential, see ``potential_obs``).
     """
 
-    #: below this share of nonzero counts the gather beats the dense product
+    #: below this share of nonzero counts the gather is used (a conservative guess: at 2.5%,
+    #: the crowd benchmark's, it costs 0.4 ms against the dense product's 0.9 per gradient)
     DENSITY = 0.1
 
     def __init__(self, counts: torch.Tensor):
@@ -134,7 +135,7 @@ class SparseVotes:
         flat = counts.reshape(r, m * k)
         self.rows, self.cols = flat.nonzero(as_tuple=True)
         values = flat[self.rows, self.cols]
-        self.values = None if bool((values == 1).all()) else values    # one vote per (item, model): no product
+        self.values = None if bool((values == 1).all()) else values    # every count 1: no product
         self.shape = counts.shape
 
     @classmethod
