@@ -41,8 +41,18 @@ def test_diagnostics_and_rhat_warning(fits):
     draws = {k: v.copy() for k, v in post.draws.items()}
     draws["accuracy"][1] = np.clip(draws["accuracy"][1] - 0.2, 0.01, 0.99)
     broken = dataclasses.replace(post, draws=draws)
-    with pytest.warns(RuntimeWarning, match="R-hat"):
-        assert broken.diagnostics()["max_rhat"] > 1.01
+    with pytest.warns(RuntimeWarning, match="independent draws of this size would reach"):
+        diag = broken.diagnostics()
+    assert diag["max_rhat"] > 1.01 and 1.0 < diag["iid_rhat_floor"] < diag["max_rhat"]
+
+
+def test_iid_rhat_floor_grows_with_entries_and_shrinks_with_draws():
+    from bayes_w2s.posterior.base import iid_rhat_floor
+    few, many = iid_rhat_floor(4, 500, 10), iid_rhat_floor(4, 500, 1600)
+    assert 1.0 < few < many < 1.01 < iid_rhat_floor(2, 50, 1600)
+    assert iid_rhat_floor(4, 2000, 1600) < many
+    assert iid_rhat_floor(4, 500, 1600) == many           # seeded
+    assert iid_rhat_floor(2, 100, 30_000) > iid_rhat_floor(2, 100, 30)   # in blocks of entries
 
 
 def test_compare_posteriors_ranks_by_loo(fits):
