@@ -11,8 +11,11 @@ folded (scale) R-hat is the largest, 1.020 at 4 × 500 draws; a perfect metric w
 lower the crowd's 1.010. Capping the tree at depth 3 (7 leapfrog steps) halves the cost of a
 draw but on the crowd posterior leaves some directions unmixed (bulk R-hat 1.03).
 
+Without the diagonal adaptation (``--no-adapt``) the crowd's whitened metric stays isotropic
+and its largest R-hat moves towards the Gaussian's.
+
 Each call appends its rows to ``results.json`` in ``--out`` (same target, draws, depth,
-target_accept and seed replace the old row) and rewrites ``results.md`` from all of them.
+target_accept, adaptation and seed replace the old row) and rewrites ``results.md`` from all of them.
 
     python experiments/probe_nuts_trajectory.py --target gaussian --draws 500 1000 --depth 8 3 --seeds 0 1 2
     python experiments/probe_nuts_trajectory.py --target crowd --draws 1000 --depth 3 --seeds 0 1
@@ -37,7 +40,7 @@ from bench_nuts_crowd import iid_rhat_floor  # noqa: E402
 GAUSSIAN_DIM = 1604   # as many coordinates as the crowd posterior has monitored entries (4 + 1,600)
 
 
-def gaussian_draws(draws: int, depth: int, accept: float, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+def gaussian_draws(draws: int, depth: int, accept: float, seed: int, adapt: bool):
     """``[4, draws, D]`` NUTS draws of N(0, I), the tree sizes, and the wall time (chains in turn)."""
     import pyro
     from pyro.infer import MCMC, NUTS
@@ -50,7 +53,8 @@ def gaussian_draws(draws: int, depth: int, accept: float, seed: int) -> tuple[np
         def potential(params):
             steps.append(1)
             return 0.5 * (params["z"] ** 2).sum()
-        mcmc = MCMC(NUTS(potential_fn=potential, target_accept_prob=accept, max_tree_depth=depth), num_samples=draws,
+        kernel = NUTS(potential_fn=potential, target_accept_prob=accept, max_tree_depth=depth, adapt_mass_matrix=adapt)
+        mcmc = MCMC(kernel, num_samples=draws,
                     warmup_steps=300, initial_params={"z": 0.5 * torch.randn(GAUSSIAN_DIM, dtype=torch.float64)},
                     disable_progbar=True, hook_fn=lambda *_: (tree.append(len(steps)), steps.clear()))
         mcmc.run()
@@ -59,27 +63,28 @@ def gaussian_draws(draws: int, depth: int, accept: float, seed: int) -> tuple[np
     return np.stack(chains), np.asarray(sizes), time.perf_counter() - started
 
 
-def crowd_draws(draws: int, depth: int, accept: float, seed: int):
+def crowd_draws(draws: int, depth: int, accept: float, seed: int, adapt: bool):
     """The crowd posterior's π and θ draws ``[4, draws, 1604]``, tree sizes, wall time of
     ``fit_posterior`` (chains in worker processes) and accuracy against the planted truth."""
     from bayes_w2s import fit_posterior
     votes, truth, _ = crowd(1000, 100, 4, 10)
     started = time.perf_counter()
     post = fit_posterior(votes, model="dawid_skene", method="nuts", num_classes=4, num_chains=4, num_samples=draws,
-                         warmup_steps=300, target_accept_prob=accept, max_tree_depth=depth, progress=False, seed=seed)
+                         warmup_steps=300, target_accept_prob=accept, max_tree_depth=depth, progress=False, seed=seed,
+                         adapt_metric=adapt)
     seconds = time.perf_counter() - started
     idata = post.to_inference_data()
     x = np.concatenate([idata.posterior[v].values.reshape(4, draws, -1) for v in ("pi", "theta")], -1)
     return x, idata.sample_stats["tree_size"].values, seconds, float((post.labels == truth).mean())
 
 
-def measure(target: str, draws: int, depth: int, accept: float, seed: int) -> dict:
+def measure(target: str, draws: int, depth: int, accept: float, seed: int, adapt: bool = True) -> dict:
     import arviz as az
     accuracy = None
     if target == "gaussian":
-        x, tree, seconds = gaussian_draws(draws, depth, accept, seed)
+        x, tree, seconds = gaussian_draws(draws, depth, accept, seed, adapt)
     else:
-        x, tree, seconds, accuracy = crowd_draws(draws, depth, accept, seed)
+        x, tree, seconds, accuracy = crowd_draws(draws, depth, accept, seed, adapt)
     data = az.convert_to_dataset({"x": x})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -89,6 +94,7 @@ def measure(target: str, draws: int, depth: int, accept: float, seed: int) -> di
         bulk = az.ess(data, method="bulk")["x"].values
         tail = az.ess(data, method="tail")["x"].values
     return {"target": target, "draws": draws, "max_tree_depth": depth, "target_accept": accept, "seed": seed,
+            "adapt_metric": adapt,
             "seconds": round(seconds, 1), "leapfrog_per_draw": round(float(tree.mean()), 1),
             "max_rhat": round(float(rhat.max()), 4), "max_bulk_rhat": round(float(bulk_rhat.max()), 4),
             "max_folded_rhat": round(float(folded_rhat.max()), 4), "iid_floor": round(iid_rhat_floor(x), 4),
@@ -98,7 +104,7 @@ def measure(target: str, draws: int, depth: int, accept: float, seed: int) -> di
 
 
 def key(r: dict) -> tuple:
-    return r["target"], r["draws"], r["max_tree_depth"], r["target_accept"], r["seed"]
+    return r["target"], r["draws"], r["max_tree_depth"], r["target_accept"], not r.get("adapt_metric", True), r["seed"]
 
 
 def write(rows: list, out: Path, command: str):
@@ -110,15 +116,17 @@ def write(rows: list, out: Path, command: str):
     lines = ["# NUTS draws and trajectory length against the largest R-hat over ~1,600 entries", "",
              f"4 chains, 300 warm-up; {os.cpu_count()} CPU cores. *gaussian*: N(0, I) in {GAUSSIAN_DIM} dimensions, "
              "chains one after another in one process (seconds not comparable with the crowd's). *crowd*: the "
-             "Dawid–Skene posterior of `experiments/bench_nuts_crowd.py`, `fit_posterior(method=\"nuts\")`, chains in worker "
-             "processes. *iid floor*: the largest R-hat of the same draws shuffled (independent draws, same "
+             "Dawid–Skene posterior of `experiments/bench_nuts_crowd.py`, `fit_posterior(method=\"nuts\")`, chains "
+             "in worker processes. *iid floor*: the largest R-hat of the same draws shuffled (independent draws, same "
              "marginals). Leapfrog steps per draw = tree size; the cost of a draw.", "",
-             "| target | draws | max depth | target accept | seed | seconds | leapfrog / draw | max R-hat "
-             "| bulk / folded max | iid floor | entries > 1.01 | bulk ESS min / median | tail ESS min / median | accuracy |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| target | draws | max depth | target accept | diagonal adaptation | seed | seconds | leapfrog / draw "
+             "| max R-hat | bulk / folded max | iid floor | entries > 1.01 | bulk ESS min / median | tail ESS min / median "
+             "| accuracy |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=key):
         acc = "" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%"
-        lines.append(f"| {r['target']} | {r['draws']} | {r['max_tree_depth']} | {r['target_accept']} | {r['seed']} "
+        adapt = "yes" if r.get("adapt_metric", True) else "no"
+        lines.append(f"| {r['target']} | {r['draws']} | {r['max_tree_depth']} | {r['target_accept']} | {adapt} "
+                     f"| {r['seed']} "
                      f"| {r['seconds']} | {r['leapfrog_per_draw']} | {r['max_rhat']} | {r['max_bulk_rhat']} / "
                      f"{r['max_folded_rhat']} | {r['iid_floor']} | {r['over_1.01']} of {r['entries']} "
                      f"| {r['ess_bulk'][0]} / {r['ess_bulk'][1]} | {r['ess_tail'][0]} / {r['ess_tail'][1]} | {acc} |")
@@ -133,6 +141,8 @@ def main():
     ap.add_argument("--depth", type=int, nargs="+", default=[8], help="NUTS max_tree_depth values")
     ap.add_argument("--accept", type=float, nargs="+", default=[0.65], help="target_accept_prob values")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--no-adapt", action="store_true",
+                    help="no diagonal mass-matrix adaptation on top of the (Laplace or exact) whitening")
     ap.add_argument("--out", default="experiments/results/nuts_trajectory_probe")
     args = ap.parse_args()
     out = Path(args.out)
@@ -142,7 +152,7 @@ def main():
         for depth in args.depth:
             for accept in args.accept:
                 for seed in args.seeds:
-                    row = measure(args.target, draws, depth, accept, seed)
+                    row = measure(args.target, draws, depth, accept, seed, adapt=not args.no_adapt)
                     print(json.dumps(row), flush=True)
                     rows = [r for r in rows if key(r) != key(row)] + [row]
                     write(rows, out, command)
