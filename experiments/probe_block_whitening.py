@@ -1,13 +1,12 @@
 """Probe: Dawid–Skene NUTS on the crowd benchmark (1,000 items × 100 annotators × 4 classes,
 10 labels per item) with a block-diagonal Laplace metric — each confusion row's and π's own
 3 × 3 Hessian block, whitened as the library whitens the full Hessian — against the library's
-dense metric, same chains and seeds (4 × 500 draws, 300 warm-up, target_accept 0.65).
+dense one, same chains and seeds (4 × 500 draws, 300 warm-up, target_accept 0.65).
 
-The block factor is stored as a full matrix here, so the seconds do not show its saving; what
-this measures is whether mixing per leapfrog step survives dropping the cross-row couplings
-(tree size, ESS, R-hat). The committed result was measured at commit bda8d50, when the
-library whitened with the dense square root (then about half of each gradient,
-``experiments/profile_nuts_gradient.py``); the library now solves with a triangular factor.
+The block metric is stored dense here, so the seconds do not show its saving; what this
+measures is whether mixing per leapfrog step survives dropping the cross-row couplings (tree
+size, ESS, R-hat). The saving is read from ``experiments/profile_nuts_gradient.py``: the dense
+matvec is about half of each gradient, a block one costs next to nothing.
 
     python experiments/probe_block_whitening.py --seeds 0 1 --out experiments/results/block_whitening_probe
 """
@@ -27,15 +26,14 @@ from bench_aggregation import crowd  # noqa: E402  (the benchmark's crowd genera
 
 def block_whitening(potential, start: dict, max_dim: int = 4000, floor: float = 1.0, block: int = 3):
     """``laplace_whitening`` restricted to ``block`` × ``block`` diagonal blocks of the Hessian
-    (with K = 4 classes every site's last axis has 3 unconstrained coordinates): the upper
-    Cholesky factor of each floored block."""
+    (with K = 4 classes every site's last axis has 3 unconstrained coordinates)."""
     from bayes_w2s.posterior.engine import laplace_hessian
     hessian = laplace_hessian(potential, start)
-    factor = torch.zeros_like(hessian)
+    whiten = torch.zeros_like(hessian)
     for i in range(0, len(hessian), block):
         evals, evecs = torch.linalg.eigh(hessian[i:i + block, i:i + block])
-        factor[i:i + block, i:i + block] = torch.linalg.cholesky((evecs * evals.clamp_min(floor)) @ evecs.T).T
-    return factor
+        whiten[i:i + block, i:i + block] = evecs * evals.clamp_min(floor).rsqrt()
+    return whiten
 
 
 def run(seed: int, metric: str) -> dict:

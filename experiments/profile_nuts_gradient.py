@@ -1,9 +1,7 @@
 """Profile: what one NUTS gradient costs on the crowd benchmark's Dawid–Skene posterior
 (1,000 items × 100 annotators × 4 classes, 10 labels per item; 1,203 unconstrained
-parameters), split into the potential itself and the Laplace whitening that every leapfrog
-step pays on top (see ``bayes_w2s.posterior.engine.run_chain``): today's triangular solve
-u = û + U⁻¹ z against the dense square root u = û + L z (L = U⁻¹, the same metric) it replaced,
-and the vote counts read as their nonzeros (``SparseVotes``) against the dense product.
+parameters), split into the potential itself and the dense Laplace-whitening matvec that
+every leapfrog step pays on top (see ``bayes_w2s.posterior.engine.run_chain``).
 
 Each part is traced with ``torch.jit.trace`` as ``run_chain`` does, on one thread, and timed
 as value + gradient, median of 5 repeats of 200 calls. Ratios within this one process are
@@ -28,8 +26,7 @@ from bench_aggregation import crowd  # noqa: E402  (the benchmark's crowd genera
 
 
 def whitened_problem():
-    """The potential (sparse counts, as the sampler reads them), the same potential on dense
-    counts, the sampler's start and its whitening factor U, as ``fit_nuts`` builds them."""
+    """The potential, the sampler's start and its whitening matrix, as ``fit_nuts`` builds them."""
     from bayes_w2s.posterior import engine
     from bayes_w2s.posterior.inputs import as_label_matrix
     from bayes_w2s.posterior.models import get_model
@@ -43,9 +40,7 @@ def whitened_problem():
     start = {s: engine.to_unconstrained(model.sites[s].support, v).detach() for s, v in init.items()
              if s in model.sites}
     potential = engine.make_potential(model, data, p)
-    dense_counts = type(model)()
-    dense_counts.potential_obs = lambda obs: obs
-    return potential, engine.make_potential(dense_counts, data, p), start, engine.laplace_whitening(potential, start)
+    return potential, start, engine.laplace_whitening(potential, start)
 
 
 def cost_ms(fn, dim: int, calls: int = 200, repeats: int = 5) -> float:
@@ -68,30 +63,26 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    potential, dense_potential, start, factor = whitened_problem()
-    from bayes_w2s.posterior.engine import unflatten_sites, unwhiten
+    potential, start, whiten = whitened_problem()
+    from bayes_w2s.posterior.engine import unflatten_sites
     shapes = {n: v.shape for n, v in start.items()}
     centre = torch.cat([v.reshape(-1) for v in start.values()])
     dim = centre.numel()
 
     def sites(u):
         return unflatten_sites(u, shapes)
-    root = torch.linalg.inv(factor)     # L = U⁻¹: L Lᵀ = H⁻¹, the dense square root
-    rows = [("potential alone, sparse counts (unwhitened coordinates)",
-             cost_ms(lambda z: potential(sites(centre + z)), dim)),
-            ("potential alone, dense counts", cost_ms(lambda z: dense_potential(sites(centre + z)), dim)),
-            ("potential + triangular whitening (what run_chain pays)",
-             cost_ms(lambda z: potential(sites(centre + unwhiten(factor, z))), dim)),
-            ("dense counts + dense square-root whitening (before)",
-             cost_ms(lambda z: dense_potential(sites(centre + z @ root.T)), dim)),
-            ("triangular whitening alone", cost_ms(lambda z: unwhiten(factor, z).sum(), dim)),
-            ("dense square-root whitening alone", cost_ms(lambda z: (z @ root.T).sum(), dim))]
-    full = rows[2][1]
+    whiten32 = whiten.float()
+    rows = [("potential alone (unwhitened coordinates)", cost_ms(lambda z: potential(sites(centre + z)), dim)),
+            ("potential + dense whitening (what run_chain pays)",
+             cost_ms(lambda z: potential(sites(centre + z @ whiten.T)), dim)),
+            ("dense whitening matvec alone, float64", cost_ms(lambda z: (z @ whiten.T).sum(), dim)),
+            ("dense whitening matvec alone, float32", cost_ms(lambda z: (z.float() @ whiten32.T).sum(), dim))]
+    full = rows[1][1]
     lines = ["# One NUTS gradient on the crowd benchmark's Dawid–Skene posterior", "",
              f"{platform.machine()}, {os.cpu_count()} CPU cores, one thread, Python {platform.python_version()}, "
-             f"torch {torch.__version__}; {dim} unconstrained parameters, whitening factor {dim} × {dim} "
-             f"({factor.dtype}). Value + gradient, traced, median of 5 × 200 calls.", "",
-             "| part | ms per value + gradient | relative to what run_chain pays |", "|---|---|---|"]
+             f"torch {torch.__version__}; {dim} unconstrained parameters, whitening matrix {dim} × {dim} "
+             f"({whiten.dtype}). Value + gradient, traced, median of 5 × 200 calls.", "",
+             "| part | ms per value + gradient | share of the whitened gradient |", "|---|---|---|"]
     lines += [f"| {name} | {ms:.3f} | {ms / full:.2f} |" for name, ms in rows]
     lines += ["", "```", "python experiments/profile_nuts_gradient.py " + " ".join(sys.argv[1:]), "```"]
     out = Path(args.out)

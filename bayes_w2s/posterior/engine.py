@@ -35,7 +35,7 @@ import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -326,11 +326,6 @@ class PosteriorModel:
     def row_log_coef(self, obs: dict) -> torch.Tensor | float:
         """``[R]`` the part of log p(y_r) that involves no parameter (multinomial coefficients)."""
         return 0.0
-
-    def potential_obs(self, obs: dict) -> dict:
-        """The observations in the layout that the NUTS potential, evaluated tens of thousands
-        of times, reads fastest (vote models keep sparse counts as their nonzeros)."""
-        return obs
 
     def local_classes(self, data: ModelData, p: dict) -> torch.Tensor | None:
         """``[C]`` what to report for each value of the local latent (its class, for a
@@ -629,8 +624,6 @@ def make_potential(model: PosteriorModel, data: ModelData, p: dict):
     traced enumeration over every item; Pyro's own ``jit_compile`` only applies to
     model-based kernels.
     """
-    data = replace(data, obs=model.potential_obs(data.obs))
-
     def potential(params: dict) -> torch.Tensor:
         log_g, log_jac = {}, 0.0
         g = LazyValues(log_g)
@@ -660,12 +653,12 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
     start (a script without an ``if __name__ == "__main__":`` guard, a sandbox without
     ``fork``/``spawn``), the chains run one after another in this process, with a warning.
     With ``precondition``, NUTS runs in coordinates whitened by the Laplace approximation
-    at the start: u = û + U⁻¹ z with Uᵀ U the Hessian of the potential at û (a dense
-    metric, as Stan's ``dense_e``, fixed before warm-up; with ``adapt_metric`` Pyro's
-    diagonal adaptation continues on top, in the coordinates of U. Without it the metric is
-    isotropic, and NUTS turning every coordinate through half an orbit at once leaves the
-    spread mixing slowly: on the crowd benchmark the largest R-hat at 4 × 500 draws rose
-    from 1.013 to 1.019, ``experiments/probe_nuts_trajectory.py``). The whitening changes the
+    at the start: u = û + L z with L Lᵀ the inverse Hessian of the potential at û (a
+    dense metric, as Stan's ``dense_e``, fixed before warm-up; with ``adapt_metric`` Pyro's
+    diagonal adaptation continues on top, along the Hessian's eigenvectors. Without it the
+    metric stays isotropic, and NUTS turning every coordinate through half an orbit at once
+    leaves the spread mixing slowly: on the crowd benchmark the largest R-hat at 4 × 500
+    draws rose from 1.010 to 1.012–1.014, ``experiments/probe_nuts_trajectory.py``). The whitening changes the
     geometry, not the target: with a thousand parameters of sparse annotators it cuts the
     leapfrog steps per draw several-fold.
     Each chain starts at z ~ N(0, ``init_jitter``² I) around the start, so that R-hat
@@ -763,34 +756,21 @@ def laplace_hessian(potential, start: dict) -> torch.Tensor:
 
 
 def laplace_whitening(potential, start: dict, max_dim: int = 4000, floor: float = 1.0) -> torch.Tensor | None:
-    """``[D, D]`` upper-triangular U with Uᵀ U = H, H the Hessian of ``potential`` at ``start``
-    (flattened sites, in order) with its eigenvalues floored at ``floor``, so that a flat or
-    non-convex direction gets scale at most ``floor``^-1/2 (unit scale at the default; floors
-    of 0.1 and 4.0 did not lower the largest R-hat in ``experiments/bench_nuts_crowd.py``).
-    The sampler maps whitened z to u = û + U⁻¹ z (:func:`unwhiten`), so z ~ N(0, I) is
-    u ~ N(û, H⁻¹): a triangular solve reads half the matrix that a dense square root would,
-    and costs half its time per gradient (``experiments/profile_nuts_gradient.py``).
-    ``None`` above ``max_dim`` parameters (the dense metric would cost more than it saves)."""
+    """``[D, D]`` L with L Lᵀ = H⁻¹, H the Hessian of ``potential`` at ``start`` (flattened
+    sites, in order), eigenvalues floored at ``floor`` so that a flat or non-convex direction
+    gets scale at most ``floor``^-1/2 (unit scale at the default; floors of 0.1 and 4.0 did not
+    lower the largest R-hat in ``experiments/bench_nuts_crowd.py``); ``None`` above ``max_dim``
+    parameters (the dense metric would cost more than it saves). L = V Λ^-1/2 keeps the
+    eigenvectors as the sampler's axes, so the diagonal adaptation rescales them one by one:
+    a triangular factor of the same metric (a solve at half the matvec's cost) mixed worse on
+    the crowd benchmark and saved 5% of the wall time (``experiments/results/nuts_metric_probe``)."""
     if not floor > 0:
         raise InvalidInputError(f"the whitening's eigenvalue floor must be > 0, got {floor}")
     if sum(v.numel() for v in start.values()) > max_dim:
         return None
     evals, evecs = torch.linalg.eigh(laplace_hessian(potential, start))
-    evals = evals.clamp_min(floor)     # at the default 1, a flat direction keeps unit scale
-    floored = (evecs * evals) @ evecs.T
-    lower, info = torch.linalg.cholesky_ex(0.5 * (floored + floored.T))
-    if info == 0:
-        return lower.T
-    # a tiny floor against a large eigenvalue can defeat Cholesky in floating point; the QR of
-    # the square root gives a triangular R with Rᵀ R = V Λ Vᵀ all the same
-    return torch.linalg.qr((evecs * evals.sqrt()).T).R
-
-
-def unwhiten(factor: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """U⁻¹ z for every z ``[..., D]`` (U from :func:`laplace_whitening`)."""
-    rows = z.reshape(-1, z.shape[-1])
-    # X Uᵀ = Z row by row is x = U⁻¹ z
-    return torch.linalg.solve_triangular(factor.T, rows, upper=False, left=False).reshape(z.shape)
+    evals = evals.clamp_min(floor)     # at the default 1, a direction flatter than a unit Gaussian keeps unit scale
+    return evecs * evals.rsqrt()       # (V Λ^{-1/2}) (V Λ^{-1/2})ᵀ = H⁻¹
 
 
 def run_chain(job: dict) -> dict:
@@ -809,7 +789,7 @@ def run_chain(job: dict) -> dict:
     potential = make_potential(model, data, job["priors"])
 
     def to_sites(z):   # whitened coordinates -> unconstrained sites (constant Jacobian, dropped)
-        return unflatten_sites(centre + (unwhiten(whiten, z) if whiten is not None else z), shapes)
+        return unflatten_sites(centre + (z @ whiten.T if whiten is not None else z), shapes)
     pyro.set_rng_seed(job["seed"])
     z0 = job["init_jitter"] * torch.randn(centre.shape, dtype=DTYPE) if whiten is not None else torch.zeros_like(centre)
     # the graph is fixed: trace it once, which roughly halves the cost of each step
