@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import InvalidInputError
+
 #: R-hat above this is reported as not converged (Vehtari et al., 2021)
 RHAT_MAX = 1.01
 
@@ -21,8 +23,11 @@ def iid_rhat_floor(chains: int, draws: int, entries: int, seed: int = 0) -> floa
     in blocks of entries to bound memory.
     """
     import arviz as az
+    for name, value, low in (("chains", chains, 1), ("draws", draws, 4), ("entries", entries, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise InvalidInputError(f"iid_rhat_floor: {name} must be an integer ≥ {low}, got {value!r}")
     rng = np.random.default_rng(seed)
-    block = max(1, 4_000_000 // max(1, chains * draws))
+    block = max(1, 4_000_000 // (chains * draws))
     largest = 1.0
     for start in range(0, entries, block):
         x = rng.standard_normal((chains, draws, min(block, entries - start)))
@@ -55,8 +60,8 @@ class DrawDiagnostics:
                "converged": self.converged, "max_rhat": float("nan"), "min_ess_bulk": float("nan"),
                "iid_rhat_floor": float("nan"),
                "divergences": int(self.sample_stats["diverging"].sum()) if "diverging" in self.sample_stats else 0}
-        chains = self._draw_shape()[0]
-        if chains >= 2 and self.num_draws >= 8:
+        chains, per_chain = self._draw_shape()
+        if chains >= 2 and per_chain >= 4:     # split R-hat halves each chain
             import arviz as az
 
             idata = self.to_inference_data()
@@ -72,7 +77,7 @@ class DrawDiagnostics:
             out["converged"] = out["max_rhat"] <= RHAT_MAX
             if out["max_rhat"] > RHAT_MAX:
                 entries = sum(int(np.isfinite(rhat[n].values).sum()) for n in names)
-                out["iid_rhat_floor"] = iid_rhat_floor(chains, self.num_draws // chains, entries)
+                out["iid_rhat_floor"] = iid_rhat_floor(chains, per_chain, entries)
                 if warn:
                     warnings.warn(f"{self.model}/{self.method}: max R-hat {out['max_rhat']:.4f} > {RHAT_MAX} "
                                   f"(independent draws of this size would reach {out['iid_rhat_floor']:.4f} over "
@@ -203,7 +208,6 @@ class Posterior(DrawDiagnostics):
         the fit's."""
         import torch
 
-        from ..errors import InvalidInputError
         from .engine import check_temperature
         from .inputs import as_label_matrix, gold_labels
         from .models import get_model

@@ -77,3 +77,11 @@ def test_em_point_fit_exports_one_draw():
     idata = fit_posterior(votes).to_inference_data()
     assert idata.posterior.sizes["chain"] == 1 and idata.posterior.sizes["draw"] == 1
     assert fit_posterior(votes).diagnostics()["converged"]
+
+
+@pytest.mark.parametrize("bad", [dict(chains=0), dict(draws=3), dict(entries=0), dict(chains=2.0), dict(draws=True)])
+def test_iid_rhat_floor_rejects_impossible_sizes(bad):
+    from bayes_w2s.errors import InvalidInputError
+    from bayes_w2s.posterior.base import iid_rhat_floor
+    with pytest.raises(InvalidInputError, match=f"{next(iter(bad))} must be an integer"):
+        iid_rhat_floor(**{"chains": 2, "draws": 100, "entries": 10, **bad})
