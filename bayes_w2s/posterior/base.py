@@ -23,7 +23,7 @@ def iid_rhat_floor(chains: int, draws: int, entries: int, seed: int = 0) -> floa
     in blocks of entries to bound memory.
     """
     import arviz as az
-    for name, value, low in (("chains", chains, 1), ("draws", draws, 4), ("entries", entries, 1)):
+    for name, value, low in (("chains", chains, 2), ("draws", draws, 4), ("entries", entries, 1), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise InvalidInputError(f"iid_rhat_floor: {name} must be an integer ≥ {low}, got {value!r}")
     rng = np.random.default_rng(seed)
@@ -72,11 +72,21 @@ class DrawDiagnostics:
                      and (identified is None or n in identified)]
             rhat = az.rhat(idata, var_names=names)
             ess = az.ess(idata, var_names=names, method="bulk")
-            out["max_rhat"] = float(max(np.nanmax(rhat[n].values) for n in names))
-            out["min_ess_bulk"] = float(min(np.nanmin(ess[n].values) for n in names))
-            out["converged"] = out["max_rhat"] <= RHAT_MAX
-            if out["max_rhat"] > RHAT_MAX:
-                entries = sum(int(np.isfinite(rhat[n].values).sum()) for n in names)
+            rhats, ess_bulk = [], []
+            for n in names:
+                draws = idata.posterior[n].values
+                moved = draws.max(axis=(0, 1)) > draws.min(axis=(0, 1))   # not fixed by construction
+                r = rhat[n].values                                       # (a Cholesky factor's 0s and 1s)
+                # R-hat is NaN where draws differ but a chain never moved: not converged
+                rhats.append(np.where(np.isnan(r), np.inf, r)[moved])
+                ess_bulk.append(ess[n].values[moved])
+            values = np.concatenate(rhats)
+            entries = values.size
+            if entries:
+                out["max_rhat"] = float(values.max())
+                out["min_ess_bulk"] = float(np.nanmin(np.concatenate(ess_bulk), initial=np.inf))
+                out["converged"] = out["max_rhat"] <= RHAT_MAX
+            if not out["converged"] and entries:
                 out["iid_rhat_floor"] = iid_rhat_floor(chains, per_chain, entries)
                 if warn:
                     warnings.warn(f"{self.model}/{self.method}: max R-hat {out['max_rhat']:.4f} > {RHAT_MAX} "

@@ -580,7 +580,8 @@ def fit_svi(model: PosteriorModel, data: ModelData, p: dict, *, guide: str = "de
 
     ``guide="delta"`` (``AutoDelta``) gives the MAP, the same optimum as EM; ``"normal"``
     (``AutoNormal``, mean-field in the unconstrained space) gives spread and ``num_draws``
-    draws. ``subsample_size`` subsamples the items plate (minibatch SVI for large N).
+    draws. ``subsample_size`` subsamples the items plate (minibatch SVI for large N); one of
+    N items or more is the full batch.
     """
     if guide not in ("delta", "normal"):
         raise InvalidInputError(f"guide must be 'delta' or 'normal', got {guide!r}")
@@ -590,6 +591,9 @@ def fit_svi(model: PosteriorModel, data: ModelData, p: dict, *, guide: str = "de
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
     init = {s: v for s, v in model.init(data, p, seed).items() if s in sites}
+    items = data.num_rows if data.inverse is None else len(data.inverse)
+    if subsample_size is not None and subsample_size >= items:
+        subsample_size = None          # Pyro's plate rejects a subsample larger than the plate
     call = model.fn_call(data, p, subsample_size=subsample_size)
     blocked = poutine.block(call, expose=sites)
     auto = (AutoDelta if guide == "delta" else AutoNormal)(blocked, init_loc_fn=init_to_value(values=init))

@@ -79,9 +79,22 @@ def test_em_point_fit_exports_one_draw():
     assert fit_posterior(votes).diagnostics()["converged"]
 
 
-@pytest.mark.parametrize("bad", [dict(chains=0), dict(draws=3), dict(entries=0), dict(chains=2.0), dict(draws=True)])
+@pytest.mark.parametrize("bad", [dict(chains=1), dict(draws=3), dict(entries=0), dict(chains=2.0), dict(draws=True),
+                                 dict(seed=-1)])
 def test_iid_rhat_floor_rejects_impossible_sizes(bad):
     from bayes_w2s.errors import InvalidInputError
     from bayes_w2s.posterior.base import iid_rhat_floor
     with pytest.raises(InvalidInputError, match=f"{next(iter(bad))} must be an integer"):
         iid_rhat_floor(**{"chains": 2, "draws": 100, "entries": 10, **bad})
+
+
+def test_chains_that_never_moved_are_not_converged(fits):
+    """R-hat is NaN where every chain is constant; chains stuck at different values must
+    read as not converged (a NaN once hid behind a finite R-hat elsewhere)."""
+    post = fits["one_coin"]
+    draws = {k: v.copy() for k, v in post.draws.items()}
+    draws["accuracy"][0], draws["accuracy"][1] = 0.6, 0.8
+    stuck = dataclasses.replace(post, draws=draws)
+    with pytest.warns(RuntimeWarning, match="R-hat"):
+        diag = stuck.diagnostics()
+    assert diag["max_rhat"] == float("inf") and not diag["converged"]

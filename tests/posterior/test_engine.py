@@ -330,3 +330,10 @@ def test_nuts_with_fewer_draws_than_r_hat_needs_reports_no_r_hat():
                          progress=False)
     assert post.draws["theta"].shape[:2] == (2, 3) and not post.converged
 
+
+
+def test_svi_subsample_of_all_items_or_more_is_the_full_batch():
+    _, votes = simulate_votes(n=30, k=3)
+    full = fit_posterior(votes, method="svi", steps=20, progress=False)
+    more = fit_posterior(votes, method="svi", steps=20, progress=False, subsample_size=31)
+    np.testing.assert_allclose(more.item_probs, full.item_probs)
