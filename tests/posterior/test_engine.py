@@ -337,3 +337,16 @@ def test_svi_subsample_of_all_items_or_more_is_the_full_batch():
     full = fit_posterior(votes, method="svi", steps=20, progress=False)
     more = fit_posterior(votes, method="svi", steps=20, progress=False, subsample_size=31)
     np.testing.assert_allclose(more.item_probs, full.item_probs)
+
+
+def test_logistic_t_em_fits_soft_models_beside_a_hard_rule():
+    """A 0/1 rule among soft weak models piles its log-odds at ±log((1−ε)/ε); the scale
+    step's line search overflowed there and torch raised from a Gamma's argument check."""
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 2, 40)
+    soft = np.clip(np.where(truth[:, None] == 0, 0.8, 0.2) + rng.normal(0, 0.1, (40, 2)), 0.01, 0.99)
+    probs = np.zeros((40, 3, 2))
+    probs[:, :2, 0], probs[:, :2, 1] = soft, 1 - soft
+    probs[:, 2] = np.eye(2)[np.where(rng.random(40) < 0.85, truth, 1 - truth)]
+    post = fit_posterior(WeakLabels(probs, ["a", "b", "rule"], ["x", "y"]), model="logistic_t")
+    assert np.isfinite(post.item_probs).all() and (post.labels == truth).mean() > 0.85

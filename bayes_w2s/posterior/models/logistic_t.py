@@ -198,8 +198,11 @@ def fit_covariance(scatter_matrix, total, sigma, omega, p, steps):
     corr = biject_to(constraints.corr_cholesky)
     u_sigma = sigma.log().clone().requires_grad_(True)
     u_omega = corr.inv(omega).clone().requires_grad_(True)
-    gamma = dist.Gamma(torch.tensor(float(p["scale_shape"]), dtype=DTYPE), torch.tensor(float(p["scale_rate"]), dtype=DTYPE))
-    lkj = dist.LKJCholesky(d, torch.tensor(float(p["lkj_concentration"]), dtype=DTYPE))
+    # no argument validation: a line-search step that overflows gives a NaN loss (checked
+    # below) instead of an exception from deep inside torch.distributions
+    gamma = dist.Gamma(torch.tensor(float(p["scale_shape"]), dtype=DTYPE),
+                       torch.tensor(float(p["scale_rate"]), dtype=DTYPE), validate_args=False)
+    lkj = dist.LKJCholesky(d, torch.tensor(float(p["lkj_concentration"]), dtype=DTYPE), validate_args=False)
     opt = torch.optim.LBFGS([u_sigma, u_omega], max_iter=steps, line_search_fn="strong_wolfe")
 
     def closure():
@@ -213,4 +216,9 @@ def fit_covariance(scatter_matrix, total, sigma, omega, p, steps):
         loss.backward()
         return loss
     opt.step(closure)
-    return u_sigma.detach().exp(), corr(u_omega.detach())
+    new_sigma, new_omega = u_sigma.detach().exp(), corr(u_omega.detach())
+    if not (torch.isfinite(new_sigma).all() and torch.isfinite(new_omega).all()):
+        # the line search left the valid region (weak log-odds piled at ±log((1−ε)/ε), e.g. a
+        # hard 0/1 rule): keep this conditional step's start, so EM still never goes downhill
+        return sigma, omega
+    return new_sigma, new_omega
