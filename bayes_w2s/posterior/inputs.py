@@ -433,6 +433,12 @@ def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
         if arr.shape != (n,):
             raise InvalidInputError(f"gold must be a dict {{item: label}} or an array of {n} labels (−1 = unknown), "
                                     f"got shape {arr.shape}")
+        if arr.dtype.kind == "f":    # a float column (pandas with gaps): NaN is unknown too, whole numbers are indices
+            bad = ~np.isnan(arr) & ~(np.isfinite(arr) & (arr == np.round(arr)))
+            if bad.any():
+                j = int(np.flatnonzero(bad)[0])
+                raise LabelSetMismatchError(f"gold label {float(arr[j])!r} of item {j} is not a class index 0..{k - 1}")
+            arr = np.where(np.isnan(arr), -1, arr).astype(np.int64)
         position, items = None, [(j, v) for j, v in enumerate(arr.tolist()) if v != -1]
     names = {str(c): j for j, c in enumerate(lm.label_names)}
     for item, label in items:

@@ -173,6 +173,12 @@ def test_gold_and_temperature_errors_name_the_problem():
     for bad in (0, -1.0, float("nan"), "hot"):
         with pytest.raises(InvalidInputError, match="temperature must be"):
             fit_posterior(votes, temperature=bad)
+    column = np.full(50, np.nan)                           # a float gold column: NaN (or −1) is unknown
+    column[[0, 3]] = [1.0, 2.0]
+    np.testing.assert_array_equal(fit_posterior(votes, gold=column).labels[[0, 3]], [1, 2])
+    column[5] = 0.5
+    with pytest.raises(LabelSetMismatchError, match="gold label 0.5 of item 5 is not a class index"):
+        fit_posterior(votes, gold=column)
 
 
 @pytest.mark.parametrize("model,method", [("dawid_skene", "em"), ("dawid_skene", "vb"), ("logistic_t", "em"),
