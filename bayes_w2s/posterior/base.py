@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -191,8 +191,6 @@ class Posterior(DrawDiagnostics):
     def select(self, items) -> "Posterior":
         """The same fit reported on a subset of its items (positions or a boolean mask),
         e.g. the training items of a fit that also saw gold items."""
-        from dataclasses import replace
-
         idx = np.arange(len(self.item_probs))[items]
         pick = (lambda a: None if a is None else a[..., idx])
         return replace(self, item_probs=self.item_probs[idx],
@@ -223,7 +221,14 @@ class Posterior(DrawDiagnostics):
         from .models import get_model
 
         model = get_model(self.model)
-        lm = as_label_matrix(labels, num_classes=len(self.label_names), label_names=self.label_names)
+        lm = as_label_matrix(labels, num_classes=len(self.label_names), label_names=self.label_names, min_models=1)
+        fitted = list(self.model_names)
+        if (model.observes == "votes" and lm.named and list(lm.model_names) != fitted
+                and set(lm.model_names) <= set(fitted)):
+            # crowd data: the new items' labellers are some of the fitted ones; the rest abstain
+            counts = np.zeros((lm.counts.shape[0], len(fitted), lm.counts.shape[2]), dtype=lm.counts.dtype)
+            counts[:, [fitted.index(m) for m in lm.model_names]] = lm.counts
+            lm = replace(lm, counts=counts, model_names=fitted)
         if lm.counts.shape[1] != len(self.model_names):
             raise InvalidInputError(f"the posterior was fitted on {len(self.model_names)} weak models "
                                     f"{self.model_names}, the new labels have {lm.counts.shape[1]}")

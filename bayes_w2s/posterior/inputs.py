@@ -29,9 +29,10 @@ class LabelMatrix:
     named: bool = True              # False: the input had no model names (a vote array), ``weak_<j>`` made up
 
 
-def as_label_matrix(labels, num_classes: int | None = None, label_names=None) -> LabelMatrix:
+def as_label_matrix(labels, num_classes: int | None = None, label_names=None, min_models: int = 2) -> LabelMatrix:
     """``labels`` in any accepted layout → :class:`LabelMatrix`; every malformed input
-    raises :class:`~bayes_w2s.errors.InvalidInputError` (or ``LabelSetMismatchError``)."""
+    raises :class:`~bayes_w2s.errors.InvalidInputError` (or ``LabelSetMismatchError``).
+    Fitting needs ``min_models`` = 2 weak models; predicting new items from fitted ones, 1."""
     num_classes = _check_num_classes(num_classes)
     label_names = _check_label_names(label_names)
     if num_classes is not None and label_names is not None and len(label_names) != num_classes:
@@ -56,7 +57,7 @@ def as_label_matrix(labels, num_classes: int | None = None, label_names=None) ->
     else:
         out = _from_votes(_vote_array(labels), num_classes, label_names)
     n, m, k = out.counts.shape
-    if m < 2:
+    if m < min_models:
         raise InvalidInputError(f"a posterior over weak supervisors needs at least two weak models, got {m}")
     if k < 2:
         raise InvalidInputError(f"need at least two classes, got {k}")
@@ -64,7 +65,7 @@ def as_label_matrix(labels, num_classes: int | None = None, label_names=None) ->
     if unlabelled.size:
         raise InvalidInputError(
             f"{unlabelled.size} item(s) have no label from any weak model (first: index {unlabelled[0]}); "
-            "drop them before fitting")
+            "drop them first")
     return out
 
 

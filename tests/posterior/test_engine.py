@@ -356,3 +356,15 @@ def test_logistic_t_em_fits_soft_models_beside_a_hard_rule():
     probs[:, 2] = np.eye(2)[np.where(rng.random(40) < 0.85, truth, 1 - truth)]
     post = fit_posterior(WeakLabels(probs, ["a", "b", "rule"], ["x", "y"]), model="logistic_t")
     assert np.isfinite(post.item_probs).all() and (post.labels == truth).mean() > 0.85
+
+
+def test_predict_proba_takes_crowd_frames_labelled_by_some_fitted_workers():
+    """New tasks in a long frame are labelled by a subset of the fitted workers, in any order:
+    the others abstain, exactly as a vote array with −1 in their columns."""
+    rows = [(t, w, (t + (w == "c")) % 2) for t in range(40) for w in ("a", "b", "c")]
+    post = fit_posterior(pd.DataFrame(rows, columns=["task", "worker", "label"]))
+    new = pd.DataFrame([(100, "c", 1), (100, "a", 0), (101, "c", 0)], columns=["task", "worker", "label"])
+    as_votes = np.array([[0, -1, 1], [-1, -1, 0]])                  # worker b labelled none of them
+    np.testing.assert_allclose(post.predict_proba(new), post.predict_proba(as_votes))
+    with pytest.raises(InvalidInputError, match="new labels come from weak models"):
+        post.predict_proba(new.assign(worker=["c", "a", "zed"]))
