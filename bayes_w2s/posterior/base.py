@@ -70,8 +70,9 @@ class DrawDiagnostics:
             identified = getattr(MODELS.get(self.model), "identified_sites", None)
             names = [n for n in self.draws if n in idata.posterior and n != "item_prob"
                      and (identified is None or n in identified)]
-            rhat = az.rhat(idata, var_names=names)
-            ess = az.ess(idata, var_names=names, method="bulk")
+            with np.errstate(invalid="ignore", divide="ignore"):   # constant entries: NaN, handled below
+                rhat = az.rhat(idata, var_names=names)
+                ess = az.ess(idata, var_names=names, method="bulk")
             rhats, ess_bulk = [], []
             for n in names:
                 draws = idata.posterior[n].values

@@ -198,6 +198,9 @@ def _vote_array(labels) -> np.ndarray:
     if votes.dtype.kind not in "iuf":
         raise InvalidInputError(f"hard votes must be integers (-1 = abstain), got dtype {votes.dtype} "
                                 "(for named labels pass a DataFrame with columns task, worker, label)")
+    if votes.dtype.kind == "f" and votes.ndim == 3:
+        raise InvalidInputError(f"a 3-D array {votes.shape} reads as probabilities [N, M, K]: pass "
+                                "WeakLabels(probs, model_names, label_names); hard votes are an int array [N, M]")
     if votes.dtype.kind == "f":
         bad = ~np.isfinite(votes) | (votes != np.round(votes))
         if bad.any():

@@ -255,3 +255,9 @@ def test_masked_votes_are_abstentions():
     mask[0, 2] = mask[3, 0] = True
     masked = fit_posterior(np.ma.MaskedArray(votes, mask=mask), num_classes=2)
     np.testing.assert_allclose(masked.item_probs, fit_posterior(np.where(mask, -1, votes), num_classes=2).item_probs)
+
+
+def test_a_3d_probability_array_is_pointed_at_weak_labels():
+    probs = np.full((5, 3, 2), 0.5)
+    with pytest.raises(InvalidInputError, match=r"reads as probabilities \[N, M, K\]: pass WeakLabels"):
+        fit_posterior(probs, model="soft")
