@@ -665,8 +665,9 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
     draws rose from 1.010 to 1.012–1.014, ``experiments/probe_nuts_trajectory.py``). The whitening changes the
     geometry, not the target: with a thousand parameters of sparse annotators it cuts the
     leapfrog steps per draw several-fold.
-    Each chain starts at z ~ N(0, ``init_jitter``² I) around the start, so that R-hat
-    compares chains that did not begin at one point.
+    Each chain starts at z ~ N(0, ``init_jitter``² I) around the start (whitened units, so
+    posterior SDs; at most 3, further out a chain can begin in a label-switched mode), so that
+    R-hat compares chains that did not begin at one point; unwhitened chains start at the MAP.
     With ``draw_labels``, local latents are drawn per posterior draw from their exact
     conditional given the draw's globals (``true_class_draw`` in ArviZ).
     """

@@ -370,7 +370,8 @@ SETTINGS = {
     "subsample_size": _optional(_int_at_least(1)), "num_workers": _optional(_int_at_least(1)),
     "tol": _real_in(0, np.inf), "learning_rate": _real_in(0, np.inf),
     "eps": _real_in(0, 1), "target_accept_prob": _real_in(0, 1),
-    "init_jitter": _real_in(0, np.inf, lo_open=False),
+    # in posterior SDs around the MAP: much further out a chain can start in a label-switched mode
+    "init_jitter": _real_in(0, 3, lo_open=False, hi_open=False),
     "progress": _is_bool, "draw_labels": _is_bool, "restarts": _is_bool, "precondition": _is_bool,
     "adapt_metric": _is_bool,
     "guide": _one_of("delta", "normal"),
