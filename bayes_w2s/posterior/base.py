@@ -274,6 +274,9 @@ class Posterior(DrawDiagnostics):
         observed = {"y": self.observed} if self.observed is not None else None
         if self.observed is not None and self.observed.shape[-1] != len(classes):
             coords["log_ratio"] = [f"{c}/{classes[-1]}" for c in classes[:-1]]
+        if any("log_ratio_coord" in d for d in dims.values()):   # every weak model's log-odds, stacked model-major
+            stacked = [f"{m}:{c}/{classes[-1]}" for m in self.model_names for c in classes[:-1]]
+            coords["log_ratio_coord"] = coords["log_ratio_coord_"] = stacked
         return az.from_dict(posterior=posterior, log_likelihood={"y": self.log_lik}, observed_data=observed,
                             sample_stats=dict(self.sample_stats) or None, coords=coords,
                             dims={**dims, "y": ["item", *model.observed_dims]},

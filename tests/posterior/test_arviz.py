@@ -8,7 +8,7 @@ import pytest
 from bayes_w2s import compare_posteriors, fit_posterior
 from bayes_w2s.errors import InvalidInputError
 
-from .conftest import simulate_votes
+from .conftest import simulate_soft, simulate_votes
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +98,12 @@ def test_chains_that_never_moved_are_not_converged(fits):
     with pytest.warns(RuntimeWarning, match="R-hat"):
         diag = stuck.diagnostics()
     assert diag["max_rhat"] == float("inf") and not diag["converged"]
+
+
+def test_logistic_t_sites_carry_weak_model_and_log_ratio_coordinates():
+    wl = simulate_soft(n=60)[1]
+    idata = fit_posterior(wl, model="logistic_t").to_inference_data()
+    classes = [str(c) for c in wl.label_names]
+    expected = [f"{m}:{c}/{classes[-1]}" for m in wl.model_names for c in classes[:-1]]
+    assert list(idata.posterior["mu"].coords["log_ratio_coord"].values) == expected
+    assert list(idata.posterior["omega"].coords["log_ratio_coord_"].values) == expected
