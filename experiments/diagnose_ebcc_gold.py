@@ -26,6 +26,9 @@ from bayes_w2s.metrics import accuracy
 from bayes_w2s.pipeline import experiment_task
 from bayes_w2s.student.posterior_targets import concat
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from markdown_result import write_markdown  # noqa: E402
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -83,11 +86,8 @@ def main(argv=None):
         labels = fit_posterior(both, model="ebcc", method="vb", gold=observed,
                                num_subtypes=subtypes).item_probs[:n].argmax(1)
         lines.append(f"| {subtypes} | {100 * (labels == y).mean():.1f} | {int((labels != vote).sum())} |")
-    lines += ["", "```", "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]), "```"]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "result.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown(args.out, "result.md", lines,
+                   "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]))
 
 
 if __name__ == "__main__":

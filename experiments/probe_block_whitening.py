@@ -22,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_aggregation import crowd  # noqa: E402  (the benchmark's crowd generator)
+from markdown_result import write_markdown  # noqa: E402
 
 
 def block_whitening(potential, start: dict, max_dim: int = 4000, floor: float = 1.0, block: int = 3):
@@ -76,11 +77,8 @@ def main():
     lines += [f"| {r['seed']} | {r['metric']} | {r['max_rhat']} | {r['min_ess_bulk']} / {r['median_ess_bulk']} "
               f"| {r['min_ess_tail']} / {r['median_ess_tail']} | {r['mean_tree_size']} | {100 * r['accuracy']:.1f}% |"
               for r in rows]
-    lines += ["", "```", "python experiments/probe_block_whitening.py " + " ".join(sys.argv[1:]), "```"]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "result.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown(args.out, "result.md", lines,
+                   "python experiments/probe_block_whitening.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

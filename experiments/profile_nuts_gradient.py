@@ -23,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_aggregation import crowd  # noqa: E402  (the benchmark's crowd generator)
+from markdown_result import write_markdown  # noqa: E402
 
 
 def whitened_problem():
@@ -84,11 +85,8 @@ def main():
              f"({whiten.dtype}). Value + gradient, traced, median of 5 × 200 calls.", "",
              "| part | ms per value + gradient | share of the whitened gradient |", "|---|---|---|"]
     lines += [f"| {name} | {ms:.3f} | {ms / full:.2f} |" for name, ms in rows]
-    lines += ["", "```", "python experiments/profile_nuts_gradient.py " + " ".join(sys.argv[1:]), "```"]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown(args.out, "results.md", lines,
+                   "python experiments/profile_nuts_gradient.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":
