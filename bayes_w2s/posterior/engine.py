@@ -646,7 +646,7 @@ def make_potential(model: PosteriorModel, data: ModelData, p: dict):
 def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int = 4, num_samples: int = 500,
              warmup_steps: int = 300, target_accept_prob: float = 0.8, max_tree_depth: int = 8,
              num_workers: int | None = None, draw_labels: bool = True, precondition: bool = True,
-             adapt_metric: bool = True, init_jitter: float = 0.5, seed: int = 0,
+             adapt_metric: bool = True, init_jitter: float = 0.5, step_size_jitter: float = 0.0, seed: int = 0,
              progress: bool = True) -> Fit:
     """No-U-Turn sampling (Pyro ``NUTS``) of the global sites, local latents summed out.
 
@@ -668,6 +668,10 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
     Each chain starts at z ~ N(0, ``init_jitter``² I) around the start (whitened units, so
     posterior SDs; at most 3, further out a chain can begin in a label-switched mode), so that
     R-hat compares chains that did not begin at one point; unwhitened chains start at the MAP.
+    ``step_size_jitter`` j draws each post-warm-up transition's step size uniformly from
+    ε(1 ± j), as Stan's ``stepsize_jitter`` (see ``JitteredNUTS``; off by default: on the crowd
+    benchmark j = 0.5 raised the smallest ESS by a third for 30–40% more leapfrog steps per
+    draw and left the largest R-hat within the seeds' spread).
     With ``draw_labels``, local latents are drawn per posterior draw from their exact
     conditional given the draw's globals (``true_class_draw`` in ArviZ).
     """
@@ -685,7 +689,7 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
                start={s: v.numpy() for s, v in start.items()}, whiten=None if whiten is None else whiten.numpy(),
                init_jitter=init_jitter, num_samples=num_samples, warmup_steps=warmup_steps,
                target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
-               adapt_metric=bool(adapt_metric))
+               adapt_metric=bool(adapt_metric), step_size_jitter=float(step_size_jitter))
     workers = min(num_chains, num_workers or os.cpu_count() or 1)
     started = time.perf_counter()
     bar = tqdm(total=num_chains, desc=f"NUTS {model.name}", unit="chain", disable=not progress, leave=False)
@@ -778,6 +782,29 @@ def laplace_whitening(potential, start: dict, max_dim: int = 4000, floor: float 
     return evecs * evals.rsqrt()       # (V Λ^{-1/2}) (V Λ^{-1/2})ᵀ = H⁻¹
 
 
+class JitteredNUTS(NUTS):
+    """Pyro's NUTS with the step size of each sampling transition drawn from ε(1 ± ``jitter``)
+    (Stan's ``stepsize_jitter``; Pyro has no such option, hence the subclass). On a well
+    whitened target NUTS turns every coordinate through half an orbit at once, x → −x, which
+    leaves x² — the spread — where it was; a varying step varies where the U-turn falls.
+    Warm-up keeps the adapted ε; at ``jitter`` 0 this is Pyro's NUTS draw for draw."""
+
+    def __init__(self, jitter: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.jitter = jitter
+
+    def sample(self, params):
+        if self.jitter == 0 or self._t < self._warmup_steps:
+            return super().sample(params)
+        adapted = self._adapter.step_size
+        scale = 1.0 + self.jitter * (2.0 * float(torch.rand(())) - 1.0)   # the chain's seeded torch RNG
+        self._adapter.step_size = adapted * scale
+        try:
+            return super().sample(params)
+        finally:
+            self._adapter.step_size = adapted
+
+
 def run_chain(job: dict) -> dict:
     """One NUTS chain (module level so that spawned workers can import it)."""
     from .models import get_model
@@ -806,7 +833,7 @@ def run_chain(job: dict) -> dict:
     def counted(params):
         steps.append(1)
         return traced(params["z"])
-    kernel = NUTS(potential_fn=counted, target_accept_prob=job["target_accept_prob"],
+    kernel = JitteredNUTS(job["step_size_jitter"], potential_fn=counted, target_accept_prob=job["target_accept_prob"],
                   max_tree_depth=job["max_tree_depth"], adapt_mass_matrix=job["adapt_metric"])
     tree_sizes, divergences = [], []
 

@@ -368,3 +368,33 @@ def test_predict_proba_takes_crowd_frames_labelled_by_some_fitted_workers():
     np.testing.assert_allclose(post.predict_proba(new), post.predict_proba(as_votes))
     with pytest.raises(InvalidInputError, match="new labels come from weak models"):
         post.predict_proba(new.assign(worker=["c", "a", "zed"]))
+
+
+def _gaussian_nuts(jitter, seed=0, draws=300, dim=4):
+    from pyro.infer import MCMC
+
+    from bayes_w2s.posterior.engine import JitteredNUTS
+    pyro.set_rng_seed(seed)
+    kernel = JitteredNUTS(jitter, potential_fn=lambda p: 0.5 * (p["z"] ** 2).sum())
+    adapted = []
+    mcmc = MCMC(kernel, num_samples=draws, warmup_steps=150, initial_params={"z": torch.zeros(dim)},
+                disable_progbar=True, hook_fn=lambda k, *_: adapted.append(k._adapter.step_size))
+    mcmc.run()
+    return mcmc.get_samples()["z"], adapted[150:]
+
+
+def test_step_size_jitter_zero_is_pyros_nuts_draw_for_draw():
+    from pyro.infer import MCMC, NUTS
+    pyro.set_rng_seed(0)
+    mcmc = MCMC(NUTS(potential_fn=lambda p: 0.5 * (p["z"] ** 2).sum()), num_samples=300, warmup_steps=150,
+                initial_params={"z": torch.zeros(4)}, disable_progbar=True)
+    mcmc.run()
+    assert torch.equal(mcmc.get_samples()["z"], _gaussian_nuts(0.0)[0])
+
+
+def test_step_size_jitter_samples_the_target_and_keeps_the_adapted_step():
+    draws, steps = _gaussian_nuts(0.5, draws=2000)
+    assert len(set(steps)) == 1                    # each jittered step is undone after its draw
+    assert draws.mean(0).abs().max() < 0.15        # N(0, I): 2,000 (antithetic) draws
+    assert ((draws.var(0) - 1).abs() < 0.2).all()
+    assert not torch.equal(draws, _gaussian_nuts(0.0, draws=2000)[0])

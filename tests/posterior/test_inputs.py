@@ -116,6 +116,8 @@ BAD_INPUTS = [
     (VOTES, dict(method="nuts", precondition=1), InvalidInputError, "precondition must be True or False"),
     (VOTES, dict(method="nuts", init_jitter=-0.5), InvalidInputError, r"init_jitter must be a number in \[0, 3\]"),
     (VOTES, dict(method="nuts", init_jitter=100.0), InvalidInputError, r"init_jitter must be a number in \[0, 3\]"),
+    (VOTES, dict(method="nuts", step_size_jitter=1.0), InvalidInputError, r"step_size_jitter must be a number in \[0, 1\)"),
+    (VOTES, dict(method="nuts", step_size_jitter=-0.1), InvalidInputError, r"step_size_jitter must be a number in \[0, 1\)"),
     (VOTES, dict(method="svi", guide="laplace"), InvalidInputError, "guide must be one of"),
     (VOTES, dict(method="svi", subsample_size=0), InvalidInputError, "subsample_size must be None or"),
     (VOTES, dict(method="em", steps=10), InvalidInputError, r"has no prior or em setting named \['steps'\]"),
