@@ -692,7 +692,26 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
                adapt_metric=bool(adapt_metric), step_size_jitter=float(step_size_jitter))
     workers = min(num_chains, num_workers or os.cpu_count() or 1)
     started = time.perf_counter()
-    bar = tqdm(total=num_chains, desc=f"NUTS {model.name}", unit="chain", disable=not progress, leave=False)
+    results = run_chains(job, num_chains, workers, seed, f"NUTS {model.name}", progress)
+    seconds = time.perf_counter() - started
+    draws = model.complete({s: torch.as_tensor(np.stack([r["samples"][s] for r in results])) for s in model.sites})
+    # an honest flag: the largest split R-hat of any global below 1.01 (split R-hat needs 4 draws)
+    with torch.no_grad():
+        rhat = max(float(split_gelman_rubin(v.reshape(v.shape[0], v.shape[1], -1)).nan_to_num(1.0).max())
+                   for v in draws.values()) if num_chains > 1 and num_samples >= 4 else float("nan")
+    return Fit(draws, [], bool(rhat <= 1.01),
+               {"num_chains": num_chains, "num_samples": num_samples, "warmup_steps": warmup_steps,
+                "workers": workers, "sampling_seconds": seconds, "rows": data.num_rows,
+                "preconditioned": whiten is not None, "draw_labels": draw_labels, "seed": seed},
+               sample_stats={"diverging": np.stack([r["diverging"] for r in results]),
+                             "tree_size": np.stack([r["tree_size"] for r in results])})
+
+
+def run_chains(job: dict, num_chains: int, workers: int, seed: int, desc: str, progress: bool) -> list:
+    """``run_chain`` for chains ``seed`` … ``seed + num_chains − 1``, in ``workers`` spawned
+    processes, or one after another in this process (with a warning) where processes cannot
+    start: a script without an ``if __name__ == "__main__":`` guard, a sandbox without spawn."""
+    bar = tqdm(total=num_chains, desc=desc, unit="chain", disable=not progress, leave=False)
     results = None
     if workers > 1:
         try:
@@ -707,7 +726,7 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
                 f"NUTS worker processes could not start ({type(exc).__name__}: {exc}). Running the {num_chains} "
                 "chains one after another in this process instead. In a script, put the call under "
                 "`if __name__ == \"__main__\":` so that spawned workers can import it, or pass num_workers=1.",
-                RuntimeWarning, stacklevel=3)
+                RuntimeWarning, stacklevel=4)
             bar.reset()
             results = None
     if results is None:
@@ -716,18 +735,7 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
             results.append(run_chain(dict(job, seed=seed + chain)))
             bar.update()
     bar.close()
-    seconds = time.perf_counter() - started
-    draws = model.complete({s: torch.as_tensor(np.stack([r["samples"][s] for r in results])) for s in model.sites})
-    # an honest flag: the largest split R-hat of any global below 1.01 (split R-hat needs 4 draws)
-    with torch.no_grad():
-        rhat = max(float(split_gelman_rubin(v.reshape(v.shape[0], v.shape[1], -1)).nan_to_num(1.0).max())
-                   for v in draws.values()) if num_chains > 1 and num_samples >= 4 else float("nan")
-    return Fit(draws, [], bool(rhat <= 1.01),
-               {"num_chains": num_chains, "num_samples": num_samples, "warmup_steps": warmup_steps,
-                "workers": workers, "sampling_seconds": seconds, "rows": data.num_rows,
-                "preconditioned": whiten is not None, "draw_labels": draw_labels, "seed": seed},
-               sample_stats={"diverging": np.stack([r["diverging"] for r in results]),
-                             "tree_size": np.stack([r["tree_size"] for r in results])})
+    return results
 
 
 def sampler_start(model: PosteriorModel, data: ModelData, p: dict, seed: int = 0) -> dict:
