@@ -99,10 +99,9 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
     wl_gold = weak.predict(task.weak_val) if task.weak_val is not None else None
     writes = save_dir is not None and distributed.is_main()   # under accelerate launch only rank 0 writes
     if writes:
-        wl_train.save(Path(save_dir) / f"weak_labels_seed{seed}_strong_train.npz")
-        wl_test.save(Path(save_dir) / f"weak_labels_seed{seed}_test.npz")
-        if wl_gold is not None:
-            wl_gold.save(Path(save_dir) / f"weak_labels_seed{seed}_weak_val.npz")
+        for split, labels in (("strong_train", wl_train), ("test", wl_test), ("weak_val", wl_gold)):
+            if labels is not None:
+                labels.save(Path(save_dir) / f"weak_labels_seed{seed}_{split}.npz")
     rows, test_probs, targets_seen = [], {}, {}
     y_strong = np.asarray(task.strong_train["label"])
 
@@ -126,14 +125,10 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
         weights = None
         if isinstance(targets, tuple):          # crowdlab: (consensus one-hot, quality scores)
             targets, weights = targets
-        # how good are the training targets themselves on strong_train's hidden ground truth?
-        target_probs = getattr(targets, "item_probs", None)
-        if target_probs is None:
-            target_probs = targets.mean() if isinstance(targets, WeakLabels) else targets
-        if np.ndim(target_probs) == 1:          # ground truth as labels
-            target_probs = np.eye(len(task.label_names))[np.asarray(target_probs)]
         extra = {}
         if method.targets != "ground_truth":
+            # how good are the training targets themselves on strong_train's hidden ground truth?
+            target_probs = _target_probs(targets, len(task.label_names))
             extra = target_quality(target_probs, y_strong, targets)
             targets_seen[method.name] = np.asarray(target_probs)
         t0 = time.perf_counter()
@@ -154,6 +149,17 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
         save_test_probs(Path(save_dir) / f"target_probs_seed{seed}.npz", distinct_targets(targets_seen),
                         task.strong_train)
     return rows
+
+
+def _target_probs(targets, num_classes: int) -> np.ndarray:
+    """``[N, K]`` the class probabilities a student is trained towards, whatever form its
+    targets take (a posterior, weak labels — their mean —, probabilities, or labels)."""
+    probs = getattr(targets, "item_probs", None)
+    if probs is None:
+        probs = targets.mean() if isinstance(targets, WeakLabels) else targets
+    if np.ndim(probs) == 1:
+        probs = np.eye(num_classes)[np.asarray(probs)]
+    return np.asarray(probs)
 
 
 def experiment_task(cfg: ExperimentConfig):
