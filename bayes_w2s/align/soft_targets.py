@@ -43,6 +43,24 @@ def _insert(dist: dict[int, float], pending: dict[int, float]) -> None:
         pending.clear()
 
 
+def _spread_slot(targets: list, consensus: list[int], slot: dict[str, float], toks, skip_token: int):
+    """Add one slot's word posterior to the targets of its consensus word's tokens: at the
+    word's k-th token, each candidate word that shares the first k tokens adds its
+    probability to its own k-th token; ε (skip the slot) adds to ``skip_token``, the token
+    that follows, at the first position."""
+    for k, target in enumerate(targets):
+        for word, p in slot.items():
+            if p <= 0:
+                continue
+            if word == EPS:
+                if k == 0:
+                    target[skip_token] += p
+                continue
+            cand = toks(word)
+            if len(cand) > k and cand[:k] == consensus[:k]:
+                target[cand[k]] += p
+
+
 def token_soft_targets(tokenizer, slots: list[dict[str, float]], top_k: int = 8,
                        eos_token_id: int | None = None, path: list[str] | None = None,
                        return_weights: bool = False):
@@ -95,17 +113,7 @@ def token_soft_targets(tokenizer, slots: list[dict[str, float]], top_k: int = 8,
             for t in positions:
                 targets[t][ids[t]] = 1.0
         else:
-            for k, t in enumerate(positions):
-                for word, p in slot.items():
-                    if p <= 0:
-                        continue
-                    if word == EPS:
-                        if k == 0:
-                            targets[t][next_first[j]] += p
-                        continue
-                    cand = toks(word)
-                    if len(cand) > k and cand[:k] == consensus[:k]:
-                        targets[t][cand[k]] += p
+            _spread_slot([targets[t] for t in positions], consensus, slot, toks, next_first[j])
         _insert(targets[positions[0]], pending)     # insertions compete with this word's first token
         j += 1
     ids = list(ids) + [eos]
