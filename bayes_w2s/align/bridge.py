@@ -64,18 +64,29 @@ def offsets_by_decoding(tokenizer, ids, text: str | None = None) -> tuple[str, l
     """Character offsets of ``ids`` in their decoded text, from decoding growing prefixes.
 
     Returns ``(text, offsets)``. A token whose prefix does not decode to a prefix of the
-    whole (half of a multi-byte character) gets an empty span at the current position;
-    its log-prob then goes to the next word, still counted once.
+    whole (a byte of a multi-byte character: accents, CJK, emoji) shares the span of the
+    token that completes the character, so its log-prob goes to that character's word,
+    still counted once. ``text``, when given, must be what the ids decode to.
     """
     ids = [int(i) for i in ids]
-    full = tokenizer.decode(ids, skip_special_tokens=False) if text is None else text
-    offsets, prev = [], 0
+    decoded = tokenizer.decode(ids, skip_special_tokens=False)
+    if text is not None and decoded != text:
+        raise InvalidInputError(f"the ids decode to {decoded!r}, not to the given text {text!r} (a tokenizer that "
+                                "normalises text, such as WordPiece's lower-casing, cannot be mapped this way): "
+                                "pass text=None to map them onto their own decoding")
+    offsets, prev, partial = [], 0, []
     for i in range(len(ids)):
         prefix = tokenizer.decode(ids[: i + 1], skip_special_tokens=False)
-        end = len(prefix) if full.startswith(prefix) else prev
+        if not decoded.startswith(prefix):
+            partial.append(i)             # half a character: wait for the token that completes it
+            offsets.append((prev, prev))
+            continue
+        end = len(prefix)
         offsets.append((prev, end))
-        prev = end
-    return full, offsets
+        for j in partial:
+            offsets[j] = (prev, end)
+        partial, prev = [], end
+    return decoded, offsets
 
 
 def token_to_word(text: str, offsets: list[tuple[int, int]]) -> np.ndarray:
@@ -108,6 +119,14 @@ class WordScores:
     logprobs: np.ndarray
     rest: float = 0.0
 
+    def __post_init__(self):
+        self.logprobs = np.asarray(self.logprobs, dtype=float)
+        if self.logprobs.shape != (len(self.words),):
+            raise InvalidInputError(f"{len(self.words)} words but word log-probs of shape {list(self.logprobs.shape)}")
+        check_logprobs(self.logprobs, f"the hypothesis {join_words(self.words)!r}")
+        if not np.isfinite(self.rest):
+            raise InvalidInputError(f"non-finite rest log-prob {self.rest} in the hypothesis {join_words(self.words)!r}")
+
     @property
     def text(self) -> str:
         return join_words(self.words)
@@ -117,13 +136,28 @@ class WordScores:
         return float(self.logprobs.sum() + self.rest)
 
 
+def check_logprobs(logprobs: np.ndarray, where: str) -> None:
+    """Log-probabilities must be finite and ≤ 0 (a token a model generated or scored has a
+    probability in (0, 1]); ``where`` names the text they belong to in the error."""
+    if np.isnan(logprobs).any():
+        raise InvalidInputError(f"NaN log-prob in {where}")
+    if np.isinf(logprobs).any():
+        raise InvalidInputError(f"infinite log-prob in {where}: a generated or scored token has probability in "
+                                "(0, 1]; clip zero probabilities (e.g. to a floor like -50) before passing them")
+    if (logprobs > 1e-4).any():
+        raise InvalidInputError(f"positive log-prob {float(logprobs.max()):.4g} in {where}: log-probabilities are ≤ 0 "
+                                "(were these logits or scores rather than log-softmax values?)")
+
+
 def tokens_to_words(text: str, offsets, token_logprobs) -> WordScores:
     """Sum token log-probs into word log-probs (see the module docstring for the rule)."""
     token_logprobs = np.asarray(token_logprobs, dtype=float)
-    if len(offsets) != len(token_logprobs):
-        raise InvalidInputError(f"{len(offsets)} token offsets but {len(token_logprobs)} token log-probs")
-    if np.isnan(token_logprobs).any():
-        raise InvalidInputError("token log-probs contain NaN")
+    if token_logprobs.ndim != 1 or len(offsets) != len(token_logprobs):
+        raise InvalidInputError(f"{len(offsets)} token offsets but token log-probs of shape "
+                                f"{list(token_logprobs.shape)}: one log-prob per token")
+    check_logprobs(token_logprobs, f"the tokens of {text!r}")
+    if any(not 0 <= start <= end <= len(text) for start, end in offsets):
+        raise InvalidInputError(f"token offsets outside the {len(text)} characters of {text!r}")
     owner = token_to_word(text, offsets)
     words = words_of(text)
     logprobs = np.zeros(len(words))

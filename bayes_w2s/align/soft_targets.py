@@ -79,6 +79,7 @@ def token_soft_targets(tokenizer, slots: list[dict[str, float]], top_k: int = 8,
     With ``return_weights``, also per id a confidence weight: the posterior probability of
     the teacher-forced word its token belongs to (1 for EOS).
     """
+    _check_slots(slots, top_k)
     eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
     best = teacher_path(slots, path)
     kept = [i for i, w in enumerate(best) if w != EPS]
@@ -107,6 +108,8 @@ def token_soft_targets(tokenizer, slots: list[dict[str, float]], top_k: int = 8,
                     pending[toks(word)[0]] += p
             continue
         positions = np.flatnonzero(owner == j)
+        if not len(positions):
+            raise InvalidInputError(f"the strong tokenizer gives the word {words[j]!r} no token of its own in {text!r}")
         weights[positions] = slot[best[s]]
         consensus = [ids[t] for t in positions]
         if consensus != toks(words[j]):
@@ -122,6 +125,24 @@ def token_soft_targets(tokenizer, slots: list[dict[str, float]], top_k: int = 8,
     out = [top_k_target(dist, tok_id, top_k, f"token {t} of {text!r}") for t, (tok_id, dist) in
            enumerate(zip(ids, targets))]
     return (ids, out, weights[:len(ids)].tolist()) if return_weights else (ids, out)
+
+
+def _check_slots(slots: list[dict[str, float]], top_k: int) -> None:
+    """Each slot a non-empty ``{word: probability}`` of single words (ε = ``""``) with finite,
+    non-negative probabilities of positive sum; ``top_k`` ≥ 1."""
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise InvalidInputError(f"top_k must be an integer ≥ 1, got {top_k!r}")
+    for i, slot in enumerate(slots):
+        if not isinstance(slot, dict) or not slot:
+            raise InvalidInputError(f"slot {i} must be a non-empty {{word: probability}} dict, got {slot!r}")
+        for word, p in slot.items():
+            if not isinstance(word, str) or (word != EPS and (not word.strip() or len(word.split()) != 1
+                                                              or word != word.strip())):
+                raise InvalidInputError(f"slot {i}: {word!r} is not one word (no whitespace; ε is \"\")")
+            if not (isinstance(p, (int, float, np.integer, np.floating)) and np.isfinite(p) and p >= 0):
+                raise InvalidInputError(f"slot {i}: the probability of {word!r} must be finite and ≥ 0, got {p!r}")
+        if not sum(slot.values()) > 0:
+            raise InvalidInputError(f"slot {i}: its probabilities sum to 0")
 
 
 def teacher_path(slots: list[dict[str, float]], path: list[str] | None) -> list[str]:

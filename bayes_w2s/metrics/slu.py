@@ -85,20 +85,12 @@ def slu_scores(predictions, references) -> dict[str, float]:
     ``no_slots`` (fraction of predictions that fill no slot, malformed ones included: a
     student that learns to say ``{}`` shows here first); all in [0, 1].
     """
-    predictions, references = list(predictions), list(references)
-    if len(predictions) != len(references):
-        raise InvalidInputError(f"{len(predictions)} predictions for {len(references)} references")
-    if not references:
-        raise InvalidInputError("SLU-F1 of an empty set is undefined")
+    pairs = _parsed_pairs(predictions, references)
     word = np.zeros(3)
     char = np.zeros(3)
     span = np.zeros(3)
     exact = malformed = no_slots = 0
-    for i, (pred_text, ref_text) in enumerate(zip(predictions, references)):
-        gold, ok = parse_slots(ref_text)
-        if not ok:
-            raise InvalidInputError(f"reference {i} is not a JSON object of slot fillers: {ref_text!r}")
-        pred, ok = parse_slots(pred_text)
+    for gold, pred, ok in pairs:
         malformed += not ok
         no_slots += not pred
         word += _span_counts(gold, pred, word_distance)
@@ -109,16 +101,13 @@ def slu_scores(predictions, references) -> dict[str, float]:
     precision, recall, f1 = _prf(*(word + char))
     return {"slu_f1": f1, "slu_precision": precision, "slu_recall": recall,
             "word_f1": _prf(*word)[2], "char_f1": _prf(*char)[2], "span_f1": _prf(*span)[2],
-            "exact_match": exact / len(references), "malformed": malformed / len(references), "no_slots": no_slots / len(references)}
+            "exact_match": exact / len(pairs), "malformed": malformed / len(pairs), "no_slots": no_slots / len(pairs)}
 
 
 def item_slu_f1(prediction: str, reference: str) -> float:
     """SLU-F1 of one utterance (word + char tables, as :func:`slu_scores`); 1 when neither
     has a slot (nothing to find and nothing claimed). A utility for ranking candidates."""
-    gold, ok = parse_slots(reference)
-    if not ok:
-        raise InvalidInputError(f"the reference is not a JSON object of slot fillers: {reference!r}")
-    pred = parse_slots(prediction)[0]
+    (gold, pred, _), = _parsed_pairs([prediction], [reference])
     if not gold and not pred:
         return 1.0
     counts = _span_counts(gold, pred, word_distance) + _span_counts(gold, pred, char_distance)
@@ -128,10 +117,33 @@ def item_slu_f1(prediction: str, reference: str) -> float:
 def per_slot_type(predictions, references) -> dict[str, dict[str, float]]:
     """SLU precision / recall / F1 per gold or predicted slot type (word + char tables)."""
     tables: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(3))
-    for pred_text, ref_text in zip(predictions, references):
-        gold, pred = parse_slots(ref_text)[0], parse_slots(pred_text)[0]
+    for gold, pred, _ in _parsed_pairs(predictions, references):
         for kind in {e["type"] for e in gold + pred}:
             g = [e for e in gold if e["type"] == kind]
             p = [e for e in pred if e["type"] == kind]
             tables[kind] += _span_counts(g, p, word_distance) + _span_counts(g, p, char_distance)
     return {kind: dict(zip(("precision", "recall", "f1"), _prf(*t))) for kind, t in sorted(tables.items())}
+
+
+def _parsed_pairs(predictions, references) -> list[tuple[list[dict], list[dict], bool]]:
+    """``(gold entities, predicted entities, prediction well-formed?)`` per item, after the
+    checks every corpus metric needs: two lists of one length, references well-formed with
+    no empty filler (named by index, before any scoring)."""
+    for name, texts in (("predictions", predictions), ("references", references)):
+        if isinstance(texts, (str, bytes)):
+            raise InvalidInputError(f"{name} must be a list of strings, one per item, not a single string")
+    predictions, references = list(predictions), list(references)
+    if len(predictions) != len(references):
+        raise InvalidInputError(f"{len(predictions)} predictions for {len(references)} references")
+    if not references:
+        raise InvalidInputError("SLU-F1 of an empty set is undefined")
+    pairs = []
+    for i, (pred_text, ref_text) in enumerate(zip(predictions, references)):
+        gold, ok = parse_slots(ref_text)
+        if not ok:
+            raise InvalidInputError(f"reference {i} is not a JSON object of slot fillers: {ref_text!r}")
+        if any(not e["filler"] for e in gold):
+            raise InvalidInputError(f"reference {i} has an empty slot filler (SLU-F1's word distance divides by "
+                                    f"the gold filler's length): {ref_text!r}")
+        pairs.append((gold, *parse_slots(pred_text)))
+    return pairs

@@ -95,6 +95,9 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
             item_ids = item_ids or labels.ids
             labels = labels.word_hypotheses()
         table = labels if hasattr(labels, "item_of_slot") else slot_table(labels, model_names, item_ids)
+        if not table.candidates:
+            raise InvalidInputError(f"no words to fit: the hypotheses of all {table.num_items} items are empty, so no "
+                                    "weak model's reliability can be estimated")
         data = m.prepare(table, p, gold=gold)
     else:
         lm = name_axes(as_label_matrix(labels, num_classes=num_classes, label_names=label_names), model_names, item_ids)

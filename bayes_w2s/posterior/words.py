@@ -97,6 +97,8 @@ def slot_table(hypotheses, model_names=None, item_ids=None, noise_counts: dict |
     model_names = list(model_names) if model_names is not None else [f"weak{i}" for i in range(m)]
     if len(model_names) != m:
         raise InvalidInputError(f"{len(model_names)} model names for {m} hypotheses per item")
+    if item_ids is not None and len(item_ids) != len(hypotheses):
+        raise InvalidInputError(f"{len(item_ids)} item_ids for {len(hypotheses)} items")
     networks, rows, cands, choices, scores = [], [], [], [], []
     for n, item in enumerate(hypotheses):
         if len(item) != m:
@@ -218,6 +220,8 @@ class WordPosterior(DrawDiagnostics):
         return self.table.model_names
 
     def _slots_of(self, n: int) -> np.ndarray:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n < self.table.num_items:
+            raise InvalidInputError(f"item {n!r} is not an item position in [0, {self.table.num_items})")
         return np.flatnonzero(self.table.item_of_slot == n)
 
     def word_posteriors(self, n: int) -> list[dict[str, float]]:
@@ -259,6 +263,7 @@ class WordPosterior(DrawDiagnostics):
         if self.valid is None:
             return best
         log_p = np.log(np.clip(self.slot_probs, 1e-300, 1.0))
+        invalid = []
         for n, text in enumerate(self._texts(best)):
             if self.valid(text):
                 continue
@@ -269,6 +274,12 @@ class WordPosterior(DrawDiagnostics):
                 if self.valid(self._join(slots, options[m])):
                     best[slots] = options[m]
                     break
+            else:
+                invalid.append((n, text))
+        if invalid:
+            warnings.warn(f"{len(invalid)} of {self.table.num_items} items have no consensus and no weak model's "
+                          f"1-best that passes the constraint (e.g. item {invalid[0][0]}: {invalid[0][1]!r}); they "
+                          "keep the slot-wise argmax", RuntimeWarning, stacklevel=2)
         return best
 
     def _join(self, slots: np.ndarray, chosen: np.ndarray) -> str:

@@ -47,22 +47,30 @@ def render_slots(entities: list[tuple[str, str]] | list[dict]) -> str:
     return json.dumps({k: v[0] if len(v) == 1 else v for k, v in slots.items()}, ensure_ascii=False)
 
 
+class _Members(list):
+    """A JSON object's members in order, duplicates kept (``json`` would keep only the last)."""
+
+
+_SLOT_DECODER = json.JSONDecoder(object_pairs_hook=_Members)
+
+
 def parse_slots(text: str) -> tuple[list[dict], bool]:
     """A generated string → (entities as ``{"type", "filler"}`` dicts, well-formed?).
 
     Leading whitespace and anything after the JSON object are ignored (a causal LM may
     run on past its answer); anything that is not an object of strings (or lists of
-    strings) yields ``([], False)`` so that it scores as an empty prediction.
+    strings) yields ``([], False)`` so that it scores as an empty prediction. A key written
+    twice names two entities of that type, as a list would (SLURP scores every entity).
     """
     try:
-        obj, _ = json.JSONDecoder().raw_decode(str(text).lstrip())
-    except (json.JSONDecodeError, ValueError):
+        obj, _ = _SLOT_DECODER.raw_decode(str(text).lstrip())
+    except (json.JSONDecodeError, ValueError, RecursionError):   # RecursionError: "[[[[…" nested past the stack
         return [], False
-    if not isinstance(obj, dict):
+    if not isinstance(obj, _Members):
         return [], False
     entities = []
-    for kind, value in obj.items():
-        fillers = value if isinstance(value, list) else [value]
+    for kind, value in obj:
+        fillers = value if type(value) is list else [value]
         if not fillers or not all(isinstance(f, str) for f in fillers):
             return [], False
         entities += [{"type": _squash(kind), "filler": _squash(f)} for f in fillers]
@@ -81,7 +89,7 @@ def is_well_formed(text: str) -> bool:
     (a weak generator can write one: SLURP's scratch GPT-2 wrote `"date": ""`)."""
     try:
         json.loads(text)
-    except (json.JSONDecodeError, ValueError, TypeError):
+    except (json.JSONDecodeError, ValueError, TypeError, RecursionError):
         return False
     entities, ok = parse_slots(text)
     return ok and all(e["filler"] for e in entities)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..align.bridge import WordScores
+from ..align.bridge import WordScores, check_logprobs
 from ..errors import CorruptCacheError, InvalidInputError
 from ..io import atomic_path
 
@@ -28,8 +28,9 @@ class Hypothesis:
         self.logprobs = np.asarray(self.logprobs, dtype=float)
         if len(self.words) != len(self.logprobs):
             raise InvalidInputError(f"a hypothesis has {len(self.words)} words but {len(self.logprobs)} log-probs")
-        if np.isnan(self.logprobs).any():
-            raise InvalidInputError(f"NaN word log-prob in hypothesis {' '.join(self.words)!r}")
+        check_logprobs(self.logprobs, f"hypothesis {' '.join(self.words)!r}")
+        if not np.isfinite(self.rest):   # rest may balance a tagger's shared tags (render_tags), so any finite value
+            raise InvalidInputError(f"non-finite rest log-prob {self.rest} in hypothesis {' '.join(self.words)!r}")
 
     @property
     def text(self) -> str:

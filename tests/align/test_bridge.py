@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from bayes_w2s.align import (generated_to_words, join_words, offsets_by_decoding, offsets_from_tokenizer,
+from bayes_w2s.align import (WordScores, generated_to_words, join_words, offsets_by_decoding, offsets_from_tokenizer,
                              token_to_word, tokens_to_words, word_spans, words_of, words_to_tokens)
 from bayes_w2s.errors import InvalidInputError
 
@@ -70,10 +70,34 @@ def test_errors_are_clear():
         is_fast = False
     with pytest.raises(InvalidInputError, match="offsets_by_decoding"):
         offsets_from_tokenizer(Slow(), "a b")
-    with pytest.raises(InvalidInputError, match="2 token offsets but 1"):
+    with pytest.raises(InvalidInputError, match=r"2 token offsets but token log-probs of shape \[1\]"):
         tokens_to_words("a b", [(0, 1), (2, 3)], [0.1])
     with pytest.raises(InvalidInputError, match="NaN"):
         tokens_to_words("a", [(0, 1)], [np.nan])
+    with pytest.raises(InvalidInputError, match="infinite log-prob"):
+        tokens_to_words("a b", [(0, 1), (2, 3)], [-np.inf, -1.0])
+    with pytest.raises(InvalidInputError, match="positive log-prob"):
+        tokens_to_words("a", [(0, 1)], [2.0])
+    with pytest.raises(InvalidInputError, match="outside the 3 characters"):
+        tokens_to_words("a b", [(0, 1), (20, 30)], [-1.0, -1.0])
+    with pytest.raises(InvalidInputError, match="one log-prob per token"):
+        tokens_to_words("a", [(0, 1)], [[-1.0]])
+    with pytest.raises(InvalidInputError, match="infinite log-prob in the hypothesis 'a'"):
+        WordScores(["a"], [-np.inf])
+
+
+@pytest.mark.real_cache
+def test_bytes_of_one_character_go_to_its_word(tokenizer):
+    if type(tokenizer).__name__ in ("BertTokenizer", "MPNetTokenizer", "BertTokenizerFast", "MPNetTokenizerFast"):
+        pytest.skip("WordPiece lower-cases and splits punctuation: decode is not the identity")
+    text = '{"place": "東京 café 🎉"}'
+    ids, offsets = offsets_from_tokenizer(tokenizer, text)
+    logprobs = -np.random.default_rng(2).exponential(size=len(ids))
+    generated = generated_to_words(tokenizer, ids, logprobs)
+    assert generated.words == words_of(text) and generated.rest == 0.0     # no token left outside a word
+    np.testing.assert_allclose(generated.logprobs, tokens_to_words(text, offsets, logprobs).logprobs)
+    with pytest.raises(InvalidInputError, match="decode to"):
+        offsets_by_decoding(tokenizer, ids, text + " more")
 
 
 def test_whitespace_tokens_join_the_next_word_and_empty_tokens_none():

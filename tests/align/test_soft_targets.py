@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from bayes_w2s.align.soft_targets import hard_targets, token_soft_targets
+from bayes_w2s.errors import InvalidInputError
 from bayes_w2s.weak.generators import train_bpe_tokenizer
 
 CORPUS = ['{"time": "five am"}', '{"time": "nine am"}', '{"date": "today"}', "{}", "wake me up at five am",
@@ -90,3 +91,18 @@ def test_token_weights_are_the_posterior_probability_of_each_tokens_word(tok):
     assert weights[:n_key] == [1.0] * n_key and weights[n_key:n_key + n_five] == [0.6] * n_five
     assert set(weights[n_key + n_five:-1]) == {0.9}
     assert token_soft_targets(tok, [{"": 1.0}], return_weights=True)[2] == [1.0]
+
+
+@pytest.mark.parametrize("slots, top_k, message", [
+    ([{}], 8, "slot 0 must be a non-empty"),
+    ([{"a b": 0.9, "c": 0.1}], 8, r"'a b' is not one word"),
+    ([{"\u2028": 1.0}], 8, "is not one word"),
+    ([{"a": float("inf")}], 8, "must be finite and ≥ 0"),
+    ([{"a": float("nan")}], 8, "must be finite and ≥ 0"),
+    ([{"a": 0.5, "b": -0.5}], 8, "must be finite and ≥ 0"),
+    ([{"a": 0.0}], 8, "sum to 0"),
+    ([{"a": 1.0}], 0, "top_k must be an integer ≥ 1"),
+])
+def test_bad_slots_are_clear_errors(tok, slots, top_k, message):
+    with pytest.raises(InvalidInputError, match=message):
+        token_soft_targets(tok, slots, top_k=top_k)

@@ -53,3 +53,21 @@ def test_errors():
         slu_scores(["{}"], ["oops"])
     with pytest.raises(InvalidInputError, match="empty"):
         slu_scores([], [])
+
+
+def test_reference_problems_are_named_before_any_scoring():
+    with pytest.raises(InvalidInputError, match="reference 1 has an empty slot filler"):
+        slu_scores(["{}", "{}"], ['{"a": "b"}', '{"time": ""}'])    # no prediction of that type: still an error
+    with pytest.raises(InvalidInputError, match="predictions must be a list of strings"):
+        slu_scores("{}", "{}")
+    with pytest.raises(InvalidInputError, match="2 predictions for 1 references"):
+        per_slot_type(["{}", "{}"], ['{"a": "b"}'])
+    with pytest.raises(InvalidInputError, match="reference 0 is not a JSON object"):
+        per_slot_type(["{}"], ['{"a": '])
+
+
+def test_a_key_written_twice_names_two_entities_and_deep_nesting_is_malformed():
+    both = slu_scores(['{"time": "five am", "time": "six"}'], ['{"time": ["five am", "six"]}'])
+    assert both["slu_f1"] == 1.0 and both["exact_match"] == 1.0
+    deep = slu_scores(["[" * 5000, '{"a": ' + "[" * 5000], ['{"a": "b"}', '{"a": "b"}'])
+    assert deep["malformed"] == 1.0 and deep["slu_f1"] == 0.0

@@ -150,3 +150,24 @@ def test_constrained_consensus_falls_back_to_the_best_valid_hypothesis():
     assert " ".join(w for w in fixed.target_words(30, path) if w) == fixed.consensus[30]
     assert fixed.consensus[:30] == post.consensus[:30] == [good] * 30
     assert 0 < fixed.sequence_confidence[30] < post.sequence_confidence[30]
+
+
+@pytest.mark.parametrize("method", ["em", "svi"])
+def test_all_empty_hypotheses_are_a_clear_error(method):
+    with pytest.raises(InvalidInputError, match="no words to fit: the hypotheses of all 2 items are empty"):
+        fit_posterior([["", ""], ["", ""]], model="word_reliability", method=method)
+
+
+def test_item_positions_and_ids_are_checked():
+    post = fit_posterior([["a b", "a c"], ["x", "y"]], model="word_reliability")
+    for bad in (2, -1, 1.0):
+        with pytest.raises(InvalidInputError, match="is not an item position in \\[0, 2\\)"):
+            post.word_posteriors(bad)
+    with pytest.raises(InvalidInputError, match="1 item_ids for 2 items"):
+        fit_posterior([["a b", "a c"], ["x", "y"]], model="word_reliability", item_ids=["only"])
+
+
+def test_items_the_constraint_cannot_fix_are_warned_about():
+    post = fit_posterior([["a b", "a b"], ["", ""], ["c", "d"]], model="word_reliability")
+    with pytest.warns(RuntimeWarning, match="1 of 3 items have no consensus"):
+        post.constrain(lambda text: bool(text)).target_path()
