@@ -52,7 +52,7 @@ class TrainConfig:
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (mode=lora)"})
     eval_batch_size: int = field(default=64, metadata={"help": "batch size for prediction"})
     output_dir: str | None = field(default=None, metadata={"help": "checkpoints (mode=lora/full); temp dir if unset"})
-    save_steps: int = field(default=0, metadata={"help": "checkpoint every N steps to output_dir (0 = never); reruns resume"})
+    save_steps: int = field(default=0, metadata={"help": "checkpoint every N steps to output_dir/run-<key of model, settings, seed, loss and data> (0 = never); a rerun of the same training resumes"})
     bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (GPU)"})
     logging_steps: int = field(default=0, metadata={"help": LOGGING_HELP["logging_steps"]})
     report_to: str | list[str] = field(default="none", metadata={"help": LOGGING_HELP["report_to"]})

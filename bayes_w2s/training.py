@@ -239,7 +239,9 @@ class Classifier:
         with tempfile.TemporaryDirectory() as tmp, intra_op_threads(1 if self.config.mode == "head" else None):
             # a head uses every parameter: DDP need not search the graph for unused ones each step
             unused = {"ddp_find_unused_parameters": False} if self.config.mode == "head" else {}
-            args = training_arguments(self.config, seed, self.config.output_dir or tmp,
+            out_dir = tmp if self.config.output_dir is None else str(
+                Path(self.config.output_dir) / f"run-{self._run_key(cols, loss_fn, seed, trainer_cls, arg_overrides)}")
+            args = training_arguments(self.config, seed, out_dir,
                                       **{"label_names": list(TARGET_KEYS), "prediction_loss_only": False,
                                          "per_device_eval_batch_size": self.config.eval_batch_size, **unused,
                                          **arg_overrides})
@@ -249,6 +251,21 @@ class Classifier:
             done = train_then_merge(trainer, self.config.logging_dir, resume or None)
         self.model, self.history, self.train_seconds = done.model, done.history, done.train_seconds
         return self
+
+    def _run_key(self, cols: dict, loss_fn, seed: int, trainer_cls, arg_overrides: dict) -> str:
+        """What makes two trainings the same run: the model, its settings, seed, loss and the
+        exact training columns. Checkpoints live under ``output_dir/run-<key>``, so a rerun
+        resumes its own checkpoints, never another model's or method's in a shared folder."""
+        import hashlib
+        h = hashlib.sha256()
+        config = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in ("output_dir", "logging_dir")}
+        loss = getattr(loss_fn, "__qualname__", None) or repr(loss_fn)   # losses with settings are dataclasses
+        h.update(repr((self.card.name, self.num_classes, sorted(config.items()), seed,
+                       trainer_cls.__qualname__, loss, sorted(arg_overrides.items()))).encode())
+        for name in sorted(cols):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(cols[name]).tobytes())
+        return h.hexdigest()[:16]
 
     # -- saving --------------------------------------------------------------------------
     def save_pretrained(self, path) -> None:

@@ -86,3 +86,16 @@ def test_defaults_and_ordinary_values_pass():
     TrainConfig()
     TrainConfig(epochs=0.34, learning_rate=1e-5, weight_decay=0, warmup_ratio=0, batch_size=1)
     GeneratorConfig()
+
+
+def test_checkpoints_in_a_shared_output_dir_belong_to_their_own_run(tiny_encoder, toy_texts, tmp_path):
+    texts, labels = toy_texts
+    cfg = TrainConfig(mode="head", epochs=2, batch_size=8, save_steps=2, output_dir=str(tmp_path))
+    loss = lambda z, b, p: torch.nn.functional.cross_entropy(z, b["target_probs"])  # noqa: E731
+    first = Classifier(tiny_encoder, 2, cfg).fit(texts, np.eye(2)[labels], loss)
+    flipped = Classifier(tiny_encoder, 2, cfg).fit(texts, np.eye(2)[1 - np.asarray(labels)], loss)
+    runs = sorted(p.name for p in tmp_path.glob("run-*"))
+    assert len(runs) == 2                              # different targets: a run folder each, no resume
+    assert not np.allclose(first.predict_logits(texts), flipped.predict_logits(texts))   # it trained, not resumed
+    Classifier(tiny_encoder, 2, cfg).fit(texts, np.eye(2)[labels], loss)
+    assert sorted(p.name for p in tmp_path.glob("run-*")) == runs   # the same run again resumes its own folder
