@@ -223,6 +223,11 @@ def _run_seeds(cfg: ExperimentConfig, seeds: list[int], out: Path, command: str,
         resume.discard()
     done = distributed.on_main(resume.read)   # every rank resumes the seeds rank 0 finds done
     frames = [done] if len(done) else []
+    finished_elsewhere = sorted(set(done["seed"]) - set(seeds)) if len(done) else []
+    if finished_elsewhere:      # computed work is never dropped by a narrower rerun
+        log.warning("the resume file holds finished seed(s) %s that are not in this run's seeds %s; they stay in the "
+                    "results (restart=True / --restart discards them)", finished_elsewhere, seeds)
+        seeds = seeds + [int(s) for s in finished_elsewhere]
     for seed in seeds:
         if len(done) and seed in set(done["seed"]):
             continue
@@ -360,7 +365,7 @@ def remove_stale_seed_files(out: Path, seeds: list[int]) -> list[Path]:
 RESUME_FILE = "results.partial.json"
 LEGACY_RESUME_FILE = "results.partial.csv"   # written without a fingerprint: never trusted
 REPORT_FILES = ("results.csv", "results.md", "meta.json")
-_SEED_FILE = re.compile(r"^(?:weak_labels|weak_hypotheses|pairs|predictions|test_probs)_seed(\d+)[_.]")
+_SEED_FILE = re.compile(r"^(?:weak_labels|weak_hypotheses|pairs|predictions|test_probs|target_probs)_seed(\d+)[_.]")
 #: config keys that do not change a seed's rows (the seed list itself, where files go)
 RUN_ONLY_KEYS = ("name", "seeds", "data_dir", "output_root")
 

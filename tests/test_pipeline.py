@@ -107,6 +107,18 @@ def test_an_unchanged_config_resumes_the_missing_seeds(tiny_setup, tmp_path, fak
     assert not (out / RESUME_FILE).exists()
 
 
+def test_a_rerun_with_fewer_seeds_keeps_the_finished_ones(tiny_setup, tmp_path, fake, caplog):
+    out = tmp_path / "run"
+    interrupted_run(tiny_setup, out, fake)
+    seeds = fake()
+    with caplog.at_level("WARNING"):
+        results = run_experiment(make_config(tiny_setup, seeds=[1]), out)
+    assert seeds.calls == [1] and sorted(set(results["seed"])) == [0, 1]
+    assert "finished seed(s) [0]" in caplog.text
+    assert (out / "weak_labels_seed0_test.npz").exists()              # seed 0's files stay too
+    assert json.loads((out / "meta.json").read_text())["config"]["seeds"] == [1, 0]
+
+
 def test_duplicate_seeds_run_once(tiny_setup, tmp_path, fake):
     seeds = fake()
     results = run_experiment(make_config(tiny_setup, seeds=[1, 0, 1, 0]), tmp_path / "run")
