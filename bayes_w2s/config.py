@@ -405,6 +405,7 @@ class ExperimentConfig:
         self._build_train_configs()
         self._check_methods()
         self._check_models()
+        self._check_split_fits()
 
     # -- the checks, one concern each ---------------------------------------------------------
     def _check_data(self):
@@ -481,6 +482,9 @@ class ExperimentConfig:
                 if m.spec.kind == "ground_truth":
                     raise ConfigError(f"{where}: the preference stage learns from weak rankings; "
                                       "start it from a weak or posterior SFT student, not the ceiling")
+                if not str(m.preference.posterior_model).startswith("word_"):
+                    raise ConfigError(f"{where}.preference.posterior_model: the pairs are ranked by a word posterior "
+                                      f"(word_reliability or word_reliability_conf), got {m.preference.posterior_model!r}")
 
     def _check_targets(self, m: MethodConfig, where: str):
         spec = m.spec
@@ -550,9 +554,35 @@ class ExperimentConfig:
         for key, names in (("weak_models", self.weak_models), ("strong_model", [self.strong_model])):
             for i, name in enumerate(names):
                 try:
-                    load_card(name)
+                    card = load_card(name)
                 except UnknownNameError as err:
                     raise ConfigError(f"{key}{f'[{i}]' if key == 'weak_models' else ''}: {err}") from None
+        if self.is_generation:   # found only after the weak generators trained, otherwise
+            if card.architecture != "decoder":
+                raise ConfigError(f"strong_model: a generation student is a causal LM; {self.strong_model!r} is an "
+                                  f"{card.architecture} (weak taggers may be encoders, the student may not)")
+            modes = [("student_train", self.student_train.mode)] + [
+                (f"methods[{i}].train_overrides", m.train_overrides["mode"])
+                for i, m in enumerate(self.methods) if "mode" in m.train_overrides]
+            for where, mode in modes:
+                if mode == "head":
+                    raise ConfigError(f"{where}.mode: a generation student trains in mode 'full' or 'lora', not 'head'")
+
+    def _check_split_fits(self):
+        """Sizes that fit only when the data is read: known now where the config fixes them."""
+        drawn, budget, gold = self.sizes.get("weak_train"), self.weak_label_budget, self.weak_val_size
+        if gold and drawn is not None:
+            if budget is not None and gold > drawn - budget:   # the slice comes from the items the budget left out
+                raise ConfigError(f"weak_val_size {gold}: the gold slice is drawn from the {drawn - budget} weak_train "
+                                  f"items that weak_label_budget {budget} leaves out of sizes.weak_train {drawn}")
+            if budget is None and gold > drawn - 2:
+                raise ConfigError(f"weak_val_size {gold} leaves {drawn - gold} of the {drawn} weak_train items "
+                                  "to train the weak models on; they need at least 2")
+        strong_n = self.sizes.get("strong_train")
+        for i, m in enumerate(self.methods):
+            if (m.student_rounds or m.spec.kind == "crowdlab") and strong_n is not None and m.crossfit_folds > strong_n:
+                raise ConfigError(f"methods[{i}] ({m.name!r}).crossfit_folds: {m.crossfit_folds} folds of "
+                                  f"{strong_n} strong_train items")
 
     @property
     def weak_names(self) -> list[str]:

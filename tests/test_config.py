@@ -1,5 +1,6 @@
 """Typed configs: values coerced or rejected at load, with one-line messages naming the field."""
 import dataclasses
+from pathlib import Path
 
 import pytest
 import yaml
@@ -86,6 +87,26 @@ def test_a_wrong_value_is_one_line_naming_the_field(tmp_path, changes, match):
     fails(tmp_path, match, **changes)
 
 
+@pytest.mark.parametrize("changes, match", [
+    ({"sizes": {"weak_train": 120}, "weak_val_size": 119}, r"weak_val_size 119 leaves 1 of the 120 weak_train items"),
+    ({"sizes": {"weak_train": 120}, "weak_label_budget": 100, "weak_val_size": 24},
+     r"weak_val_size 24: the gold slice is drawn from the 20 weak_train items"),
+    ({"sizes": {"strong_train": 160}, "methods": [{"name": "loop", "targets": "posterior:dawid_skene:em",
+                                                   "student_rounds": 1, "crossfit_folds": 1000}]},
+     r"methods\[0\] \('loop'\).crossfit_folds: 1000 folds of 160 strong_train items"),
+])
+def test_sizes_that_cannot_fit_fail_at_load_not_at_the_split(tmp_path, changes, match):
+    fails(tmp_path, match, **changes)
+
+
+def test_a_generation_config_needs_a_causal_strong_model_trained_beyond_its_head(tmp_path):
+    tiny = yaml.safe_load((Path(__file__).parents[1] / "experiments/configs/slurp_tiny.yaml").read_text())
+    fails(tmp_path, r"strong_model: a generation student is a causal LM; 'minilm-l6' is an encoder",
+          **{**tiny, "strong_model": "minilm-l6"})
+    fails(tmp_path, r"student_train.mode: a generation student trains in mode 'full' or 'lora'",
+          **{**tiny, "student_train": {**tiny.get("student_train", {}), "mode": "head"}})
+
+
 def test_overrides_are_used_coerced_and_huge_numbers_are_no_traceback(tmp_path):
     """Override values are coerced like the blocks they override ("1e-3" failed only when the
     model trained); an integer beyond int64 is a number, not a TypeError from np.isfinite."""
@@ -130,7 +151,7 @@ def test_set_overrides_dotted_keys(tmp_path):
 
 def test_generation_tasks_get_generator_configs(tmp_path):
     cfg = load(tmp_path, task="slurp", methods=[{"name": "w", "targets": "posterior:word_reliability_conf"}],
-               student_train={"mode": "lora", "n_best": "2"})
+               student_train={"mode": "lora", "n_best": "2"}, strong_model="smollm2-135m")
     assert isinstance(cfg.student_train, GeneratorConfig) and cfg.student_train.n_best == 2
     assert cfg.kind == "generation" and cfg.methods[0].spec == TargetSpec("posterior", "word_reliability_conf")
     assert not cfg.saves_students and load(tmp_path).saves_students     # default: classification only
