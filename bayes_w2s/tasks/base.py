@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, MissingDataError
 
 #: Environment variable naming the offline data directory (``../shared/data`` here).
 DATA_ENV = "BAYES_W2S_DATA"
@@ -122,6 +122,8 @@ def resolve_data_dir(data_dir: str | os.PathLike | None, subdir: str) -> Path | 
     lacks ``subdir`` is an error (a typo should not silently trigger a hub download).
     """
     explicit = data_dir is not None
+    if explicit and not str(data_dir).strip():
+        raise InvalidInputError("data_dir is empty: name the folder that holds the datasets, or leave it unset")
     root = data_dir if explicit else os.environ.get(DATA_ENV)
     if not root:
         return None
@@ -131,6 +133,19 @@ def resolve_data_dir(data_dir: str | os.PathLike | None, subdir: str) -> Path | 
     if explicit:
         raise InvalidInputError(f"data directory {path} does not exist (task data expected there)")
     return None
+
+
+def hub_load(*args, **kwargs):
+    """``datasets.load_dataset`` for users with a network; without one (or offline mode) a
+    one-line error that says where offline data is looked for, instead of the hub's traceback."""
+    from datasets import load_dataset  # imported lazily: offline paths never touch the hub
+    try:
+        return load_dataset(*args, **kwargs)
+    except (ConnectionError, OSError) as exc:   # OfflineModeIsEnabled is a ConnectionError
+        where = args[0] if args else kwargs.get("path", "the dataset")
+        raise MissingDataError(
+            f"cannot load {where} from the hub ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); for "
+            f"offline data set ${DATA_ENV} or data_dir (--data-dir) to the folder that holds it") from None
 
 
 def stratified_indices(labels: np.ndarray, n: int, rng: np.random.Generator,

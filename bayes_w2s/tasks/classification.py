@@ -17,16 +17,11 @@ import pandas as pd
 from datasets import Dataset
 
 from ..errors import InvalidInputError
-from .base import resolve_data_dir
+from .base import hub_load, resolve_data_dir
 
 SST2_LABELS = ["negative", "positive"]
 AGNEWS_LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 BINARY_QA_LABELS = ["incorrect", "correct"]
-
-
-def _hub(*args, **kwargs):
-    from datasets import load_dataset  # imported lazily: offline paths never touch the hub
-    return load_dataset(*args, **kwargs)
 
 
 def _with_ids(ds: Dataset, prefix: str) -> Dataset:
@@ -46,7 +41,7 @@ def load_sst2(data_dir=None, min_words: int = 5) -> tuple[Dataset, Dataset]:
         pool = pd.concat(frames, ignore_index=True)
         test = pd.read_csv(path / "test.tsv", sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False)
     else:
-        hub = _hub("stanfordnlp/sst2")
+        hub = hub_load("stanfordnlp/sst2")
         pool, test = hub["train"].to_pandas(), hub["validation"].to_pandas()
     prep = []
     for name, df in (("train", pool), ("test", test)):
@@ -77,7 +72,7 @@ def load_agnews(data_dir=None) -> tuple[Dataset, Dataset]:
             df["id"] = [f"agnews-{f[:-4]}-{i}" for i in range(len(df))]
             out.append(Dataset.from_pandas(df[["text", "label", "id"]], preserve_index=False))
     else:
-        hub = _hub("fancyzhx/ag_news")
+        hub = hub_load("fancyzhx/ag_news")
         out = [_with_ids(hub["train"], "agnews-train"), _with_ids(hub["test"], "agnews-test")]
     return out[0], out[1]
 
@@ -105,7 +100,7 @@ def load_cosmosqa(data_dir=None) -> tuple[Dataset, None]:
     if path is not None:
         df = pd.read_csv(path / "valid.csv", keep_default_na=False)
     else:
-        df = _hub("allenai/cosmos_qa", split="validation").to_pandas()
+        df = hub_load("allenai/cosmos_qa", split="validation").to_pandas()
     rows = [{"qid": i, "context": r["context"], "question": r["question"],
              "answers": [(r[f"answer{j}"], int(r["label"]) == j) for j in range(4)]}
             for i, r in enumerate(df.to_dict("records"))]
@@ -123,7 +118,7 @@ def load_sciq(data_dir=None) -> tuple[Dataset, Dataset]:
             with open(path / f"{split}.jsonl") as fh:
                 records = [json.loads(line) for line in fh if line.strip()]
         else:
-            records = list(_hub("allenai/sciq", split=split))
+            records = list(hub_load("allenai/sciq", split=split))
         rows = [{"qid": i, "context": r.get("support", ""), "question": r["question"],
                  "answers": [(r["correct_answer"], True)] +
                             [(r[f"distractor{j}"], False) for j in (1, 2, 3)]}

@@ -21,7 +21,7 @@ import pandas as pd
 from datasets import Dataset
 
 from ..errors import InvalidInputError
-from .base import resolve_data_dir
+from .base import hub_load, resolve_data_dir
 
 #: The official SLURP text annotations, for users without an offline copy.
 SLURP_URL = "https://raw.githubusercontent.com/pswietojanski/slurp/master/dataset/slurp/{split}.jsonl"
@@ -142,9 +142,8 @@ def load_slurp(data_dir=None) -> tuple[Dataset, Dataset | None]:
     """
     path = resolve_data_dir(data_dir, "slurp")
     if path is None:
-        from datasets import load_dataset  # lazily: offline runs never touch the network
         files = {s: SLURP_URL.format(split=s) for s in ("train", "devel", "test")}
-        hub = load_dataset("json", data_files=files)
+        hub = hub_load("json", data_files=files)
         records = {s: list(hub[s]) for s in files}
     else:
         records = {s: _read_jsonl(path / f"{s}.jsonl") for s in ("train", "devel", "test")
@@ -193,8 +192,7 @@ def load_snips(data_dir=None) -> tuple[Dataset, Dataset]:
     def read(split: str, file: str) -> list[str]:
         if path is not None:
             return (path / split / file).read_text().splitlines()
-        from datasets import load_dataset
-        return load_dataset("text", data_files=SNIPS_URL.format(split=split, file=file))["train"]["text"]
+        return hub_load("text", data_files=SNIPS_URL.format(split=split, file=file))["train"]["text"]
 
     frames = {}
     for split in ("train", "dev", "test"):

@@ -152,3 +152,15 @@ def test_bad_inputs_raise_named_errors(tmp_path, make, match):
         return
     with pytest.raises(InvalidInputError, match=match):
         load_task(**kwargs)
+
+
+def test_no_offline_data_and_no_hub_is_one_clear_error(monkeypatch):
+    from bayes_w2s.errors import MissingDataError
+    monkeypatch.delenv("BAYES_W2S_DATA", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import datasets
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    with pytest.raises(MissingDataError, match=r"cannot load stanfordnlp/sst2 from the hub .*set \$BAYES_W2S_DATA"):
+        load_task("sst2")
+    with pytest.raises(InvalidInputError, match="data_dir is empty"):
+        load_task("sst2", data_dir="")
