@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,6 +119,14 @@ def train_student(model: str, train_data, targets, loss: str = "xent", *, label_
         if label_names is None:
             raise InvalidInputError("label_names is required when targets are a plain array")
     spec = get_loss(loss, **(loss_kwargs or {}))
+    if weights is not None and not spec.needs_weights:
+        warnings.warn(f"loss {loss!r} takes no per-item weights: weights= is ignored (weighted_xent uses them)",
+                      UserWarning, stacklevel=2)
+    ids = getattr(targets, "item_ids", None)   # a Posterior's or WeakLabels' items must be these texts
+    if ids is not None and "id" in train_data.column_names and len(ids) == len(train_data) \
+            and [str(i) for i in ids] != [str(i) for i in train_data["id"]]:
+        raise InvalidInputError(f"the targets are for other items than train_data (item ids {list(ids[:3])}… "
+                                f"against {list(train_data['id'][:3])}…): fit them on this split, in its order")
     tg = resolve_targets(targets, len(train_data), list(label_names), hard=hard, weights=weights)
     if spec.needs_weights and tg.weights is None:
         raise InvalidInputError(f"loss {loss!r} needs per-item weights: pass a Posterior or weights=")

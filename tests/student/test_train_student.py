@@ -79,6 +79,16 @@ def test_errors(tiny_encoder, toy):
         train_student(tiny_encoder, toy, wl, label_names=["cat", "dog"])
     with pytest.raises(InvalidInputError, match="unknown training mode"):
         TrainConfig(mode="qlora")
+    other = WeakLabels(np.full((48, 3, 2), 1 / 2), ["x", "y", "z"], ["a", "b"], item_ids=[f"t{i}" for i in range(48)])
+    with pytest.raises(InvalidInputError, match="the targets are for other items than train_data"):
+        train_student(tiny_encoder, toy, other, label_names=["a", "b"])
+
+
+def test_weights_a_loss_does_not_use_are_warned_about(tiny_encoder, toy):
+    y = np.array(toy["label"])
+    with pytest.warns(UserWarning, match="loss 'xent' takes no per-item weights"):
+        train_student(tiny_encoder, toy, np.eye(2)[y], "xent", label_names=["a", "b"], weights=np.ones(48),
+                      config=TrainConfig(mode="head", epochs=1, batch_size=16))
 
 
 @pytest.mark.parametrize("mode", ["head", "lora", "full"])
