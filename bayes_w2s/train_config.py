@@ -201,9 +201,19 @@ class PreferenceConfig:
             raise InvalidInputError(f"n_candidates (N) must be ≥ 2 to make a pair, got {self.n_candidates}")
         if self.mode not in ("lora", "full"):
             raise InvalidInputError(f"preference mode must be 'lora' or 'full', got {self.mode!r}")
-        for name in ("posterior_samples", "batch_size", "epochs", "learning_rate"):
+        for name in ("posterior_samples", "batch_size", "epochs", "learning_rate", "beta", "lora_r", "lora_alpha",
+                     "n_candidates", "warmup_ratio", "epsilon", "min_p", "sft_weight"):
+            value, integer = getattr(self, name), name in ("posterior_samples", "batch_size", "lora_r", "lora_alpha",
+                                                           "n_candidates")
+            kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+            # inf or NaN would train to NaN after the SFT stage: every number is finite, counts whole
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, kinds) or not np.isfinite(float(value)):
+                raise InvalidInputError(f"{name} must be a finite {'integer' if integer else 'number'}, got {value!r}")
+        for name in ("posterior_samples", "batch_size", "epochs", "learning_rate", "lora_r", "lora_alpha"):
             if not getattr(self, name) > 0:
                 raise InvalidInputError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.warmup_ratio <= 1:
+            raise InvalidInputError(f"warmup_ratio must be in [0, 1], got {self.warmup_ratio}")
         if self.max_items is not None and self.max_items < 1:
             raise InvalidInputError(f"max_items must be ≥ 1 or None, got {self.max_items}")
         if not 0.0 <= self.min_p < 1.0:

@@ -30,6 +30,14 @@ def test_config_rejects_bad_combinations_early():
         PreferenceConfig(min_p=1.0)
     with pytest.raises(InvalidInputError, match="sft_weight"):
         PreferenceConfig(sft_weight=-1.0)
+    for bad, match in (({"learning_rate": float("inf")}, "learning_rate must be a finite number"),
+                       ({"beta": float("inf")}, "beta must be a finite number"),
+                       ({"epochs": float("inf")}, "epochs must be a finite number"),
+                       ({"warmup_ratio": -1}, r"warmup_ratio must be in \[0, 1\]"),
+                       ({"lora_r": 0}, "lora_r must be > 0"), ({"lora_alpha": -3}, "lora_alpha must be > 0"),
+                       ({"batch_size": 2.5}, "batch_size must be a finite integer")):
+        with pytest.raises(InvalidInputError, match=match):
+            PreferenceConfig(**bad)
     with pytest.raises(InvalidInputError, match="best_of_n is the chosen completions' NLL alone"):
         PreferenceConfig(loss="best_of_n", sft_weight=1.0)
     with pytest.raises(InvalidInputError, match="unknown ranker"):
