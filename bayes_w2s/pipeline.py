@@ -339,9 +339,15 @@ def _validate_method(cfg: ExperimentConfig, m: MethodConfig, posteriors: set) ->
 
 
 def check_output_folder(out: Path, overwrite: bool = False) -> None:
-    """Refuse a folder that already holds a report unless ``overwrite``."""
+    """Refuse a folder that already holds a report unless ``overwrite``, and one that cannot be
+    written (found otherwise only when the first seed's files are, after its weak models trained)."""
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"output folder {out} is a file")
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise InvalidInputError(f"output folder {out} cannot be made: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"output folder {out} cannot be written: no write permission in {existing}")
     held = [name for name in REPORT_FILES if (out / name).exists()]
     if held and not overwrite:
         raise InvalidInputError(f"{out} already holds results ({', '.join(held)}); pass --overwrite "

@@ -36,6 +36,21 @@ LOGGING_HELP = {
     "logging_dir": "folder of TensorBoard event files (default: <output_dir>/runs, or ./runs when output_dir is unset)",
 }
 
+#: ``report_to`` values: transformers' ``INTEGRATION_TO_CALLBACK`` keys (a test keeps them in step)
+#: plus ``none`` / ``all``; written out so that checking a config imports no transformers
+REPORT_TO = ("none", "all", "azure_ml", "clearml", "codecarbon", "comet_ml", "dagshub", "dvclive", "flyte",
+             "kubeflow", "mlflow", "neptune", "swanlab", "tensorboard", "trackio", "wandb")
+
+
+def check_report_to(owner: str, value) -> None:
+    """An unknown ``report_to`` failed when the first Trainer was built, after the weak models trained."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise InvalidInputError(f"{owner}.report_to must be a name or a list of names, got {value!r}")
+    unknown = [n for n in names if n not in REPORT_TO]
+    if unknown:
+        raise InvalidInputError(f"{owner}.report_to: unknown {unknown}; use {list(REPORT_TO)}")
+
 
 @dataclass
 class TrainConfig:
@@ -88,6 +103,7 @@ class TrainConfig:
             raise InvalidInputError(f"TrainConfig.bf16 must be true or false, got {self.bf16!r}")
         if self.save_steps and not self.output_dir:
             raise InvalidInputError("TrainConfig.save_steps needs an output_dir to write checkpoints to")
+        check_report_to("TrainConfig", self.report_to)
 
     def key(self) -> str:
         """The settings that change the trained weights (for cache keys)."""
@@ -141,6 +157,7 @@ class GeneratorConfig:
         if isinstance(self.logging_steps, bool) or not isinstance(self.logging_steps, (int, np.integer)) \
                 or self.logging_steps < 0:
             raise InvalidInputError(f"GeneratorConfig.logging_steps must be an integer ≥ 0, got {self.logging_steps!r}")
+        check_report_to("GeneratorConfig", self.report_to)
 
     def key(self) -> str:
         d = asdict(self)

@@ -263,3 +263,12 @@ def test_shipped_configs_pass_the_pre_run_checks():
     assert configs
     for path in configs:
         validate_experiment(load_experiment_config(path))
+
+
+def test_an_output_folder_that_cannot_be_made_fails_before_training(tiny_setup, tmp_path, fake):
+    seeds = fake()
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(InvalidInputError, match="cannot be made: .*a_file is not a folder"):
+        run_experiment(make_config(tiny_setup), blocker / "run")
+    assert seeds.calls == []

@@ -99,3 +99,14 @@ def test_checkpoints_in_a_shared_output_dir_belong_to_their_own_run(tiny_encoder
     assert not np.allclose(first.predict_logits(texts), flipped.predict_logits(texts))   # it trained, not resumed
     Classifier(tiny_encoder, 2, cfg).fit(texts, np.eye(2)[labels], loss)
     assert sorted(p.name for p in tmp_path.glob("run-*")) == runs   # the same run again resumes its own folder
+
+
+def test_report_to_names_are_transformers_integrations_and_unknown_ones_fail_at_load():
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    from bayes_w2s.train_config import REPORT_TO
+    assert set(REPORT_TO) - {"none", "all"} == set(INTEGRATION_TO_CALLBACK)
+    with pytest.raises(InvalidInputError, match=r"TrainConfig.report_to: unknown \['nosuch'\]"):
+        TrainConfig(report_to="nosuch")
+    with pytest.raises(InvalidInputError, match=r"GeneratorConfig.report_to: unknown \['x'\]"):
+        GeneratorConfig(report_to=["tensorboard", "x"])
