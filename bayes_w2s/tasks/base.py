@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,4 +209,8 @@ def three_way_split(ds: Dataset, sizes: dict[str, int | None], seed: int,
             raise InvalidInputError(
                 f"split {name!r} is empty (pool of {len(ds)} items, sizes {sizes}); "
                 "ask for fewer items or give more data")
+    for name, split in out.items():
+        asked = sizes.get(name)
+        if asked is not None and len(split) < 0.99 * asked:   # stratified groups may round a little
+            warnings.warn(f"split {name!r}: {asked} items asked for, {len(split)} available", UserWarning, stacklevel=2)
     return {name: out[name] for name in SPLITS}

@@ -164,3 +164,9 @@ def test_no_offline_data_and_no_hub_is_one_clear_error(monkeypatch):
         load_task("sst2")
     with pytest.raises(InvalidInputError, match="data_dir is empty"):
         load_task("sst2", data_dir="")
+
+
+def test_a_split_smaller_than_asked_is_warned_about():
+    ds = Dataset.from_dict({"text": [f"t{i}" for i in range(40)], "label": [i % 2 for i in range(40)]})
+    with pytest.warns(UserWarning, match=r"split 'strong_train': 1000 items asked for, 20 available"):
+        three_way_split(ds, {"test": 10, "weak_train": 10, "strong_train": 1000}, seed=0)
