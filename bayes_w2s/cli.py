@@ -1,8 +1,11 @@
-"""``bayes-w2s`` command line: ``run`` or ``validate`` an experiment config, redraw a results
-folder's ``plots``, list ``tasks`` and ``models``.
+"""bayes-w2s command line: run or validate an experiment config, redraw a results
+folder's plots, list tasks and models.
 
-Every error bayes_w2s raises on purpose (a bad config, an unknown name, missing weights)
-is one line on stderr and exit status 2; ``validate`` imports no torch and takes ~1 s.
+Every error bayes_w2s raises on purpose (a bad config, an unknown name, missing weights
+or data) is one line on stderr and exit status 2; validate imports no torch and takes ~1 s.
+
+Environment: BAYES_W2S_DATA (offline datasets folder), BAYES_W2S_CACHE (weak labels, converted
+weights, features; default ~/.cache/bayes_w2s), HF_HUB_OFFLINE=1 (never reach the hub).
 """
 from __future__ import annotations
 
@@ -32,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. --set student_train.epochs=3 (repeatable; value read as YAML)")
         p.add_argument("--data-dir", help="offline data folder (default $BAYES_W2S_DATA)")
-        p.add_argument("--seeds", type=int, nargs="+", help="override the config's seeds")
+        p.add_argument("--seeds", type=int, nargs="+", help="override the config's seeds (after CONFIG, or end the "
+                                                            "list with --: --seeds 0 1 -- cfg.yaml)")
 
     run = sub.add_parser("run", parents=[common], help="run an experiment YAML end to end")
     config_args(run)
