@@ -108,6 +108,7 @@ def train_student(model: str, train_data, targets, loss: str = "xent", *, label_
         config: how to train (mode head / lora / full, epochs, learning rate …).
         loss_kwargs: the loss's own settings (e.g. ``alpha_max`` of ``aux_conf``).
     """
+    _check_train_data(train_data)
     if len(train_data) == 0:
         raise InvalidInputError("train_data is empty")
     _check_arguments(model, loss, config, loss_kwargs, hard, seed)
@@ -139,6 +140,19 @@ def train_student(model: str, train_data, targets, loss: str = "xent", *, label_
             weak_probs=tg.weak_probs if spec.needs_weak_probs else None)
     return Student(clf, spec, loss, list(label_names), tg.source, time.perf_counter() - start, clf.history,
                    dict(loss_kwargs or {}))
+
+
+def _check_train_data(train_data) -> None:
+    """A ``datasets.Dataset`` (or anything with ``column_names``) whose ``text`` column holds strings."""
+    columns = getattr(train_data, "column_names", None)
+    if columns is None:
+        raise InvalidInputError(f"train_data must be a datasets.Dataset with a 'text' column (e.g. task.strong_train), "
+                                f"got {type(train_data).__name__}")
+    if "text" not in columns:
+        raise InvalidInputError(f"train_data has no 'text' column (columns: {list(columns)})")
+    bad = next((i for i, t in enumerate(train_data["text"]) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise InvalidInputError(f"train_data text {bad} is {train_data['text'][bad]!r}, not a string")
 
 
 def _check_arguments(model, loss, config, loss_kwargs, hard, seed) -> None:

@@ -84,6 +84,17 @@ def test_errors(tiny_encoder, toy):
         train_student(tiny_encoder, toy, other, label_names=["a", "b"])
 
 
+def test_train_data_that_is_not_a_text_dataset_is_a_clear_error(tiny_encoder, toy):
+    y = np.eye(2)[np.array(toy["label"])]
+    with pytest.raises(InvalidInputError, match="train_data must be a datasets.Dataset with a 'text' column"):
+        train_student(tiny_encoder, list(toy["text"]), y, label_names=["a", "b"])
+    with pytest.raises(InvalidInputError, match="train_data has no 'text' column"):
+        train_student(tiny_encoder, toy.rename_column("text", "sentence"), y, label_names=["a", "b"])
+    with pytest.raises(InvalidInputError, match="train_data text 0 is None, not a string"):
+        train_student(tiny_encoder, Dataset.from_dict({"text": [None, "x"], "label": [0, 1]}), y[:2],
+                      label_names=["a", "b"])
+
+
 def test_weights_a_loss_does_not_use_are_warned_about(tiny_encoder, toy):
     y = np.array(toy["label"])
     with pytest.warns(UserWarning, match="loss 'xent' takes no per-item weights"):
