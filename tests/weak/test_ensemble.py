@@ -35,7 +35,13 @@ def test_predict_is_cached_and_resumable(tiny_encoder, toy, tmp_path, monkeypatc
         redone = WeakEnsemble([tiny_encoder], cfg, cache=tmp_path).fit(toy, ["cat", "dog"]).predict(toy)
     assert np.allclose(redone.probs, wl.probs, atol=1e-5)
     assert np.allclose(WeakLabels.load(files[0]).probs, wl.probs, atol=1e-5)
-    # so is a readable file that belongs to other items or classes
+    # so is a readable file whose probabilities were changed after it was written (classes swapped)
+    saved = WeakLabels.load(files[0])
+    WeakLabels(saved.probs[:, :, ::-1], saved.model_names, saved.label_names, None, saved.meta).save(files[0])
+    with pytest.warns(UnreadableCacheWarning, match="do not match the checksum"):
+        redone = WeakEnsemble([tiny_encoder], cfg, cache=tmp_path).fit(toy, ["cat", "dog"]).predict(toy)
+    assert np.allclose(redone.probs, wl.probs, atol=1e-5)
+    # and one that belongs to other items or classes
     WeakLabels(np.full((3, 1, 2), 0.5), ["x"], ["cat", "dog"]).save(files[0])
     with pytest.warns(UnreadableCacheWarning, match="expected 48 x 1"):
         WeakEnsemble([tiny_encoder], cfg, cache=tmp_path).fit(toy, ["cat", "dog"]).predict(toy)
