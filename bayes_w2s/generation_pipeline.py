@@ -137,6 +137,9 @@ def pair_stats(pairs, refs: list[str]) -> dict:
     no slot (a ranker that favours ``{}`` teaches the student to say nothing)."""
     from .metrics import item_slu_f1
 
+    if len(pairs) == 0:   # min_p can filter every pair out: no rates to report, and no empty-mean warnings
+        return {"pairs": 0, "pair_accuracy": float("nan"), "mean_p": float("nan"), "chosen_empty": float("nan"),
+                "rejected_empty": float("nan")}
     truly = [np.sign(item_slu_f1(c, refs[i]) - item_slu_f1(r, refs[i]))
              for i, c, r in zip(pairs.items, pairs.chosen, pairs.rejected)]
     return {"pairs": len(pairs), "pair_accuracy": float(np.mean([(d > 0) + 0.5 * (d == 0) for d in truly])),

@@ -169,6 +169,8 @@ def generated_to_words(tokenizer, ids, token_logprobs, eos_token_id=None) -> Wor
     """A generated continuation (ids + their log-probs, EOS possibly last) → words."""
     ids = [int(i) for i in ids]
     token_logprobs = np.asarray(token_logprobs, dtype=float)
+    if token_logprobs.shape != (len(ids),):
+        raise InvalidInputError(f"{len(ids)} generated ids but token log-probs of shape {list(token_logprobs.shape)}")
     rest = 0.0
     if eos_token_id is not None and ids and ids[-1] == eos_token_id:
         ids, rest = ids[:-1], float(token_logprobs[-1])
