@@ -45,10 +45,6 @@ def _check_config(config, models: list[str]) -> None:
                             f"{type(config).__name__} {config!r}{hint}")
 
 
-def _checksum(probs: np.ndarray) -> str:
-    """Of the probabilities as a cache stores them (float32), so that an edited file is caught."""
-    return hashlib.sha256(np.ascontiguousarray(probs, dtype=np.float32).tobytes()).hexdigest()[:16]
-
 class WeakEnsemble:
     """Weak supervisors, fitted on ground truth, predicting soft labels.
 
@@ -156,10 +152,6 @@ class WeakEnsemble:
             warn_unreadable(path, f"holds {wl.num_items} items x {wl.num_models} model(s) over "
                                   f"{wl.label_names}, expected {n} x 1 over {self.label_names}")
             return None
-        checksum = wl.meta.get("checksum")   # caches written before checksums were kept have none
-        if checksum is not None and checksum != _checksum(wl.probs[:, 0]):
-            warn_unreadable(path, "its probabilities do not match the checksum written with them")
-            return None
         if wl.meta.get("key", path.stem.rsplit("-", 1)[-1]) != path.stem.rsplit("-", 1)[-1]:
             warn_unreadable(path, f"it was written for another key ({wl.meta['key']})")
             return None
@@ -199,7 +191,7 @@ class WeakEnsemble:
                 try:
                     WeakLabels(p[:, None], [name], self.label_names, None,
                                {"card": name, "config": self.configs[name].key(), "seed": self.seed,
-                                "key": path.stem.rsplit("-", 1)[-1], "checksum": _checksum(p)}).save(path)
+                                "key": path.stem.rsplit("-", 1)[-1]}).save(path)
                 except OSError as exc:   # a cache that cannot be written costs time, not results
                     log.warning("could not write the weak-label cache %s (%s); continuing without it", path, exc)
             probs.append(p)

@@ -1,6 +1,7 @@
 """``WeakLabels``: the weak ensemble's output, validated once, saved and loaded safely."""
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,10 +135,11 @@ class WeakLabels:
     def save(self, path: str | Path) -> Path:
         """Write ``.npz`` (arrays only, no pickles) atomically: a crash never leaves half a file."""
         path = Path(path)
+        stored = self.probs.astype(np.float32)
         header = json.dumps({"model_names": self.model_names, "label_names": self.label_names,
-                             "item_ids": self.item_ids, "meta": self.meta})
+                             "item_ids": self.item_ids, "meta": self.meta, "checksum": _checksum(stored)})
         with atomic_path(path) as tmp:   # per-process temp name: concurrent writers never collide
-            np.savez(tmp, probs=self.probs.astype(np.float32), header=np.array(header))
+            np.savez(tmp, probs=stored, header=np.array(header))
         return path
 
     @classmethod
@@ -146,7 +148,11 @@ class WeakLabels:
         try:
             with np.load(path, allow_pickle=False) as z:
                 header = json.loads(str(z["header"]))
-                probs = z["probs"].astype(np.float64)
+                stored = z["probs"]
+            # files written before checksums were kept have none
+            if header.get("checksum") not in (None, _checksum(stored)):
+                raise ValueError("its probabilities do not match the checksum written with them (edited?)")
+            probs = stored.astype(np.float64)
             # float32 storage: renormalise so reloaded rows still sum to 1 exactly — after checking them,
             # or rows of 0.3 (or negative ones) in a damaged file would come back as valid 0.5s
             probs = check_probs(probs, "weak-label probabilities", ndim=3)
@@ -157,3 +163,8 @@ class WeakLabels:
 
     def __repr__(self) -> str:
         return f"WeakLabels(N={self.num_items}, models={self.model_names}, classes={self.label_names})"
+
+
+def _checksum(stored: np.ndarray) -> str:
+    """Of the array exactly as the file stores it, so that an edited file is caught."""
+    return hashlib.sha256(np.ascontiguousarray(stored).tobytes()).hexdigest()[:16]

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -64,9 +66,22 @@ def test_select_unknown_model_is_a_named_error():
 def test_damaged_probabilities_in_a_file_are_not_renormalised_into_valid_ones(tmp_path, fill):
     path = WeakLabels(_probs(), ["a", "b", "c"], ["neg", "pos"]).save(tmp_path / "w.npz")
     with np.load(path) as z:
-        header = z["header"]
-    np.savez(path, probs=np.full((5, 3, 2), fill, dtype=np.float32), header=header)
+        header = json.loads(str(z["header"]))
+    header.pop("checksum")        # a file from before checksums: the probabilities themselves are checked
+    np.savez(path, probs=np.full((5, 3, 2), fill, dtype=np.float32), header=np.array(json.dumps(header)))
     with pytest.raises(CorruptCacheError, match="w.npz"):
+        WeakLabels.load(path)
+
+
+def test_many_class_files_round_trip_and_edited_ones_are_caught(tmp_path):
+    logits = np.random.default_rng(0).normal(size=(5000, 1, 4)) * 3
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    path = WeakLabels(probs, ["a"], ["w", "x", "y", "z"]).save(tmp_path / "w.npz")
+    np.testing.assert_allclose(WeakLabels.load(path).probs, probs, atol=1e-6)      # its own checksum passes
+    with np.load(path) as z:
+        header, stored = z["header"], z["probs"]
+    np.savez(path, probs=stored[:, :, ::-1], header=header)
+    with pytest.raises(CorruptCacheError, match="do not match the checksum"):
         WeakLabels.load(path)
 
 
