@@ -554,11 +554,13 @@ class ExperimentConfig:
         for key, names in (("weak_models", self.weak_models), ("strong_model", [self.strong_model])):
             for i, name in enumerate(names):
                 try:
-                    card = load_card(name)
+                    load_card(name)
                 except UnknownNameError as err:
                     raise ConfigError(f"{key}{f'[{i}]' if key == 'weak_models' else ''}: {err}") from None
         if self.is_generation:   # found only after the weak generators trained, otherwise
-            if card.architecture != "decoder":
+            card = load_card(self.strong_model)
+            # a hub id or folder has an ad-hoc card (no path) that cannot say what it is: left to the run
+            if card.path is not None and card.architecture != "decoder":
                 raise ConfigError(f"strong_model: a generation student is a causal LM; {self.strong_model!r} is an "
                                   f"{card.architecture} (weak taggers may be encoders, the student may not)")
             modes = [("student_train", self.student_train.mode)] + [

@@ -33,7 +33,8 @@ LOGGING_FIELDS = ("logging_steps", "report_to", "logging_dir")
 LOGGING_HELP = {
     "logging_steps": "log the training loss (and learning rate) every N optimiser steps; 0 = no logging",
     "report_to": "where logs go: none | tensorboard | wandb | … (TrainingArguments.report_to; needs logging_steps > 0)",
-    "logging_dir": "folder of TensorBoard event files (default: <output_dir>/runs, or ./runs when output_dir is unset)",
+    "logging_dir": "folder of TensorBoard event files (default: <output_dir>/run-<key>/runs for a classifier, "
+                   "<output_dir>/runs for a generator, or ./runs when output_dir is unset)",
 }
 
 #: ``report_to`` values: transformers' ``INTEGRATION_TO_CALLBACK`` keys (a test keeps them in step)

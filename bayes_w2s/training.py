@@ -177,6 +177,18 @@ def _route_tensorboard(trainer: Trainer, logging_dir: str | None) -> None:
                 cb.logging_dir = str(root / default_logdir())
 
 
+def _loss_identity(loss_fn) -> str:
+    """The same string in every process for the same loss: a function's qualified name, a
+    ``functools.partial``'s function and arguments, a loss object's repr (the built-in losses
+    with settings are dataclasses). Two closures of one function with different captured
+    values look the same: give such a loss a repr."""
+    import functools
+    if isinstance(loss_fn, functools.partial):
+        return repr((_loss_identity(loss_fn.func), loss_fn.args, sorted(loss_fn.keywords.items())))
+    name = getattr(loss_fn, "__qualname__", None)
+    return f"{getattr(loss_fn, '__module__', '')}.{name}" if name else repr(loss_fn)
+
+
 class Classifier:
     """A model card trained as a classifier in one of the modes of :data:`MODES`.
 
@@ -258,10 +270,9 @@ class Classifier:
         resumes its own checkpoints, never another model's or method's in a shared folder."""
         import hashlib
         h = hashlib.sha256()
-        config = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in ("output_dir", "logging_dir")}
-        loss = getattr(loss_fn, "__qualname__", None) or repr(loss_fn)   # losses with settings are dataclasses
-        h.update(repr((self.card.name, self.num_classes, sorted(config.items()), seed,
-                       trainer_cls.__qualname__, loss, sorted(arg_overrides.items()))).encode())
+        # config.key(): the settings that change the weights (logging, save_steps … may differ on a rerun)
+        h.update(repr((self.card.name, self.num_classes, self.config.key(), seed, trainer_cls.__qualname__,
+                       _loss_identity(loss_fn), sorted(arg_overrides.items()))).encode())
         for name in sorted(cols):
             h.update(name.encode())
             h.update(np.ascontiguousarray(cols[name]).tobytes())

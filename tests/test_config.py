@@ -105,6 +105,7 @@ def test_a_generation_config_needs_a_causal_strong_model_trained_beyond_its_head
           **{**tiny, "strong_model": "minilm-l6"})
     fails(tmp_path, r"student_train.mode: a generation student trains in mode 'full' or 'lora'",
           **{**tiny, "student_train": {**tiny.get("student_train", {}), "mode": "head"}})
+    assert load(tmp_path, **{**tiny, "strong_model": "openai-community/gpt2"}).strong_model   # a hub id: left to the run
 
 
 def test_overrides_are_used_coerced_and_huge_numbers_are_no_traceback(tmp_path):

@@ -1,5 +1,7 @@
 """The training layer (one builder of trainer arguments, logging, TensorBoard) and its
 settings: every TrainConfig value is checked when the config is made, not mid-training."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -97,8 +99,19 @@ def test_checkpoints_in_a_shared_output_dir_belong_to_their_own_run(tiny_encoder
     runs = sorted(p.name for p in tmp_path.glob("run-*"))
     assert len(runs) == 2                              # different targets: a run folder each, no resume
     assert not np.allclose(first.predict_logits(texts), flipped.predict_logits(texts))   # it trained, not resumed
-    Classifier(tiny_encoder, 2, cfg).fit(texts, np.eye(2)[labels], loss)
+    logged = dataclasses.replace(cfg, logging_steps=1, save_steps=3)        # settings that leave the weights alone
+    Classifier(tiny_encoder, 2, logged).fit(texts, np.eye(2)[labels], loss)
     assert sorted(p.name for p in tmp_path.glob("run-*")) == runs   # the same run again resumes its own folder
+
+
+def test_a_partial_loss_has_one_identity_in_every_process():
+    import functools
+
+    from bayes_w2s.training import _loss_identity
+    first = functools.partial(torch.nn.functional.cross_entropy, label_smoothing=0.1)
+    again = functools.partial(torch.nn.functional.cross_entropy, label_smoothing=0.1)
+    assert "0x" not in _loss_identity(first) and _loss_identity(first) == _loss_identity(again)
+    assert _loss_identity(first) != _loss_identity(functools.partial(torch.nn.functional.cross_entropy))
 
 
 def test_report_to_names_are_transformers_integrations_and_unknown_ones_fail_at_load():
