@@ -106,8 +106,10 @@ def slu_scores(predictions, references) -> dict[str, float]:
 
 def item_slu_f1(prediction: str, reference: str) -> float:
     """SLU-F1 of one utterance (word + char tables, as :func:`slu_scores`); 1 when neither
-    has a slot (nothing to find and nothing claimed). A utility for ranking candidates."""
-    (gold, pred, _), = _parsed_pairs([prediction], [reference])
+    has a slot (nothing to find and nothing claimed). A utility for ranking candidates, whose
+    reference may be a posterior draw: a gold entity with an empty filler counts as absent."""
+    (gold, pred, _), = _parsed_pairs([prediction], [reference], empty_fillers=True)
+    gold = [e for e in gold if e["filler"]]
     if not gold and not pred:
         return 1.0
     counts = _span_counts(gold, pred, word_distance) + _span_counts(gold, pred, char_distance)
@@ -125,7 +127,7 @@ def per_slot_type(predictions, references) -> dict[str, dict[str, float]]:
     return {kind: dict(zip(("precision", "recall", "f1"), _prf(*t))) for kind, t in sorted(tables.items())}
 
 
-def _parsed_pairs(predictions, references) -> list[tuple[list[dict], list[dict], bool]]:
+def _parsed_pairs(predictions, references, empty_fillers: bool = False) -> list[tuple[list[dict], list[dict], bool]]:
     """``(gold entities, predicted entities, prediction well-formed?)`` per item, after the
     checks every corpus metric needs: two lists of one length, references well-formed with
     no empty filler (named by index, before any scoring)."""
@@ -142,7 +144,7 @@ def _parsed_pairs(predictions, references) -> list[tuple[list[dict], list[dict],
         gold, ok = parse_slots(ref_text)
         if not ok:
             raise InvalidInputError(f"reference {i} is not a JSON object of slot fillers: {ref_text!r}")
-        if any(not e["filler"] for e in gold):
+        if not empty_fillers and any(not e["filler"] for e in gold):
             raise InvalidInputError(f"reference {i} has an empty slot filler (SLU-F1's word distance divides by "
                                     f"the gold filler's length): {ref_text!r}")
         pairs.append((gold, *parse_slots(pred_text)))

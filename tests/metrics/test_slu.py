@@ -71,3 +71,9 @@ def test_a_key_written_twice_names_two_entities_and_deep_nesting_is_malformed():
     assert both["slu_f1"] == 1.0 and both["exact_match"] == 1.0
     deep = slu_scores(["[" * 5000, '{"a": ' + "[" * 5000], ['{"a": "b"}', '{"a": "b"}'])
     assert deep["malformed"] == 1.0 and deep["slu_f1"] == 0.0
+
+
+def test_a_drawn_reference_with_an_empty_filler_ranks_instead_of_failing():
+    from bayes_w2s.metrics import item_slu_f1
+    assert item_slu_f1('{"time": "five am"}', '{"time": "", "date": "today"}') == 0.0
+    assert item_slu_f1('{"date": "today"}', '{"time": "", "date": "today"}') == 1.0
