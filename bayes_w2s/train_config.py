@@ -94,8 +94,9 @@ class TrainConfig:
                                         f"{'integer' if integer else 'number'}, got {value!r}")
         if not number(self.weight_decay) or self.weight_decay < 0:
             raise InvalidInputError(f"TrainConfig.weight_decay must be a finite number ≥ 0, got {self.weight_decay!r}")
-        if not number(self.warmup_ratio) or not 0 <= self.warmup_ratio <= 1:
-            raise InvalidInputError(f"TrainConfig.warmup_ratio must be a number in [0, 1], got {self.warmup_ratio!r}")
+        # transformers ≥ 5 reads warmup_steps < 1 as a fraction and ≥ 1 as a step count (1.0: one step)
+        if not number(self.warmup_ratio) or not 0 <= self.warmup_ratio < 1:
+            raise InvalidInputError(f"TrainConfig.warmup_ratio must be a number in [0, 1), got {self.warmup_ratio!r}")
         if not number(self.save_steps, integer=True) or self.save_steps < 0:
             raise InvalidInputError(f"TrainConfig.save_steps must be an integer ≥ 0, got {self.save_steps!r}")
         if not number(self.logging_steps, integer=True) or self.logging_steps < 0:   # -1 reached TrainingArguments
@@ -151,9 +152,10 @@ class GeneratorConfig:
         for name, high in (("weight_decay", np.inf), ("warmup_ratio", 1.0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                    or not 0 <= value <= high or (not isinstance(value, (int, np.integer)) and not np.isfinite(value)):
+                    or not 0 <= value <= high or (high == 1.0 and value == 1.0) \
+                    or (not isinstance(value, (int, np.integer)) and not np.isfinite(value)):   # 1.0: one step (above)
                 raise InvalidInputError(f"GeneratorConfig.{name} must be a finite number ≥ 0"
-                                        f"{' and ≤ 1' if high == 1.0 else ''}, got {value!r}")
+                                        f"{' and < 1' if high == 1.0 else ''}, got {value!r}")
 
         if isinstance(self.logging_steps, bool) or not isinstance(self.logging_steps, (int, np.integer)) \
                 or self.logging_steps < 0:
@@ -230,8 +232,8 @@ class PreferenceConfig:
         for name in ("posterior_samples", "batch_size", "epochs", "learning_rate", "lora_r", "lora_alpha"):
             if not getattr(self, name) > 0:
                 raise InvalidInputError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not 0 <= self.warmup_ratio <= 1:
-            raise InvalidInputError(f"warmup_ratio must be in [0, 1], got {self.warmup_ratio}")
+        if not 0 <= self.warmup_ratio < 1:   # 1.0 would be one step (TrainConfig)
+            raise InvalidInputError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.max_items is not None and self.max_items < 1:
             raise InvalidInputError(f"max_items must be ≥ 1 or None, got {self.max_items}")
         if not 0.0 <= self.min_p < 1.0:

@@ -55,7 +55,8 @@ BAD_SETTINGS = [
     ({"learning_rate": "1e-3"}, "learning_rate must be a positive finite number, got '1e-3'"),
     ({"weight_decay": -50}, r"weight_decay must be a finite number ≥ 0, got -50"),
     ({"weight_decay": float("inf")}, "weight_decay must be a finite number"),
-    ({"warmup_ratio": 1.5}, r"warmup_ratio must be a number in \[0, 1\]"),
+    ({"warmup_ratio": 1.5}, r"warmup_ratio must be a number in \[0, 1\)"),
+    ({"warmup_ratio": 1.0}, r"warmup_ratio must be a number in \[0, 1\)"),   # transformers: one step
     ({"epochs": float("inf")}, "epochs must be a positive finite number"),
     ({"epochs": -1}, "epochs must be a positive"),
     ({"batch_size": "16"}, "batch_size must be a positive finite integer, got '16'"),

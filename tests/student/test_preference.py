@@ -33,7 +33,7 @@ def test_config_rejects_bad_combinations_early():
     for bad, match in (({"learning_rate": float("inf")}, "learning_rate must be a finite number"),
                        ({"beta": float("inf")}, "beta must be a finite number"),
                        ({"epochs": float("inf")}, "epochs must be a finite number"),
-                       ({"warmup_ratio": -1}, r"warmup_ratio must be in \[0, 1\]"),
+                       ({"warmup_ratio": -1}, r"warmup_ratio must be in \[0, 1\)"),
                        ({"lora_r": 0}, "lora_r must be > 0"), ({"lora_alpha": -3}, "lora_alpha must be > 0"),
                        ({"batch_size": 2.5}, "batch_size must be a finite integer")):
         with pytest.raises(InvalidInputError, match=match):
