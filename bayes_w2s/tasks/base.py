@@ -142,11 +142,11 @@ def hub_load(*args, **kwargs):
     from datasets import load_dataset  # imported lazily: offline paths never touch the hub
     try:
         return load_dataset(*args, **kwargs)
-    except (ConnectionError, OSError) as exc:   # OfflineModeIsEnabled is a ConnectionError
+    except ConnectionError as exc:   # offline mode or no network; a full disk or a typo keep their own error
         where = args[0] if args else kwargs.get("path", "the dataset")
         raise MissingDataError(
             f"cannot load {where} from the hub ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); for "
-            f"offline data set ${DATA_ENV} or data_dir (--data-dir) to the folder that holds it") from None
+            f"offline data set ${DATA_ENV} or data_dir (--data-dir) to the folder that holds it") from exc
 
 
 def stratified_indices(labels: np.ndarray, n: int, rng: np.random.Generator,
