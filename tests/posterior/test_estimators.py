@@ -47,6 +47,9 @@ def test_fitted_attributes_and_predictions_for_new_tasks(long_df, cls):
     np.testing.assert_allclose(est.predict_proba(head).to_numpy(), est.probas_.loc[["t0", "t1", "t2"]].to_numpy(),
                                atol=1e-8)
     assert est.fit_predict(df).equals(est.labels_)
+    one_worker = df[df["worker"] == df["worker"].iloc[0]].head(2)          # a new batch from a single worker
+    np.testing.assert_allclose(est.predict_proba(one_worker).to_numpy(),
+                               est.posterior_.predict_proba(one_worker), atol=1e-12)
 
 
 def test_soft_label_estimator_and_errors():
