@@ -7,6 +7,8 @@ LOO. Models live in :mod:`.models` (one module each), inference in :mod:`.engine
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -114,7 +116,33 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
     if gold is not None and m.observes != "words":
         fit.info["gold_items"] = int((data.fn_kwargs["gold"] >= 0).sum()) if "gold" in data.fn_kwargs else 0
     with intra_op_threads(threads_for(data)):
-        return m.summarise(data, fit, method, p, temperature)
+        post = m.summarise(data, fit, method, p, temperature)
+    if m.observes == "votes":
+        warn_if_far_from_vote(post.item_probs, lm.counts.sum(1), f"{model}/{method}")
+    return post
+
+
+def warn_if_far_from_vote(item_probs: np.ndarray, votes: np.ndarray, name: str, min_items: int = 20) -> None:
+    """Warn when a posterior's labels disagree with the weak models' clear majority (at least
+    two votes, no tie) on more than half of those items. Reliabilities are learnt from the
+    votes, so a fit this far from them has usually collapsed — sparse annotators, whose few
+    labels let the class prior run to one class under a weak diagonal prior — rather than
+    found that most majorities are wrong."""
+    top = votes.max(-1)
+    clear = (votes.sum(-1) >= 2) & ((votes == top[:, None]).sum(-1) == 1)
+    if clear.sum() < min_items:
+        return
+    agree = float((item_probs[clear].argmax(-1) == votes[clear].argmax(-1)).mean())
+    vote_shares = np.bincount(votes[clear].argmax(-1), minlength=votes.shape[-1]) / clear.sum()
+    shares = item_probs.mean(0)
+    vanished = (vote_shares >= 0.1) & (shares < vote_shares / 10)   # a class the majorities use, all but gone
+    if agree < 0.5 or vanished.any():
+        warnings.warn(f"{name}: the posterior labels {agree:.0%} of the {int(clear.sum())} items with a clear "
+                      f"majority as that majority, and gives the classes shares "
+                      f"{', '.join(f'{x:.2f}' for x in shares)} where those majorities give "
+                      f"{', '.join(f'{x:.2f}' for x in vote_shares)}: it has probably collapsed. Try a stronger "
+                      "diagonal prior (e.g. beta_diag=4), another method, or check the votes", RuntimeWarning,
+                      stacklevel=3)
 
 
 def compare_posteriors(posteriors, names=None, ic: str = "loo") -> pd.DataFrame:

@@ -71,3 +71,22 @@ def test_new_tasks_with_workers_in_another_order_get_the_same_posterior(cls):
     np.testing.assert_allclose(est.predict_proba(shuffled).to_numpy(), est.probas_.to_numpy(), atol=1e-8)
     with pytest.raises(InvalidInputError, match="every fitted worker's probabilities"):
         LogisticT().fit(wl).predict_proba(shuffled.select_models(shuffled.model_names[:2]))
+
+
+def test_a_fit_that_collapses_away_from_the_votes_is_warned_about():
+    """Sparse annotators (1–2 labels per task, ~7 per worker): mean-field VB under the default
+    prior runs the class prior to one class and mislabels most tasks; EM on the same votes does not."""
+    rng = np.random.default_rng(0)
+    truth, rows = rng.integers(0, 3, 300), []
+    for i in range(300):
+        for j, w in enumerate(rng.choice(60, size=2, replace=False)):
+            label = truth[i] if rng.random() < 0.7 else rng.integers(0, 3)
+            if j == 0 or i % 2 == 0:
+                rows.append((f"task{i}", f"w{w}", f"c{label}"))
+    df = pd.DataFrame(rows, columns=["task", "worker", "label"])
+    with pytest.warns(RuntimeWarning, match="dawid_skene/vb: .* it has probably collapsed"):
+        DawidSkene(method="vb").fit(df)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        DawidSkene(method="em").fit(df)
