@@ -56,7 +56,7 @@ def summarise(results: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
                            "pgr_vote") if c in results]
     g = results.groupby(["kind", "method"], sort=False)[metrics]
     summary = g.mean().join(g.std(ddof=1), rsuffix="_sd").reset_index()
-    summary["n_seeds"] = g.size().values
+    summary["n_seeds"] = g[metric].count().values if metric in results else g.size().values   # seeds with a score
     summary["order"] = summary["kind"].map(ORDER)
     return summary.sort_values(["order"], kind="stable").drop(columns="order")
 
@@ -90,7 +90,8 @@ def markdown_table(summary: pd.DataFrame, metric: str = "accuracy") -> str:
     lines = ["| method | kind | " + " | ".join(h for _, h in cols) + " |",
              "|---|---|" + "---|" * len(cols)]
     for _, r in summary.iterrows():
-        lines.append(f"| {r['method']} | {r['kind']} | " +
+        method = str(r["method"]).replace("|", "\\|")    # a | in a name would open another column
+        lines.append(f"| {method} | {r['kind']} | " +
                      " | ".join(_fmt(r[c], r.get(f"{c}_sd"), c not in RAW_COLUMNS) for c, _ in cols) + " |")
     return "\n".join(lines)
 
@@ -239,7 +240,34 @@ def redraw_plots(folder) -> list[Path]:
     missing = [f for f in ("results.csv", "meta.json") if not (folder / f).is_file()]
     if missing:
         raise InvalidInputError(f"{folder} is not a results folder (no {', '.join(missing)})")
-    return draw_plots(pd.read_csv(folder / "results.csv"), json.loads((folder / "meta.json").read_text()), folder)
+    try:
+        results = pd.read_csv(folder / "results.csv")
+        meta = json.loads((folder / "meta.json").read_text())
+    except (ValueError, UnicodeDecodeError) as exc:   # pandas' EmptyDataError / ParserError and JSON's are ValueErrors
+        raise InvalidInputError(f"{folder} holds an unreadable results.csv or meta.json ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0]})") from None
+    check_results(results, meta, f"{folder}: ")
+    return draw_plots(results, meta, folder)
+
+
+def check_results(results: pd.DataFrame, meta, where: str = "") -> None:
+    """What the table, PGR and plots read: rows with seed, method, kind and the metric, one
+    per (seed, method), and a meta with the config's name, task and weak models."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise InvalidInputError(f"{where}meta.json must be an object with a 'config' object")
+    metric = meta.get("metric", "accuracy")
+    absent = [k for k in ("name", "task", "weak_models") if k not in meta["config"]]
+    if absent:
+        raise InvalidInputError(f"{where}meta.json's config lacks {absent}")
+    columns = [c for c in ("seed", "method", "kind", metric) if c not in results.columns]
+    if columns:
+        raise InvalidInputError(f"{where}results lack the column(s) {columns} (metric {metric!r})")
+    if results.empty:
+        raise InvalidInputError(f"{where}no results to report: the table has no rows")
+    repeated = results.duplicated(["seed", "method"])
+    if repeated.any():
+        first = results[repeated].iloc[0]
+        raise InvalidInputError(f"{where}results hold method {first['method']!r} of seed {first['seed']} more than once")
 
 
 def _gap_warning(summary: pd.DataFrame, metric: str = "accuracy") -> list[str]:
@@ -307,10 +335,7 @@ def write_report(results: pd.DataFrame, meta: dict, out: Path) -> None:
     by temp-and-rename (a crash leaves the previous file or the new one, never half)."""
     out = Path(out)
     metric = meta.get("metric", "accuracy")
-    repeated = results.duplicated(["seed", "method"])
-    if repeated.any():
-        first = results[repeated].iloc[0]
-        raise InvalidInputError(f"results hold method {first['method']!r} of seed {first['seed']} more than once")
+    check_results(results, meta)
     results = add_pgr(results, metric)
     with atomic_path(out / "results.csv") as tmp:
         results.to_csv(tmp, index=False)

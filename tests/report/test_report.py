@@ -85,3 +85,33 @@ def test_saved_test_probabilities_give_a_reliability_diagram(tmp_path):
     import pytest
     with pytest.raises(InvalidInputError, match="not a results folder"):
         redraw_plots(tmp_path / "nothing")
+
+
+def test_malformed_results_folders_are_one_line_errors(tmp_path):
+    import json
+
+    import pytest
+
+    from bayes_w2s.errors import InvalidInputError
+    from bayes_w2s.report import redraw_plots
+    meta = {"config": {"name": "t", "task": "x", "weak_models": ["a", "b"], "strong_model": "s", "split_seed": 0,
+                       "seeds": [0, 1], "weak_train": {"mode": "head"}, "student_train": {"mode": "head"}},
+            "data_source": "here", "split_sizes": {}, "wall_seconds": 1.0, "machine": "m", "python": "3", "command": "c"}
+    cases = [("{not json", _results(0.9).to_csv(index=False), "unreadable results.csv or meta.json"),
+             ("{}", _results(0.9).to_csv(index=False), "must be an object with a 'config' object"),
+             (json.dumps({**meta, "metric": "f1"}), _results(0.9).to_csv(index=False), r"lack the column\(s\) \['f1'\]"),
+             (json.dumps(meta), "", "unreadable results.csv"),
+             (json.dumps(meta), "seed,method,kind,accuracy\n", "no results to report"),
+             (json.dumps(meta), pd.concat([_results(0.9)] * 2).to_csv(index=False), "more than once")]
+    for i, (meta_text, csv_text, match) in enumerate(cases):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        (folder / "meta.json").write_text(meta_text)
+        (folder / "results.csv").write_text(csv_text)
+        with pytest.raises(InvalidInputError, match=match):
+            redraw_plots(folder)
+    with pytest.raises(InvalidInputError, match="no results to report"):
+        write_report(_results(0.9).iloc[:0], meta, tmp_path / "empty")
+    piped = _results(0.9).replace({"method": {"s": "a|b"}})
+    write_report(piped, meta, tmp_path / "piped")
+    assert "| a\\|b | student |" in (tmp_path / "piped" / "results.md").read_text()
