@@ -56,7 +56,8 @@ def summarise(results: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
                            "pgr_vote") if c in results]
     g = results.groupby(["kind", "method"], sort=False)[metrics]
     summary = g.mean().join(g.std(ddof=1), rsuffix="_sd").reset_index()
-    summary["n_seeds"] = g[metric].count().values if metric in results else g.size().values   # seeds with a score
+    counts = results.groupby(["kind", "method"], sort=False)[metric].count() if metric in results else g.size()
+    summary["n_seeds"] = counts.values   # seeds with a score (a NaN row is not one)
     summary["order"] = summary["kind"].map(ORDER)
     return summary.sort_values(["order"], kind="stable").drop(columns="order")
 
