@@ -99,6 +99,18 @@ class PosteriorEstimator:
                                     columns=labels)
         self.loss_history_ = list(post.history)
 
+    # scikit-learn's estimator protocol (clone, grid search): the constructor's arguments
+    def get_params(self, deep: bool = True) -> dict:
+        return {"method": self.method, "temperature": self.temperature, **self.settings}
+
+    def set_params(self, **params) -> "PosteriorEstimator":
+        for key, value in params.items():
+            if key in ("method", "temperature"):
+                setattr(self, key, value)
+            else:
+                self.settings[key] = value
+        return self
+
     def __repr__(self) -> str:
         args = [f"method={self.method!r}"] if self.method else []
         if self.temperature != 1.0:

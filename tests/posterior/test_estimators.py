@@ -90,3 +90,14 @@ def test_a_fit_that_collapses_away_from_the_votes_is_warned_about():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         DawidSkene(method="em").fit(df)
+
+
+def test_scikit_learn_can_clone_and_set_params(long_df):
+    base = pytest.importorskip("sklearn.base")
+    est = DawidSkene(method="em", beta_diag=3.0)
+    copy = base.clone(est)
+    assert copy is not est and copy.get_params() == {"method": "em", "temperature": 1.0, "beta_diag": 3.0}
+    copy.set_params(beta_diag=1.0, method="vb")
+    assert repr(copy) == "DawidSkene(method='vb', beta_diag=1.0)" and est.get_params()["beta_diag"] == 3.0
+    df, _ = long_df
+    assert not hasattr(copy, "posterior_") and copy.fit(df).probas_.shape[0] == df["task"].nunique()
