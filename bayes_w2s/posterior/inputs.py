@@ -60,7 +60,8 @@ def as_label_matrix(labels, num_classes: int | None = None, label_names=None, mi
     if m < min_models:
         raise InvalidInputError(f"a posterior over weak supervisors needs at least two weak models, got {m}")
     if k < 2:
-        raise InvalidInputError(f"need at least two classes, got {k}")
+        raise InvalidInputError(f"need at least two classes, got {k} ({out.label_names}): every label given is "
+                                "the same; name the full class set with label_names= (or num_classes=)")
     unlabelled = np.flatnonzero(out.counts.sum((1, 2)) == 0)
     if unlabelled.size:
         raise InvalidInputError(

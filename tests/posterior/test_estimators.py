@@ -101,3 +101,10 @@ def test_scikit_learn_can_clone_and_set_params(long_df):
     assert repr(copy) == "DawidSkene(method='vb', beta_diag=1.0)" and est.get_params()["beta_diag"] == 3.0
     df, _ = long_df
     assert not hasattr(copy, "posterior_") and copy.fit(df).probas_.shape[0] == df["task"].nunique()
+
+
+def test_one_class_given_by_everyone_names_the_way_out():
+    df = pd.DataFrame({"task": ["t1", "t1", "t2"], "worker": ["a", "b", "a"], "label": ["pos", "pos", "pos"]})
+    with pytest.raises(InvalidInputError, match=r"got 1 \(\['pos'\]\).*label_names="):
+        DawidSkene().fit(df)
+    assert list(DawidSkene(label_names=["neg", "pos"]).fit_predict(df)) == ["pos", "pos"]
