@@ -10,6 +10,8 @@ through the same :class:`Classifier`; they differ only in the targets and the lo
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -182,7 +184,6 @@ def _loss_identity(loss_fn) -> str:
     ``functools.partial``'s function and arguments, a loss object's repr (the built-in losses
     with settings are dataclasses). Two closures of one function with different captured
     values look the same: give such a loss a repr."""
-    import functools
     if isinstance(loss_fn, functools.partial):
         return repr((_loss_identity(loss_fn.func), loss_fn.args, sorted(loss_fn.keywords.items())))
     name = getattr(loss_fn, "__qualname__", None)
@@ -268,7 +269,6 @@ class Classifier:
         """What makes two trainings the same run: the model, its settings, seed, loss and the
         exact training columns. Checkpoints live under ``output_dir/run-<key>``, so a rerun
         resumes its own checkpoints, never another model's or method's in a shared folder."""
-        import hashlib
         h = hashlib.sha256()
         # config.key(): the settings that change the weights (logging, save_steps … may differ on a rerun)
         h.update(repr((self.card.name, self.num_classes, self.config.key(), seed, trainer_cls.__qualname__,

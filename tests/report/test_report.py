@@ -1,7 +1,11 @@
+import json
+
 import numpy as np
 import pandas as pd
+import pytest
 
-from bayes_w2s.report import add_pgr, summarise, write_report
+from bayes_w2s.errors import InvalidInputError
+from bayes_w2s.report import add_pgr, redraw_plots, summarise, write_report
 
 
 def _results(ceiling_acc):
@@ -67,8 +71,6 @@ def test_calibration_bins_and_reliability_diagram(tmp_path):
 
 
 def test_saved_test_probabilities_give_a_reliability_diagram(tmp_path):
-    from bayes_w2s.errors import InvalidInputError
-    from bayes_w2s.report import redraw_plots
 
     rng = np.random.default_rng(0)
     for seed in (0, 1):
@@ -82,18 +84,11 @@ def test_saved_test_probabilities_give_a_reliability_diagram(tmp_path):
     assert (tmp_path / "reliability.png").is_file() and "reliability.png" in (tmp_path / "results.md").read_text()
     (tmp_path / "reliability.png").unlink()
     assert {p.name for p in redraw_plots(tmp_path)} == {"accuracy.png", "reliability.png"}
-    import pytest
     with pytest.raises(InvalidInputError, match="not a results folder"):
         redraw_plots(tmp_path / "nothing")
 
 
 def test_malformed_results_folders_are_one_line_errors(tmp_path):
-    import json
-
-    import pytest
-
-    from bayes_w2s.errors import InvalidInputError
-    from bayes_w2s.report import redraw_plots
     meta = {"config": {"name": "t", "task": "x", "weak_models": ["a", "b"], "strong_model": "s", "split_seed": 0,
                        "seeds": [0, 1], "weak_train": {"mode": "head"}, "student_train": {"mode": "head"}},
             "data_source": "here", "split_sizes": {}, "wall_seconds": 1.0, "machine": "m", "python": "3", "command": "c"}
