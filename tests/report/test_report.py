@@ -71,7 +71,6 @@ def test_calibration_bins_and_reliability_diagram(tmp_path):
 
 
 def test_saved_test_probabilities_give_a_reliability_diagram(tmp_path):
-
     rng = np.random.default_rng(0)
     for seed in (0, 1):
         p = rng.dirichlet([1, 1], size=(3, 20))
