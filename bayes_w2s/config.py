@@ -578,8 +578,8 @@ class ExperimentConfig:
                 raise ConfigError(f"weak_val_size {gold}: the gold slice is drawn from the {drawn - budget} weak_train "
                                   f"items that weak_label_budget {budget} leaves out of sizes.weak_train {drawn}")
             if budget is None and gold > drawn - 2:
-                raise ConfigError(f"weak_val_size {gold} leaves {drawn - gold} of the {drawn} weak_train items "
-                                  "to train the weak models on; they need at least 2")
+                raise ConfigError(f"weak_val_size {gold} leaves {max(drawn - gold, 0)} of the {drawn} weak_train "
+                                  "items to train the weak models on; they need at least 2")
         strong_n = self.sizes.get("strong_train")
         for i, m in enumerate(self.methods):
             if (m.student_rounds or m.spec.kind == "crowdlab") and strong_n is not None and m.crossfit_folds > strong_n:
