@@ -53,6 +53,15 @@ def check_report_to(owner: str, value) -> None:
         raise InvalidInputError(f"{owner}.report_to: unknown {unknown}; use {list(REPORT_TO)}")
 
 
+def is_finite_number(v, integer: bool = False) -> bool:
+    """A real (or, with ``integer``, whole) finite number; a bool is never one. Every trainer
+    setting is checked with it: inf or NaN would train to NaN without a word."""
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    # an int is finite, and np.isfinite fails on one beyond int64 (batch_size: 1e20)
+    return isinstance(v, kinds) and not isinstance(v, (bool, np.bool_)) and (
+        isinstance(v, (int, np.integer)) or bool(np.isfinite(v)))
+
+
 @dataclass
 class TrainConfig:
     """How one classifier (weak model or student) is trained."""
@@ -77,14 +86,7 @@ class TrainConfig:
     def __post_init__(self):
         if self.mode not in MODES:
             raise InvalidInputError(f"unknown training mode {self.mode!r}; use one of {MODES}")
-
-        def number(v, integer=False):   # bool is an int to Python, never a setting here
-            kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-            # an int is finite, and np.isfinite fails on one beyond int64 (batch_size: 1e20)
-            return isinstance(v, kinds) and not isinstance(v, (bool, np.bool_)) and (
-                isinstance(v, (int, np.integer)) or np.isfinite(v))
-
-        # inf or NaN would train to NaN probabilities without a word: every number is finite
+        number = is_finite_number
         for name, integer, low in (("epochs", False, 0), ("learning_rate", False, 0), ("batch_size", True, 0),
                                    ("max_length", True, 0), ("eval_batch_size", True, 0), ("lora_r", True, 0),
                                    ("lora_alpha", True, 0)):
@@ -143,17 +145,13 @@ class GeneratorConfig:
                      "eval_batch_size", "lora_r", "lora_alpha"):
             value = getattr(self, name)
             integer = name not in ("epochs", "learning_rate")
-            kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-            # inf or NaN would train to NaN without a word: every number is finite
-            if not isinstance(value, kinds) or isinstance(value, bool) or not value > 0 or (
-                    not isinstance(value, (int, np.integer)) and not np.isfinite(value)):   # np.isfinite(10**20) fails
+            if not is_finite_number(value, integer) or not value > 0:
                 raise InvalidInputError(f"GeneratorConfig.{name} must be positive (a finite "
                                         f"{'integer' if integer else 'number'}), got {value!r}")
         for name, high in (("weight_decay", np.inf), ("warmup_ratio", 1.0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                    or not 0 <= value <= high or (high == 1.0 and value == 1.0) \
-                    or (not isinstance(value, (int, np.integer)) and not np.isfinite(value)):   # 1.0: one step (above)
+            # warmup_ratio 1.0 would be one step (TrainConfig)
+            if not is_finite_number(value) or not 0 <= value <= high or (high == 1.0 and value == 1.0):
                 raise InvalidInputError(f"GeneratorConfig.{name} must be a finite number ≥ 0"
                                         f"{' and < 1' if high == 1.0 else ''}, got {value!r}")
 
@@ -225,9 +223,7 @@ class PreferenceConfig:
                      "n_candidates", "warmup_ratio", "epsilon", "min_p", "sft_weight"):
             value, integer = getattr(self, name), name in ("posterior_samples", "batch_size", "lora_r", "lora_alpha",
                                                            "n_candidates")
-            kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-            # inf or NaN would train to NaN after the SFT stage: every number is finite, counts whole
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, kinds) or not np.isfinite(float(value)):
+            if not is_finite_number(value, integer):   # found otherwise only after the SFT stage
                 raise InvalidInputError(f"{name} must be a finite {'integer' if integer else 'number'}, got {value!r}")
         for name in ("posterior_samples", "batch_size", "epochs", "learning_rate", "lora_r", "lora_alpha"):
             if not getattr(self, name) > 0:
