@@ -51,11 +51,12 @@ from bench_nuts_crowd import iid_rhat_floor  # noqa: E402
 GAUSSIAN_DIM = 1604   # as many coordinates as the crowd posterior has monitored entries (4 + 1,600)
 
 
-def gaussian_draws(draws: int, depth: int, accept: float, seed: int, adapt: bool, jitter: float = 0.0):
+def gaussian_draws(draws: int, depth: int, accept: float, seed: int, adapt: bool, jitter: float = 0.0,
+                   warmup: int = 300, length: float | None = None):
     """``[4, draws, D]`` NUTS draws of N(0, I), the tree sizes, and the wall time (chains in turn)."""
     import pyro
     from pyro.infer import MCMC
-    from bayes_w2s.posterior.engine import JitteredNUTS
+    from bayes_w2s.posterior.engine import JitteredHMC, JitteredNUTS
     torch.set_num_threads(1)
     chains, sizes, started = [], [], time.perf_counter()
     for chain in range(4):
@@ -65,9 +66,14 @@ def gaussian_draws(draws: int, depth: int, accept: float, seed: int, adapt: bool
         def potential(params):
             steps.append(1)
             return 0.5 * (params["z"] ** 2).sum()
-        kernel = JitteredNUTS(jitter, potential_fn=potential, target_accept_prob=accept, max_tree_depth=depth, adapt_mass_matrix=adapt)
+        if length is None:
+            kernel = JitteredNUTS(jitter, potential_fn=potential, target_accept_prob=accept, max_tree_depth=depth,
+                                  adapt_mass_matrix=adapt)
+        else:
+            kernel = JitteredHMC(length, jitter, potential_fn=potential, target_accept_prob=accept,
+                                 adapt_mass_matrix=adapt)
         mcmc = MCMC(kernel, num_samples=draws,
-                    warmup_steps=300, initial_params={"z": 0.5 * torch.randn(GAUSSIAN_DIM, dtype=torch.float64)},
+                    warmup_steps=warmup, initial_params={"z": 0.5 * torch.randn(GAUSSIAN_DIM, dtype=torch.float64)},
                     disable_progbar=True, hook_fn=lambda *_: (tree.append(len(steps)), steps.clear()))
         mcmc.run()
         chains.append(mcmc.get_samples()["z"].numpy())
@@ -75,15 +81,18 @@ def gaussian_draws(draws: int, depth: int, accept: float, seed: int, adapt: bool
     return np.stack(chains), np.asarray(sizes), time.perf_counter() - started
 
 
-def crowd_draws(draws: int, depth: int, accept: float, seed: int, adapt: bool, jitter: float = 0.0):
+def crowd_draws(draws: int, depth: int, accept: float, seed: int, adapt: bool, jitter: float = 0.0,
+                warmup: int = 300, length: float | None = None):
     """The crowd posterior's π and θ draws ``[4, draws, 1604]``, tree sizes, wall time of
     ``fit_posterior`` (chains in worker processes) and accuracy against the planted truth."""
     from bayes_w2s import fit_posterior
     votes, truth, _ = crowd(1000, 100, 4, 10)
     started = time.perf_counter()
-    post = fit_posterior(votes, model="dawid_skene", method="nuts", num_classes=4, num_chains=4, num_samples=draws,
-                         warmup_steps=300, target_accept_prob=accept, max_tree_depth=depth, progress=False, seed=seed,
-                         adapt_metric=adapt, step_size_jitter=jitter)
+    sampler = dict(method="nuts", max_tree_depth=depth, step_size_jitter=jitter) if length is None else \
+        dict(method="hmc", trajectory_length=length, trajectory_jitter=jitter)
+    post = fit_posterior(votes, model="dawid_skene", num_classes=4, num_chains=4, num_samples=draws,
+                         warmup_steps=warmup, target_accept_prob=accept, progress=False, seed=seed,
+                         adapt_metric=adapt, **sampler)
     seconds = time.perf_counter() - started
     idata = post.to_inference_data()
     x = np.concatenate([idata.posterior[v].values.reshape(4, draws, -1) for v in ("pi", "theta")], -1)
@@ -91,13 +100,13 @@ def crowd_draws(draws: int, depth: int, accept: float, seed: int, adapt: bool, j
 
 
 def measure(target: str, draws: int, depth: int, accept: float, seed: int, adapt: bool = True,
-            jitter: float = 0.0) -> dict:
+            jitter: float = 0.0, warmup: int = 300, length: float | None = None) -> dict:
     import arviz as az
     accuracy = None
     if target == "gaussian":
-        x, tree, seconds = gaussian_draws(draws, depth, accept, seed, adapt, jitter)
+        x, tree, seconds = gaussian_draws(draws, depth, accept, seed, adapt, jitter, warmup, length)
     else:
-        x, tree, seconds, accuracy = crowd_draws(draws, depth, accept, seed, adapt, jitter)
+        x, tree, seconds, accuracy = crowd_draws(draws, depth, accept, seed, adapt, jitter, warmup, length)
     data = az.convert_to_dataset({"x": x})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -106,8 +115,9 @@ def measure(target: str, draws: int, depth: int, accept: float, seed: int, adapt
         folded_rhat = az.rhat(data, method="folded")["x"].values
         bulk = az.ess(data, method="bulk")["x"].values
         tail = az.ess(data, method="tail")["x"].values
-    return {"target": target, "draws": draws, "max_tree_depth": depth, "target_accept": accept, "seed": seed,
-            "adapt_metric": adapt, "step_size_jitter": jitter,
+    return {"target": target, "sampler": "nuts" if length is None else f"hmc, length {length:.3g}",
+            "draws": draws, "max_tree_depth": depth if length is None else None, "target_accept": accept, "seed": seed,
+            "adapt_metric": adapt, "step_size_jitter": jitter, "warmup": warmup,
             "seconds": round(seconds, 1), "leapfrog_per_draw": round(float(tree.mean()), 1),
             "max_rhat": round(float(rhat.max()), 4), "max_bulk_rhat": round(float(bulk_rhat.max()), 4),
             "max_folded_rhat": round(float(folded_rhat.max()), 4), "iid_floor": round(iid_rhat_floor(x), 4),
@@ -117,8 +127,9 @@ def measure(target: str, draws: int, depth: int, accept: float, seed: int, adapt
 
 
 def key(r: dict) -> tuple:
-    return r["target"], r["draws"], r["max_tree_depth"], r["target_accept"], not r.get("adapt_metric", True), \
-        r.get("step_size_jitter", 0.0), r["seed"]
+    return r["target"], r.get("sampler", "nuts"), r["draws"], r["max_tree_depth"] or 0, r["target_accept"], \
+        not r.get("adapt_metric", True), \
+        r.get("step_size_jitter", 0.0), r.get("warmup", 300), r["seed"]
 
 
 def write(rows: list, out: Path, command: str):
@@ -128,18 +139,19 @@ def write(rows: list, out: Path, command: str):
     seen = commands.read_text().splitlines() if commands.exists() else []
     commands.write_text("\n".join(dict.fromkeys(seen + [command])) + "\n")
     lines = ["# NUTS draws and trajectory length against the largest R-hat over ~1,600 entries", "",
-             f"4 chains, 300 warm-up; {os.cpu_count()} CPU cores. *gaussian*: N(0, I) in {GAUSSIAN_DIM} dimensions, "
+             f"4 chains (300 warm-up unless the row says otherwise); {os.cpu_count()} CPU cores. *gaussian*: N(0, I) in {GAUSSIAN_DIM} dimensions, "
              "chains one after another in one process (seconds not comparable with the crowd's). *crowd*: the "
              "Dawid–Skene posterior of `experiments/bench_nuts_crowd.py`, `fit_posterior(method=\"nuts\")`, chains "
              "in worker processes. *iid floor*: the largest R-hat of the same draws shuffled (independent draws, same "
              "marginals). Leapfrog steps per draw = tree size; the cost of a draw.", "",
-             "| target | draws | max depth | target accept | diagonal adaptation | step jitter | seed | seconds | leapfrog / draw "
+             "| target | sampler | warm-up | draws | max depth | target accept | diagonal adaptation | step jitter | seed | seconds | leapfrog / draw "
              "| max R-hat | bulk / folded max | iid floor | entries > 1.01 | bulk ESS min / median | tail ESS min / median "
-             "| accuracy |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| accuracy |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=key):
         acc = "" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%"
         adapt = "yes" if r.get("adapt_metric", True) else "no"
-        lines.append(f"| {r['target']} | {r['draws']} | {r['max_tree_depth']} | {r['target_accept']} | {adapt} "
+        depth = "–" if r["max_tree_depth"] is None else r["max_tree_depth"]
+        lines.append(f"| {r['target']} | {r.get('sampler', 'nuts')} | {r.get('warmup', 300)} | {r['draws']} | {depth} | {r['target_accept']} | {adapt} "
                      f"| {r.get('step_size_jitter', 0.0)} "
                      f"| {r['seed']} "
                      f"| {r['seconds']} | {r['leapfrog_per_draw']} | {r['max_rhat']} | {r['max_bulk_rhat']} / "
@@ -160,6 +172,10 @@ def main():
                     help="no diagonal mass-matrix adaptation on top of the (Laplace or exact) whitening")
     ap.add_argument("--jitter", type=float, nargs="+", default=[0.0],
                     help="step_size_jitter values: each draw's step size uniform in ε(1 ± jitter)")
+    ap.add_argument("--hmc", type=float, nargs="+", default=None, metavar="LENGTH",
+                    help="static HMC (fit_posterior(method='hmc')) with these trajectory lengths instead of NUTS; "
+                         "--jitter is then the trajectory-length jitter and --depth is ignored")
+    ap.add_argument("--warmup", type=int, nargs="+", default=[300], help="warm-up iterations per chain")
     ap.add_argument("--out", default="experiments/results/nuts_trajectory_probe")
     args = ap.parse_args()
     out = Path(args.out)
@@ -169,11 +185,14 @@ def main():
         for depth in args.depth:
             for accept in args.accept:
                 for jitter in args.jitter:
-                    for seed in args.seeds:
-                        row = measure(args.target, draws, depth, accept, seed, adapt=not args.no_adapt, jitter=jitter)
-                        print(json.dumps(row), flush=True)
-                        rows = [r for r in rows if key(r) != key(row)] + [row]
-                        write(rows, out, command)
+                    for warmup in args.warmup:
+                        for length in args.hmc or [None]:
+                            for seed in args.seeds:
+                                row = measure(args.target, draws, depth, accept, seed, adapt=not args.no_adapt,
+                                              jitter=jitter, warmup=warmup, length=length)
+                                print(json.dumps(row), flush=True)
+                                rows = [r for r in rows if key(r) != key(row)] + [row]
+                                write(rows, out, command)
 
 
 if __name__ == "__main__":

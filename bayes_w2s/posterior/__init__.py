@@ -61,7 +61,8 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
             ``soft`` | ``logistic_t`` | ``logistic_t_hetero`` (probabilities); ``word_reliability`` |
             ``word_reliability_conf`` (word hypotheses; they return a :class:`WordPosterior`).
         method: ``em`` (closed-form MAP-EM) | ``vb`` (closed-form mean-field VB, conjugate
-            models) | ``svi`` (``TraceEnum_ELBO``) | ``nuts``; default: the model's first.
+            models) | ``svi`` (``TraceEnum_ELBO``) | ``nuts`` | ``hmc`` (static HMC, a quarter orbit of
+            the whitened posterior); default: the model's first.
         num_classes / label_names: the class set, when it cannot be read off ``labels``.
         model_names / item_ids: axis labels of word hypotheses given as plain lists.
         gold: items whose true class is known, ``{item: label}`` (items by id or position,
@@ -73,7 +74,7 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
             models). Choose it on gold items: :func:`bayes_w2s.posterior.calibration.choose_temperature`.
         **kwargs: priors of the model (e.g. ``beta_diag``), data settings (``eps``) and
             settings of the method (:mod:`.engine`'s ``fit_em``, ``fit_vb``, ``fit_svi``,
-            ``fit_nuts``).
+            ``fit_nuts``, ``fit_hmc``).
     """
     m = get_model(model)
     method = m.methods[0] if method is None else method
@@ -162,7 +163,7 @@ def compare_posteriors(posteriors, names=None, ic: str = "loo") -> pd.DataFrame:
         raise InvalidInputError(f"posterior names must be unique, got {names}; pass names=")
     for name, p in zip(names, posteriors):
         if p.num_draws < 2:
-            raise InvalidInputError(f"{name}: LOO needs posterior draws; fit with method='nuts', 'vb' "
+            raise InvalidInputError(f"{name}: LOO needs posterior draws; fit with method='nuts', 'hmc', 'vb' "
                                     "or method='svi', guide='normal'")
     first = posteriors[0]
     if any(p.observed.shape != first.observed.shape or not np.allclose(p.observed, first.observed)

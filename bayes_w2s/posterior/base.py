@@ -134,7 +134,7 @@ class Posterior(DrawDiagnostics):
         confusion_sd: ``[M, K, K]`` its posterior standard deviation, or ``None`` (point fits).
         class_prior: ``[K]`` the class prior π.
         model_names, label_names, item_ids: axis labels.
-        model: posterior model name; method: inference method (em | vb | svi | nuts).
+        model: posterior model name; method: inference method (em | vb | svi | nuts | hmc).
         history: per-iteration log joint (EM), ELBO (VB) or ELBO loss (SVI).
         draws: global sites as ``[chains, draws, ...]`` in the model's own layout.
         log_lik: ``[chains, draws, N]`` log p(y_n | globals), the class summed out (for LOO);
@@ -142,8 +142,8 @@ class Posterior(DrawDiagnostics):
             column per distinct vote pattern) and ``row_of_item`` ``[N]`` — with 200 VB
             draws of a million items the expanded array is 1.6 GB, so it is never built
             unless asked for.
-        true_class: ``[chains, draws, N]`` item labels drawn from their conditional per draw (NUTS).
-        sample_stats: e.g. ``diverging`` ``[chains, draws]`` (NUTS).
+        true_class: ``[chains, draws, N]`` item labels drawn from their conditional per draw (NUTS, HMC).
+        sample_stats: e.g. ``diverging`` and ``tree_size`` (leapfrog steps) ``[chains, draws]`` (NUTS, HMC).
         observed: the observation tensor the model saw (vote counts, probabilities, log-odds).
         priors: the prior settings fitted with; temperature: the likelihood's temperature.
     """

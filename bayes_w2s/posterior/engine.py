@@ -1,4 +1,4 @@
-"""One object per posterior model, and EM / VB / SVI / NUTS written once over it.
+"""One object per posterior model, and EM / VB / SVI / NUTS / HMC written once over it.
 
 A :class:`PosteriorModel` holds everything inference needs to know about a model:
 
@@ -42,7 +42,7 @@ import numpy as np
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import MCMC, NUTS, SVI, TraceEnum_ELBO
+from pyro.infer import HMC, MCMC, NUTS, SVI, TraceEnum_ELBO
 from pyro.ops.stats import split_gelman_rubin
 from pyro.infer.autoguide import AutoDelta, AutoNormal, init_to_value
 from torch.distributions import biject_to, constraints
@@ -183,7 +183,7 @@ def check_temperature(temperature) -> float:
     return float(temperature)
 
 
-# -- supports: unconstrained coordinates for NUTS -------------------------------------------
+# -- supports: unconstrained coordinates for MCMC -------------------------------------------
 
 SIMPLEX, POSITIVE_SUPPORT, UNIT, REAL_SUPPORT, CORR_CHOLESKY = "simplex", "positive", "unit", "real", "corr_cholesky"
 
@@ -618,7 +618,7 @@ def fit_svi(model: PosteriorModel, data: ModelData, p: dict, *, guide: str = "de
     return Fit(draws, history, converged, {"guide": guide, "steps": steps, "subsample_size": subsample_size})
 
 
-# -- NUTS -------------------------------------------------------------------------------------
+# -- NUTS and HMC------------------------------------------------------------------------------
 
 def make_potential(model: PosteriorModel, data: ModelData, p: dict):
     """The potential energy −log p(globals, y) − log|J| in unconstrained coordinates.
@@ -675,10 +675,69 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
     With ``draw_labels``, local latents are drawn per posterior draw from their exact
     conditional given the draw's globals (``true_class_draw`` in ArviZ).
     """
-    for name, value, low in (("num_chains", num_chains, 1), ("num_samples", num_samples, 1),
-                             ("warmup_steps", warmup_steps, 0), ("max_tree_depth", max_tree_depth, 1)):
+    check_counts(max_tree_depth=(max_tree_depth, 1))
+    return fit_mcmc(model, data, p, dict(kernel="nuts", max_tree_depth=max_tree_depth,
+                                         step_size_jitter=float(step_size_jitter)),
+                    num_chains=num_chains, num_samples=num_samples, warmup_steps=warmup_steps,
+                    target_accept_prob=target_accept_prob, num_workers=num_workers, draw_labels=draw_labels,
+                    precondition=precondition, adapt_metric=adapt_metric, init_jitter=init_jitter, seed=seed,
+                    progress=progress)
+
+
+def fit_hmc(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int = 4, num_samples: int = 500,
+            warmup_steps: int = 300, target_accept_prob: float = 0.9, trajectory_length: float = math.pi / 2,
+            trajectory_jitter: float = 0.2, num_workers: int | None = None, draw_labels: bool = True,
+            precondition: bool = True, adapt_metric: bool = True, init_jitter: float = 0.5, seed: int = 0,
+            progress: bool = True) -> Fit:
+    """Static Hamiltonian Monte Carlo (Pyro ``HMC``) with a quarter-orbit trajectory, in the
+    same whitened coordinates, chains and start as :func:`fit_nuts`.
+
+    Why not only NUTS: in the Laplace-whitened metric the posterior is close to N(0, I), on
+    which Hamilton's equations rotate every coordinate at one frequency, x(t) = x cos t +
+    p sin t. NUTS runs until the U-turn, about half an orbit: x → −x, antithetic for the
+    mean but leaving x² (the spread) where it was, so its tail ESS and folded R-hat lag
+    (on a 1,604-dimensional standard Gaussian: largest R-hat 1.020–1.022 at 4 × 500 draws).
+    Stopping at a quarter orbit, t = π/2, lands on x(t) = p, a fresh draw: independent
+    for location and spread alike (same Gaussian: 1.009). Each transition's integration
+    time is uniform in ``trajectory_length`` (1 ± ``trajectory_jitter``), so that directions
+    whose frequency the metric got wrong do not resonate. Its end point is accepted or
+    rejected as a whole, so a rejection repeats the draw: hence a higher default
+    ``target_accept_prob`` (0.9) than NUTS's. ``trajectory_length`` is in whitened units:
+    without ``precondition`` (or above the whitening's size limit) a quarter orbit of the
+    unwhitened posterior has no fixed length, and a warning says so.
+
+    Measured on the crowd benchmark (``experiments/probe_nuts_trajectory.py --hmc``), a real
+    posterior is not that Gaussian: at t ≈ π/2 a few directions the Laplace metric gets wrong
+    mix slowly (largest R-hat from location), at t ≈ π the spread lags as under NUTS; see the
+    README's NUTS section for the figures. ``sample_stats["tree_size"]`` counts leapfrog steps.
+    """
+    from .inputs import SETTINGS       # the rule fit_posterior applies, also for direct callers
+
+    for name, value in (("trajectory_length", trajectory_length), ("trajectory_jitter", trajectory_jitter)):
+        if not SETTINGS[name](value):
+            raise InvalidInputError(f"{name} must be {SETTINGS[name].expected}, got {value!r}")
+    return fit_mcmc(model, data, p, dict(kernel="hmc", trajectory_length=float(trajectory_length),
+                                         trajectory_jitter=float(trajectory_jitter)),
+                    num_chains=num_chains, num_samples=num_samples, warmup_steps=warmup_steps,
+                    target_accept_prob=target_accept_prob, num_workers=num_workers, draw_labels=draw_labels,
+                    precondition=precondition, adapt_metric=adapt_metric, init_jitter=init_jitter, seed=seed,
+                    progress=progress)
+
+
+def check_counts(**counts) -> None:
+    """Each ``name=(value, least)``: an integer (not a bool) ≥ ``least``, else a clear error."""
+    for name, (value, low) in counts.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise InvalidInputError(f"{name} must be an integer ≥ {low}, got {value!r}")
+
+
+def fit_mcmc(model: PosteriorModel, data: ModelData, p: dict, kernel: dict, *, num_chains: int, num_samples: int,
+             warmup_steps: int, target_accept_prob: float, num_workers: int | None, draw_labels: bool,
+             precondition: bool, adapt_metric: bool, init_jitter: float, seed: int, progress: bool) -> Fit:
+    """What NUTS and HMC share: the start, the Laplace whitening, chains in worker
+    processes, and the fitted draws. ``kernel`` names the sampler and its own settings
+    (read by :func:`run_chain`)."""
+    check_counts(num_chains=(num_chains, 1), num_samples=(num_samples, 1), warmup_steps=(warmup_steps, 0))
     if not 0 < target_accept_prob < 1:
         raise InvalidInputError(f"target_accept_prob must lie in (0, 1), got {target_accept_prob}")
     init = sampler_start(model, data, p, seed)
@@ -688,11 +747,15 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
                mask=None if data.mask is None else data.mask.numpy(), priors=p,
                start={s: v.numpy() for s, v in start.items()}, whiten=None if whiten is None else whiten.numpy(),
                init_jitter=init_jitter, num_samples=num_samples, warmup_steps=warmup_steps,
-               target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
-               adapt_metric=bool(adapt_metric), step_size_jitter=float(step_size_jitter))
+               target_accept_prob=target_accept_prob, adapt_metric=bool(adapt_metric), **kernel)
+    if whiten is None and kernel["kernel"] == "hmc":
+        why = "precondition=False" if not precondition else "too many parameters"
+        warnings.warn(f"HMC without the Laplace whitening ({why}): trajectory_length is then in the posterior's "
+                      "own units, where a quarter orbit has no fixed length; method='nuts' adapts its path length "
+                      "instead", RuntimeWarning, stacklevel=4)
     workers = min(num_chains, num_workers or os.cpu_count() or 1)
     started = time.perf_counter()
-    results = run_chains(job, num_chains, workers, seed, f"NUTS {model.name}", progress)
+    results = run_chains(job, num_chains, workers, seed, f"{kernel['kernel'].upper()} {model.name}", progress)
     seconds = time.perf_counter() - started
     draws = model.complete({s: torch.as_tensor(np.stack([r["samples"][s] for r in results])) for s in model.sites})
     # an honest flag: the largest split R-hat of any global below 1.01 (split R-hat needs 4 draws)
@@ -702,7 +765,8 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
     return Fit(draws, [], bool(rhat <= 1.01),
                {"num_chains": num_chains, "num_samples": num_samples, "warmup_steps": warmup_steps,
                 "workers": workers, "sampling_seconds": seconds, "rows": data.num_rows,
-                "preconditioned": whiten is not None, "draw_labels": draw_labels, "seed": seed},
+                "preconditioned": whiten is not None, "draw_labels": draw_labels, "seed": seed,
+                "target_accept_prob": target_accept_prob, **kernel},
                sample_stats={"diverging": np.stack([r["diverging"] for r in results]),
                              "tree_size": np.stack([r["tree_size"] for r in results])})
 
@@ -723,7 +787,7 @@ def run_chains(job: dict, num_chains: int, workers: int, seed: int, desc: str, p
                 results = [f.result() for f in futures]
         except (BrokenProcessPool, RuntimeError, OSError) as exc:
             warnings.warn(
-                f"NUTS worker processes could not start ({type(exc).__name__}: {exc}). Running the {num_chains} "
+                f"MCMC worker processes could not start ({type(exc).__name__}: {exc}). Running the {num_chains} "
                 "chains one after another in this process instead. In a script, put the call under "
                 "`if __name__ == \"__main__\":` so that spawned workers can import it, or pass num_workers=1.",
                 RuntimeWarning, stacklevel=4)
@@ -813,8 +877,45 @@ class JitteredNUTS(NUTS):
             self._adapter.step_size = adapted
 
 
+class JitteredHMC(HMC):
+    """Pyro's static HMC where each sampling transition integrates for exactly its time t,
+    drawn uniformly from ``trajectory_length`` (1 ± ``jitter``): ⌈t/ε⌉ leapfrog steps of
+    t/⌈t/ε⌉ ≤ ε each. Pyro's ``HMC`` has one fixed length and takes ⌊t/ε⌋ steps of ε, which
+    with the large steps of a low-dimensional target cuts a quarter orbit short by up to
+    one step (hence the subclass). Warm-up is Pyro's own, at the fixed length, while ε adapts."""
+
+    #: a step size adapted towards 0 would otherwise make one transition run for ever
+    #: (NUTS is bounded by 2^max_tree_depth)
+    max_steps = 1024
+
+    def __init__(self, trajectory_length: float, jitter: float = 0.0, **kwargs):
+        self._steps = None
+        super().__init__(trajectory_length=trajectory_length, **kwargs)
+        self.base_length, self.jitter = trajectory_length, jitter
+
+    @property
+    def num_steps(self):   # Pyro would re-derive it from the fixed trajectory_length
+        return super().num_steps if self._steps is None else self._steps
+
+    def sample(self, params):
+        if self._t < self._warmup_steps:
+            return super().sample(params)
+        length = self.base_length * (1.0 + self.jitter * (2.0 * float(torch.rand(())) - 1.0))  # the chain's seeded RNG
+        adapted = self._adapter.step_size
+        steps = math.ceil(length / adapted)
+        if steps > self.max_steps:
+            raise InvalidInputError(f"HMC's adapted step size {adapted:.3g} needs {steps} leapfrog steps for a "
+                                    f"trajectory of {length:.3g} (at most {self.max_steps}): the posterior is far "
+                                    "from the whitened metric's scale; use method='nuts'")
+        self._steps, self._adapter.step_size = steps, length / steps
+        try:
+            return super().sample(params)
+        finally:
+            self._adapter.step_size, self._steps = adapted, None
+
+
 def run_chain(job: dict) -> dict:
-    """One NUTS chain (module level so that spawned workers can import it)."""
+    """One NUTS or HMC chain (module level so that spawned workers can import it)."""
     from .models import get_model
 
     torch.set_num_threads(1)
@@ -841,15 +942,22 @@ def run_chain(job: dict) -> dict:
     def counted(params):
         steps.append(1)
         return traced(params["z"])
-    kernel = JitteredNUTS(job["step_size_jitter"], potential_fn=counted, target_accept_prob=job["target_accept_prob"],
-                  max_tree_depth=job["max_tree_depth"], adapt_mass_matrix=job["adapt_metric"])
+    if job["kernel"] not in ("hmc", "nuts"):
+        raise UnknownNameError(f"unknown MCMC kernel {job['kernel']!r}")
+    if job["kernel"] == "hmc":
+        kernel = JitteredHMC(job["trajectory_length"], job["trajectory_jitter"], potential_fn=counted,
+                             target_accept_prob=job["target_accept_prob"], adapt_mass_matrix=job["adapt_metric"])
+    else:
+        kernel = JitteredNUTS(job["step_size_jitter"], potential_fn=counted,
+                              target_accept_prob=job["target_accept_prob"], max_tree_depth=job["max_tree_depth"],
+                              adapt_mass_matrix=job["adapt_metric"])
     tree_sizes, divergences = [], []
 
-    def after_each(nuts, _params, stage, _i):
+    def after_each(sampler, _params, stage, _i):
         tree_sizes.append(len(steps))
         steps.clear()
         if stage.startswith("Sample"):   # the kernel's own record; MCMC.diagnostics() also computes
-            divergences[:] = nuts.diagnostics()["divergences"]  # R-hat, which asserts on < 4 draws
+            divergences[:] = sampler.diagnostics()["divergences"]  # R-hat, which asserts on < 4 draws
     mcmc = MCMC(kernel, num_samples=job["num_samples"], warmup_steps=job["warmup_steps"], num_chains=1,
                 initial_params={"z": z0}, disable_progbar=True, hook_fn=after_each)
     mcmc.run()
@@ -893,4 +1001,4 @@ def threads_for(data: ModelData) -> int | None:
     return 1 if size <= 2_000_000 else None
 
 
-FITTERS = {"em": fit_em, "vb": fit_vb, "svi": fit_svi, "nuts": fit_nuts}
+FITTERS = {"em": fit_em, "vb": fit_vb, "svi": fit_svi, "nuts": fit_nuts, "hmc": fit_hmc}

@@ -29,7 +29,7 @@ class PosteriorEstimator:
     """Base class: ``fit`` a posterior model; read the results off attributes.
 
     Args:
-        method: ``em`` | ``vb`` | ``svi`` | ``nuts`` (default: the model's first).
+        method: ``em`` | ``vb`` | ``svi`` | ``nuts`` | ``hmc`` (default: the model's first).
         temperature: the likelihood's temperature (1 = the plain model).
         **settings: the model's priors and the method's settings (as ``fit_posterior``).
 

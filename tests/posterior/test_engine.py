@@ -1,5 +1,7 @@
 """The generic inference engine: VB, gold items, tempering, inductive prediction, NUTS
 plumbing, and the models that issue 12 added (EBCC, hierarchical on sparse crowds)."""
+import math
+
 import numpy as np
 import pandas as pd
 import pyro
@@ -283,13 +285,14 @@ def test_em_start_points_keep_the_best():
         fit_em(m, data, p, max_iter=0)
 
 
+@pytest.mark.parametrize("method", ["nuts", "hmc"])
 @pytest.mark.parametrize("name", ["dawid_skene", "one_coin", "hierarchical", "ebcc", "soft", "logistic_t",
                                   "logistic_t_hetero"])
-def test_every_model_with_nuts_samples_in_a_worker(name):
-    """A few NUTS draws of every class model through the worker code path (flattening and
-    unflattening each site, scalars included), in one process: finite, normalised labels."""
+def test_every_model_samples_by_mcmc_in_a_worker(name, method):
+    """A few NUTS / HMC draws of every class model through the worker code path (flattening
+    and unflattening each site, scalars included), in one process: finite, normalised labels."""
     labels = simulate_soft(n=60)[1] if get_model(name).observes == "probs" else simulate_votes(n=80, k=3)[1]
-    post = fit_posterior(labels, model=name, method="nuts", num_chains=1, num_samples=5, warmup_steps=5,
+    post = fit_posterior(labels, model=name, method=method, num_chains=1, num_samples=5, warmup_steps=5,
                          num_workers=1, progress=False)
     assert np.isfinite(post.item_probs).all()
     np.testing.assert_allclose(post.item_probs.sum(-1), 1.0, atol=1e-9)
@@ -398,3 +401,83 @@ def test_step_size_jitter_samples_the_target_and_keeps_the_adapted_step():
     assert draws.mean(0).abs().max() < 0.15        # N(0, I): 2,000 (antithetic) draws
     assert ((draws.var(0) - 1).abs() < 0.2).all()
     assert not torch.equal(draws, _gaussian_nuts(0.0, draws=2000)[0])
+
+
+def _gaussian_hmc(jitter, seed=0, draws=300, dim=4, length=math.pi / 2, warmup=300):
+    from pyro.infer import MCMC
+
+    from bayes_w2s.posterior.engine import JitteredHMC
+    pyro.set_rng_seed(seed)
+    kernel = JitteredHMC(length, jitter, potential_fn=lambda p: 0.5 * (p["z"] ** 2).sum(), target_accept_prob=0.9)
+    mcmc = MCMC(kernel, num_samples=draws, warmup_steps=warmup, initial_params={"z": torch.zeros(dim)},
+                disable_progbar=True)
+    mcmc.run()
+    return mcmc.get_samples()["z"], kernel
+
+
+def test_hmc_transitions_integrate_for_exactly_their_jittered_time(monkeypatch):
+    """Each sampling transition runs n = ⌈t/ε⌉ leapfrog steps of t/n ≤ ε, t uniform in T(1 ± j),
+    and the adapted ε is back after it (Pyro alone would run ⌊T/ε⌋ steps of ε, short of T)."""
+    from pyro.infer import HMC, MCMC
+
+    from bayes_w2s.posterior.engine import JitteredHMC
+    times, calls, after, count = [], [], [], [0]
+    pyros = HMC.sample
+
+    def spy(self, params):
+        times.append(self.step_size * self.num_steps)
+        return pyros(self, params)
+    monkeypatch.setattr(HMC, "sample", spy)
+
+    def potential(p):                               # one evaluation per leapfrog step
+        count[0] += 1
+        return 0.5 * (p["z"] ** 2).sum()
+
+    def hook(k, *_):
+        calls.append(count[0])
+        count[0] = 0
+        after.append((k._adapter.step_size, k._steps))
+    pyro.set_rng_seed(0)
+    kernel = JitteredHMC(math.pi / 2, 0.2, potential_fn=potential, target_accept_prob=0.9)
+    MCMC(kernel, num_samples=400, warmup_steps=100, initial_params={"z": torch.zeros(4)}, disable_progbar=True,
+         hook_fn=hook).run()
+    eps = kernel._adapter.step_size
+    t, n = np.array(times[100:]), np.array(calls[100:])
+    assert len(t) == 400 and ((n - 1) * eps < t).all() and (t <= n * eps + 1e-12).all()
+    assert t.min() >= 0.8 * math.pi / 2 - 1e-9 and t.max() <= 1.2 * math.pi / 2 + 1e-9 and t.std() > 0.05
+    assert all(step == eps and steps is None for step, steps in after[100:])
+
+
+def test_hmc_rejects_a_transition_that_would_take_too_many_steps():
+    from bayes_w2s.posterior.engine import JitteredHMC
+    kernel = JitteredHMC(math.pi / 2, potential_fn=lambda p: 0.5 * (p["z"] ** 2).sum())
+    kernel.initial_params = {"z": torch.zeros(2)}
+    kernel.setup(warmup_steps=0)
+    kernel._adapter.step_size = 1e-6
+    with pytest.raises(InvalidInputError, match="leapfrog steps"):
+        kernel.sample({"z": torch.zeros(2)})
+    assert kernel._adapter.step_size == 1e-6 and kernel._steps is None
+
+
+def test_hmc_without_the_whitening_warns():
+    _, votes = simulate_votes(n=80, k=3)
+    with pytest.warns(RuntimeWarning, match="without the Laplace whitening"):
+        post = fit_posterior(votes, method="hmc", precondition=False, num_chains=1, num_samples=5, warmup_steps=5,
+                             num_workers=1, progress=False)
+    assert post.info["kernel"] == "hmc" and post.info["trajectory_length"] == pytest.approx(math.pi / 2)
+
+
+def _lag1_autocorrelation(x: torch.Tensor) -> float:
+    x = x - x.mean(0)
+    return float(((x[1:] * x[:-1]).mean(0) / x.var(0)).mean())
+
+
+def test_quarter_orbit_hmc_decorrelates_the_spread_where_nuts_does_not():
+    """Why ``method="hmc"`` exists: on a whitened (standard Gaussian) target NUTS runs about
+    half an orbit, x → −x, so x² barely moves between draws; a quarter orbit lands on a
+    fresh draw for x and x² alike. Both samplers still sample N(0, I)."""
+    hmc, _ = _gaussian_hmc(0.2, draws=2000, dim=20)
+    nuts, _ = _gaussian_nuts(0.0, draws=2000, dim=20)
+    assert hmc.mean(0).abs().max() < 0.15 and ((hmc.var(0) - 1).abs() < 0.2).all()
+    assert abs(_lag1_autocorrelation(hmc)) < 0.15 and abs(_lag1_autocorrelation(hmc ** 2)) < 0.15
+    assert _lag1_autocorrelation(nuts ** 2) > 0.3

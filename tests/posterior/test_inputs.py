@@ -48,8 +48,8 @@ def test_errors():
         fit_posterior(np.array([[0, 5], [1, 1]]), num_classes=2)
     with pytest.raises(UnknownNameError, match="unknown posterior model"):
         fit_posterior(np.array([[0, 1], [1, 1]]), model="glad")
-    with pytest.raises(UnknownNameError, match="no method 'hmc'"):
-        fit_posterior(np.array([[0, 1], [1, 1]]), method="hmc")
+    with pytest.raises(UnknownNameError, match="no method 'gibbs'"):
+        fit_posterior(np.array([[0, 1], [1, 1]]), method="gibbs")
     with pytest.raises(UnknownNameError, match="no method 'em'"):
         fit_posterior(np.array([[0, 1], [1, 1]]), model="hierarchical", method="em")
     with pytest.raises(InvalidInputError, match="observes each weak model's probabilities"):
@@ -118,6 +118,14 @@ BAD_INPUTS = [
     (VOTES, dict(method="nuts", init_jitter=100.0), InvalidInputError, r"init_jitter must be a number in \[0, 3\]"),
     (VOTES, dict(method="nuts", step_size_jitter=1.0), InvalidInputError, r"step_size_jitter must be a number in \[0, 1\)"),
     (VOTES, dict(method="nuts", step_size_jitter=-0.1), InvalidInputError, r"step_size_jitter must be a number in \[0, 1\)"),
+    (VOTES, dict(method="hmc", trajectory_length=0.0), InvalidInputError,
+     r"trajectory_length must be a number in \(0, inf\)"),
+    (VOTES, dict(method="hmc", trajectory_length=float("inf")), InvalidInputError, "trajectory_length must be"),
+    (VOTES, dict(method="hmc", trajectory_length=True), InvalidInputError, "trajectory_length must be"),
+    (VOTES, dict(method="hmc", trajectory_jitter=1.0), InvalidInputError,
+     r"trajectory_jitter must be a number in \[0, 1\)"),
+    (VOTES, dict(method="hmc", trajectory_jitter="0.2"), InvalidInputError, "trajectory_jitter must be"),
+    (VOTES, dict(method="hmc", max_tree_depth=5), InvalidInputError, "no prior or hmc setting named"),
     (VOTES, dict(method="svi", guide="laplace"), InvalidInputError, "guide must be one of"),
     (VOTES, dict(method="svi", subsample_size=0), InvalidInputError, "subsample_size must be None or"),
     (VOTES, dict(method="em", steps=10), InvalidInputError, r"has no prior or em setting named \['steps'\]"),

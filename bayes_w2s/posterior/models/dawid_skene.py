@@ -45,7 +45,7 @@ class DawidSkene(ClassModel):
     fn = staticmethod(dawid_skene)
     sites = {"pi": Site(SIMPLEX, ("class",)),
              "theta": Site(SIMPLEX, ("true_class", "weak_model", "weak_label"))}
-    methods = ("em", "vb", "svi", "nuts")
+    methods = ("em", "vb", "svi", "nuts", "hmc")
     prior_specs = {"alpha_prior": CONCENTRATION, "beta_diag": CONCENTRATION, "beta_off": CONCENTRATION,
                    "prior_counts": CountsSpec("gold confusion counts [K, M, K]")}
 

@@ -64,7 +64,7 @@ class EBCC(ClassModel):
     max_plate_nesting = NEST
     sites = {"pi": Site(SIMPLEX, ("class",)), "nu": Site(SIMPLEX, ("true_class", "_", "_", "subtype")),
              "theta": Site(SIMPLEX, ("true_class", "subtype", "weak_model", "weak_label"))}
-    methods = ("vb", "svi", "nuts")
+    methods = ("vb", "svi", "nuts", "hmc")
     point_estimate = False
     vb_starts = 10
     default_guide = "normal"

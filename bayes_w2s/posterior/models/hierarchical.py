@@ -55,7 +55,7 @@ class Hierarchical(ClassModel):
     sites = {"pi": Site(SIMPLEX, ("class",)), "kappa": Site(POSITIVE_SUPPORT, ()),
              "mu": Site(SIMPLEX, ("true_class", "_", "weak_label")),
              "theta": Site(SIMPLEX, ("true_class", "weak_model", "weak_label"))}
-    methods = ("svi", "nuts")
+    methods = ("svi", "nuts", "hmc")
     point_estimate = False
     default_guide = "normal"
     prior_specs = {"alpha_prior": CONCENTRATION, "beta_diag": CONCENTRATION, "beta_off": CONCENTRATION,

@@ -109,7 +109,7 @@ class LogisticT(ClassModel):
     sites = {"pi": Site(SIMPLEX, ("class",)), "mu": Site(REAL_SUPPORT, ("true_class", "log_ratio_coord")),
              "sigma": Site(POSITIVE_SUPPORT, ("log_ratio_coord",)),
              "omega": Site(CORR_CHOLESKY, ("log_ratio_coord", "log_ratio_coord_"))}
-    methods = ("em", "svi", "nuts")
+    methods = ("em", "svi", "nuts", "hmc")
     prior_specs = {"alpha_prior": CONCENTRATION, "df": PriorSpec(low=0.0, help="Student-t degrees of freedom"),
                    "mean_offset": REAL, "mean_scale": POSITIVE,
                    "scale_shape": PriorSpec(map_low=1.0, help="a Gamma shape"), "scale_rate": POSITIVE,

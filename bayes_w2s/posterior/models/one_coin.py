@@ -63,7 +63,7 @@ class OneCoin(ClassModel):
     name = "one_coin"
     fn = staticmethod(one_coin)
     sites = {"pi": Site(SIMPLEX, ("class",)), "accuracy": Site(UNIT, ("weak_model",))}
-    methods = ("em", "vb", "svi", "nuts")
+    methods = ("em", "vb", "svi", "nuts", "hmc")
     prior_specs = {"alpha_prior": CONCENTRATION, "accuracy_a": CONCENTRATION, "accuracy_b": CONCENTRATION}
 
     def log_joint(self, obs, g, log_g, p, lik_weight=1.0):

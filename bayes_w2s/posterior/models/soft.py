@@ -80,7 +80,7 @@ class SoftLabel(ClassModel):
     data_settings = {"eps": 1e-4}
     sites = {"pi": Site(SIMPLEX, ("class",)),
              "concentration": Site(POSITIVE_SUPPORT, ("true_class", "weak_model", "weak_label"))}
-    methods = ("em", "svi", "nuts")
+    methods = ("em", "svi", "nuts", "hmc")
     prior_specs = {"alpha_prior": CONCENTRATION, "diag_shape": POSITIVE, "off_shape": POSITIVE, "rate": POSITIVE}
 
     def observation(self, lm, eps: float = 1e-4):

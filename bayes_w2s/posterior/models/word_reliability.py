@@ -139,7 +139,7 @@ class WordModel(PosteriorModel):
 
     observes = "words"
     data_args: ClassVar[tuple] = ("choice", "n_candidates", "noise_logprob", "noise_rest")
-    methods = ("em", "svi", "nuts")
+    methods = ("em", "svi", "nuts", "hmc")
 
     def prepare(self, table, p, gold=None) -> ModelData:
         if gold is not None:
