@@ -21,6 +21,12 @@ is ≤ 1.01 for 3 of 4 chain seeds (the library: 0 of 4) and the smallest bulk E
 draw instead of 15); capped at depth 4 it costs what the library costs and is ≤ 1.01 for 2 of
 4 seeds. On the Gaussian it lowers the folded R-hat only from 1.020–1.022 to 1.017–1.020.
 
+``--hmc T`` runs static HMC (``fit_posterior(method="hmc")``) with integration time T in
+whitened units instead (``--jitter`` then jitters T): at T = π/2 the Gaussian's largest R-hat
+is 1.008–1.009, but on the crowd a few directions the Laplace metric scales wrongly mix slowly
+(1.012–1.016); at T = π those are fine and the spread lags as under NUTS (1.012–1.016).
+``--warmup`` sets the warm-up iterations (a shorter warm-up pays for jitter's longer trees).
+
 Each call appends its rows to ``results.json`` in ``--out`` (same target, draws, depth,
 target_accept, adaptation and seed replace the old row) and rewrites ``results.md`` from all
 of them.
@@ -30,6 +36,7 @@ of them.
     python experiments/probe_nuts_trajectory.py --target crowd --draws 500 --depth 8 --seeds 0 1 [--no-adapt]
     python experiments/probe_nuts_trajectory.py --target crowd --draws 500 --depth 8 --seeds 0 1 --jitter 0.3 0.5
     python experiments/probe_nuts_trajectory.py --target crowd --draws 500 --depth 4 --seeds 0 1 2 3 --jitter 0.5
+    python experiments/probe_nuts_trajectory.py --target crowd --draws 500 --hmc 1.5708 --accept 0.9 --jitter 0.2 --seeds 0 1 2
 """
 from __future__ import annotations
 

@@ -698,7 +698,7 @@ def fit_hmc(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int 
     mean but leaving x² (the spread) where it was, so its tail ESS and folded R-hat lag
     (on a 1,604-dimensional standard Gaussian: largest R-hat 1.020–1.022 at 4 × 500 draws).
     Stopping at a quarter orbit, t = π/2, lands on x(t) = p, a fresh draw: independent
-    for location and spread alike (same Gaussian: 1.009). Each transition's integration
+    for location and spread alike (same Gaussian: 1.008–1.009). Each transition's integration
     time is uniform in ``trajectory_length`` (1 ± ``trajectory_jitter``), so that directions
     whose frequency the metric got wrong do not resonate. Its end point is accepted or
     rejected as a whole, so a rejection repeats the draw: hence a higher default
