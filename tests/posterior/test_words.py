@@ -111,6 +111,14 @@ def test_nuts_arviz_and_loo(simulated):
     assert np.isfinite(az.loo(idata).elpd_loo)
 
 
+@pytest.mark.parametrize("model", ["word_reliability", "word_reliability_conf"])
+def test_word_models_sample_by_static_hmc(simulated, model):
+    _, hyps = simulated
+    post = fit_posterior(hyps[:100], model=model, method="hmc", num_chains=1, num_samples=20, warmup_steps=20,
+                         num_workers=1, progress=False)
+    assert post.info["kernel"] == "hmc" and all(np.isfinite(v).all() for v in post.draws.values())
+
+
 def test_empty_hypotheses_and_items_without_slots():
     hyps = [[WordScores([], np.array([])), "a b"], ["", ""], ["x", "x"]]
     post = fit_posterior(hyps, model="word_reliability", method="em")
