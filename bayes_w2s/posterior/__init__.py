@@ -112,6 +112,11 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
         data = m.prepare(lm, p, gold=gold_labels(gold, lm), **data_settings)
     with intra_op_threads(threads_for(data)):
         fit = FITTERS[method](m, data, p, **settings)
+    if method in ("em", "vb", "svi") and not fit.converged:   # MCMC reports R-hat through diagnostics()
+        budget = "steps" if method == "svi" else "max_iter"
+        warnings.warn(f"fit_posterior({model}/{method}) did not converge in {len(fit.history)} iterations; its "
+                      f"results are the last iterate's (raise {budget}, or check the priors)", RuntimeWarning,
+                      stacklevel=2)
     if data_settings:
         fit.info["data_settings"] = data_settings
     if gold is not None and m.observes != "words":

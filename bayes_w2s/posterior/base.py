@@ -205,7 +205,8 @@ class Posterior(DrawDiagnostics):
         """``item_probs`` as a DataFrame indexed by item id (crowd-kit's ``probas_`` layout)."""
         import pandas as pd
 
-        index = pd.Index(self.item_ids if self.item_ids is not None else range(len(self.item_probs)), name="task")
+        ids = self.item_ids if self.item_ids is not None else range(len(self.item_probs))
+        index = pd.Index(ids, name="task", tupleize_cols=False)      # tuple task ids stay one level
         return pd.DataFrame(self.item_probs, index=index, columns=list(self.label_names))
 
     # -- new items --------------------------------------------------------------------

@@ -60,18 +60,29 @@ def choose_temperature(fit, gold_index: np.ndarray, gold_labels: np.ndarray, bou
     A bounded scalar search on log T (Brent) of the gold items' log-loss; T = 1 is always
     evaluated, so the result is never worse than the plain model on gold.
     """
-    gold_index, gold_labels = np.asarray(gold_index), np.asarray(gold_labels)
+    gold_index = _integers(gold_index, "gold_index", mask_ok=True)
+    gold_labels = _integers(gold_labels, "gold_labels")
     if len(gold_index) == 0 or len(gold_index) != len(gold_labels):
         raise InvalidInputError(f"choose_temperature needs gold items: {len(gold_index)} positions for "
                                 f"{len(gold_labels)} labels")
+    if not (isinstance(bounds, (tuple, list)) and len(bounds) == 2
+            and all(isinstance(b, (int, float, np.integer, np.floating)) and math.isfinite(b) for b in bounds)
+            and 0 < bounds[0] < 1 < bounds[1]):
+        raise InvalidInputError(f"temperature bounds must be two finite numbers 0 < low < 1 < high, got {bounds!r}")
+    if not (isinstance(tol, (int, float, np.integer, np.floating)) and math.isfinite(tol) and tol > 0):
+        raise InvalidInputError(f"tol must be a finite number > 0, got {tol!r}")
     lo, hi = bounds
-    if not 0 < lo < 1 < hi:
-        raise InvalidInputError(f"temperature bounds must satisfy 0 < low < 1 < high, got {bounds}")
     evaluations = []
 
     def gold_loss(log_t: float) -> float:
         t = float(math.exp(log_t))
-        value = log_loss(np.asarray(fit(t))[gold_index], gold_labels)
+        probs = _item_probs(fit(t), t)
+        n, k = probs.shape
+        if gold_index.max() >= n:
+            raise InvalidInputError(f"gold_index {int(gold_index.max())} is out of range for {n} items")
+        if gold_labels.max() >= k:
+            raise InvalidInputError(f"gold label {int(gold_labels.max())} is not a class index 0..{k - 1}")
+        value = log_loss(probs[gold_index], gold_labels)
         evaluations.append((t, value))
         return value
 
@@ -79,6 +90,34 @@ def choose_temperature(fit, gold_index: np.ndarray, gold_labels: np.ndarray, bou
     res = minimize_scalar(gold_loss, bounds=(math.log(lo), math.log(hi)), method="bounded", options={"xatol": tol})
     best_t, best = (float(math.exp(res.x)), float(res.fun)) if res.fun < plain else (1.0, plain)
     return TemperatureSearch(best_t, best, plain, evaluations)
+
+
+def _integers(values, what: str, mask_ok: bool = False) -> np.ndarray:
+    """A 1-D array of non-negative integers (positions or class indices), or a clear error;
+    with ``mask_ok`` a boolean mask gives its positions."""
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise InvalidInputError(f"{what} must be a 1-D array, got shape {arr.shape}")
+    if arr.dtype.kind == "b" and mask_ok:
+        return np.flatnonzero(arr)
+    if arr.size and (arr.dtype.kind not in "iu" or arr.min() < 0):
+        raise InvalidInputError(f"{what} must be non-negative integers ({'positions' if mask_ok else 'class indices'}"
+                                f"; −1 or names are not accepted here), got {arr[:5].tolist()}")
+    return arr.astype(np.int64)
+
+
+def _item_probs(out, t: float) -> np.ndarray:
+    """What ``fit(t)`` returned, checked to be ``[N, K]`` item probabilities."""
+    if not isinstance(out, (np.ndarray, list, tuple)) and not hasattr(out, "__array__"):
+        raise InvalidInputError(f"fit(temperature) must return [N, K] item probabilities (e.g. a posterior's "
+                                f".item_probs), got {type(out).__name__}")
+    probs = np.asarray(out, dtype=np.float64)
+    if probs.ndim != 2:
+        raise InvalidInputError(f"fit(temperature) must return [N, K] item probabilities, got shape {probs.shape}")
+    if not np.isfinite(probs).all() or (probs < 0).any() or not np.allclose(probs.sum(-1), 1.0, atol=1e-3):
+        raise InvalidInputError(f"fit({t:.3g}) returned item probabilities that are not finite, non-negative rows "
+                                "summing to 1")
+    return probs
 
 
 def gold_confusion_counts(gold_labels, gold_classes) -> np.ndarray:

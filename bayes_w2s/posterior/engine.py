@@ -613,8 +613,9 @@ def fit_svi(model: PosteriorModel, data: ModelData, p: dict, *, guide: str = "de
             samples = [auto() for _ in range(num_draws)]
             draws = model.complete({s: torch.stack([d[s] for d in samples]) for s in sites})
             draws = {s: v.unsqueeze(0) for s, v in draws.items()}
-    window = history[-max(10, steps // 10):]
-    converged = bool(np.std(window) < 0.01 * abs(np.mean(window)) + 1.0)
+    size = max(10, steps // 10)
+    window = history[-size:]     # a flat last tenth; fewer than two windows of steps cannot show one
+    converged = len(history) >= 2 * size and bool(np.std(window) < 0.01 * abs(np.mean(window)) + 1.0)
     return Fit(draws, history, converged, {"guide": guide, "steps": steps, "subsample_size": subsample_size})
 
 

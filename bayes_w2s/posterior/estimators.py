@@ -73,7 +73,8 @@ class PosteriorEstimator:
             lm.counts, lm.soft = _align_workers(lm, post.model_names)
             lm.model_names = list(post.model_names)
         probs = post.predict_proba(lm)
-        index = pd.Index(lm.item_ids if lm.item_ids is not None else range(len(probs)), name="task")
+        ids = lm.item_ids if lm.item_ids is not None else range(len(probs))
+        index = pd.Index(ids, name="task", tupleize_cols=False)      # tuple task ids stay one level
         return pd.DataFrame(probs, index=index, columns=list(post.label_names))
 
     def predict(self, data) -> pd.Series:

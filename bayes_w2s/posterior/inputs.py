@@ -27,6 +27,7 @@ class LabelMatrix:
     item_ids: list | None
     soft: np.ndarray | None = None  # [N, M, K] probabilities when the input was soft
     named: bool = True              # False: the input had no model names (a vote array), ``weak_<j>`` made up
+    labels_by_name: bool = False    # True: labels were class names (a long DataFrame); integer gold labels are too
 
 
 def as_label_matrix(labels, num_classes: int | None = None, label_names=None, min_models: int = 2) -> LabelMatrix:
@@ -110,7 +111,9 @@ def _check_label_names(label_names):
         return None
     if isinstance(label_names, (str, bytes)) or not hasattr(label_names, "__iter__"):
         raise InvalidInputError(f"label_names must be a list of class names, got {label_names!r}")
-    names = list(label_names)
+    if isinstance(label_names, (set, frozenset, dict)):   # vote j would get whichever name hashes j-th
+        raise InvalidInputError(f"label_names must be ordered (a list: vote j is the j-th name), got {label_names!r}")
+    names = [x.item() if isinstance(x, np.generic) else x for x in label_names]
     if any(not isinstance(x, (str, int, np.integer)) or isinstance(x, (bool, np.bool_)) for x in names):
         raise InvalidInputError(f"label_names must be strings or integers, got {names}")
     names = [int(x) if _is_int(x) else x for x in names]
@@ -320,7 +323,7 @@ def _from_long(df: pd.DataFrame, num_classes, label_names) -> LabelMatrix:
         t_idx, w_idx, l_idx = t_idx[keep], w_idx[keep], l_idx[keep]
     flat = (t_idx.astype(np.int64) * shape[1] + w_idx) * shape[2] + l_idx
     counts = np.bincount(flat, minlength=int(np.prod(shape))).reshape(shape).astype(np.float64)
-    return LabelMatrix(counts, [str(w) for w in workers], list(label_names), list(tasks))
+    return LabelMatrix(counts, [str(w) for w in workers], list(label_names), list(tasks), labels_by_name=True)
 
 
 # -- fitting settings ------------------------------------------------------------------------
@@ -426,10 +429,14 @@ def check_fit_settings(model: str, method: str | None, kwargs: dict) -> None:
 def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
     """``gold`` ({item: label} or an ``[N]`` array with −1 = unknown) → ``[N]`` class indices.
 
-    Items are item ids when the labels carry them, else positions; labels are class names or
-    class indices."""
+    Items are item ids when the labels carry them, else positions (a pandas Series: its index
+    names the items, as a dict's keys). Labels are class names or class indices; an integer
+    is read the way the labels were: a name where they were names (a long DataFrame, e.g.
+    ratings 1..5), else a class index, as a vote is."""
     if gold is None:
         return None
+    if isinstance(gold, pd.Series):   # by index, never by position: a shuffled Series would be misread
+        gold = {item: label for item, label in gold.items() if not pd.isna(label)}
     n, k = lm.counts.shape[0], len(lm.label_names)
     out = np.full(n, -1, dtype=np.int64)
     if isinstance(gold, dict):
@@ -459,7 +466,10 @@ def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
             j = int(item)
         else:
             raise InvalidInputError(f"gold item {item!r} is not among the {n} items (positions 0..{n - 1})")
-        if isinstance(label, (int, np.integer)) and not isinstance(label, bool) and str(label) not in names:
+        if isinstance(label, (float, np.floating)) and float(label).is_integer():
+            label = int(label)               # 1.0 from a float column, as in a gold array
+        by_name = lm.labels_by_name and str(label) in names
+        if isinstance(label, (int, np.integer)) and not isinstance(label, (bool, np.bool_)) and not by_name:
             if not 0 <= label < k:
                 raise LabelSetMismatchError(f"gold label {label!r} of item {item!r} is not a class index 0..{k - 1}")
             out[j] = int(label)

@@ -31,6 +31,34 @@ def test_choose_temperature_errors():
         choose_temperature(lambda t: None, np.arange(3), np.arange(3), bounds=(2.0, 3.0))
 
 
+def test_choose_temperature_checks_its_gold_and_what_fit_returns():
+    """Each of these was once a wrong temperature or a raw numpy / scipy traceback."""
+    truth, votes = copied_errors(n=300, seed=2)
+    fit = lambda t: fit_posterior(votes, temperature=t).item_probs       # noqa: E731
+    index, labels = np.arange(10), truth[:10]
+    for bad_index, bad_labels, message in [
+            (index, np.r_[labels[:9], -1], "non-negative integers"),      # −1 was read as the last class
+            (np.r_[index[:9], -3], labels, "non-negative integers"),      # −3 wrapped around to the end
+            (index, labels[:, None], "1-D"),                              # broadcast into a 10 × 10 table
+            (index, np.array(["a"] * 10), "non-negative integers"),
+            (index, np.r_[labels[:9], 7], "not a class index"),
+            (np.r_[index[:9], 300], labels, "out of range for 300 items")]:
+        with pytest.raises(InvalidInputError, match=message):
+            choose_temperature(fit, bad_index, bad_labels)
+    for bad_fit, message in [(lambda t: fit(t) * 5, "summing to 1"), (lambda t: np.full((300, 3), np.nan), "finite"),
+                             (lambda t: fit_posterior(votes, temperature=t), "e.g. a posterior's .item_probs")]:
+        with pytest.raises(InvalidInputError, match=message):
+            choose_temperature(bad_fit, index, labels)
+    for bounds in [(0.5, np.inf), (0.5, 2, 3)]:
+        with pytest.raises(InvalidInputError, match="bounds"):
+            choose_temperature(fit, index, labels, bounds=bounds)
+    with pytest.raises(InvalidInputError, match="tol"):
+        choose_temperature(fit, index, labels, tol=-1)
+    mask = np.zeros(300, dtype=bool)
+    mask[:10] = True                                                      # a boolean mask names the same items
+    assert choose_temperature(fit, mask, labels).temperature == choose_temperature(fit, index, labels).temperature
+
+
 def test_gold_confusion_counts_are_each_models_votes_by_true_class():
     votes = np.array([[0, 1], [0, 0], [1, 1], [-1, 1]])
     counts = gold_confusion_counts(votes, np.array([0, 0, 1, 1]))

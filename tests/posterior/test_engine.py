@@ -183,6 +183,45 @@ def test_gold_and_temperature_errors_name_the_problem():
         fit_posterior(votes, gold=column)
 
 
+def test_gold_is_read_by_item_id_and_in_the_labels_own_terms():
+    """A pandas Series names its items by index (a shuffled one was read by position), and an
+    integer gold label is read as the labels are: a class index for votes, a name in a long
+    frame (where class names may be ratings 1..5)."""
+    truth, votes = simulate_votes(n=60, k=3, accs=(0.6, 0.7, 0.8))
+    names = np.array(["neg", "neu", "pos"])
+    df = pd.DataFrame([(f"t{i:02d}", f"w{j}", names[v]) for i, row in enumerate(votes) for j, v in enumerate(row)],
+                      columns=["task", "worker", "label"])
+    gold = pd.Series({f"t{i:02d}": names[truth[i]] for i in range(0, 60, 3)}).sample(frac=1, random_state=0)
+    by_series = fit_posterior(df, gold=gold)
+    by_dict = fit_posterior(df, gold=gold.to_dict())
+    np.testing.assert_allclose(by_series.item_probs, by_dict.item_probs)
+    assert (by_series.labels[::3] == truth[::3]).all()
+    with_gaps = pd.Series([truth[0], np.nan, truth[2]], index=["t00", "t01", "t02"])   # NaN: unknown
+    assert fit_posterior(df, gold=with_gaps.map(lambda v: v if pd.isna(v) else names[int(v)])).labels[0] == truth[0]
+    as_votes = fit_posterior(votes, label_names=[1, 2, 3], gold={1: 1})             # vote 1 = index 1 = class "2"
+    assert as_votes.labels[1] == 1
+    ratings = df.assign(label=df["label"].map({"neg": 1, "neu": 2, "pos": 3}))
+    assert fit_posterior(ratings, label_names=[1, 2, 3], gold={"t01": 1}).labels[1] == 0   # rating 1 = index 0
+    with pytest.raises(InvalidInputError, match="ordered"):
+        fit_posterior(votes, label_names={"a", "b", "c"})
+
+
+@pytest.mark.parametrize("method,budget", [("em", dict(max_iter=2)), ("vb", dict(max_iter=2)),
+                                           ("svi", dict(steps=2))])
+def test_an_optimiser_that_stops_before_converging_says_so(method, budget):
+    _, votes = simulate_votes(n=200, k=3, accs=(0.6, 0.7, 0.8))
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        post = fit_posterior(votes, method=method, **budget)
+    assert not post.converged
+
+
+def test_tuple_task_ids_stay_one_index_level():
+    df = pd.DataFrame({"task": [(1, "a"), (1, "a"), (2, "b"), (2, "b")], "worker": ["x", "y", "x", "y"],
+                       "label": [0, 0, 1, 1]})
+    frame = fit_posterior(df).to_frame()
+    assert list(frame.index) == [(1, "a"), (2, "b")] and frame.index.nlevels == 1
+
+
 @pytest.mark.parametrize("model,method", [("dawid_skene", "em"), ("dawid_skene", "vb"), ("logistic_t", "em"),
                                           ("logistic_t_hetero", "em")])
 def test_temperature_maps_the_evidence_and_leaves_the_fitted_reliabilities_alone(model, method):
