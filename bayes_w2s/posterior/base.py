@@ -223,7 +223,8 @@ class Posterior(DrawDiagnostics):
         from .models import get_model
 
         model = get_model(self.model)
-        lm = as_label_matrix(labels, num_classes=len(self.label_names), label_names=self.label_names, min_models=1)
+        lm = as_label_matrix(labels, num_classes=len(self.label_names), label_names=self.label_names, min_models=1,
+                             allow_unlabelled=True)
         fitted = list(self.model_names)
         if (model.observes == "votes" and lm.named and list(lm.model_names) != fitted
                 and set(lm.model_names) <= set(fitted)):

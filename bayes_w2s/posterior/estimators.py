@@ -68,7 +68,8 @@ class PosteriorEstimator:
         from .inputs import as_label_matrix
 
         post = self._fitted()
-        lm = as_label_matrix(data, label_names=post.label_names, min_models=1)   # a new batch may be one worker's
+        lm = as_label_matrix(data, label_names=post.label_names, min_models=1,   # a new batch may be one worker's,
+                             allow_unlabelled=True)                         # or have tasks nobody labelled
         if lm.named and list(lm.model_names) != list(post.model_names):
             lm.counts, lm.soft = _align_workers(lm, post.model_names)
             lm.model_names = list(post.model_names)

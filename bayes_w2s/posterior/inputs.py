@@ -30,7 +30,8 @@ class LabelMatrix:
     labels_by_name: bool = False    # True: labels were class names (a long DataFrame); integer gold labels are too
 
 
-def as_label_matrix(labels, num_classes: int | None = None, label_names=None, min_models: int = 2) -> LabelMatrix:
+def as_label_matrix(labels, num_classes: int | None = None, label_names=None, min_models: int = 2,
+                    allow_unlabelled: bool = False) -> LabelMatrix:
     """``labels`` in any accepted layout → :class:`LabelMatrix`; every malformed input
     raises :class:`~bayes_w2s.errors.InvalidInputError` (or ``LabelSetMismatchError``).
     Fitting needs ``min_models`` = 2 weak models; predicting new items from fitted ones, 1."""
@@ -64,10 +65,10 @@ def as_label_matrix(labels, num_classes: int | None = None, label_names=None, mi
         raise InvalidInputError(f"need at least two classes, got {k} ({out.label_names}): every label given is "
                                 "the same; name the full class set with label_names= (or num_classes=)")
     unlabelled = np.flatnonzero(out.counts.sum((1, 2)) == 0)
-    if unlabelled.size:
+    if unlabelled.size and not allow_unlabelled:   # new items may have none: their posterior is the class prior
+        first = f"item {out.item_ids[unlabelled[0]]!r}" if out.item_ids is not None else f"index {unlabelled[0]}"
         raise InvalidInputError(
-            f"{unlabelled.size} item(s) have no label from any weak model (first: index {unlabelled[0]}); "
-            "drop them first")
+            f"{unlabelled.size} item(s) have no label from any weak model (first: {first}); drop them first")
     return out
 
 

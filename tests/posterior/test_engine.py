@@ -412,6 +412,22 @@ def test_predict_proba_takes_crowd_frames_labelled_by_some_fitted_workers():
         post.predict_proba(new.assign(worker=["c", "a", "zed"]))
 
 
+def test_predict_proba_gives_a_new_item_without_labels_the_class_prior():
+    _, votes = simulate_votes(n=200, k=3, accs=(0.6, 0.7, 0.8))
+    post = fit_posterior(votes)
+    probs = post.predict_proba(np.array([[-1, -1, -1], [0, 0, 0]]))
+    np.testing.assert_allclose(probs[0], post.class_prior, atol=1e-9)
+    assert probs[1].argmax() == 0
+    df = pd.DataFrame({"task": ["a", "a", "b", "b"], "worker": ["x", "y", "x", "y"], "label": [0, 1, -1, -1]})
+    with pytest.raises(InvalidInputError, match="first: item 'b'"):          # fitting still needs a label
+        fit_posterior(df, num_classes=2)
+    from bayes_w2s.aggregation import DawidSkene
+    rows = [(t, w, (t + (w == "z")) % 2) for t in range(40) for w in ("x", "y", "z")]
+    est = DawidSkene().fit(pd.DataFrame(rows, columns=["task", "worker", "label"]))
+    new = est.predict_proba(df)
+    np.testing.assert_allclose(new.loc["b"].to_numpy(), est.priors_.to_numpy(), atol=1e-9)
+
+
 def _gaussian_nuts(jitter, seed=0, draws=300, dim=4):
     from pyro.infer import MCMC
 
