@@ -191,6 +191,7 @@ def _vote_array(labels) -> np.ndarray:
         raise InvalidInputError(f"hard votes must be a rectangular int array [N, M] (-1 = abstain); "
                                 f"rows of different lengths? ({exc})") from None
     if votes.dtype == object:
+        votes = np.where(np.equal(votes, None), -1, votes)    # None in a list of lists: an abstention
         flat = votes.ravel()
         if any(isinstance(v, (list, tuple, np.ndarray)) for v in flat):
             raise InvalidInputError("hard votes must be a rectangular int array [N, M] (-1 = abstain); "
@@ -311,6 +312,9 @@ def _from_long(df: pd.DataFrame, num_classes, label_names) -> LabelMatrix:
                 raise InvalidInputError(f"column {col!r} holds {seen[str(v)]!r} and {v!r}: different values that "
                                         "read the same; use one type for the ids")
             seen[str(v)] = v
+    if label_names is None and num_classes is None and isinstance(df["label"].dtype, pd.CategoricalDtype):
+        # a categorical column declares its class set, used or not (−1 marks an abstention)
+        label_names = _check_label_names([c for c in df["label"].cat.categories if not (_is_int(c) and c == -1)])
     l_idx, label_names = _long_labels(df["label"], num_classes, label_names)
     # hash-based factorize + bincount: linear in the number of labels (crowd-kit scale inputs).
     # Tasks and workers are indexed before abstentions are dropped, so an item that only
@@ -459,6 +463,8 @@ def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
         position, items = None, [(j, v) for j, v in enumerate(arr.tolist()) if v != -1]
     names = {str(c): j for j, c in enumerate(lm.label_names)}
     for item, label in items:
+        if (_is_int(label) and int(label) == -1) or (isinstance(label, (float, np.floating)) and np.isnan(label)):
+            continue                         # unknown, as −1 / NaN in a gold array
         if position is not None:           # the items have ids: gold names them by id, never by position
             if str(item) not in position:
                 raise InvalidInputError(f"gold item {item!r} is not among the {n} items' ids")

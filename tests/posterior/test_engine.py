@@ -215,6 +215,17 @@ def test_an_optimiser_that_stops_before_converging_says_so(method, budget):
     assert not post.converged
 
 
+def test_friendly_label_layouts():
+    """None in a list of lists abstains; −1 in a gold dict is unknown, as in a gold array; a
+    categorical label column declares its class set, unused classes included."""
+    listed = [[0, 0, None], [1, 1, 1], [0, None, 0], [1, 0, 1]]
+    post = fit_posterior(listed, num_classes=2, gold={0: 0, 1: -1})
+    np.testing.assert_array_equal(post.labels, [0, 1, 0, 1])
+    df = pd.DataFrame({"task": [1, 1, 2, 2, 3, 3], "worker": ["a", "b"] * 3, "label": ["x", "x", "y", "y", "x", "y"]})
+    df["label"] = pd.Categorical(df["label"], categories=["x", "y", "z"])
+    assert fit_posterior(df).label_names == ["x", "y", "z"]
+
+
 def test_tuple_task_ids_stay_one_index_level():
     df = pd.DataFrame({"task": [(1, "a"), (1, "a"), (2, "b"), (2, "b")], "worker": ["x", "y", "x", "y"],
                        "label": [0, 0, 1, 1]})
