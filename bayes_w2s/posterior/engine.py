@@ -619,7 +619,7 @@ def fit_svi(model: PosteriorModel, data: ModelData, p: dict, *, guide: str = "de
     return Fit(draws, history, converged, {"guide": guide, "steps": steps, "subsample_size": subsample_size})
 
 
-# -- NUTS and HMC------------------------------------------------------------------------------
+# -- NUTS and HMC ------------------------------------------------------------------------------
 
 def make_potential(model: PosteriorModel, data: ModelData, p: dict):
     """The potential energy −log p(globals, y) − log|J| in unconstrained coordinates.
