@@ -226,6 +226,11 @@ class Posterior(DrawDiagnostics):
         lm = as_label_matrix(labels, num_classes=len(self.label_names), label_names=self.label_names, min_models=1,
                              allow_unlabelled=True)
         fitted = list(self.model_names)
+        if lm.named and list(lm.model_names) != fitted and set(lm.model_names) == set(fitted):
+            # the fitted weak models in another order: put them (votes and probabilities) in the fitted one
+            order = [list(lm.model_names).index(m) for m in fitted]
+            lm = replace(lm, counts=lm.counts[:, order], soft=None if lm.soft is None else lm.soft[:, order],
+                         model_names=fitted)
         if (model.observes == "votes" and lm.named and list(lm.model_names) != fitted
                 and set(lm.model_names) <= set(fitted)):
             # crowd data: the new items' labellers are some of the fitted ones; the rest abstain

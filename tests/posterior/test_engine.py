@@ -439,6 +439,15 @@ def test_predict_proba_gives_a_new_item_without_labels_the_class_prior():
     np.testing.assert_allclose(new.loc["b"].to_numpy(), est.priors_.to_numpy(), atol=1e-9)
 
 
+@pytest.mark.parametrize("model", ["logistic_t", "dawid_skene"])
+def test_predict_proba_puts_reordered_weak_models_back_in_the_fitted_order(model):
+    _, wl = simulate_soft(n=200)
+    post = fit_posterior(wl, model=model)
+    order = [2, 0, 1]
+    shuffled = WeakLabels(wl.probs[:, order], [wl.model_names[j] for j in order], wl.label_names)
+    np.testing.assert_allclose(post.predict_proba(shuffled), post.predict_proba(wl), atol=1e-10)
+
+
 def _gaussian_nuts(jitter, seed=0, draws=300, dim=4):
     from pyro.infer import MCMC
 
