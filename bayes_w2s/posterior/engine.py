@@ -100,10 +100,31 @@ def compress_rows(key: torch.Tensor):
         freq = np.bincount(inverse, minlength=len(uniques))
         first = np.full(len(uniques), n, dtype=np.int64)
         np.minimum.at(first, inverse, np.arange(n))
+    elif flat.numel() > HASH_ROWS_ABOVE:
+        first, inverse, freq = _hashed_rows(flat.numpy())
     else:
         _, first, inverse, freq = np.unique(flat.numpy(), axis=0, return_index=True, return_inverse=True,
                                             return_counts=True)
     return torch.as_tensor(first), torch.as_tensor(inverse.reshape(-1)), torch.as_tensor(freq, dtype=DTYPE)
+
+
+#: above this many cells np.unique's sort of whole rows dominates a sparse crowd's EM (20k
+#: tasks × 500 workers × 3 classes: 3.6 of 7.3 s, finding no repeated row); smaller inputs keep
+#: its exact, lexicographic order of patterns, which seeded NUTS draws depend on
+HASH_ROWS_ABOVE = 5_000_000
+
+
+def _hashed_rows(flat: np.ndarray):
+    """``(first, inverse, count)`` of distinct rows found by two random projections, then
+    checked: rows merged under one code are verified identical (else the exact sort runs).
+    Identical rows that round differently stay apart, which costs compression, not accuracy."""
+    proj = np.random.default_rng(0).standard_normal((flat.shape[1], 2))
+    _, first, inverse, freq = np.unique(flat @ proj, axis=0, return_index=True, return_inverse=True,
+                                        return_counts=True)
+    inverse = inverse.reshape(-1)
+    if not np.array_equal(flat[first][inverse], flat):
+        _, first, inverse, freq = np.unique(flat, axis=0, return_index=True, return_inverse=True, return_counts=True)
+    return first, inverse.reshape(-1), freq
 
 
 def gold_mask(gold: torch.Tensor | None, num_latent: int, latent_class: torch.Tensor) -> torch.Tensor | None:

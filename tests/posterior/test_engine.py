@@ -226,6 +226,25 @@ def test_friendly_label_layouts():
     assert fit_posterior(df).label_names == ["x", "y", "z"]
 
 
+def test_hashed_row_compression_finds_the_exact_patterns_and_falls_back_on_a_collision(monkeypatch):
+    """Many-column inputs (crowds) are factorised by hashing above ``HASH_ROWS_ABOVE`` cells;
+    each group must hold identical rows, as many groups as np.unique finds, and a hash that
+    merges different rows must fall back to the exact sort."""
+    import bayes_w2s.posterior.engine as engine
+    rng = np.random.default_rng(1)
+    rows = rng.integers(0, 2, (60, 200)) * (rng.random((60, 200)) < 0.02)
+    key = torch.as_tensor(np.vstack([rows, rows[:25]]), dtype=torch.float64)      # 25 repeated rows
+    exact = np.unique(key.numpy(), axis=0).shape[0]
+    monkeypatch.setattr(engine, "HASH_ROWS_ABOVE", 0)
+    for collide in (False, True):
+        if collide:                                     # every row hashes alike: the check must catch it
+            monkeypatch.setattr(engine.np.random, "default_rng", lambda seed: type("R", (), {
+                "standard_normal": lambda self, shape: np.zeros(shape)})())
+        first, inverse, freq = engine.compress_rows(key)
+        np.testing.assert_array_equal(key.numpy()[first.numpy()][inverse.numpy()], key.numpy())
+        assert len(first) == exact and int(freq.sum()) == len(key)
+
+
 def test_tuple_task_ids_stay_one_index_level():
     df = pd.DataFrame({"task": [(1, "a"), (1, "a"), (2, "b"), (2, "b")], "worker": ["x", "y", "x", "y"],
                        "label": [0, 0, 1, 1]})
