@@ -204,6 +204,13 @@ def check_temperature(temperature) -> float:
     return float(temperature)
 
 
+def check_counts(**counts) -> None:
+    """Each ``name=(value, least)``: an integer (not a bool) ≥ ``least``, else a clear error."""
+    for name, (value, low) in counts.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise InvalidInputError(f"{name} must be an integer ≥ {low}, got {value!r}")
+
+
 # -- supports: unconstrained coordinates for MCMC -------------------------------------------
 
 SIMPLEX, POSITIVE_SUPPORT, UNIT, REAL_SUPPORT, CORR_CHOLESKY = "simplex", "positive", "unit", "real", "corr_cholesky"
@@ -480,8 +487,7 @@ def fit_em(model: PosteriorModel, data: ModelData, p: dict, *, max_iter: int = 5
     model's M-step. Models with several starts (the word models' restarts) keep the run
     with the highest final log joint.
     """
-    if not isinstance(max_iter, (int, np.integer)) or isinstance(max_iter, bool) or max_iter < 1:
-        raise InvalidInputError(f"max_iter must be an integer ≥ 1, got {max_iter!r}")
+    check_counts(max_iter=(max_iter, 1))
     runs = []
     for g in model.em_starts(data, p, restarts, seed):
         history, converged = [], False
@@ -533,11 +539,8 @@ def fit_vb(model: PosteriorModel, data: ModelData, p: dict, *, max_iter: int = 1
     """
     if not model.conjugate:
         raise UnknownNameError(f"posterior model {model.name!r} has no closed-form VB (it is not conjugate)")
-    if not isinstance(max_iter, (int, np.integer)) or isinstance(max_iter, bool) or max_iter < 1:
-        raise InvalidInputError(f"max_iter must be an integer ≥ 1, got {max_iter!r}")
     starts = model.vb_starts if num_starts is None else num_starts
-    if isinstance(starts, bool) or not isinstance(starts, (int, np.integer)) or starts < 1:
-        raise InvalidInputError(f"num_starts must be an integer ≥ 1, got {starts!r}")
+    check_counts(max_iter=(max_iter, 1), num_starts=(starts, 1))
 
     def start(r):
         g = model.init(data, p, seed + r)
@@ -606,8 +609,7 @@ def fit_svi(model: PosteriorModel, data: ModelData, p: dict, *, guide: str = "de
     """
     if guide not in ("delta", "normal"):
         raise InvalidInputError(f"guide must be 'delta' or 'normal', got {guide!r}")
-    if not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise InvalidInputError(f"steps must be an integer ≥ 1, got {steps!r}")
+    check_counts(steps=(steps, 1))
     sites = list(model.sites)
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
@@ -744,13 +746,6 @@ def fit_hmc(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int 
                     target_accept_prob=target_accept_prob, num_workers=num_workers, draw_labels=draw_labels,
                     precondition=precondition, adapt_metric=adapt_metric, init_jitter=init_jitter, seed=seed,
                     progress=progress)
-
-
-def check_counts(**counts) -> None:
-    """Each ``name=(value, least)``: an integer (not a bool) ≥ ``least``, else a clear error."""
-    for name, (value, low) in counts.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise InvalidInputError(f"{name} must be an integer ≥ {low}, got {value!r}")
 
 
 def fit_mcmc(model: PosteriorModel, data: ModelData, p: dict, kernel: dict, *, num_chains: int, num_samples: int,
