@@ -225,24 +225,11 @@ class Posterior(DrawDiagnostics):
         model = get_model(self.model)
         lm = as_label_matrix(labels, num_classes=len(self.label_names), label_names=self.label_names, min_models=1,
                              allow_unlabelled=True)
-        fitted = list(self.model_names)
-        if lm.named and list(lm.model_names) != fitted and set(lm.model_names) == set(fitted):
-            # the fitted weak models in another order: put them (votes and probabilities) in the fitted one
-            order = [list(lm.model_names).index(m) for m in fitted]
-            lm = replace(lm, counts=lm.counts[:, order], soft=None if lm.soft is None else lm.soft[:, order],
-                         model_names=fitted)
-        if (model.observes == "votes" and lm.named and list(lm.model_names) != fitted
-                and set(lm.model_names) <= set(fitted)):
-            # crowd data: the new items' labellers are some of the fitted ones; the rest abstain
-            counts = np.zeros((lm.counts.shape[0], len(fitted), lm.counts.shape[2]), dtype=lm.counts.dtype)
-            counts[:, [fitted.index(m) for m in lm.model_names]] = lm.counts
-            lm = replace(lm, counts=counts, model_names=fitted)
+        if lm.named and list(lm.model_names) != list(self.model_names):
+            lm = self._in_fitted_order(lm, model.observes == "votes")
         if lm.counts.shape[1] != len(self.model_names):
             raise InvalidInputError(f"the posterior was fitted on {len(self.model_names)} weak models "
                                     f"{self.model_names}, the new labels have {lm.counts.shape[1]}")
-        if lm.named and list(lm.model_names) != list(self.model_names):
-            raise InvalidInputError(f"new labels come from weak models {lm.model_names}, the posterior from "
-                                    f"{self.model_names}")
         temperature = self.temperature if temperature is None else check_temperature(temperature)
         data = model.prepare(lm, self.priors, gold=gold_labels(gold, lm), **self.info.get("data_settings", {}))
         draws = {s: torch.as_tensor(v) for s, v in self.draws.items()}
@@ -251,6 +238,28 @@ class Posterior(DrawDiagnostics):
         if data.inverse is not None:
             probs = probs[data.inverse]
         return probs.numpy()
+
+    def _in_fitted_order(self, lm, votes: bool):
+        """New labels whose weak models are the fitted ones in another order (votes and
+        probabilities move together), or, for vote models, some of them: the rest abstain
+        (crowd data, where a new task's labellers are a few of the fitted workers)."""
+        fitted, given = list(map(str, self.model_names)), list(map(str, lm.model_names))
+        unknown = sorted(set(given) - set(fitted))
+        if unknown:
+            raise InvalidInputError(f"new labels come from weak models {given}, the posterior from {fitted}: "
+                                    f"{unknown} were not in the fitted data")
+        missing = sorted(set(fitted) - set(given))
+        if missing and not votes:
+            raise InvalidInputError(f"the soft-label models need every fitted worker's probabilities; missing "
+                                    f"{missing}")
+        columns = [fitted.index(m) for m in given]
+        counts = np.zeros((lm.counts.shape[0], len(fitted), lm.counts.shape[2]), dtype=lm.counts.dtype)
+        counts[:, columns] = lm.counts
+        soft = None
+        if lm.soft is not None and not missing:
+            soft = np.empty_like(lm.soft)
+            soft[:, columns] = lm.soft
+        return replace(lm, counts=counts, soft=soft, model_names=list(self.model_names))
 
     # -- ArviZ --------------------------------------------------------------------------
     def to_inference_data(self):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import numpy as np
 import pandas as pd
 
 from . import fit_posterior
@@ -70,10 +69,7 @@ class PosteriorEstimator:
         post = self._fitted()
         lm = as_label_matrix(data, label_names=post.label_names, min_models=1,   # a new batch may be one worker's,
                              allow_unlabelled=True)                         # or have tasks nobody labelled
-        if lm.named and list(lm.model_names) != list(post.model_names):
-            lm.counts, lm.soft = _align_workers(lm, post.model_names)
-            lm.model_names = list(post.model_names)
-        probs = post.predict_proba(lm)
+        probs = post.predict_proba(lm)          # which puts the workers in the fitted order
         ids = lm.item_ids if lm.item_ids is not None else range(len(probs))
         index = pd.Index(ids, name="task", tupleize_cols=False)      # tuple task ids stay one level
         return pd.DataFrame(probs, index=index, columns=list(post.label_names))
@@ -119,30 +115,6 @@ class PosteriorEstimator:
             args.append(f"temperature={self.temperature!r}")
         args += [f"{k}={v!r}" for k, v in self.settings.items()]
         return f"{type(self).__name__}({', '.join(args)})"
-
-
-def _align_workers(lm, names) -> tuple[np.ndarray, np.ndarray | None]:
-    """``lm.counts`` and ``lm.soft`` with their worker axis in the fitted order (missing
-    workers abstain; the soft-label models need every worker's probabilities)."""
-    from ..errors import InvalidInputError
-
-    names = list(map(str, names))
-    unknown = set(lm.model_names) - set(names)
-    if unknown:
-        raise InvalidInputError(f"workers {sorted(unknown)} were not in the fitted data")
-    order = [names.index(str(name)) for name in lm.model_names]
-    out = np.zeros((lm.counts.shape[0], len(names), lm.counts.shape[2]))
-    out[:, order] = lm.counts
-    if lm.soft is None:
-        return out, None
-    # the probabilities move with the votes: left in the old order, the soft models read
-    # worker a's probabilities as worker c's (a silently wrong posterior)
-    if len(order) != len(names):
-        raise InvalidInputError(f"the soft-label models need every fitted worker's probabilities; missing "
-                                f"{sorted(set(names) - set(map(str, lm.model_names)))}")
-    soft = np.empty_like(lm.soft)
-    soft[:, order] = lm.soft
-    return out, soft
 
 
 class DawidSkene(PosteriorEstimator):
