@@ -313,7 +313,7 @@ class PosteriorModel:
     # -- priors ------------------------------------------------------------------------
     def prior_defaults(self) -> dict:
         params = inspect.signature(self.fn).parameters
-        skip = set(self.data_args) | {"subsample_size", "gold"}
+        skip = set(self.data_args) | {"subsample_size", "gold", "informative"}
         return {n: p.default for n, p in params.items() if n not in skip}
 
     def priors(self, overrides: dict | None = None, point_estimate: bool = False) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,11 +66,19 @@ def as_label_matrix(labels, num_classes: int | None = None, label_names=None, mi
         raise InvalidInputError(f"need at least two classes, got {k} ({out.label_names}): every label given is "
                                 "the same; name the full class set with label_names= (or num_classes=)")
     unlabelled = np.flatnonzero(out.counts.sum((1, 2)) == 0)
-    if unlabelled.size and not allow_unlabelled:   # new items may have none: their posterior is the class prior
-        first = f"item {out.item_ids[unlabelled[0]]!r}" if out.item_ids is not None else f"index {unlabelled[0]}"
-        raise InvalidInputError(
-            f"{unlabelled.size} item(s) have no label from any weak model (first: {first}); drop them first")
+    if unlabelled.size and out.soft is not None and not allow_unlabelled:
+        # every weak model's output is tied there (e.g. uniform): a vote model sees no vote, as for new items
+        warnings.warn(f"{unlabelled.size} item(s) get no vote: every weak model's output is tied, e.g. uniform "
+                      f"(first: {_item_name(out, unlabelled[0])}); vote models give them the class prior, as do the "
+                      "soft-label models where every output is uniform", RuntimeWarning, stacklevel=3)
+    elif unlabelled.size and not allow_unlabelled:   # new items may have none: their posterior is the class prior
+        raise InvalidInputError(f"{unlabelled.size} item(s) have no label from any weak model (first: "
+                                f"{_item_name(out, unlabelled[0])}); drop them first")
     return out
+
+
+def _item_name(lm: LabelMatrix, position: int) -> str:
+    return f"item {lm.item_ids[position]!r}" if lm.item_ids is not None else f"index {position}"
 
 
 def name_axes(lm: LabelMatrix, model_names=None, item_ids=None) -> LabelMatrix:

@@ -13,6 +13,9 @@ from ..io import atomic_path
 
 #: tolerance on ``probs.sum(-1) == 1``; float32 softmax outputs are well inside it
 SUM_TOL = 1e-3
+#: two classes whose probabilities differ by less than this are a tie (no vote): exact ties
+#: come from uniform or symmetric outputs, far below float32 softmax resolution (~1e-7)
+TIE_TOL = 1e-12
 
 
 def check_probs(probs: np.ndarray, what: str = "probabilities", ndim: int | None = None) -> np.ndarray:
@@ -95,16 +98,25 @@ class WeakLabels:
         return self.probs.shape[2]
 
     def votes(self) -> np.ndarray:
-        """``[N, M]`` hard labels (argmax of each weak model)."""
-        return self.probs.argmax(-1)
+        """``[N, M]`` hard labels: each weak model's argmax, or −1 (an abstention) where its
+        largest probability is shared by two or more classes (e.g. a uniform output), which
+        names no label; ``argmax`` would make every such tie a vote for the first class."""
+        top = self.probs.max(-1, keepdims=True)
+        tied = (self.probs >= top - TIE_TOL).sum(-1) > 1
+        return np.where(tied, -1, self.probs.argmax(-1))
+
+    def abstained(self) -> np.ndarray:
+        """``[N]`` True for items on which every weak model abstains (every output tied)."""
+        return (self.votes() < 0).all(-1)
 
     def mean(self) -> np.ndarray:
         """``[N, K]`` the ensemble's mean probability."""
         return self.probs.mean(1)
 
     def majority_vote(self) -> np.ndarray:
-        """``[N, K]`` one-hot majority vote; ties split evenly (so it stays a distribution)."""
-        counts = np.eye(self.num_classes)[self.votes()].sum(1)
+        """``[N, K]`` one-hot majority vote; ties split evenly (so it stays a distribution).
+        A weak model whose output is tied casts no vote; an item with no vote is uniform."""
+        counts = (self.votes()[..., None] == np.arange(self.num_classes)).sum(1)
         top = counts == counts.max(-1, keepdims=True)
         return top / top.sum(-1, keepdims=True)
 

@@ -20,7 +20,7 @@ CLASS_MODELS = sorted(n for n, m in MODELS.items() if m.observes != "words")
 WORD_MODELS = sorted(n for n, m in MODELS.items() if m.observes == "words")
 
 
-def _data(name, gold=False, n=120, priors=None):
+def _data(name, gold=False, n=120, priors=None, blank=False):
     model = get_model(name)
     p = model.priors(priors or ({"num_subtypes": 3} if name == "ebcc" else {}))
     if model.observes == "words":
@@ -29,6 +29,8 @@ def _data(name, gold=False, n=120, priors=None):
         return model, model.prepare(slot_table(hyps), p), p
     if model.observes == "probs":
         _, labels = simulate_soft(n=n)
+        if blank:                                                      # every output uniform: missing items
+            labels.probs[::9] = 1.0 / labels.num_classes
     else:
         _, labels = simulate_votes(n=n, k=3, accs=(0.6, 0.7, 0.8))
         labels[::7, 1] = -1                                            # abstentions
@@ -69,11 +71,14 @@ def _closed_form(model, data, p, g):
 
 
 @pytest.mark.parametrize("name", CLASS_MODELS + WORD_MODELS)
-@pytest.mark.parametrize("variant", ["plain", "gold"])
+@pytest.mark.parametrize("variant", ["plain", "gold", "blank"])
 def test_closed_form_log_joint_matches_pyro_trace(name, variant):
     if variant == "gold" and get_model(name).observes == "words":
         pytest.skip("gold words are not supported")
-    model, data, p = _data(name, gold=variant == "gold")
+    if variant == "blank" and get_model(name).observes != "probs":
+        pytest.skip("uniform outputs are missing items for the soft-label models (votes: abstentions, above)")
+    model, data, p = _data(name, gold=variant == "gold", blank=variant == "blank")
+    assert variant != "blank" or (data.weight == 0).sum() == 14
     g = _random_point(model, data, p)
     ours = float(_closed_form(model, data, p, g))
     assert ours == pytest.approx(float(_pyro_log_joint(model, data, p, g)), rel=1e-9, abs=1e-6)
@@ -159,3 +164,22 @@ def test_unknown_and_out_of_range_priors_are_reported():
     with pytest.raises(InvalidInputError, match="must be an integer"):
         get_model("ebcc").priors({"num_subtypes": 2.5})
     pyro.clear_param_store()
+
+
+@pytest.mark.parametrize("name", ["dawid_skene", "soft", "logistic_t", "logistic_t_hetero"])
+def test_items_whose_weak_outputs_are_all_uniform_get_the_class_prior_and_leave_the_fit_alone(name):
+    """Before: a vote model read each uniform output as a vote for the first class, and the
+    logistic-t models put ~0.99 on whichever class centred nearest log-odds 0 and lost 3–8
+    points of accuracy on the other items."""
+    from bayes_w2s.posterior import fit_posterior
+    from bayes_w2s.weak import WeakLabels
+
+    truth, clean = simulate_soft(n=300, seed=3)
+    probs = np.concatenate([np.full((12, 3, 3), 1 / 3), clean.probs])
+    with pytest.warns(RuntimeWarning, match="12 item.* get no vote: every weak model's output is tied"):
+        post = fit_posterior(WeakLabels(probs, clean.model_names, clean.label_names), name)
+    np.testing.assert_allclose(post.item_probs[:12], np.broadcast_to(post.class_prior, (12, 3)), atol=1e-6)
+    alone = fit_posterior(clean, name)
+    np.testing.assert_allclose(post.item_probs[12:], alone.item_probs, atol=0.02)
+    np.testing.assert_allclose(post.predict_proba(WeakLabels(probs[:14], clean.model_names, clean.label_names))[:12],
+                               post.item_probs[:12], atol=1e-6)

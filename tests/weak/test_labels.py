@@ -90,3 +90,15 @@ def test_corrupt_cache_names_the_file(tmp_path):
     bad.write_bytes(b"not a zip file")
     with pytest.raises(CorruptCacheError, match="weak.npz"):
         WeakLabels.load(bad)
+
+
+def test_a_tied_output_is_an_abstention_not_a_vote_for_the_first_class():
+    probs = np.array([[[0.7, 0.2, 0.1], [1 / 3, 1 / 3, 1 / 3], [0.1, 0.2, 0.7]],
+                      [[0.45, 0.45, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]],
+                      [[1 / 3, 1 / 3, 1 / 3], [0.5, 0.5, 0.0], [0.25, 0.5, 0.25]],
+                      [[1 / 3, 1 / 3, 1 / 3], [0.5, 0.5, 0.0], [0.0, 0.5, 0.5]]])
+    wl = WeakLabels(probs, ["a", "b", "c"], ["x", "y", "z"])
+    assert wl.votes().tolist() == [[0, -1, 2], [-1, 1, 2], [-1, -1, 1], [-1, -1, -1]]
+    assert wl.abstained().tolist() == [False, False, False, True]
+    # the tied models cast no vote: argmax made item 0 "x" (two votes) and item 1 a tie
+    np.testing.assert_allclose(wl.majority_vote(), [[0.5, 0, 0.5], [0, 0.5, 0.5], [0, 1, 0], [1 / 3, 1 / 3, 1 / 3]])

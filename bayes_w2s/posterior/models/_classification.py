@@ -162,11 +162,14 @@ class ClassModel(PosteriorModel):
             row_gold = None if gold_t is None else gold_t[first]
         else:
             rows, inverse, weight, row_gold = full, None, torch.ones(n, dtype=DTYPE), gold_t
+        kwargs = {"gold": gold_t} if gold_t is not None else {}
+        if "informative" in full:   # items without evidence weigh nothing in the fit (see soft.informative_items)
+            weight = weight * full["informative"]
+            kwargs["informative"] = full["informative"] > 0
         k = len(lm.label_names)
         classes = self.latent_class_of(k, p)
         mask = gold_mask(row_gold, self.num_latent(k, p), classes if classes is not None else torch.arange(k))
-        return ModelData(rows, weight, inverse, tuple(full[a] for a in self.data_args),
-                         {"gold": gold_t} if gold_t is not None else {}, mask, lm)
+        return ModelData(rows, weight, inverse, tuple(full[a] for a in self.data_args), kwargs, mask, lm)
 
     def latent_class_of(self, k: int, p: dict) -> torch.Tensor | None:
         return None
@@ -272,12 +275,13 @@ def masked(q: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 
 def vote_start(data: ModelData) -> torch.Tensor:
     """``[R, K]`` where fits start: each row's share of votes per class (the soft majority
-    vote), gold rows at their class."""
+    vote; uniform on a row without votes), gold rows at their class."""
     counts = data.obs["counts"]
     mask = data.mask
     if mask is not None and mask.shape[-1] != counts.shape[-1]:     # finer latents: class = index // L
         mask = mask.reshape(len(mask), counts.shape[-1], -1)[..., 0]
-    return masked(counts.sum(1) / counts.sum((1, 2)).unsqueeze(-1), mask)
+    per_class = counts.sum(1) + (counts.sum((1, 2)) == 0).unsqueeze(-1).to(counts.dtype)
+    return masked(per_class / per_class.sum(-1, keepdim=True), mask)
 
 
 def pi_log_prior(log_pi: torch.Tensor, alpha_prior: float) -> torch.Tensor:

@@ -12,7 +12,7 @@ from torch.distributions import biject_to, constraints
 from ..engine import (scaled, CONCENTRATION, CORR_CHOLESKY, DTYPE, POSITIVE, POSITIVE_SUPPORT, PriorSpec, REAL,
                       REAL_SUPPORT, SIMPLEX, Site, dirichlet_mode)
 from ._classification import ClassModel, for_vindex, masked, pi_counts, pi_log_prior, true_class
-from .soft import soft_observation
+from .soft import evidence_mask, informative_items, soft_observation, with_evidence
 
 
 def prior_means(num_classes: int, num_models: int, offset: float, dtype=DTYPE) -> torch.Tensor:
@@ -27,7 +27,7 @@ def prior_means(num_classes: int, num_models: int, offset: float, dtype=DTYPE) -
 def logistic_t(logits: torch.Tensor, alpha_prior: float = 1.0, df: float = 1.0, mean_offset: float = 2.0,
                mean_scale: float = 3.0, scale_shape: float = 2.0, scale_rate: float = 0.5,
                lkj_concentration: float = 2.0, subsample_size: int | None = None,
-               gold: torch.Tensor | None = None):
+               gold: torch.Tensor | None = None, informative: torch.Tensor | None = None):
     r"""Logistic-t soft-label model: the log-odds of all weak models, jointly Student-t
     given the true class, with a scale matrix shared across classes.
 
@@ -53,7 +53,8 @@ def logistic_t(logits: torch.Tensor, alpha_prior: float = 1.0, df: float = 1.0, 
     points below the majority vote; ν = 1 matches the vote and is 2× better calibrated).
     The log-ratio basis does not matter: the model is equivariant under any invertible
     linear map of z. Peel & McLachlan (2000) for mixtures of t; Lewandowski, Kurowicka &
-    Joe (2009) for LKJ.
+    Joe (2009) for LKJ. Items whose outputs are all uniform are missing (``informative``;
+    :func:`.soft.informative_items`).
     """
     n, m, km1 = logits.shape
     k, d = km1 + 1, m * km1
@@ -70,7 +71,9 @@ def logistic_t(logits: torch.Tensor, alpha_prior: float = 1.0, df: float = 1.0, 
     with pyro.plate("items", n, dim=-1, subsample_size=subsample_size) as idx:
         c = true_class(pi, gold, idx, items_dim=-1)
         loc = Vindex(for_vindex(mu, 2, nest=1))[..., c, :]
-        pyro.sample("y", dist.MultivariateStudentT(torch.tensor(float(df), dtype=dtype), loc, tril), obs=flat[idx])
+        with pyro.poutine.mask(mask=evidence_mask(informative, idx, items_dim=-1)):
+            pyro.sample("y", dist.MultivariateStudentT(torch.tensor(float(df), dtype=dtype), loc, tril),
+                        obs=flat[idx])
     return c
 
 
@@ -118,7 +121,7 @@ class LogisticT(ClassModel):
 
     def observation(self, lm, eps: float = 1e-6):
         log_p = soft_observation(lm, eps).log()
-        return {"logits": log_p[..., :-1] - log_p[..., -1:]}                 # [N, M, K−1]
+        return {"logits": log_p[..., :-1] - log_p[..., -1:], "informative": informative_items(lm)}   # [N, M, K−1]
 
     def log_prior(self, g, log_g, p):
         k, d = g["mu"].shape[-2:]
@@ -131,15 +134,15 @@ class LogisticT(ClassModel):
 
     def log_joint(self, obs, g, log_g, p, lik_weight=1.0):
         z = obs["logits"].reshape(len(obs["logits"]), -1)
-        return log_g["pi"].unsqueeze(-2) + scaled(lik_weight, student_t_log_lik(z, g["mu"], g["sigma"], g["omega"],
-                                                                                float(p["df"])))
+        log_lik = student_t_log_lik(z, g["mu"], g["sigma"], g["omega"], float(p["df"]))
+        return log_g["pi"].unsqueeze(-2) + with_evidence(obs, scaled(lik_weight, log_lik))
 
     def confusion(self, g, data, item_probs):
         """P(weak model's argmax = l | true class k), from the posterior item labels."""
         logits = data.obs["logits"]
         votes = torch.cat([logits, torch.zeros_like(logits[..., :1])], -1).argmax(-1)      # [R, M]
         k = item_probs.shape[-1]
-        onehot = torch.nn.functional.one_hot(votes, k).to(DTYPE)
+        onehot = torch.nn.functional.one_hot(votes, k).to(DTYPE) * data.obs["informative"][:, None, None]
         conf = torch.einsum("rk,rml->kml", item_probs, onehot) / item_probs.sum(0).clamp_min(1e-12)[:, None, None]
         return conf.reshape(1, 1, *conf.shape)
 

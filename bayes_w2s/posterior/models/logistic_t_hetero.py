@@ -8,6 +8,7 @@ from pyro.ops.indexing import Vindex
 
 from ..engine import CORR_CHOLESKY, DTYPE, POSITIVE_SUPPORT, REAL_SUPPORT, SIMPLEX, Site, dirichlet_mode, scaled
 from ._classification import for_vindex, pi_counts, true_class
+from .soft import evidence_mask, with_evidence
 from .logistic_t import (LogisticT, fit_covariance, mahalanobis, pooled_covariance, prior_means, scatter,
                          t_log_density)
 
@@ -15,7 +16,7 @@ from .logistic_t import (LogisticT, fit_covariance, mahalanobis, pooled_covarian
 def logistic_t_hetero(logits: torch.Tensor, alpha_prior: float = 1.0, df: float = 1.0, mean_offset: float = 2.0,
                       mean_scale: float = 3.0, scale_shape: float = 2.0, scale_rate: float = 0.5,
                       lkj_concentration: float = 2.0, subsample_size: int | None = None,
-                      gold: torch.Tensor | None = None):
+                      gold: torch.Tensor | None = None, informative: torch.Tensor | None = None):
     r"""Heteroscedastic logistic-t soft-label model: as :func:`.logistic_t`, but every
     class has its own scale matrix.
 
@@ -64,8 +65,9 @@ def logistic_t_hetero(logits: torch.Tensor, alpha_prior: float = 1.0, df: float 
         c = true_class(pi, gold, idx, items_dim=-1)
         loc = Vindex(for_vindex(mu, 2, nest=1))[..., c, :]
         scale_tril = Vindex(for_vindex(tril, 3, nest=1))[..., c, :, :]
-        pyro.sample("y", dist.MultivariateStudentT(torch.tensor(float(df), dtype=dtype), loc, scale_tril),
-                    obs=flat[idx])
+        with pyro.poutine.mask(mask=evidence_mask(informative, idx, items_dim=-1)):
+            pyro.sample("y", dist.MultivariateStudentT(torch.tensor(float(df), dtype=dtype), loc, scale_tril),
+                        obs=flat[idx])
     return c
 
 
@@ -93,8 +95,8 @@ class LogisticTHetero(LogisticT):
 
     def log_joint(self, obs, g, log_g, p, lik_weight=1.0):
         z = obs["logits"].reshape(len(obs["logits"]), -1)
-        return log_g["pi"].unsqueeze(-2) + scaled(lik_weight, classwise_log_lik(z, g["mu"], g["sigma"], g["omega"],
-                                                                                float(p["df"])))
+        log_lik = classwise_log_lik(z, g["mu"], g["sigma"], g["omega"], float(p["df"]))
+        return log_g["pi"].unsqueeze(-2) + with_evidence(obs, scaled(lik_weight, log_lik))
 
     def m_step(self, data, q, g, p, steps: int = 30):
         """ECM as in :meth:`.LogisticT.m_step`, one class at a time: each (item, class) gets
