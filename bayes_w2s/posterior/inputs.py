@@ -210,6 +210,8 @@ def _vote_array(labels) -> np.ndarray:
             raise InvalidInputError(f"hard votes must be integers (-1 = abstain), got {bad!r} "
                                     "(for named labels pass a DataFrame with columns task, worker, label)")
         votes = votes.astype(np.float64)
+    if votes.dtype == bool:          # a binary task's votes as booleans: False is class 0, True class 1
+        votes = votes.astype(np.int64)
     if votes.dtype.kind not in "iuf":
         raise InvalidInputError(f"hard votes must be integers (-1 = abstain), got dtype {votes.dtype} "
                                 "(for named labels pass a DataFrame with columns task, worker, label)")
@@ -259,7 +261,7 @@ def _long_labels(raw: pd.Series, num_classes, label_names) -> tuple[np.ndarray, 
     if (codes < 0).any():
         raise InvalidInputError(f"label missing (NaN) at row {int(np.flatnonzero(codes < 0)[0])}; "
                                 "use -1 for an abstention")
-    values = list(uniques)
+    values = [int(v) if isinstance(v, (bool, np.bool_)) else v for v in uniques]   # False / True: classes 0 / 1
     is_num = [_is_int(v) or (isinstance(v, (float, np.floating)) and float(v).is_integer()) for v in values]
     is_str = [isinstance(v, str) for v in values]
     other = [v for v, a, b in zip(values, is_num, is_str) if not (a or b)]
@@ -482,8 +484,8 @@ def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
             j = int(item)
         else:
             raise InvalidInputError(f"gold item {item!r} is not among the {n} items (positions 0..{n - 1})")
-        if isinstance(label, (float, np.floating)) and float(label).is_integer():
-            label = int(label)               # 1.0 from a float column, as in a gold array
+        if isinstance(label, (float, np.floating, bool, np.bool_)) and float(label).is_integer():
+            label = int(label)               # 1.0 from a float column, as in a gold array; True / False: 1 / 0
         by_name = lm.labels_by_name and str(label) in names
         if isinstance(label, (int, np.integer)) and not isinstance(label, (bool, np.bool_)) and not by_name:
             if not 0 <= label < k:

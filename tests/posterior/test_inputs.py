@@ -81,7 +81,6 @@ BAD_INPUTS = [
     (_long([0, "0", 1, 1, 0, 1]), {}, LabelSetMismatchError, "mix class indices and class names"),
     (_long(["pos", 1, "neg", 0, 1, 0]), {}, LabelSetMismatchError, "mix class indices and class names"),
     (_long([0, 1.5, 1, 1, 0, 1]), {}, InvalidInputError, "label 1.5 is neither"),
-    (_long([True, False, True, True, False, True]), {}, InvalidInputError, "label True is neither"),
     (_long([0, None, 1, 1, 0, 1]), {}, InvalidInputError, "label missing .NaN. at row 1"),
     (_long([0, 5, 1, 1, 0, 1]), {}, LabelSetMismatchError, r"class\(es\) 2, 3, 4 never occur"),
     (_long(["a", "b", "a", "b", "a", "b"]), dict(num_classes=3), LabelSetMismatchError, "num_classes=3"),
@@ -92,7 +91,6 @@ BAD_INPUTS = [
     (np.array([[0, 1.5], [1, 0]]), {}, InvalidInputError, "integers .* got 1.5 at index .0, 1."),
     (np.array([[0, np.nan], [1, 0]]), {}, InvalidInputError, "got nan"),
     (np.array([["0", "1"], ["1", "0"]]), {}, InvalidInputError, "integers .* got dtype <U1"),
-    (np.array([[True, False], [False, True]]), {}, InvalidInputError, "integers .* got dtype bool"),
     ([[0, 1], [1, 0, 1]], {}, InvalidInputError, "rectangular"),
     ([[0, "a"], [1, 0]], {}, InvalidInputError, "integers"),
     ("0 1 1 0", {}, InvalidInputError, "got str"),
@@ -272,3 +270,20 @@ def test_a_3d_probability_array_is_pointed_at_weak_labels():
     probs = np.full((5, 3, 2), 0.5)
     with pytest.raises(InvalidInputError, match=r"reads as probabilities \[N, M, K\]: pass WeakLabels"):
         fit_posterior(probs, model="soft")
+
+
+def test_boolean_labels_are_the_classes_0_and_1_in_every_layout():
+    """They were refused ("got dtype bool", "neither a class index nor a class name")."""
+    rng = np.random.default_rng(0)
+    truth = rng.random(60) < 0.5
+    votes = np.stack([np.where(rng.random(60) < 0.8, truth, ~truth) for _ in range(3)], 1)
+    frame = pd.DataFrame({"task": np.repeat(np.arange(60), 3), "worker": np.tile(["a", "b", "c"], 60),
+                          "label": votes.ravel()})
+    expected = fit_posterior(votes.astype(int)).item_probs
+    for labels in (votes, votes.tolist(), frame):
+        post = fit_posterior(labels)
+        assert post.label_names == [0, 1]
+        np.testing.assert_allclose(post.item_probs, expected, atol=1e-9)
+    assert fit_posterior(frame, label_names=["neg", "pos"]).label_names == ["neg", "pos"]
+    with_gold = fit_posterior(votes, gold={3: bool(not truth[3])})
+    assert with_gold.item_probs[3].argmax() == int(not truth[3])
