@@ -41,6 +41,7 @@ of them.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -89,7 +90,7 @@ def gaussian_draws(draws: int, depth: int, accept: float, seed: int, adapt: bool
 
 
 def crowd_draws(draws: int, depth: int, accept: float, seed: int, adapt: bool, jitter: float = 0.0,
-                warmup: int = 300, length: float | None = None):
+                warmup: int = 300, length: float | None = None, thinning: int = 1):
     """The crowd posterior's π and θ draws ``[4, draws, 1604]``, tree sizes, wall time of
     ``fit_posterior`` (chains in worker processes) and accuracy against the planted truth."""
     from bayes_w2s import fit_posterior
@@ -99,7 +100,7 @@ def crowd_draws(draws: int, depth: int, accept: float, seed: int, adapt: bool, j
         dict(method="hmc", trajectory_length=length, trajectory_jitter=jitter)
     post = fit_posterior(votes, model="dawid_skene", num_classes=4, num_chains=4, num_samples=draws,
                          warmup_steps=warmup, target_accept_prob=accept, progress=False, seed=seed,
-                         adapt_metric=adapt, **sampler)
+                         adapt_metric=adapt, thinning=thinning, **sampler)
     seconds = time.perf_counter() - started
     idata = post.to_inference_data()
     x = np.concatenate([idata.posterior[v].values.reshape(4, draws, -1) for v in ("pi", "theta")], -1)
@@ -107,13 +108,15 @@ def crowd_draws(draws: int, depth: int, accept: float, seed: int, adapt: bool, j
 
 
 def measure(target: str, draws: int, depth: int, accept: float, seed: int, adapt: bool = True,
-            jitter: float = 0.0, warmup: int = 300, length: float | None = None) -> dict:
+            jitter: float = 0.0, warmup: int = 300, length: float | None = None, thinning: int = 1) -> dict:
     import arviz as az
     accuracy = None
     if target == "gaussian":
+        if thinning != 1:
+            raise SystemExit("--thinning is for the crowd target (fit_posterior's thinning)")
         x, tree, seconds = gaussian_draws(draws, depth, accept, seed, adapt, jitter, warmup, length)
     else:
-        x, tree, seconds, accuracy = crowd_draws(draws, depth, accept, seed, adapt, jitter, warmup, length)
+        x, tree, seconds, accuracy = crowd_draws(draws, depth, accept, seed, adapt, jitter, warmup, length, thinning)
     data = az.convert_to_dataset({"x": x})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -124,7 +127,7 @@ def measure(target: str, draws: int, depth: int, accept: float, seed: int, adapt
         tail = az.ess(data, method="tail")["x"].values
     return {"target": target, "sampler": "nuts" if length is None else f"hmc, length {length:.3g}",
             "draws": draws, "max_tree_depth": depth if length is None else None, "target_accept": accept, "seed": seed,
-            "adapt_metric": adapt, "step_size_jitter": jitter, "warmup": warmup,
+            "adapt_metric": adapt, "step_size_jitter": jitter, "warmup": warmup, "thinning": thinning,
             "seconds": round(seconds, 1), "leapfrog_per_draw": round(float(tree.mean()), 1),
             "max_rhat": round(float(rhat.max()), 4), "max_bulk_rhat": round(float(bulk_rhat.max()), 4),
             "max_folded_rhat": round(float(folded_rhat.max()), 4), "iid_floor": round(iid_rhat_floor(x), 4),
@@ -136,7 +139,7 @@ def measure(target: str, draws: int, depth: int, accept: float, seed: int, adapt
 def key(r: dict) -> tuple:
     return r["target"], r.get("sampler", "nuts"), r["draws"], r["max_tree_depth"] or 0, r["target_accept"], \
         not r.get("adapt_metric", True), \
-        r.get("step_size_jitter", 0.0), r.get("warmup", 300), r["seed"]
+        r.get("step_size_jitter", 0.0), r.get("warmup", 300), r.get("thinning", 1), r["seed"]
 
 
 def write(rows: list, out: Path, command: str):
@@ -151,14 +154,16 @@ def write(rows: list, out: Path, command: str):
              "Dawid–Skene posterior of `experiments/bench_nuts_crowd.py`, `fit_posterior(method=\"nuts\")`, chains "
              "in worker processes. *iid floor*: the largest R-hat of the same draws shuffled (independent draws, same "
              "marginals). Leapfrog steps per draw = tree size; the cost of a draw.", "",
-             "| target | sampler | warm-up | draws | max depth | target accept | diagonal adaptation | step jitter | seed | seconds | leapfrog / draw "
+             "| target | sampler | warm-up | draws | thinning | max depth | target accept | diagonal adaptation | step jitter "
+             "| seed | seconds | leapfrog / draw "
              "| max R-hat | bulk / folded max | iid floor | entries > 1.01 | bulk ESS min / median | tail ESS min / median "
-             "| accuracy |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| accuracy |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=key):
         acc = "" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f}%"
         adapt = "yes" if r.get("adapt_metric", True) else "no"
         depth = "–" if r["max_tree_depth"] is None else r["max_tree_depth"]
-        lines.append(f"| {r['target']} | {r.get('sampler', 'nuts')} | {r.get('warmup', 300)} | {r['draws']} | {depth} | {r['target_accept']} | {adapt} "
+        lines.append(f"| {r['target']} | {r.get('sampler', 'nuts')} | {r.get('warmup', 300)} | {r['draws']} "
+                     f"| {r.get('thinning', 1)} | {depth} | {r['target_accept']} | {adapt} "
                      f"| {r.get('step_size_jitter', 0.0)} "
                      f"| {r['seed']} "
                      f"| {r['seconds']} | {r['leapfrog_per_draw']} | {r['max_rhat']} | {r['max_bulk_rhat']} / "
@@ -183,6 +188,8 @@ def main():
                     help="static HMC (fit_posterior(method='hmc')) with these trajectory lengths instead of NUTS; "
                          "--jitter is then the trajectory-length jitter and --depth is ignored")
     ap.add_argument("--warmup", type=int, nargs="+", default=[300], help="warm-up iterations per chain")
+    ap.add_argument("--thinning", type=int, nargs="+", default=[1],
+                    help="crowd only: NUTS / HMC transitions per kept draw (fit_posterior's thinning)")
     ap.add_argument("--out", default="experiments/results/nuts_trajectory_probe")
     args = ap.parse_args()
     out = Path(args.out)
@@ -193,10 +200,10 @@ def main():
             for accept in args.accept:
                 for jitter in args.jitter:
                     for warmup in args.warmup:
-                        for length in args.hmc or [None]:
+                        for length, thinning in itertools.product(args.hmc or [None], args.thinning):
                             for seed in args.seeds:
                                 row = measure(args.target, draws, depth, accept, seed, adapt=not args.no_adapt,
-                                              jitter=jitter, warmup=warmup, length=length)
+                                              jitter=jitter, warmup=warmup, length=length, thinning=thinning)
                                 print(json.dumps(row), flush=True)
                                 rows = [r for r in rows if key(r) != key(row)] + [row]
                                 write(rows, out, command)

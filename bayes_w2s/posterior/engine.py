@@ -670,8 +670,8 @@ def make_potential(model: PosteriorModel, data: ModelData, p: dict):
 def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int = 4, num_samples: int = 500,
              warmup_steps: int = 300, target_accept_prob: float = 0.8, max_tree_depth: int = 8,
              num_workers: int | None = None, draw_labels: bool = True, precondition: bool = True,
-             adapt_metric: bool = True, init_jitter: float = 0.5, step_size_jitter: float = 0.0, seed: int = 0,
-             progress: bool = True) -> Fit:
+             adapt_metric: bool = True, init_jitter: float = 0.5, step_size_jitter: float = 0.0, thinning: int = 1,
+             seed: int = 0, progress: bool = True) -> Fit:
     """No-U-Turn sampling (Pyro ``NUTS``) of the global sites, local latents summed out.
 
     Chain ``i`` is seeded ``seed + i`` and starts at ``model.init`` (the label-switching
@@ -696,6 +696,10 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
     ε(1 ± j), as Stan's ``stepsize_jitter`` (see ``JitteredNUTS``; off by default: on the crowd
     benchmark j = 0.5 raised the smallest bulk ESS by a third and brought the largest R-hat to
     ≤ 1.01 on 3 of 4 chain seeds, for 30–40% more leapfrog steps per draw).
+    With ``thinning`` t each of the ``num_samples`` draws is the last of t transitions (Stan's
+    ``thin``, NumPyro's ``thinning``): t times the sampling work for draws t times less
+    autocorrelated where mixing is slow, at the memory of ``num_samples`` draws. A draw is
+    marked diverging if any of its t transitions diverged; ``tree_size`` sums their steps.
     With ``draw_labels``, local latents are drawn per posterior draw from their exact
     conditional given the draw's globals (``true_class_draw`` in ArviZ).
     """
@@ -705,14 +709,14 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
                     num_chains=num_chains, num_samples=num_samples, warmup_steps=warmup_steps,
                     target_accept_prob=target_accept_prob, num_workers=num_workers, draw_labels=draw_labels,
                     precondition=precondition, adapt_metric=adapt_metric, init_jitter=init_jitter, seed=seed,
-                    progress=progress)
+                    progress=progress, thinning=thinning)
 
 
 def fit_hmc(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int = 4, num_samples: int = 500,
             warmup_steps: int = 300, target_accept_prob: float = 0.9, trajectory_length: float = math.pi / 2,
             trajectory_jitter: float = 0.2, num_workers: int | None = None, draw_labels: bool = True,
-            precondition: bool = True, adapt_metric: bool = True, init_jitter: float = 0.5, seed: int = 0,
-            progress: bool = True) -> Fit:
+            precondition: bool = True, adapt_metric: bool = True, init_jitter: float = 0.5, thinning: int = 1,
+            seed: int = 0, progress: bool = True) -> Fit:
     """Static Hamiltonian Monte Carlo (Pyro ``HMC``) with a quarter-orbit trajectory, in the
     same whitened coordinates, chains and start as :func:`fit_nuts`.
 
@@ -733,7 +737,8 @@ def fit_hmc(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int 
     Measured on the crowd benchmark (``experiments/probe_nuts_trajectory.py --hmc``), a real
     posterior is not that Gaussian: at t ≈ π/2 a few directions the Laplace metric gets wrong
     mix slowly (largest R-hat from location), at t ≈ π the spread lags as under NUTS; see the
-    README's NUTS section for the figures. ``sample_stats["tree_size"]`` counts leapfrog steps.
+    README's NUTS section for the figures. ``sample_stats["tree_size"]`` counts leapfrog steps;
+    ``thinning`` as in :func:`fit_nuts`.
     """
     from .inputs import SETTINGS       # the rule fit_posterior applies, also for direct callers
 
@@ -745,16 +750,18 @@ def fit_hmc(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int 
                     num_chains=num_chains, num_samples=num_samples, warmup_steps=warmup_steps,
                     target_accept_prob=target_accept_prob, num_workers=num_workers, draw_labels=draw_labels,
                     precondition=precondition, adapt_metric=adapt_metric, init_jitter=init_jitter, seed=seed,
-                    progress=progress)
+                    progress=progress, thinning=thinning)
 
 
 def fit_mcmc(model: PosteriorModel, data: ModelData, p: dict, kernel: dict, *, num_chains: int, num_samples: int,
              warmup_steps: int, target_accept_prob: float, num_workers: int | None, draw_labels: bool,
-             precondition: bool, adapt_metric: bool, init_jitter: float, seed: int, progress: bool) -> Fit:
+             precondition: bool, adapt_metric: bool, init_jitter: float, seed: int, progress: bool,
+             thinning: int = 1) -> Fit:
     """What NUTS and HMC share: the start, the Laplace whitening, chains in worker
     processes, and the fitted draws. ``kernel`` names the sampler and its own settings
     (read by :func:`run_chain`)."""
-    check_counts(num_chains=(num_chains, 1), num_samples=(num_samples, 1), warmup_steps=(warmup_steps, 0))
+    check_counts(num_chains=(num_chains, 1), num_samples=(num_samples, 1), warmup_steps=(warmup_steps, 0),
+                 thinning=(thinning, 1))
     if not 0 < target_accept_prob < 1:
         raise InvalidInputError(f"target_accept_prob must lie in (0, 1), got {target_accept_prob}")
     init = sampler_start(model, data, p, seed)
@@ -763,7 +770,7 @@ def fit_mcmc(model: PosteriorModel, data: ModelData, p: dict, kernel: dict, *, n
     job = dict(model=model.name, obs={k: v.numpy() for k, v in data.obs.items()}, weight=data.weight.numpy(),
                mask=None if data.mask is None else data.mask.numpy(), priors=p,
                start={s: v.numpy() for s, v in start.items()}, whiten=None if whiten is None else whiten.numpy(),
-               init_jitter=init_jitter, num_samples=num_samples, warmup_steps=warmup_steps,
+               init_jitter=init_jitter, num_samples=num_samples, thinning=int(thinning), warmup_steps=warmup_steps,
                target_accept_prob=target_accept_prob, adapt_metric=bool(adapt_metric), **kernel)
     if whiten is None and kernel["kernel"] == "hmc":
         why = "precondition=False" if not precondition else "too many parameters"
@@ -780,7 +787,8 @@ def fit_mcmc(model: PosteriorModel, data: ModelData, p: dict, kernel: dict, *, n
         rhat = max(float(split_gelman_rubin(v.reshape(v.shape[0], v.shape[1], -1)).nan_to_num(1.0).max())
                    for v in draws.values()) if num_chains > 1 and num_samples >= 4 else float("nan")
     return Fit(draws, [], bool(rhat <= 1.01),
-               {"num_chains": num_chains, "num_samples": num_samples, "warmup_steps": warmup_steps,
+               {"num_chains": num_chains, "num_samples": num_samples, "thinning": int(thinning),
+                "warmup_steps": warmup_steps,
                 "workers": workers, "sampling_seconds": seconds, "rows": data.num_rows,
                 "preconditioned": whiten is not None, "draw_labels": draw_labels, "seed": seed,
                 "target_accept_prob": target_accept_prob, **kernel},
@@ -943,11 +951,14 @@ def run_chain(job: dict) -> dict:
     start = {s: torch.as_tensor(job["start"][s]) for s in names}
     shapes = {s: start[s].shape for s in names}
     centre = torch.cat([start[s].reshape(-1) for s in names])
-    whiten = None if job["whiten"] is None else torch.as_tensor(job["whiten"])
+    # the dense whitening matvec streams the [D, D] matrix twice per gradient (forward and back);
+    # in float32 it costs 0.68× float64's (experiments/profile_nuts_gradient.py), and rounding z's
+    # image at 1e-7 relative changes neither the target nor the (float64) potential
+    whiten = None if job["whiten"] is None else torch.as_tensor(job["whiten"]).float()
     potential = make_potential(model, data, job["priors"])
 
     def to_sites(z):   # whitened coordinates -> unconstrained sites (constant Jacobian, dropped)
-        return unflatten_sites(centre + (z @ whiten.T if whiten is not None else z), shapes)
+        return unflatten_sites(centre + ((z.float() @ whiten.T).to(DTYPE) if whiten is not None else z), shapes)
     pyro.set_rng_seed(job["seed"])
     z0 = job["init_jitter"] * torch.randn(centre.shape, dtype=DTYPE) if whiten is not None else torch.zeros_like(centre)
     # the graph is fixed: trace it once, which roughly halves the cost of each step
@@ -975,15 +986,18 @@ def run_chain(job: dict) -> dict:
         steps.clear()
         if stage.startswith("Sample"):   # the kernel's own record; MCMC.diagnostics() also computes
             divergences[:] = sampler.diagnostics()["divergences"]  # R-hat, which asserts on < 4 draws
-    mcmc = MCMC(kernel, num_samples=job["num_samples"], warmup_steps=job["warmup_steps"], num_chains=1,
+    thin = job.get("thinning", 1)
+    transitions = job["num_samples"] * thin
+    mcmc = MCMC(kernel, num_samples=transitions, warmup_steps=job["warmup_steps"], num_chains=1,
                 initial_params={"z": z0}, disable_progbar=True, hook_fn=after_each)
     mcmc.run()
-    unconstrained = to_sites(mcmc.get_samples()["z"].detach())
-    diverging = np.zeros(job["num_samples"], dtype=bool)
-    diverging[[i for i in divergences if 0 <= i < job["num_samples"]]] = True
+    unconstrained = to_sites(mcmc.get_samples()["z"].detach()[thin - 1::thin])    # the last of each t
+    diverging = np.zeros(transitions, dtype=bool)
+    diverging[[i for i in divergences if 0 <= i < transitions]] = True
     constrained = {s: to_constrained(model.sites[s].support, unconstrained[s])[0] for s in names}
-    return {"samples": {s: v.numpy() for s, v in constrained.items()}, "diverging": diverging,
-            "tree_size": np.asarray(tree_sizes[-job["num_samples"]:])}
+    return {"samples": {s: v.numpy() for s, v in constrained.items()},
+            "diverging": diverging.reshape(-1, thin).any(-1),
+            "tree_size": np.asarray(tree_sizes[-transitions:]).reshape(-1, thin).sum(-1)}
 
 
 def draw_local_latents(model: PosteriorModel, data: ModelData, p: dict, draws: dict, temperature: float = 1.0,

@@ -386,6 +386,7 @@ def _one_of(*options):
 SETTINGS = {
     "max_iter": _int_at_least(1), "steps": _int_at_least(1), "num_draws": _int_at_least(1),
     "num_chains": _int_at_least(1), "num_samples": _int_at_least(1), "max_tree_depth": _int_at_least(1),
+    "thinning": _int_at_least(1),
     "warmup_steps": _int_at_least(0), "seed": _int_at_least(0), "num_starts": _optional(_int_at_least(1)),
     "subsample_size": _optional(_int_at_least(1)), "num_workers": _optional(_int_at_least(1)),
     "tol": _real_in(0, np.inf), "learning_rate": _real_in(0, np.inf),

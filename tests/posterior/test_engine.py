@@ -575,3 +575,17 @@ def test_quarter_orbit_hmc_decorrelates_the_spread_where_nuts_does_not():
     assert hmc.mean(0).abs().max() < 0.15 and ((hmc.var(0) - 1).abs() < 0.2).all()
     assert abs(_lag1_autocorrelation(hmc)) < 0.15 and abs(_lag1_autocorrelation(hmc ** 2)) < 0.15
     assert _lag1_autocorrelation(nuts ** 2) > 0.3
+
+
+@pytest.mark.parametrize("method", ["nuts", "hmc"])
+def test_thinning_keeps_every_t_th_transition_of_the_same_chain(method):
+    _, votes = simulate_votes(n=150, k=3, accs=(0.6, 0.7, 0.8))
+    common = dict(method=method, num_chains=2, warmup_steps=40, num_workers=1, progress=False, draw_labels=False)
+    full = fit_posterior(votes, num_samples=30, **common)
+    thinned = fit_posterior(votes, num_samples=10, thinning=3, **common)
+    np.testing.assert_array_equal(thinned.draws["theta"], full.draws["theta"][:, 2::3])
+    np.testing.assert_array_equal(thinned.sample_stats["tree_size"],
+                                  full.sample_stats["tree_size"].reshape(2, 10, 3).sum(-1))
+    assert thinned.info["thinning"] == 3 and thinned.to_inference_data().posterior.sizes["draw"] == 10
+    with pytest.raises(InvalidInputError, match="thinning must be an integer ≥ 1"):
+        fit_posterior(votes, num_samples=10, thinning=1.5, **common)
