@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..weak.labels import check_probs
 from .slu import item_slu_f1, per_slot_type, slu_scores
 
 
@@ -22,7 +23,13 @@ def hits(pred, labels) -> np.ndarray:
         raise InvalidInputError(f"labels must be class indices in [0, {pred.shape[1] if pred.ndim == 2 else 'K'}), "
                                 f"got dtype {labels.dtype} in [{labels.min()}, {labels.max()}]")
     if pred.ndim == 1:
+        if pred.size and pred.dtype.kind not in "iu":   # strings or floats compared with indices: silently 0
+            raise InvalidInputError(f"predicted labels must be class indices (integers), got dtype {pred.dtype}")
         return (pred == labels).astype(float)
+    if pred.dtype.kind not in "iufb" or not np.isfinite(pred).all():   # a NaN row was scored as a miss
+        raise InvalidInputError("predicted probabilities (or scores) must be finite numbers"
+                                + (f"; NaN or inf in row {int(np.flatnonzero(~np.isfinite(pred).all(-1))[0])}"
+                                   if pred.dtype.kind in "iufb" else f", got dtype {pred.dtype}"))
     top = pred == pred.max(-1, keepdims=True)
     return top[np.arange(len(labels)), labels] / np.maximum(top.sum(-1), 1)
 
@@ -39,8 +46,14 @@ def accuracy(pred, labels) -> float:
 def expected_calibration_error(probs, labels, n_bins: int = 15) -> float:
     """ECE with equal-width confidence bins (Guo et al., 2017):
     ``Σ_b |B_b|/N · |acc(B_b) − conf(B_b)|`` with confidence = max probability (ties at the
-    maximum split the accuracy, as in :func:`accuracy`)."""
-    probs, labels = np.asarray(probs, dtype=float), np.asarray(labels)
+    maximum split the accuracy, as in :func:`accuracy`). ``probs`` must be ``[N, K]``
+    probabilities: logits, log-probabilities or a 1-D P(class 1) gave numbers above 1 or 0."""
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise InvalidInputError(f"n_bins must be an integer ≥ 1, got {n_bins!r}")
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        raise InvalidInputError("the calibration error of an empty set is undefined")
+    probs = check_probs(probs, "probabilities for the calibration error", ndim=2)
     conf, correct = probs.max(-1), hits(probs, labels)
     bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
     ece = 0.0
@@ -56,6 +69,9 @@ def pgr(student: float, weak: float, ceiling: float) -> float:
 
     NaN when the ceiling does not beat the weak reference (the ratio means nothing then).
     """
+    for name, value in (("student", student), ("weak", weak), ("ceiling", ceiling)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise InvalidInputError(f"pgr: {name} must be one number (a score), got {type(value).__name__} {value!r}")
     gap = ceiling - weak
     return float((student - weak) / gap) if gap > 0 else float("nan")
 

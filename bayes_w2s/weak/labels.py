@@ -149,9 +149,12 @@ class WeakLabels:
         path = Path(path)
         stored = self.probs.astype(np.float32)
         header = json.dumps({"model_names": self.model_names, "label_names": self.label_names,
-                             "item_ids": self.item_ids, "meta": self.meta, "checksum": _checksum(stored)})
-        with atomic_path(path) as tmp:   # per-process temp name: concurrent writers never collide
-            np.savez(tmp, probs=stored, header=np.array(header))
+                             "item_ids": self.item_ids, "meta": self.meta, "checksum": _checksum(stored)},
+                            default=_plain)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:   # per-process temp name: writers never collide
+            # a file object, not a name: np.savez appends ".npz" to a name without it, so
+            # "labels.cache" used to leave an empty file behind and the data elsewhere
+            np.savez(f, probs=stored, header=np.array(header))
         return path
 
     @classmethod
@@ -175,6 +178,13 @@ class WeakLabels:
 
     def __repr__(self) -> str:
         return f"WeakLabels(N={self.num_items}, models={self.model_names}, classes={self.label_names})"
+
+
+def _plain(value):
+    """numpy values in item ids or meta, as JSON has them (json.dumps refuses np.int64)."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise InvalidInputError(f"WeakLabels.save: {type(value).__name__} {value!r} in item_ids / meta is not JSON data")
 
 
 def _checksum(stored: np.ndarray) -> str:

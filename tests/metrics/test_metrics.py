@@ -42,3 +42,30 @@ def test_pgr():
     assert pgr(0.85, 0.80, 0.90) == pytest.approx(0.5)
     assert pgr(0.78, 0.80, 0.90) == pytest.approx(-0.2)
     assert math.isnan(pgr(0.9, 0.9, 0.85))
+
+
+@pytest.mark.parametrize("probs, match", [
+    (np.array([[5.0, 1.0], [0.0, 3.0], [2.0, 0.0], [0.0, 4.0]]), "must lie in"),        # logits: ECE was 2.75
+    (np.log(np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])), "must lie in"),  # log-probs: ECE was 0
+    (np.array([[0.45, 0.05], [0.1, 0.4], [0.3, 0.2], [0.15, 0.35]]), "do not sum to 1"),
+    (np.full((4, 2), np.nan), "NaN"),                                                     # ECE was 0.0
+    (np.array([0.1, 0.8, 0.4, 0.7]), "2 dimensions"),                                     # P(class 1): was 0.8
+])
+def test_ece_refuses_what_is_not_a_probability_table(probs, match):
+    with pytest.raises(InvalidInputError, match=match):
+        expected_calibration_error(probs, np.array([0, 1, 0, 1]))
+
+
+def test_metrics_refuse_nan_scores_string_labels_empty_sets_and_non_numbers():
+    with pytest.raises(InvalidInputError, match="NaN or inf in row 1"):        # a NaN row was a silent miss
+        accuracy(np.array([[0.9, 0.1], [np.nan, np.nan]]), np.array([0, 1]))
+    with pytest.raises(InvalidInputError, match="class indices"):             # was 0.0
+        accuracy(np.array(["a", "b"]), np.array([0, 1]))
+    with pytest.raises(InvalidInputError, match="empty set"):
+        expected_calibration_error(np.zeros((0, 2)), np.array([], dtype=int))
+    with pytest.raises(InvalidInputError, match="n_bins"):
+        expected_calibration_error(np.array([[0.9, 0.1]]), np.array([0]), n_bins=2.5)
+    for bad in ("0.8", None, np.array([0.8, 0.9])):
+        with pytest.raises(InvalidInputError, match="pgr: student must be one number"):
+            pgr(bad, 0.8, 0.9)
+    assert accuracy(np.array([[3.0, -1.0], [0.5, 2.0]]), np.array([0, 1])) == 1.0   # scores still rank

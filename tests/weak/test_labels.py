@@ -102,3 +102,17 @@ def test_a_tied_output_is_an_abstention_not_a_vote_for_the_first_class():
     assert wl.abstained().tolist() == [False, False, False, True]
     # the tied models cast no vote: argmax made item 0 "x" (two votes) and item 1 a tie
     np.testing.assert_allclose(wl.majority_vote(), [[0.5, 0, 0.5], [0, 0.5, 0.5], [0, 1, 0], [1 / 3, 1 / 3, 1 / 3]])
+
+
+@pytest.mark.parametrize("name", ["plain", "labels.cache", "labels.npz"])
+def test_save_writes_the_exact_path_whatever_its_suffix(tmp_path, name):
+    """np.savez appends ".npz" to a file name without it: "labels.cache" was left empty."""
+    wl = WeakLabels(_probs(), ["a", "b", "c"], ["x", "y"], item_ids=np.arange(10, 15), meta={"seed": np.int64(3)})
+    path = wl.save(tmp_path / name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    back = WeakLabels.load(path)
+    assert back.item_ids == [10, 11, 12, 13, 14] and back.meta == {"seed": 3}
+    np.testing.assert_allclose(back.probs, wl.probs, atol=1e-6)
+    with pytest.raises(InvalidInputError, match="not JSON data"):
+        WeakLabels(_probs(), ["a", "b", "c"], ["x", "y"], meta={"x": object()}).save(tmp_path / "other")
+    assert not (tmp_path / "other").exists()
