@@ -69,7 +69,8 @@ def _read_offline(name: str, loader, data_dir):
                                 f"(data folder {resolve_data_dir(data_dir, name)})") from None
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"task {name!r}: a data file is not UTF-8 text ({exc})") from None
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError, KeyError) as exc:
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError, KeyError, TypeError,
+            AttributeError) as exc:   # a record of the wrong shape (a null field, a list, a renamed column)
         raise InvalidInputError(f"task {name!r}: cannot read its offline data in "
                                 f"{resolve_data_dir(data_dir, name)} ({type(exc).__name__}: {exc})") from None
 

@@ -123,6 +123,8 @@ def resolve_data_dir(data_dir: str | os.PathLike | None, subdir: str) -> Path | 
     lacks ``subdir`` is an error (a typo should not silently trigger a hub download).
     """
     explicit = data_dir is not None
+    if explicit and not isinstance(data_dir, (str, os.PathLike)):
+        raise InvalidInputError(f"data_dir must be a folder path, got {type(data_dir).__name__} {data_dir!r}")
     if explicit and not str(data_dir).strip():
         raise InvalidInputError("data_dir is empty: name the folder that holds the datasets, or leave it unset")
     root = data_dir if explicit else os.environ.get(DATA_ENV)
@@ -142,7 +144,9 @@ def hub_load(*args, **kwargs):
     from datasets import load_dataset  # imported lazily: offline paths never touch the hub
     try:
         return load_dataset(*args, **kwargs)
-    except ConnectionError as exc:   # offline mode or no network; a full disk or a typo keep their own error
+    except (ConnectionError, ImportError) as exc:
+        # offline mode or no network, or fsspec's missing http extras for a URL; a full disk
+        # or a typo keep their own error
         where = args[0] if args else kwargs.get("path", "the dataset")
         raise MissingDataError(
             f"cannot load {where} from the hub ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); for "

@@ -24,6 +24,19 @@ AGNEWS_LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 BINARY_QA_LABELS = ["incorrect", "correct"]
 
 
+def class_indices(values: pd.Series, num_classes: int, where: str) -> pd.Series:
+    """``values`` as ints in 0..K−1, or an error naming ``where`` and the values that are not:
+    a label outside the class set would load and fail much later (or, for CosmosQA, give
+    questions without a correct answer)."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna() | (numbers != numbers.round()) | (numbers < 0) | (numbers >= num_classes)
+    if bad.any():
+        shown = sorted({str(v) for v in values[bad]})[:10]
+        raise InvalidInputError(f"{where}: {int(bad.sum())} label(s) are not class indices 0..{num_classes - 1}: "
+                                f"{shown}")
+    return numbers.astype(int)
+
+
 def _with_ids(ds: Dataset, prefix: str) -> Dataset:
     if "id" in ds.column_names:
         return ds
@@ -36,10 +49,15 @@ def load_sst2(data_dir=None, min_words: int = 5) -> tuple[Dataset, Dataset]:
     is barely defined; test: the GLUE validation sentences (872)."""
     path = resolve_data_dir(data_dir, "sst2")
     if path is not None:
-        frames = [pd.read_csv(path / f, sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False)
-                  for f in ("train.tsv", "dev.tsv")]
-        pool = pd.concat(frames, ignore_index=True)
-        test = pd.read_csv(path / "test.tsv", sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False)
+        def read(f):
+            df = pd.read_csv(path / f, sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False)
+            missing = {"sentence", "label"} - set(df.columns)
+            if missing:
+                raise InvalidInputError(f"{path / f}: columns {sorted(missing)} missing; have {list(df.columns)} "
+                                        "(GLUE's sentence<TAB>label)")
+            return df
+        pool = pd.concat([read("train.tsv"), read("dev.tsv")], ignore_index=True)
+        test = read("test.tsv")
     else:
         hub = hub_load("stanfordnlp/sst2")
         pool, test = hub["train"].to_pandas(), hub["validation"].to_pandas()
@@ -48,7 +66,7 @@ def load_sst2(data_dir=None, min_words: int = 5) -> tuple[Dataset, Dataset]:
         df = df.rename(columns={"sentence": "text"})[["text", "label"]]
         df["text"] = df["text"].astype(str).str.strip()
         df = df.drop_duplicates("text")
-        df["label"] = df["label"].astype(int)
+        df["label"] = class_indices(df["label"], len(SST2_LABELS), f"SST-2 {name} data ({path or 'hub'})")
         df["id"] = [f"sst2-{name}-{i}" for i in df.index]
         prep.append(df)
     pool, test = prep
@@ -101,6 +119,7 @@ def load_cosmosqa(data_dir=None) -> tuple[Dataset, None]:
         df = pd.read_csv(path / "valid.csv", keep_default_na=False)
     else:
         df = hub_load("allenai/cosmos_qa", split="validation").to_pandas()
+    df["label"] = class_indices(df["label"], 4, f"CosmosQA ({path / 'valid.csv' if path else 'hub'})")
     rows = [{"qid": i, "context": r["context"], "question": r["question"],
              "answers": [(r[f"answer{j}"], int(r["label"]) == j) for j in range(4)]}
             for i, r in enumerate(df.to_dict("records"))]

@@ -170,3 +170,35 @@ def test_a_split_smaller_than_asked_is_warned_about():
     ds = Dataset.from_dict({"text": [f"t{i}" for i in range(40)], "label": [i % 2 for i in range(40)]})
     with pytest.warns(UserWarning, match=r"split 'strong_train': 1000 items asked for, 20 available"):
         three_way_split(ds, {"test": 10, "weak_train": 10, "strong_train": 1000}, seed=0)
+
+
+def _sst2_copy(tmp_path, train: str) -> str:
+    (tmp_path / "sst2").mkdir()
+    (tmp_path / "sst2" / "train.tsv").write_text(train)
+    for f in ("dev.tsv", "test.tsv"):
+        (tmp_path / "sst2" / f).write_text("sentence\tlabel\n" + "".join(f"a test sentence number {i}\t{i % 2}\n"
+                                                                         for i in range(20)))
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("train, match", [
+    ("sentence\tlabel\n" + "".join(f"a training sentence number {i}\t{i % 3}\n" for i in range(30)),
+     r"SST-2 train data .*10 label\(s\) are not class indices 0..1: \['2'\]"),        # loaded as a third class
+    ("text\tlabel\n" + "".join(f"a training sentence number {i}\t{i % 2}\n" for i in range(30)),
+     r"columns \['sentence'\] missing"),                                                # a raw AttributeError
+])
+def test_offline_files_with_labels_outside_the_class_set_or_renamed_columns_are_named(tmp_path, train, match):
+    with pytest.raises(InvalidInputError, match=match):
+        load_task("sst2", data_dir=_sst2_copy(tmp_path, train), sizes=SMALL)
+
+
+def test_cosmosqa_label_outside_its_four_answers_and_a_non_path_data_dir_are_clear_errors(tmp_path, data_dir):
+    import pandas as pd
+    (tmp_path / "cosmosqa").mkdir()
+    rows = pd.read_csv(f"{data_dir}/cosmosqa/valid.csv", keep_default_na=False).head(40)
+    rows.loc[3, "label"] = 7                                # was a question with no correct answer
+    rows.to_csv(tmp_path / "cosmosqa" / "valid.csv", index=False)
+    with pytest.raises(InvalidInputError, match=r"CosmosQA .*1 label\(s\) are not class indices 0..3: \['7'\]"):
+        load_task("cosmosqa", data_dir=str(tmp_path), sizes=SMALL)
+    with pytest.raises(InvalidInputError, match="data_dir must be a folder path, got int 5"):
+        load_task("sst2", data_dir=5)
