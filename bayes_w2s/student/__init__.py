@@ -180,9 +180,19 @@ def _train_generation(model, train_data, targets, loss, config, seed, loss_kwarg
     of its consensus unless ``hard``; ``loss="weighted_xent"`` weights sequences by the
     posterior's sequence confidence, ``"token_weighted_xent"`` each token by its word's
     posterior probability) or a list of target strings (one per item)."""
+    from ..tasks.generation import is_well_formed
+    from ..train_config import GeneratorConfig
     from .generation import GenerationTargets, posterior_targets, train_generation_student   # needs TRL
 
+    if config is not None and not isinstance(config, GeneratorConfig):   # failed in generate(), after training
+        raise InvalidInputError(f"a generation student takes a GeneratorConfig, got {type(config).__name__}; "
+                                "e.g. GeneratorConfig(mode='lora')")
     texts = list(train_data["text"])
+    if isinstance(targets, (list, tuple)) and all(isinstance(t, str) for t in targets):
+        bad = [i for i, t in enumerate(targets) if not is_well_formed(t)]
+        if bad:
+            raise InvalidInputError(f"{len(bad)} generation target(s) are not one JSON object of non-empty slot "
+                                    f"fillers, e.g. target {bad[0]}: {targets[bad[0]]!r} ('{{}}' for no slot)")
     if hasattr(targets, "word_posteriors"):
         targets = posterior_targets(targets, texts, soft=not hard, weighted=loss == "weighted_xent",
                                     token_weighted=loss == "token_weighted_xent")

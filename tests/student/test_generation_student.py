@@ -134,6 +134,11 @@ def test_save_pretrained_round_trips_with_the_prompt_template(tmp_path):
     again = GenerationStudent.from_pretrained(tmp_path / "s")
     probe = ["wake me at five am", "play some jazz"]
     assert again.generate(probe, n_best=2, progress=False) == student.generate(probe, n_best=2, progress=False)
+    assert again.generate(_ds(probe, ["{}", "{}"]), progress=False) == again.generate(probe, progress=False)
+    with pytest.raises(InvalidInputError, match="wrap a single text in a list"):   # was one prompt per character
+        again.generate("play some jazz", progress=False)
+    with pytest.raises(InvalidInputError, match="every text must be a string, got NoneType"):
+        again.generate(["play", None], progress=False)
     assert (again.loss, again.targets, again.generator.config) == ("xent", "strings", cfg)
     tok = AutoTokenizer.from_pretrained(tmp_path / "s")
     chat = [{"role": "user", "content": "play some jazz"}]
@@ -155,3 +160,9 @@ def test_errors():
         train_student("gpt2-tiny-scratch", _ds(["a"], ["{}"]), ["{}"], "aux_conf")
     with pytest.raises(InvalidInputError, match="must be a WordPosterior"):
         train_student("gpt2-tiny-scratch", _ds(["a"], ["{}"]), np.zeros((1, 2)), "xent")
+    texts = ["a", "b", "c", "d"]
+    with pytest.raises(InvalidInputError, match=r"3 generation target\(s\) are not one JSON object .*target 0: 'not json'"):
+        train_student("gpt2-tiny-scratch", _ds(texts, ["{}"] * 4), ["not json", "", '{"time": "x"}', "[1, 2]"])
+    from bayes_w2s import TrainConfig
+    with pytest.raises(InvalidInputError, match="a generation student takes a GeneratorConfig, got TrainConfig"):
+        train_student("gpt2-tiny-scratch", _ds(texts, ["{}"] * 4), ["{}"] * 4, config=TrainConfig(mode="lora"))
