@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -79,10 +80,17 @@ class WeakEnsemble:
         _check_config(config, models)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise InvalidInputError(f"WeakEnsemble seed must be a non-negative integer, got {seed!r}")
+        if not (cache is None or cache is False or isinstance(cache, (str, os.PathLike))):
+            raise InvalidInputError(f"WeakEnsemble cache must be a folder path, or False for none, got {cache!r}")
         self.cards = [load_card(m) for m in models]   # fails early on unknown names
         self.model_names = [c.name for c in self.cards]
         if len(set(self.model_names)) != len(self.model_names):
             raise InvalidInputError(f"duplicate weak models in {self.model_names}")
+        if isinstance(config, dict):   # a misspelt key silently trained that model with the default config
+            unknown = [k for k in config if k not in set(models) | set(self.model_names)]
+            if unknown:
+                raise InvalidInputError(f"WeakEnsemble config names no model of this ensemble: {unknown}; "
+                                        f"the models are {self.model_names}")
         self._raw_config, self._raw_cache, self._models = config, cache, models
         self.generation_ = None
         self.configs = {c.name: (config.get(c.name, config.get(m, TrainConfig())) if isinstance(config, dict)
@@ -117,6 +125,11 @@ class WeakEnsemble:
                                                   seed=self.seed, cache=self._raw_cache,
                                                   prefer_offline=self.prefer_offline).fit(train_data)
             return self
+        if label_names is not None:   # checked before any model trains (predict refused them after)
+            if isinstance(label_names, (str, bytes)) or not hasattr(label_names, "__len__"):
+                raise InvalidInputError(f"label_names must be a list of class names, got {label_names!r}")
+            if len({str(x) for x in label_names}) != len(label_names):
+                raise InvalidInputError(f"label_names must be distinct, got {list(label_names)}")
         labels = np.asarray(train_data["label"])
         if not np.issubdtype(labels.dtype, np.integer):
             raise InvalidInputError(f"the weak models' training labels must be class indices (ints), "

@@ -55,6 +55,11 @@ def test_predict_is_cached_and_resumable(tiny_encoder, toy, tmp_path, monkeypatc
     (lambda enc, toy: WeakEnsemble([enc, 3]), InvalidInputError, "model names .str., got 3"),
     (lambda enc, toy: WeakEnsemble([enc], "head"), InvalidInputError, r"config must be a TrainConfig.*TrainConfig\(mode='head'\)"),
     (lambda enc, toy: WeakEnsemble([enc], {"x": {"epochs": 1}}), InvalidInputError, r"config\['x'\] must be a TrainConfig"),
+    (lambda enc, toy: WeakEnsemble([enc], {"minilm-L6": TrainConfig(mode="full")}), InvalidInputError,
+     r"config names no model of this ensemble: \['minilm-L6'\]"),            # was silently the default config
+    (lambda enc, toy: WeakEnsemble([enc], cache=True), InvalidInputError, "cache must be a folder path"),
+    (lambda enc, toy: WeakEnsemble([enc]).fit(toy, ["cat", "cat"]), InvalidInputError, "label_names must be distinct"),
+    (lambda enc, toy: WeakEnsemble([enc]).fit(toy, "cd"), InvalidInputError, "label_names must be a list"),
     (lambda enc, toy: WeakEnsemble([enc], seed=-1), InvalidInputError, "seed must be a non-negative integer"),
     (lambda enc, toy: WeakEnsemble([enc], seed=1.5), InvalidInputError, "seed must be a non-negative integer"),
     (lambda enc, toy: WeakEnsemble([enc, enc]), InvalidInputError, "duplicate"),
