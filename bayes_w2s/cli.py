@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="replace the results an output folder already holds")
     validate = sub.add_parser("validate", parents=[common], help="check a config (types, names, settings) without running it")
     config_args(validate)
+    validate.add_argument("--fast", action="store_true",
+                          help="only what needs no torch (~1 s): types, names, setting names; without it every "
+                               "setting is also checked as `run` checks it before training (values of loss and "
+                               "posterior settings; ~5 s)")
     plots = sub.add_parser("plots", parents=[common], help="redraw the plots of results folders from their saved files")
     plots.add_argument("folders", nargs="+", help="results folders (with results.csv and meta.json)")
     sub.add_parser("tasks", parents=[common], help="list tasks")
@@ -95,7 +99,10 @@ def _run(args, argv) -> int:
 
 def _validate(args, argv) -> int:
     cfg = _load_config(args)
-    print(f"{args.config}: OK — {cfg.name}: {cfg.kind} task {cfg.task!r}, weak {cfg.weak_models} → strong "
+    if not args.fast:   # e.g. loss_kwargs alpha_max: 5 or posterior beta_diag: -1 passed the fast check
+        from .pipeline import validate_experiment
+        validate_experiment(cfg)
+    print(f"{args.config}: OK{' (fast check)' if args.fast else ''} — {cfg.name}: {cfg.kind} task {cfg.task!r}, weak {cfg.weak_models} → strong "
           f"{cfg.strong_model}, {len(cfg.methods)} methods, seeds {cfg.seeds}")
     return 0
 

@@ -27,9 +27,15 @@ def test_validate_accepts_the_shipped_config_with_overrides(capsys):
     (["validate", SST2, "--set", "student_train.learning_rate=fast"], "student_train.learning_rate: expected a number"),
     (["validate", SST2, "--set", "methods.2.loss_kwargs.alpha=1"], "unknown setting(s) ['alpha'] for loss 'aux_conf'"),
     (["validate", "no/such.yaml"], "no config file no/such.yaml"),
+    # values the fast (torch-free) check cannot see, and `run` refused only after starting
+    (["validate", SST2, "--set", "methods.2.loss_kwargs.alpha_max=5"], "alpha_max"),
+    (["validate", SST2, "--set", "methods.2.loss_kwargs.alpha_max=5", "--fast"], None),
     (["run", "no/such.yaml"], "no config file no/such.yaml"),
 ])
 def test_errors_are_one_line_with_exit_status_2(capsys, argv, message):
+    if message is None:
+        assert main(argv) == 0 and "OK (fast check)" in capsys.readouterr().out
+        return
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("bayes-w2s: error: ") and message in err and err.count("\n") == 1
@@ -57,7 +63,7 @@ def test_validate_is_fast_and_imports_no_torch():
     """After the first validation (which caches the posterior registry), ``validate`` imports
     no torch."""
     code = ("import sys, time; t = time.perf_counter(); from bayes_w2s.cli import main; "
-            f"assert main(['validate', {SST2!r}, '-q']) == 0; "
+            f"assert main(['validate', {SST2!r}, '--fast', '-q']) == 0; "
             "print('torch' in sys.modules, time.perf_counter() - t)")
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True).stdout.splitlines()[-1].split() for _ in range(2)]
@@ -142,3 +148,8 @@ def test_restart_and_overwrite_reach_run_experiment(write_config, tmp_path, monk
     assert seen == {"restart": True, "overwrite": True}
     main(["run", write_config()])
     assert seen == {"restart": False, "overwrite": False}
+
+
+def test_python_dash_m_is_the_command_line():
+    out = subprocess.run([sys.executable, "-m", "bayes_w2s", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"bayes-w2s {__version__}"
