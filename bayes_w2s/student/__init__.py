@@ -64,21 +64,44 @@ class Student:
         path = Path(path)
         if not (path / "config.json").is_file():
             raise InvalidInputError(f"{path} is not a saved student (no config.json)")
+        from safetensors import SafetensorError
+
         from ..backbones import PooledClassifier
-        meta = PooledClassifier.config_class.from_pretrained(path).to_dict().get("student")
-        if not meta:
-            raise CorruptCacheError(f"{path}/config.json has no 'student' entry: not saved by Student.save_pretrained")
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        config = TrainConfig(**{k: v for k, v in meta["train_config"].items() if k in known})
-        clf = Classifier.from_pretrained(path, config, prefer_offline)
-        history = path / "trainer_history.json"
-        return cls(clf, get_loss(meta["loss"], **meta["loss_kwargs"]), meta["loss"], meta["label_names"],
-                   meta["targets"], history=json.loads(history.read_text()) if history.exists() else [],
-                   loss_kwargs=meta["loss_kwargs"])
+        try:
+            meta = PooledClassifier.config_class.from_pretrained(path).to_dict().get("student")
+            if not meta:
+                raise CorruptCacheError(f"{path}/config.json has no 'student' entry: not saved by "
+                                        "Student.save_pretrained")
+            if "train_config" not in meta:
+                raise CorruptCacheError(f"{path} holds a generation student: load it with "
+                                        "GenerationStudent.from_pretrained")
+            known = {f.name for f in dataclasses.fields(TrainConfig)}
+            config = TrainConfig(**{k: v for k, v in meta["train_config"].items() if k in known})
+            clf = Classifier.from_pretrained(path, config, prefer_offline)
+            history = path / "trainer_history.json"
+            return cls(clf, get_loss(meta["loss"], **meta["loss_kwargs"]), meta["loss"], meta["label_names"],
+                       meta["targets"], history=json.loads(history.read_text()) if history.exists() else [],
+                       loss_kwargs=meta["loss_kwargs"])
+        except (OSError, KeyError, TypeError, ValueError, SafetensorError) as exc:   # a damaged or partial folder
+            raise CorruptCacheError(f"{path} is not a loadable saved student ({type(exc).__name__}: "
+                                    f"{str(exc).splitlines()[0][:200] if str(exc) else exc!r})") from None
 
     def predict_proba(self, data) -> np.ndarray:
         """``[N, K]`` class probabilities for a dataset (with ``text``) or a list of texts."""
-        texts = list(data["text"]) if not isinstance(data, (list, tuple)) else list(data)
+        if isinstance(data, (str, bytes)):
+            raise InvalidInputError("predict_proba takes a list of texts or a dataset; wrap a single text in a list")
+        if hasattr(data, "column_names"):
+            if "text" not in data.column_names:
+                raise InvalidInputError(f"predict_proba: the dataset has no 'text' column (columns {data.column_names})")
+            data = data["text"]
+        texts = list(data)   # a list, tuple, numpy array or pandas Series of strings
+        bad = [t for t in texts if not isinstance(t, str)]
+        if bad:
+            raise InvalidInputError(f"predict_proba: every text must be a string, got {type(bad[0]).__name__} "
+                                    f"{bad[0]!r}")
+        texts = [str(t) for t in texts]   # numpy's str_ too
+        if not texts:
+            return np.zeros((0, len(self.label_names)))
         logits = torch.as_tensor(self.classifier.predict_logits(texts))
         return self.loss_spec.predict_proba(logits).numpy()
 

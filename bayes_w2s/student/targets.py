@@ -63,9 +63,13 @@ def resolve_targets(targets, num_items: int, label_names: list, hard: bool = Fal
         top = out.probs == out.probs.max(-1, keepdims=True)
         out.probs = top / top.sum(-1, keepdims=True)
     if weights is not None:
-        weights = np.asarray(weights, dtype=float)
-        if weights.shape != (num_items,) or not np.isfinite(weights).all() or (weights < 0).any():
-            raise InvalidInputError(f"weights must be {num_items} finite non-negative numbers, got shape "
+        try:
+            weights = np.asarray(weights, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"weights must be {num_items} numbers ({exc})") from None
+        # float32 is what the loss computes in: 1e308 passed as finite and trained a NaN student
+        if weights.shape != (num_items,) or not np.isfinite(weights.astype(np.float32)).all() or (weights < 0).any():
+            raise InvalidInputError(f"weights must be {num_items} finite non-negative numbers (within float32), got shape "
                                     f"{weights.shape}" + ("" if weights.shape != (num_items,) else
                                                           f" with min {np.nanmin(weights) if weights.size else 'n/a'}"))
         if not weights.sum() > 0:   # a weighted loss over all-zero weights trains on nothing

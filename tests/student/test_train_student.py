@@ -123,6 +123,19 @@ def test_save_pretrained_round_trips_with_identical_predictions(tiny_encoder, to
     hf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "s")       # a plain transformers model
     assert isinstance(hf, PooledClassifier) and hf.config.id2label == {0: "cat", 1: "dog"}
     assert hf.config.head_only == (mode == "head")
+    if mode == "head":   # bad inputs and damaged folders: project errors, not raw ones
+        from bayes_w2s.errors import CorruptCacheError
+        assert np.array_equal(again.predict_proba(np.array(toy["text"])), again.predict_proba(toy))
+        assert again.predict_proba([]).shape == (0, 2)
+        for bad, match in (("a text", "wrap a single text"), (["a", None], "got NoneType"), (["a", 5], "got int")):
+            with pytest.raises(InvalidInputError, match=match):
+                again.predict_proba(bad)
+        (tmp_path / "s" / "model.safetensors").write_bytes(b"not safetensors")
+        with pytest.raises(CorruptCacheError, match="is not a loadable saved student"):
+            Student.from_pretrained(tmp_path / "s")
+        (tmp_path / "s" / "config.json").write_text("{not json")
+        with pytest.raises(CorruptCacheError, match="is not a loadable saved student"):
+            Student.from_pretrained(tmp_path / "s")
 
 
 def test_head_initialisation_is_the_seeded_linear_layer():
@@ -184,3 +197,13 @@ def test_hard_targets_keep_a_tie_instead_of_giving_it_to_the_first_class():
     vote = np.array([[0.5, 0.5, 0.0], [0.2, 0.7, 0.1], [1 / 3, 1 / 3, 1 / 3]])
     hard = resolve_targets(vote, 3, ["a", "b", "c"], hard=True).probs
     np.testing.assert_allclose(hard, [[0.5, 0.5, 0.0], [0.0, 1.0, 0.0], [1 / 3, 1 / 3, 1 / 3]])
+
+
+def test_weights_beyond_float32_or_not_numbers_are_refused():
+    """1e308 passed as finite and trained a student that predicts NaN; strings were a raw ValueError."""
+    from bayes_w2s.student import resolve_targets
+    probs = np.full((4, 2), 0.5)
+    for weights, match in (([1e308] * 4, "within float32"), (["a"] * 4, "weights must be 4 numbers")):
+        with pytest.raises(InvalidInputError, match=match):
+            resolve_targets(probs, 4, ["x", "y"], weights=weights)
+    assert resolve_targets(probs, 4, ["x", "y"], weights=[1e30] * 4).weights.max() == 1e30
