@@ -91,19 +91,41 @@ def available_cards() -> list[str]:
 def load_card(name: str) -> ModelCard:
     """A card by name (``models/<name>.yaml``), by YAML path, or an ad-hoc card for a
     hub id / local folder (anything containing ``/``)."""
-    candidates = [Path(name)] if name.endswith((".yaml", ".yml")) else [d / f"{name}.yaml" for d in cards_dirs()]
+    if not isinstance(name, str) or not name.strip() or name.strip() in (".", ".."):
+        raise UnknownNameError(f"a model is a card name, hub id or model folder, got {name!r}")
+    by_path = name.endswith((".yaml", ".yml"))
+    candidates = [Path(name)] if by_path else [d / f"{name}.yaml" for d in cards_dirs()]
     for path in candidates:
         if path.is_file():
-            with open(path) as fh:
-                data = yaml.safe_load(fh) or {}
-            known = set(ModelCard.__dataclass_fields__) - {"path"}
-            card = ModelCard(**{k: v for k, v in data.items() if k in known})
-            card.path = path
-            return card
-    if "/" in name or Path(name).is_dir():
+            return _read_card(path)
+    if by_path:   # a misspelt card path used to become a hub id, and fail much later
+        raise UnknownNameError(f"no model card file {name}")
+    if Path(name).is_dir():   # "tests" (any folder here) was taken for a model and failed inside transformers
+        if not (Path(name) / "config.json").is_file():
+            raise UnknownNameError(f"{name} is a folder but holds no model (no config.json)")
+        return ModelCard(name=name.rstrip("/").split("/")[-1], hub_id=name)
+    if "/" in name:
         return ModelCard(name=name.rstrip("/").split("/")[-1], hub_id=name)
     raise UnknownNameError(f"unknown model {name!r}; known cards: {available_cards()} "
                            "(or give a hub id like 'org/model' or a local folder)")
+
+
+def _read_card(path: Path) -> ModelCard:
+    """A card YAML, or an error naming the file (malformed YAML, not a mapping, no name / hub_id)."""
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"model card {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"model card {path}: must be a mapping of fields, got {type(data).__name__}")
+    missing = [k for k in ("name", "hub_id") if not isinstance(data.get(k), str) or not data[k]]
+    if missing:
+        raise InvalidInputError(f"model card {path}: needs {missing} (strings)")
+    known = set(ModelCard.__dataclass_fields__) - {"path"}
+    card = ModelCard(**{k: v for k, v in data.items() if k in known})
+    card.path = path
+    return card
 
 
 # -- offline sources ---------------------------------------------------------------------

