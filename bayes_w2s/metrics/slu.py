@@ -15,6 +15,7 @@ Counts are summed over the corpus (micro average), and so are the tables per typ
 """
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 
 import numpy as np
@@ -83,7 +84,10 @@ def slu_scores(predictions, references) -> dict[str, float]:
     ``span_f1`` (exact type + filler), ``exact_match`` (same entity multiset) and
     ``malformed`` (fraction of predictions that were not a JSON object of fillers) and
     ``no_slots`` (fraction of predictions that fill no slot, malformed ones included: a
-    student that learns to say ``{}`` shows here first); all in [0, 1].
+    student that learns to say ``{}`` shows here first); all in [0, 1]. A corpus in which
+    neither the references nor the predictions name any slot has F1 0, as SLURP's official
+    scorer has it (its precision and recall are 0/0, taken as 0), while ``exact_match`` is 1;
+    :func:`item_slu_f1`, a ranking utility, gives such an item 1.
     """
     pairs = _parsed_pairs(predictions, references)
     word = np.zeros(3)
@@ -142,6 +146,11 @@ def _parsed_pairs(predictions, references, empty_fillers: bool = False) -> list[
     pairs = []
     for i, (pred_text, ref_text) in enumerate(zip(predictions, references)):
         gold, ok = parse_slots(ref_text)
+        if ok and not empty_fillers:   # a reference is data: all of it one JSON object, nothing after it
+            try:
+                json.loads(ref_text)
+            except (json.JSONDecodeError, TypeError, RecursionError):
+                ok = False
         if not ok:
             raise InvalidInputError(f"reference {i} is not a JSON object of slot fillers: {ref_text!r}")
         if not empty_fillers and any(not e["filler"] for e in gold):

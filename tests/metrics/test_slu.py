@@ -77,3 +77,9 @@ def test_a_drawn_reference_with_an_empty_filler_ranks_instead_of_failing():
     from bayes_w2s.metrics import item_slu_f1
     assert item_slu_f1('{"time": "five am"}', '{"time": "", "date": "today"}') == 0.0
     assert item_slu_f1('{"date": "today"}', '{"time": "", "date": "today"}') == 1.0
+
+
+def test_references_must_be_one_json_object_with_nothing_after_it():
+    with pytest.raises(InvalidInputError, match="reference 0 is not a JSON object"):
+        slu_scores(["{}"], ['{"a": "b"} garbage'])        # a prediction may run on; a reference may not
+    assert slu_scores(['{"a": "b"} and more'], ['{"a": "b"}'])["slu_f1"] == 1.0
