@@ -108,7 +108,7 @@ def load_task(name: str, data_dir=None, seed: int = 0, sizes: dict | None = None
         loader, names = CLASSIFICATION_TASKS[name]
         pool, official_test = _read_offline(name, loader, data_dir)
         source = str(resolve_data_dir(data_dir, name) or "huggingface hub")
-    elif Path(name).suffix in (".csv", ".tsv", ".jsonl", ".json"):
+    elif Path(name).suffix.lower() in (".csv", ".tsv", ".jsonl", ".json"):
         pool, names = _c.load_table(name, text_column, label_column, label_names)
         official_test, source = None, str(name)
     else:

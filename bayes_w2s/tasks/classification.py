@@ -157,17 +157,31 @@ def load_table(path: str | Path, text_column: str = "text", label_column: str = 
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError(f"no such file: {path}")
+    if text_column == label_column:   # the label would be the text the model reads
+        raise InvalidInputError(f"text_column and label_column are both {text_column!r}")
     if label_names is not None:
-        if isinstance(label_names, str) or len({str(v) for v in label_names}) != len(label_names):
-            raise InvalidInputError(f"label_names must be a list of distinct class names, got {label_names!r}")
+        if isinstance(label_names, str) or not hasattr(label_names, "__len__") or len(label_names) < 2 \
+                or len({str(v) for v in label_names}) != len(label_names):
+            raise InvalidInputError(f"label_names must be a list of distinct class names (at least two), got "
+                                    f"{label_names!r}")
         label_names = [str(v) for v in label_names]
     df = _read_table(path, label_column)
+    repeated = sorted({c for c in df.columns if list(df.columns).count(c) > 1} | {
+        c for c in df.columns if isinstance(c, str) and c.rpartition(".")[0] in (text_column, label_column)
+        and c.rpartition(".")[2].isdigit()})   # pandas renames a second "label" column "label.1"
+    if repeated:
+        raise InvalidInputError(f"{path}: repeated column(s) {repeated}: which one is meant is ambiguous")
     missing = {text_column, label_column} - set(df.columns)
     if missing:
         raise InvalidInputError(f"{path}: missing column(s) {sorted(missing)}; has {list(df.columns)}")
     if df.empty:
         raise InvalidInputError(f"{path}: no rows")
     raw = df[label_column]
+    nested = raw.map(lambda v: isinstance(v, (list, dict)))
+    if nested.any():   # a JSON list or object became a class named by its repr
+        raise InvalidInputError(f"{path}: {label_column!r} holds lists or objects (first: data row "
+                                f"{int(np.flatnonzero(nested.to_numpy())[0]) + 1}: {raw[nested].iloc[0]!r}); "
+                                "a label is one string or integer")
     blank = raw.isna() | (raw.astype(str).str.strip() == "")
     if blank.any():
         rows = np.flatnonzero(blank.to_numpy())
@@ -193,6 +207,8 @@ def load_table(path: str | Path, text_column: str = "text", label_column: str = 
         raise InvalidInputError(f"{path}: every row has the label {seen[0]!r}; a classification task needs at "
                                 "least two classes")
     texts = df[text_column].astype(str)
+    if not texts.str.strip().astype(bool).any():
+        raise InvalidInputError(f"{path}: every {text_column!r} is empty")
     clashing = pd.Series(raw.astype(str).to_numpy()).groupby(texts.to_numpy()).nunique()
     clashing = clashing[clashing > 1]
     if len(clashing):   # kept (it is the user's data), but said: the copies can land in train and test
@@ -208,9 +224,10 @@ def _read_table(path: Path, label_column: str = "label") -> pd.DataFrame:
     """The file as a DataFrame (CSV / TSV labels as text), or an InvalidInputError that names
     it and says what is wrong."""
     try:
-        if path.suffix in (".jsonl", ".json"):
-            return pd.read_json(path, lines=path.suffix == ".jsonl", encoding="utf-8")
-        return pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", keep_default_na=False,
+        suffix = path.suffix.lower()
+        if suffix in (".jsonl", ".json"):
+            return pd.read_json(path, lines=suffix == ".jsonl", encoding="utf-8")
+        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", keep_default_na=False,
                            encoding="utf-8", dtype={label_column: str})
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"{path}: not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at "

@@ -137,6 +137,16 @@ BAD_TASKS = [
     (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), label_names=["a", "c"]), r"labels \['b'\] are not in label_names"),
     (lambda d: dict(name="sst2", data_dir=str((d / "sst2").mkdir() or d)), r"task 'sst2': offline data incomplete, .*train.tsv is missing"),
     (lambda d: dict(name=3), "task must be a task name or a file path, got int 3"),
+    (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), label_column="text"), "text_column and label_column are both"),
+    (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), label_names=[]), "at least two"),
+    (lambda d: dict(name=_table(d, "d.csv", GOOD_CSV.replace("text,label", "text,label,label").replace("\n", ",x\n")
+                                .replace("text,label,label,x", "text,label,label"))),
+     r"repeated column\(s\) \['label.1'\]"),
+    (lambda d: dict(name=_table(d, "j.jsonl", "".join(f'{{"text": "t{i}", "label": [{i % 2}]}}\n' for i in range(30)))),
+     "holds lists or objects"),                                       # was the class "[0]"
+    (lambda d: dict(name=_table(d, "u.CSV", GOOD_CSV)), None),          # was "unknown task"
+    (lambda d: dict(name=_table(d, "w.csv", "text,label\n" + "".join(f" ,{'a' if i % 2 else 'b'}\n"
+                                                                     for i in range(30)))), "every 'text' is empty"),
     # " a" (a space after the comma) was a third class beside "a"
     (lambda d: dict(name=_table(d, "s.csv", "text,label\n" + "".join(f"t{i}, {'a' if i % 2 else 'b'}\n" for i in range(30)))),
      None),
