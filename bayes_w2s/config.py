@@ -10,6 +10,7 @@ This module imports neither torch nor transformers: ``bayes-w2s validate`` takes
 """
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import hashlib
 import importlib.util
@@ -411,10 +412,11 @@ class ExperimentConfig:
     def _check_data(self):
         from .tasks import available_tasks
         # results go to <output_root>/<name>: "" would be output_root itself, "/x" or "../x" outside it
-        if not self.name.strip() or Path(self.name).is_absolute() or ".." in Path(self.name).parts:
+        if not self.name.strip() or Path(self.name).is_absolute() or ".." in Path(self.name).parts \
+                or not Path(self.name).parts:   # "." is output_root itself
             raise ConfigError(f"name: the results folder's name under output_root, got {self.name!r}")
         if self.task not in available_tasks():
-            if Path(self.task).suffix not in (".csv", ".tsv", ".jsonl", ".json"):
+            if Path(self.task).suffix.lower() not in (".csv", ".tsv", ".jsonl", ".json"):
                 raise ConfigError(f"task: unknown task {self.task!r}; known tasks: {available_tasks()}, "
                                        "or give the path of a .csv/.tsv/.jsonl file")
             if not Path(self.task).is_file():
@@ -607,7 +609,11 @@ class ExperimentConfig:
         ``--set``; the value is read as YAML); ``values`` replace top-level keys when not None
         (``data_dir``, ``seeds``)."""
         data = read_yaml(path)
-        data.update({k: v for k, v in values.items() if v is not None})
+        given = {k: v for k, v in values.items() if v is not None}
+        clash = sorted({item.partition("=")[0].strip().split(".")[0] for item in overrides or []} & set(given))
+        if clash:   # which one wins would be an accident of the order they are applied in
+            raise ConfigError(f"{', '.join(clash)} given twice: by its own flag and by --set")
+        data.update(given)
         for item in overrides or []:
             set_dotted(data, item)
         return cls.from_dict(data, str(path))
@@ -622,6 +628,23 @@ def _strip(err: Exception) -> str:
     return text[len("config."):] if text.startswith("config.") else text.replace("config: ", "", 1)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (``loss: xent`` then
+    ``loss: edl`` kept the last without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, collections.abc.Hashable):
+                continue                     # the base constructor names that error
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} written twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> dict:
     """A config file's top-level mapping; every way it can be unreadable is one clear error."""
     path = Path(path)
@@ -632,7 +655,7 @@ def read_yaml(path: str | Path) -> dict:
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

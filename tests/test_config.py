@@ -131,6 +131,8 @@ def test_unreadable_files_are_one_line_errors(tmp_path):
     fails(tmp_path, r"the top level must be a mapping of config keys .* got a list", text="- a\n- b\n")
     fails(tmp_path, r"not UTF-8 text \(byte 0xff at offset 6\)", text=b"name: \xff\xfe\n")
     fails(tmp_path, r"the file is empty", text="# nothing\n")
+    fails(tmp_path, r"not valid YAML: key 'loss' written twice at line 3, column 3",   # was last-wins, silently
+          text="name: t\nx: {loss: xent,\n  loss: edl}\n")
     with pytest.raises(ConfigError, match="no config file .*missing.yaml"):
         read_yaml(tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match=r"\(it is a folder\)"):
@@ -143,6 +145,10 @@ def test_set_overrides_dotted_keys(tmp_path):
     assert cfg.student_train.epochs == 3.0 and cfg.seeds == [4] and cfg.weak_train.learning_rate == 0.01
     assert cfg.methods[1].loss_kwargs == {"alpha_max": 0.25}
     fails(tmp_path, r"--set 'epochs': expected key.path=value", overrides=["epochs"])
+    with pytest.raises(ConfigError, match="seeds given twice: by its own flag and by --set"):
+        path = tmp_path / "c.yaml"
+        ExperimentConfig.from_yaml(path, ["seeds=[0, 1]"], seeds=[5])
+    fails(tmp_path, r"name: the results folder's name under output_root, got '.'", name=".")
     fails(tmp_path, r"--set methods.7.loss: methods.7 is not an index of a 3-item list", overrides=["methods.7.loss=x"])
     fails(tmp_path, r"student_train.epochs: expected a number, got 'many'", overrides=["student_train.epochs=many"])
     data = {"a": {"b": 1}}
