@@ -8,7 +8,10 @@ re-exports them where they used to live (``bayes_w2s.training.TrainConfig``,
 """
 from __future__ import annotations
 
+import importlib.util
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -43,6 +46,23 @@ REPORT_TO = ("none", "all", "azure_ml", "clearml", "codecarbon", "comet_ml", "da
              "kubeflow", "mlflow", "neptune", "swanlab", "tensorboard", "trackio", "wandb")
 
 
+def check_folder(owner: str, name: str, value) -> None:
+    """``None`` or a folder path that is not a file (``output_dir=5`` and a file path failed
+    only when training began)."""
+    if value is None:
+        return
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise InvalidInputError(f"{owner}.{name} must be a folder path or None, got {value!r}")
+    if Path(value).is_file():
+        raise InvalidInputError(f"{owner}.{name} {value} is a file, not a folder")
+
+
+#: report_to names checked for their package before any training (any one of the modules will do)
+REPORT_TO_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",),
+                     "comet_ml": ("comet_ml",), "clearml": ("clearml",), "neptune": ("neptune",),
+                     "dvclive": ("dvclive",), "trackio": ("trackio",)}
+
+
 def check_report_to(owner: str, value) -> None:
     """An unknown ``report_to`` failed when the first Trainer was built, after the weak models trained."""
     names = [value] if isinstance(value, str) else value
@@ -51,6 +71,11 @@ def check_report_to(owner: str, value) -> None:
     unknown = [n for n in names if n not in REPORT_TO]
     if unknown:
         raise InvalidInputError(f"{owner}.report_to: unknown {unknown}; use {list(REPORT_TO)}")
+    absent = [n for n in names if n in REPORT_TO_MODULES
+              and all(importlib.util.find_spec(m) is None for m in REPORT_TO_MODULES[n])]
+    if absent:   # transformers raised its RuntimeError when the first Trainer was built
+        raise InvalidInputError(f"{owner}.report_to {absent} needs the package(s) {absent}: pip install them, "
+                                "or report_to: none")
 
 
 def is_finite_number(v, integer: bool = False) -> bool:
@@ -107,6 +132,8 @@ class TrainConfig:
             raise InvalidInputError(f"TrainConfig.bf16 must be true or false, got {self.bf16!r}")
         if self.save_steps and not self.output_dir:
             raise InvalidInputError("TrainConfig.save_steps needs an output_dir to write checkpoints to")
+        check_folder("TrainConfig", "output_dir", self.output_dir)
+        check_folder("TrainConfig", "logging_dir", self.logging_dir)
         check_report_to("TrainConfig", self.report_to)
 
     def key(self) -> str:
@@ -158,6 +185,7 @@ class GeneratorConfig:
         if isinstance(self.logging_steps, bool) or not isinstance(self.logging_steps, (int, np.integer)) \
                 or self.logging_steps < 0:
             raise InvalidInputError(f"GeneratorConfig.logging_steps must be an integer ≥ 0, got {self.logging_steps!r}")
+        check_folder("GeneratorConfig", "logging_dir", self.logging_dir)
         check_report_to("GeneratorConfig", self.report_to)
 
     def key(self) -> str:

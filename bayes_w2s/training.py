@@ -124,7 +124,13 @@ def training_arguments(cfg, seed: int, output_dir: str, *, args_cls=None, **over
     if "activation_checkpointing" in {f.name for f in dataclasses.fields(args_cls)}:
         args["activation_checkpointing"] = False
     args.update(overrides)
-    return args_cls(**args)
+    try:
+        return args_cls(**args)
+    except ValueError as exc:   # e.g. bf16 on a machine without bf16 support: transformers' ValueError
+        if "bf16" not in str(exc):
+            raise
+        raise InvalidInputError(f"bf16: true, but this machine cannot train in bf16 ({str(exc).splitlines()[0]}); "
+                                "set bf16: false") from None
 
 
 def logging_arguments(cfg) -> dict:

@@ -124,3 +124,24 @@ def test_report_to_names_are_transformers_integrations_and_unknown_ones_fail_at_
         TrainConfig(report_to="nosuch")
     with pytest.raises(InvalidInputError, match=r"GeneratorConfig.report_to: unknown \['x'\]"):
         GeneratorConfig(report_to=["tensorboard", "x"])
+
+
+def test_folders_missing_loggers_and_bf16_without_support_fail_before_training(tmp_path, monkeypatch):
+    import importlib.util
+
+    import torch
+
+    from bayes_w2s.errors import InvalidInputError
+    (tmp_path / "f").write_text("x")
+    for kwargs, match in ((dict(output_dir=5), "output_dir must be a folder path"),
+                          (dict(logging_dir=""), "logging_dir must be a folder path"),
+                          (dict(output_dir=str(tmp_path / "f")), "is a file, not a folder")):
+        with pytest.raises(InvalidInputError, match=match):
+            TrainConfig(**kwargs)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    with pytest.raises(InvalidInputError, match=r"report_to \['wandb'\] needs the package"):
+        TrainConfig(report_to="wandb")                        # was transformers' RuntimeError at the first Trainer
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidInputError, match="cannot train in bf16"):
+            training_arguments(TrainConfig(bf16=True), 0, str(tmp_path))
