@@ -421,6 +421,8 @@ class ExperimentConfig:
                                        "or give the path of a .csv/.tsv/.jsonl file")
             if not Path(self.task).is_file():
                 raise ConfigError(f"task: no such file {self.task}")
+        if self.data_dir is not None and not str(self.data_dir).strip():   # Path("") is the current folder
+            raise ConfigError("data_dir: empty; name the folder that holds the datasets, or leave it unset")
         if self.data_dir is not None and not Path(self.data_dir).expanduser().is_dir():
             raise ConfigError(f"data_dir: no such folder {self.data_dir}")
         unknown = set(self.sizes) - {"weak_train", "strong_train", "test"}

@@ -149,6 +149,7 @@ def test_set_overrides_dotted_keys(tmp_path):
         path = tmp_path / "c.yaml"
         ExperimentConfig.from_yaml(path, ["seeds=[0, 1]"], seeds=[5])
     fails(tmp_path, r"name: the results folder's name under output_root, got '.'", name=".")
+    fails(tmp_path, r"data_dir: empty", data_dir="")
     fails(tmp_path, r"--set methods.7.loss: methods.7 is not an index of a 3-item list", overrides=["methods.7.loss=x"])
     fails(tmp_path, r"student_train.epochs: expected a number, got 'many'", overrides=["student_train.epochs=many"])
     data = {"a": {"b": 1}}
