@@ -1,6 +1,7 @@
 """Run a whole experiment: task → weak ensemble → posteriors → students → metrics → report."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -8,6 +9,7 @@ import os
 import platform
 import re
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -348,6 +350,17 @@ def check_output_folder(out: Path, overwrite: bool = False) -> None:
         raise InvalidInputError(f"output folder {out} cannot be made: {existing} is not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InvalidInputError(f"output folder {out} cannot be written: no write permission in {existing}")
+    made = [p for p in (out.absolute(), *out.absolute().parents) if not p.exists()]
+    try:   # os.access says yes to root anywhere, e.g. under /proc: write one file to know
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise InvalidInputError(f"output folder {out} cannot be written ({type(exc).__name__}: {exc})") from None
+    finally:   # a run that finishes no seed leaves no folder behind
+        for p in made:
+            with contextlib.suppress(OSError):
+                p.rmdir()
     held = [name for name in REPORT_FILES if (out / name).exists()]
     if held and not overwrite:
         raise InvalidInputError(f"{out} already holds results ({', '.join(held)}); pass --overwrite "

@@ -2,6 +2,7 @@
 and kill-and-resume on random-weight tiny models (seconds, not minutes)."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -272,3 +273,12 @@ def test_an_output_folder_that_cannot_be_made_fails_before_training(tiny_setup, 
     with pytest.raises(InvalidInputError, match="cannot be made: .*a_file is not a folder"):
         run_experiment(make_config(tiny_setup), blocker / "run")
     assert seeds.calls == []
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    """os.access says yes to root anywhere, /proc included; the run failed after its weak models trained."""
+    from bayes_w2s.pipeline import check_output_folder
+    with pytest.raises(InvalidInputError, match="output folder /proc/bayes-w2s-x cannot be written"):
+        check_output_folder(Path("/proc/bayes-w2s-x"))
+    check_output_folder(tmp_path / "new" / "run")
+    assert not (tmp_path / "new").exists()                       # probed, and nothing left behind
