@@ -102,7 +102,8 @@ def _validate(args, argv) -> int:
     if not args.fast:   # e.g. loss_kwargs alpha_max: 5 or posterior beta_diag: -1 passed the fast check
         from .pipeline import validate_experiment
         validate_experiment(cfg)
-    print(f"{args.config}: OK{' (fast check)' if args.fast else ''} — {cfg.name}: {cfg.kind} task {cfg.task!r}, weak {cfg.weak_models} → strong "
+    check = " (fast check)" if args.fast else ""
+    print(f"{args.config}: OK{check} — {cfg.name}: {cfg.kind} task {cfg.task!r}, weak {cfg.weak_models} → strong "
           f"{cfg.strong_model}, {len(cfg.methods)} methods, seeds {cfg.seeds}")
     return 0
 

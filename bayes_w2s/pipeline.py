@@ -109,8 +109,13 @@ def run_seed(cfg: ExperimentConfig, task, seed: int, save_dir: Path | None = Non
 
     def add(name, kind, probs, extra=None):
         test_probs[name] = probs
-        rows.append({"seed": seed, "method": name, "kind": kind, "accuracy": accuracy(probs, y_test),
-                     "ece": expected_calibration_error(probs, y_test), **(extra or {})})
+        if not np.isfinite(probs).all():   # a diverged student: its row says so, and the other methods still run
+            log.warning("seed %d, %s: the test probabilities hold NaN or inf (the training diverged); accuracy and "
+                        "ECE are recorded as NaN", seed, name)
+            scores = {"accuracy": float("nan"), "ece": float("nan")}
+        else:
+            scores = {"accuracy": accuracy(probs, y_test), "ece": expected_calibration_error(probs, y_test)}
+        rows.append({"seed": seed, "method": name, "kind": kind, **scores, **(extra or {})})
 
     for m in weak.model_names:
         targets_seen[f"weak:{m}"] = wl_train.model(m)

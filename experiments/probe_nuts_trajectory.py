@@ -154,7 +154,8 @@ def write(rows: list, out: Path, command: str):
              "Dawid–Skene posterior of `experiments/bench_nuts_crowd.py`, `fit_posterior(method=\"nuts\")`, chains "
              "in worker processes. *iid floor*: the largest R-hat of the same draws shuffled (independent draws, same "
              "marginals). Leapfrog steps per draw = tree size; the cost of a draw.", "",
-             "| target | sampler | warm-up | draws | thinning | max depth | target accept | diagonal adaptation | step jitter "
+             "| target | sampler | warm-up | draws | thinning | max depth | target accept | diagonal adaptation "
+             "| step jitter "
              "| seed | seconds | leapfrog / draw "
              "| max R-hat | bulk / folded max | iid floor | entries > 1.01 | bulk ESS min / median | tail ESS min / median "
              "| accuracy |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -18,13 +18,20 @@ def hits(pred, labels) -> np.ndarray:
     if pred.ndim not in (1, 2) or labels.ndim != 1 or len(pred) != len(labels):
         raise InvalidInputError(f"predictions of shape {pred.shape} for labels of shape {labels.shape}: need [N] "
                                 "or [N, K] predictions and [N] labels")
-    if labels.size and (labels.dtype.kind not in "iu" or labels.min() < 0
-                        or (pred.ndim == 2 and labels.max() >= pred.shape[1])):
-        raise InvalidInputError(f"labels must be class indices in [0, {pred.shape[1] if pred.ndim == 2 else 'K'}), "
+    if labels.dtype == bool:
+        labels = labels.astype(np.int64)          # False / True: the classes 0 / 1, as elsewhere
+    bound = pred.shape[1] if pred.ndim == 2 else "K"
+    if labels.size and labels.dtype.kind not in "iu":   # strings, None, floats: min() could not even be taken
+        raise InvalidInputError(f"labels must be class indices in [0, {bound}), got dtype {labels.dtype} "
+                                f"(e.g. {labels.flat[0]!r})")
+    if labels.size and (labels.min() < 0 or (pred.ndim == 2 and labels.max() >= pred.shape[1])):
+        raise InvalidInputError(f"labels must be class indices in [0, {bound}), "
                                 f"got dtype {labels.dtype} in [{labels.min()}, {labels.max()}]")
     if pred.ndim == 1:
-        if pred.size and pred.dtype.kind not in "iu":   # strings or floats compared with indices: silently 0
-            raise InvalidInputError(f"predicted labels must be class indices (integers), got dtype {pred.dtype}")
+        whole = pred.dtype.kind in "iub" or (pred.dtype.kind == "f" and np.isfinite(pred).all()
+                                             and (pred == np.round(pred)).all())
+        if pred.size and not whole:   # strings (or 0.7) compared with indices scored a silent 0
+            raise InvalidInputError(f"predicted labels must be class indices (whole numbers), got dtype {pred.dtype}")
         return (pred == labels).astype(float)
     if pred.dtype.kind not in "iufb" or not np.isfinite(pred).all():   # a NaN row was scored as a miss
         raise InvalidInputError("predicted probabilities (or scores) must be finite numbers"
@@ -69,9 +76,16 @@ def pgr(student: float, weak: float, ceiling: float) -> float:
 
     NaN when the ceiling does not beat the weak reference (the ratio means nothing then).
     """
+    values = []
     for name, value in (("student", student), ("weak", weak), ("ceiling", ceiling)):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise InvalidInputError(f"pgr: {name} must be one number (a score), got {type(value).__name__} {value!r}")
+        if np.ndim(value) == 0 and hasattr(value, "item") and not isinstance(value, (str, bytes)):
+            value = value.item()                   # a 0-d numpy array or torch tensor
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(value):
+            raise InvalidInputError(f"pgr: {name} must be one finite number (a score), got {type(value).__name__} "
+                                    f"{value!r}")
+        values.append(float(value))
+    student, weak, ceiling = values
     gap = ceiling - weak
     return float((student - weak) / gap) if gap > 0 else float("nan")
 

@@ -506,6 +506,13 @@ def fit_em(model: PosteriorModel, data: ModelData, p: dict, *, max_iter: int = 5
                 converged = True
                 break
             g = model.m_step(data, q, g, p)
+            bad = [s for s, v in g.items() if torch.is_tensor(v) and not torch.isfinite(v).all()]
+            if bad:   # log_prior's argument validation failed on them with a tensor dump
+                raise InvalidInputError(
+                    f"{model.name}/em: the M-step gave non-finite {bad} after {len(history)} iterations: the data "
+                    "leave a parameter undetermined (e.g. weak outputs that lie on a line within a class, as "
+                    "label-smoothed ones whose wrong classes share equal probability, give a singular scale "
+                    "matrix); try a model with fewer parameters (logistic_t, dawid_skene) or stronger priors")
         runs.append((g, history, converged))
     finals = [h[-1] for _, h, _ in runs]
     best = int(np.argmax(finals))
@@ -952,8 +959,9 @@ def run_chain(job: dict) -> dict:
     shapes = {s: start[s].shape for s in names}
     centre = torch.cat([start[s].reshape(-1) for s in names])
     # the dense whitening matvec streams the [D, D] matrix twice per gradient (forward and back);
-    # in float32 it costs 0.68× float64's (experiments/profile_nuts_gradient.py), and rounding z's
-    # image at 1e-7 relative changes neither the target nor the (float64) potential
+    # in float32 it costs 0.68× float64's (experiments/profile_nuts_gradient.py). The map z → u
+    # is then rounded at ~1e-7 relative: still a fixed map (the sampler stays exact for the
+    # density it sees), and the potential itself is float64
     whiten = None if job["whiten"] is None else torch.as_tensor(job["whiten"]).float()
     potential = make_potential(model, data, job["priors"])
 

@@ -205,7 +205,7 @@ def _vote_array(labels) -> np.ndarray:
         if any(isinstance(v, (list, tuple, np.ndarray)) for v in flat):
             raise InvalidInputError("hard votes must be a rectangular int array [N, M] (-1 = abstain); "
                                     "rows have different lengths")
-        bad = next((v for v in flat if not (_is_int(v) or isinstance(v, (float, np.floating)))), None)
+        bad = next((v for v in flat if not (_is_int(v) or isinstance(v, (float, np.floating, bool, np.bool_)))), None)
         if bad is not None:
             raise InvalidInputError(f"hard votes must be integers (-1 = abstain), got {bad!r} "
                                     "(for named labels pass a DataFrame with columns task, worker, label)")
@@ -463,6 +463,9 @@ def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
         items = list(gold.items())
     else:
         arr = np.asarray(gold)
+        if arr.dtype == bool:   # a mask of gold items, or binary labels? Ambiguous: name the labels
+            raise InvalidInputError("gold as a boolean array is ambiguous (a mask of gold items, or the classes "
+                                    "0 / 1?): give the labels, {item: label} or an int array with −1 for unknown")
         if arr.shape != (n,):
             raise InvalidInputError(f"gold must be a dict {{item: label}} or an array of {n} labels (−1 = unknown), "
                                     f"got shape {arr.shape}")
@@ -485,8 +488,16 @@ def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
             j = int(item)
         else:
             raise InvalidInputError(f"gold item {item!r} is not among the {n} items (positions 0..{n - 1})")
-        if isinstance(label, (float, np.floating, bool, np.bool_)) and float(label).is_integer():
-            label = int(label)               # 1.0 from a float column, as in a gold array; True / False: 1 / 0
+        if isinstance(label, (bool, np.bool_)):
+            if str(bool(label)) in names:    # classes named "True" / "False": by name, whatever their order
+                label = str(bool(label))
+            elif lm.labels_by_name and all(_is_int(c) for c in lm.label_names):
+                raise LabelSetMismatchError(f"gold label {label!r} of item {item!r}: the classes are named "
+                                            f"{list(lm.label_names)}; give the class name, not a boolean")
+            else:
+                label = int(label)           # True / False: the classes 1 / 0, as boolean votes
+        if isinstance(label, (float, np.floating)) and float(label).is_integer():
+            label = int(label)               # 1.0 from a float column, as in a gold array
         by_name = lm.labels_by_name and str(label) in names
         if isinstance(label, (int, np.integer)) and not isinstance(label, (bool, np.bool_)) and not by_name:
             if not 0 <= label < k:

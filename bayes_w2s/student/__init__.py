@@ -5,14 +5,17 @@ import dataclasses
 import json
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
-from ..errors import CorruptCacheError, InvalidInputError
+from ..errors import BayesW2SError, CorruptCacheError, InvalidInputError
 from ..tasks.base import split_kind
+from ..train_config import LOGGING_FIELDS
 from ..training import Classifier, TrainConfig
 from .losses import LOSSES, LossSpec, get_loss
 from .targets import Targets, resolve_targets
@@ -75,13 +78,16 @@ class Student:
             if "train_config" not in meta:
                 raise CorruptCacheError(f"{path} holds a generation student: load it with "
                                         "GenerationStudent.from_pretrained")
-            known = {f.name for f in dataclasses.fields(TrainConfig)}
+            # logging settings only matter while training: report_to: wandb must load where wandb is absent
+            known = {f.name for f in dataclasses.fields(TrainConfig)} - set(LOGGING_FIELDS)
             config = TrainConfig(**{k: v for k, v in meta["train_config"].items() if k in known})
             clf = Classifier.from_pretrained(path, config, prefer_offline)
             history = path / "trainer_history.json"
             return cls(clf, get_loss(meta["loss"], **meta["loss_kwargs"]), meta["loss"], meta["label_names"],
                        meta["targets"], history=json.loads(history.read_text()) if history.exists() else [],
                        loss_kwargs=meta["loss_kwargs"])
+        except BayesW2SError:
+            raise
         except (OSError, KeyError, TypeError, ValueError, SafetensorError) as exc:   # a damaged or partial folder
             raise CorruptCacheError(f"{path} is not a loadable saved student ({type(exc).__name__}: "
                                     f"{str(exc).splitlines()[0][:200] if str(exc) else exc!r})") from None
@@ -90,9 +96,12 @@ class Student:
         """``[N, K]`` class probabilities for a dataset (with ``text``) or a list of texts."""
         if isinstance(data, (str, bytes)):
             raise InvalidInputError("predict_proba takes a list of texts or a dataset; wrap a single text in a list")
-        if hasattr(data, "column_names"):
-            if "text" not in data.column_names:
-                raise InvalidInputError(f"predict_proba: the dataset has no 'text' column (columns {data.column_names})")
+        columns = getattr(data, "column_names", None)   # a datasets split; a DataFrame or a dict has keys
+        if columns is None and isinstance(data, (pd.DataFrame, Mapping)):
+            columns = list(data.keys())
+        if columns is not None:   # list(frame) would be its column names, all strings: silently wrong
+            if "text" not in columns:
+                raise InvalidInputError(f"predict_proba: the data has no 'text' column (columns {list(columns)})")
             data = data["text"]
         texts = list(data)   # a list, tuple, numpy array or pandas Series of strings
         bad = [t for t in texts if not isinstance(t, str)]

@@ -233,7 +233,8 @@ class GenerationStudent:
         if not (path / "config.json").is_file():
             raise InvalidInputError(f"{path} is not a saved generation student (no config.json)")
         meta = getattr(AutoConfig.from_pretrained(path, trust_remote_code=False), "student", None) or {}
-        known = {f.name for f in dataclasses.fields(GeneratorConfig)}
+        # logging settings only matter while training (report_to: wandb loads where wandb is absent)
+        known = {f.name for f in dataclasses.fields(GeneratorConfig)} - {"logging_steps", "report_to", "logging_dir"}
         config = GeneratorConfig(**{k: v for k, v in meta.get("generator_config", {}).items() if k in known})
         gen = CausalLMGenerator(str(path), config, prefer_offline).load(path)
         return cls(gen, meta.get("loss", "xent"), meta.get("targets", ""), history=gen.history)

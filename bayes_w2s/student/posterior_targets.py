@@ -118,14 +118,14 @@ def crowdlab_targets(wl_train: WeakLabels, learner: StudentLearner, folds: int =
     except ImportError as exc:
         raise InvalidInputError("targets: crowdlab needs cleanlab: pip install 'bayes_w2s[crowdlab]'") from exc
 
-    n = wl_train.num_items
-    vote = wl_train.majority_vote()
-    oof, _ = cross_fit(lambda idx: learner.train(idx, vote[idx]), learner.predict, n, folds, seed)
     votes = wl_train.votes().astype(float)
     if (votes < 0).all(-1).any():
         raise InvalidInputError(f"targets: crowdlab needs a vote from some weak model on every item; on "
                                 f"{int((votes < 0).all(-1).sum())} item(s) every weak model's output is tied")
     votes[votes < 0] = np.nan   # a tied output is no vote; cleanlab reads NaN as "did not label"
+    n = wl_train.num_items
+    vote = wl_train.majority_vote()
+    oof, _ = cross_fit(lambda idx: learner.train(idx, vote[idx]), learner.predict, n, folds, seed)
     result = get_label_quality_multiannotator(votes, oof, verbose=False)
     quality = result["label_quality"]
     labels = quality["consensus_label"].to_numpy().astype(int)

@@ -68,8 +68,11 @@ def resolve_targets(targets, num_items: int, label_names: list, hard: bool = Fal
         except (TypeError, ValueError) as exc:
             raise InvalidInputError(f"weights must be {num_items} numbers ({exc})") from None
         # float32 is what the loss computes in: 1e308 passed as finite and trained a NaN student
-        if weights.shape != (num_items,) or not np.isfinite(weights.astype(np.float32)).all() or (weights < 0).any():
-            raise InvalidInputError(f"weights must be {num_items} finite non-negative numbers (within float32), got shape "
+        with np.errstate(over="ignore"):
+            as_float32 = weights.astype(np.float32)
+        if weights.shape != (num_items,) or not np.isfinite(as_float32).all() or (weights < 0).any():
+            raise InvalidInputError(f"weights must be {num_items} finite non-negative numbers (within float32), "
+                                    f"got shape "
                                     f"{weights.shape}" + ("" if weights.shape != (num_items,) else
                                                           f" with min {np.nanmin(weights) if weights.size else 'n/a'}"))
         if not weights.sum() > 0:   # a weighted loss over all-zero weights trains on nothing

@@ -66,7 +66,7 @@ class WeakEnsemble:
     """
 
     def __init__(self, models: list[str], config: TrainConfig | dict | None = None, seed: int = 0,
-                 cache: str | Path | bool | None = None, prefer_offline: bool = True):
+                 cache: str | Path | None | bool = None, prefer_offline: bool = True):
         if isinstance(models, (str, Path)):   # iterating a string would look up one card per character
             raise InvalidInputError(f"WeakEnsemble models must be a list of model names, got the string "
                                     f"{str(models)!r}; use [{str(models)!r}]")

@@ -15,7 +15,7 @@ def test_accuracy_from_labels_and_probs():
 
 
 @pytest.mark.parametrize("labels", [np.array([0, -1]), np.array([0, 2]), np.array([0.0, 1.0]),
-                                    np.array([False, True]), np.array([[0], [1]])])
+                                    np.array(["neg", "pos"]), np.array([0, None], dtype=object), np.array([[0], [1]])])
 def test_labels_that_are_not_class_indices_are_a_clear_error(labels):
     with pytest.raises(InvalidInputError, match="labels"):
         accuracy(np.array([[0.9, 0.1], [0.2, 0.8]]), labels)
@@ -66,6 +66,14 @@ def test_metrics_refuse_nan_scores_string_labels_empty_sets_and_non_numbers():
     with pytest.raises(InvalidInputError, match="n_bins"):
         expected_calibration_error(np.array([[0.9, 0.1]]), np.array([0]), n_bins=2.5)
     for bad in ("0.8", None, np.array([0.8, 0.9])):
-        with pytest.raises(InvalidInputError, match="pgr: student must be one number"):
+        with pytest.raises(InvalidInputError, match="pgr: student must be one finite number"):
             pgr(bad, 0.8, 0.9)
     assert accuracy(np.array([[3.0, -1.0], [0.5, 2.0]]), np.array([0, 1])) == 1.0   # scores still rank
+
+
+def test_boolean_labels_are_the_classes_0_and_1_and_pgr_takes_0d_arrays():
+    assert accuracy(np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([False, True])) == 1.0
+    assert pgr(np.array(0.85), 0.8, 0.9) == pytest.approx(0.5)
+    for args in ((float("nan"), 0.8, 0.9), (0.85, 0.8, float("inf"))):   # were nan and 0.0, silently
+        with pytest.raises(InvalidInputError, match="finite number"):
+            pgr(*args)

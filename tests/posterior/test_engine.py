@@ -589,3 +589,19 @@ def test_thinning_keeps_every_t_th_transition_of_the_same_chain(method):
     assert thinned.info["thinning"] == 3 and thinned.to_inference_data().posterior.sizes["draw"] == 10
     with pytest.raises(InvalidInputError, match="thinning must be an integer ≥ 1"):
         fit_posterior(votes, num_samples=10, thinning=1.5, **common)
+
+
+def test_an_m_step_that_degenerates_is_a_project_error_not_a_tensor_dump():
+    """Label-smoothed outputs (the wrong classes share equal probability) put each class's
+    log-odds on lines: the per-class scale matrix is singular and μ became NaN, which
+    log_prior's argument validation reported as a raw ValueError."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 50)
+    probs = np.empty((50, 3, 3))
+    for j in range(3):
+        label = np.where(rng.random(50) < 0.8, y, (y + rng.integers(1, 3, 50)) % 3)
+        top = rng.uniform(0.55, 0.9, 50)
+        probs[:, j] = ((1 - top) / 2)[:, None]
+        probs[np.arange(50), j, label] = top
+    with pytest.raises(InvalidInputError, match=r"logistic_t_hetero/em: the M-step gave non-finite \['mu'\]"):
+        fit_posterior(WeakLabels(probs, ["a", "b", "c"], ["x", "y", "z"]), model="logistic_t_hetero")

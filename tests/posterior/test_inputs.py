@@ -287,3 +287,21 @@ def test_boolean_labels_are_the_classes_0_and_1_in_every_layout():
     assert fit_posterior(frame, label_names=["neg", "pos"]).label_names == ["neg", "pos"]
     with_gold = fit_posterior(votes, gold={3: bool(not truth[3])})
     assert with_gold.item_probs[3].argmax() == int(not truth[3])
+
+
+def test_boolean_gold_follows_class_names_and_an_ambiguous_gold_array_is_refused():
+    rng = np.random.default_rng(1)
+    truth = rng.random(40) < 0.5
+    votes = np.stack([np.where(rng.random(40) < 0.8, truth, ~truth) for _ in range(3)], 1)
+    frame = pd.DataFrame({"task": np.repeat(np.arange(40), 3), "worker": np.tile(["a", "b", "c"], 40),
+                          "label": np.where(votes.ravel(), "True", "False")})
+    # classes named "True" / "False" in that order: gold True is the class "True" (it was index 1, "False")
+    post = fit_posterior(frame, label_names=["True", "False"], gold={0: True})
+    assert post.label_names[int(post.item_probs[0].argmax())] == "True"
+    ratings = frame.assign(label=np.where(votes.ravel(), 2, 1))
+    with pytest.raises(LabelSetMismatchError, match="give the class name, not a boolean"):
+        fit_posterior(ratings, label_names=[1, 2], gold={0: True})
+    with pytest.raises(InvalidInputError, match="gold as a boolean array is ambiguous"):
+        fit_posterior(votes, gold=truth)
+    listed = [[bool(v) if j != 1 else None for j, v in enumerate(row)] for row in votes]   # None abstains
+    assert fit_posterior(listed).item_probs.shape == (40, 2)

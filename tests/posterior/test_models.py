@@ -71,14 +71,14 @@ def _closed_form(model, data, p, g):
 
 
 @pytest.mark.parametrize("name", CLASS_MODELS + WORD_MODELS)
-@pytest.mark.parametrize("variant", ["plain", "gold", "blank"])
+@pytest.mark.parametrize("variant", ["plain", "gold", "blank"])   # blank: uniform items, some of them gold
 def test_closed_form_log_joint_matches_pyro_trace(name, variant):
     if variant == "gold" and get_model(name).observes == "words":
         pytest.skip("gold words are not supported")
     if variant == "blank" and get_model(name).observes != "probs":
         pytest.skip("uniform outputs are missing items for the soft-label models (votes: abstentions, above)")
-    model, data, p = _data(name, gold=variant == "gold", blank=variant == "blank")
-    assert variant != "blank" or (data.weight == 0).sum() == 14
+    model, data, p = _data(name, gold=variant in ("gold", "blank"), blank=variant == "blank")
+    assert variant != "blank" or (~data.fn_kwargs["informative"]).sum() == 14
     g = _random_point(model, data, p)
     ours = float(_closed_form(model, data, p, g))
     assert ours == pytest.approx(float(_pyro_log_joint(model, data, p, g)), rel=1e-9, abs=1e-6)
@@ -169,8 +169,8 @@ def test_unknown_and_out_of_range_priors_are_reported():
 @pytest.mark.parametrize("name", ["dawid_skene", "soft", "logistic_t", "logistic_t_hetero"])
 def test_items_whose_weak_outputs_are_all_uniform_get_the_class_prior_and_leave_the_fit_alone(name):
     """Before: a vote model read each uniform output as a vote for the first class, and the
-    logistic-t models put ~0.99 on whichever class centred nearest log-odds 0 and lost 3–8
-    points of accuracy on the other items."""
+    logistic-t models put ~0.99 on whichever class centred nearest log-odds 0, which moved
+    the other items' posteriors too."""
     from bayes_w2s.posterior import fit_posterior
     from bayes_w2s.weak import WeakLabels
 
@@ -183,3 +183,13 @@ def test_items_whose_weak_outputs_are_all_uniform_get_the_class_prior_and_leave_
     np.testing.assert_allclose(post.item_probs[12:], alone.item_probs, atol=0.02)
     np.testing.assert_allclose(post.predict_proba(WeakLabels(probs[:14], clean.model_names, clean.label_names))[:12],
                                post.item_probs[:12], atol=1e-6)
+    with pytest.warns(RuntimeWarning, match="get no vote"):   # gold on a uniform item: its class is still known
+        gold = fit_posterior(WeakLabels(probs, clean.model_names, clean.label_names), name, gold={0: 2, 1: 0})
+    np.testing.assert_allclose(gold.item_probs[:2], np.eye(3)[[2, 0]], atol=1e-6)
+
+
+def test_soft_models_refuse_data_whose_outputs_are_all_uniform():
+    from bayes_w2s.posterior import fit_posterior
+    from bayes_w2s.weak import WeakLabels
+    with pytest.raises(InvalidInputError, match="every item's weak outputs are uniform"):
+        fit_posterior(WeakLabels(np.full((20, 3, 3), 1 / 3), ["a", "b", "c"], ["x", "y", "z"]), "logistic_t")

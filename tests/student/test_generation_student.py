@@ -161,7 +161,8 @@ def test_errors():
     with pytest.raises(InvalidInputError, match="must be a WordPosterior"):
         train_student("gpt2-tiny-scratch", _ds(["a"], ["{}"]), np.zeros((1, 2)), "xent")
     texts = ["a", "b", "c", "d"]
-    with pytest.raises(InvalidInputError, match=r"3 generation target\(s\) are not one JSON object .*target 0: 'not json'"):
+    with pytest.raises(InvalidInputError,
+                       match=r"3 generation target\(s\) are not one JSON object .*target 0: 'not json'"):
         train_student("gpt2-tiny-scratch", _ds(texts, ["{}"] * 4), ["not json", "", '{"time": "x"}', "[1, 2]"])
     from bayes_w2s import TrainConfig
     with pytest.raises(InvalidInputError, match="a generation student takes a GeneratorConfig, got TrainConfig"):

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from datasets import Dataset
@@ -127,9 +128,19 @@ def test_save_pretrained_round_trips_with_identical_predictions(tiny_encoder, to
         from bayes_w2s.errors import CorruptCacheError
         assert np.array_equal(again.predict_proba(np.array(toy["text"])), again.predict_proba(toy))
         assert again.predict_proba([]).shape == (0, 2)
+        frame = pd.DataFrame({"text": toy["text"], "label": toy["label"]})   # list(frame) is its column names
+        assert np.array_equal(again.predict_proba(frame), again.predict_proba(toy))
+        assert np.array_equal(again.predict_proba({"text": toy["text"]}), again.predict_proba(toy))
+        with pytest.raises(InvalidInputError, match="no 'text' column"):
+            again.predict_proba(pd.DataFrame({"sentence": toy["text"]}))
         for bad, match in (("a text", "wrap a single text"), (["a", None], "got NoneType"), (["a", 5], "got int")):
             with pytest.raises(InvalidInputError, match=match):
                 again.predict_proba(bad)
+        import json
+        config = json.loads((tmp_path / "s" / "config.json").read_text())
+        config["student"]["train_config"]["report_to"] = "wandb"    # trained where wandb was; loaded where not
+        (tmp_path / "s" / "config.json").write_text(json.dumps(config))
+        assert Student.from_pretrained(tmp_path / "s").label_names == ["cat", "dog"]
         (tmp_path / "s" / "model.safetensors").write_bytes(b"not safetensors")
         with pytest.raises(CorruptCacheError, match="is not a loadable saved student"):
             Student.from_pretrained(tmp_path / "s")

@@ -152,6 +152,9 @@ class ClassModel(PosteriorModel):
     def prepare(self, lm, p: dict, gold=None, **settings) -> ModelData:
         full = self.observation(lm, **settings)
         n = len(lm.counts)
+        if "counts" in full and not full["counts"].any():   # e.g. every weak output tied
+            raise InvalidInputError(f"no weak model casts a vote on any item: the {self.name!r} model has nothing "
+                                    "to fit")
         gold_t = None if gold is None else torch.as_tensor(gold, dtype=torch.long)
         if self.compress:
             parts = [v.reshape(n, -1) for v in full.values()]
@@ -163,8 +166,10 @@ class ClassModel(PosteriorModel):
         else:
             rows, inverse, weight, row_gold = full, None, torch.ones(n, dtype=DTYPE), gold_t
         kwargs = {"gold": gold_t} if gold_t is not None else {}
-        if "informative" in full:   # items without evidence weigh nothing in the fit (see soft.informative_items)
-            weight = weight * full["informative"]
+        if "informative" in full:   # items without evidence: their observation is masked (soft.informative_items)
+            if not full["informative"].any():
+                raise InvalidInputError(f"every item's weak outputs are uniform: the {self.name!r} model has no "
+                                        "evidence to fit")
             kwargs["informative"] = full["informative"] > 0
         k = len(lm.label_names)
         classes = self.latent_class_of(k, p)

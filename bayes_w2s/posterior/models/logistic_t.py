@@ -9,10 +9,11 @@ import torch
 from pyro.ops.indexing import Vindex
 from torch.distributions import biject_to, constraints
 
+from ...weak.labels import TIE_TOL
 from ..engine import (scaled, CONCENTRATION, CORR_CHOLESKY, DTYPE, POSITIVE, POSITIVE_SUPPORT, PriorSpec, REAL,
                       REAL_SUPPORT, SIMPLEX, Site, dirichlet_mode)
 from ._classification import ClassModel, for_vindex, masked, pi_counts, pi_log_prior, true_class
-from .soft import evidence_mask, informative_items, soft_observation, with_evidence
+from .soft import evidence_mask, evidence_weights, informative_items, soft_observation, with_evidence
 
 
 def prior_means(num_classes: int, num_models: int, offset: float, dtype=DTYPE) -> torch.Tensor:
@@ -138,12 +139,16 @@ class LogisticT(ClassModel):
         return log_g["pi"].unsqueeze(-2) + with_evidence(obs, scaled(lik_weight, log_lik))
 
     def confusion(self, g, data, item_probs):
-        """P(weak model's argmax = l | true class k), from the posterior item labels."""
+        """P(weak model's argmax = l | true class k), from the posterior item labels, over the
+        items where that model names a label (a tied output casts no vote, as in
+        :meth:`WeakLabels.votes`; a masked item none)."""
         logits = data.obs["logits"]
-        votes = torch.cat([logits, torch.zeros_like(logits[..., :1])], -1).argmax(-1)      # [R, M]
-        k = item_probs.shape[-1]
-        onehot = torch.nn.functional.one_hot(votes, k).to(DTYPE) * data.obs["informative"][:, None, None]
-        conf = torch.einsum("rk,rml->kml", item_probs, onehot) / item_probs.sum(0).clamp_min(1e-12)[:, None, None]
+        full = torch.cat([logits, torch.zeros_like(logits[..., :1])], -1)                  # [R, M, K]
+        top = full >= full.amax(-1, keepdim=True) - TIE_TOL
+        voted = (top.sum(-1) == 1).to(DTYPE) * data.obs["informative"][:, None]            # [R, M]
+        onehot = torch.nn.functional.one_hot(full.argmax(-1), full.shape[-1]).to(DTYPE) * voted.unsqueeze(-1)
+        counts = torch.einsum("rk,rm->km", item_probs, voted).clamp_min(1e-12)             # [K, M]
+        conf = torch.einsum("rk,rml->kml", item_probs, onehot) / counts.unsqueeze(-1)
         return conf.reshape(1, 1, *conf.shape)
 
     def init(self, data, p, seed=0):
@@ -161,14 +166,15 @@ class LogisticT(ClassModel):
         k, d = wq.shape[-1], z.shape[-1]
         df = float(p["df"])
         pi = dirichlet_mode(pi_counts(wq) + float(p["alpha_prior"]))
+        lik_w = evidence_weights(data.obs, wq)          # masked items inform π only
         eye = torch.eye(d, dtype=DTYPE)
         if g is None:
-            wu = wq
-            sigma, omega = pooled_covariance(z, wq)
+            wu = lik_w
+            sigma, omega = pooled_covariance(z, lik_w)
         else:
             sigma, omega = g["sigma"], g["omega"]
             mahal, _ = mahalanobis(z, g["mu"], sigma, omega)
-            wu = wq * (df + d) / (df + mahal)
+            wu = lik_w * (df + d) / (df + mahal)
         nk = wu.sum(0)                                                                 # [K]
         sk = wu.T @ z                                                                  # [K, D]
         precision = torch.cholesky_inverse(sigma.unsqueeze(-1) * omega)
@@ -176,7 +182,7 @@ class LogisticT(ClassModel):
         m0 = prior_means(k, d // (k - 1), p["mean_offset"])
         a = nk[:, None, None] * precision + eye / tau2                                 # [K, D, D]
         mu = torch.linalg.solve(a, (sk @ precision + m0 / tau2).unsqueeze(-1)).squeeze(-1)
-        sigma, omega = fit_covariance(scatter(z, mu, wu), wq.sum(), sigma, omega, p, steps)
+        sigma, omega = fit_covariance(scatter(z, mu, wu), lik_w.sum(), sigma, omega, p, steps)
         return {"pi": pi, "mu": mu, "sigma": sigma, "omega": omega}
 
 

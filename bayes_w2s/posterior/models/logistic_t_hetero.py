@@ -8,9 +8,9 @@ from pyro.ops.indexing import Vindex
 
 from ..engine import CORR_CHOLESKY, DTYPE, POSITIVE_SUPPORT, REAL_SUPPORT, SIMPLEX, Site, dirichlet_mode, scaled
 from ._classification import for_vindex, pi_counts, true_class
-from .soft import evidence_mask, with_evidence
 from .logistic_t import (LogisticT, fit_covariance, mahalanobis, pooled_covariance, prior_means, scatter,
                          t_log_density)
+from .soft import evidence_mask, evidence_weights, with_evidence
 
 
 def logistic_t_hetero(logits: torch.Tensor, alpha_prior: float = 1.0, df: float = 1.0, mean_offset: float = 2.0,
@@ -109,14 +109,15 @@ class LogisticTHetero(LogisticT):
         k, d = wq.shape[-1], z.shape[-1]
         df = float(p["df"])
         pi = dirichlet_mode(pi_counts(wq) + float(p["alpha_prior"]))
+        lik_w = evidence_weights(data.obs, wq)          # masked items inform π only
         if g is None:
-            wu = wq
-            sigma, omega = pooled_covariance(z, wq)
+            wu = lik_w
+            sigma, omega = pooled_covariance(z, lik_w)
             sigma, omega = sigma.expand(k, d), omega.expand(k, d, d)
         else:
             sigma, omega = g["sigma"], g["omega"]
             mahal, _ = classwise_mahalanobis(z, g["mu"], sigma, omega)
-            wu = wq * (df + d) / (df + mahal)
+            wu = lik_w * (df + d) / (df + mahal)
         tau2 = float(p["mean_scale"]) ** 2
         m0 = prior_means(k, d // (k - 1), p["mean_offset"])
         eye = torch.eye(d, dtype=DTYPE)
@@ -125,7 +126,7 @@ class LogisticTHetero(LogisticT):
             precision = torch.cholesky_inverse(sigma[c].unsqueeze(-1) * omega[c])
             a = wu[:, c].sum() * precision + eye / tau2
             mu_c = torch.linalg.solve(a, precision @ (wu[:, c] @ z) + m0[c] / tau2)
-            sigma_c, omega_c = fit_covariance(scatter(z, mu_c.unsqueeze(0), wu[:, c:c + 1]), wq[:, c].sum(),
+            sigma_c, omega_c = fit_covariance(scatter(z, mu_c.unsqueeze(0), wu[:, c:c + 1]), lik_w[:, c].sum(),
                                               sigma[c], omega[c], p, steps)
             mus.append(mu_c)
             sigmas.append(sigma_c)

@@ -69,12 +69,14 @@ def informative_items(lm) -> torch.Tensor:
     A uniform output says nothing about the class, but a soft-label likelihood reads it as
     a point like any other (for logistic-t, log-odds 0), so an item whose outputs are all
     uniform was put near-certainly in whichever class centres nearest it, and pulled that
-    class's fit: 10 such items among 300 cost logistic-t 3.5 and its per-class variant 7.5
-    points of accuracy on the rest (``tests/posterior/test_models.py``). Such an item is
+    class's fit and so the other items' posteriors (``tests/posterior/test_models.py`` now
+    holds them to a fit without the uniform items). Such an item is
     missing, not evidence: its observation is masked, it weighs nothing in the fit and its
     posterior is the class prior. An item on which only some outputs are uniform is still
     read whole (marginalising one model out of logistic-t's joint t needs a sub-covariance
-    per pattern of missing models)."""
+    per pattern of missing models). The true class of a masked item is still c ~ Cat(π)
+    (observed on a gold item), so it still informs π; the M-steps leave it out of the
+    likelihood's statistics (:func:`evidence_weights`)."""
     p = torch.as_tensor(lm.soft, dtype=DTYPE)
     return ((p.amax(-1) - p.amin(-1)) > TIE_TOL).any(-1).to(DTYPE)
 
@@ -85,6 +87,11 @@ def evidence_mask(informative: torch.Tensor | None, idx: torch.Tensor, items_dim
     if informative is None:
         return True
     return informative[idx].reshape(-1, *([1] * (-1 - items_dim)))
+
+
+def evidence_weights(obs: dict, wq: torch.Tensor) -> torch.Tensor:
+    """``[R, K]`` the M-step's item weights for the likelihood's statistics: 0 on masked rows."""
+    return wq if "informative" not in obs else wq * obs["informative"].unsqueeze(-1)
 
 
 def with_evidence(obs: dict, log_lik: torch.Tensor) -> torch.Tensor:
@@ -147,8 +154,9 @@ class SoftLabel(ClassModel):
         wq = q * data.weight.unsqueeze(-1)
         pi = dirichlet_mode(pi_counts(wq) + float(p["alpha_prior"]))
         r, m, k = probs.shape
-        weight = wq.sum(0)                                                        # [K]
-        stats = (wq.T @ probs.log().reshape(r, m * k)).reshape(k, m, k)          # Σ_r q_rk log p_rml
+        lik_w = evidence_weights(data.obs, wq)
+        weight = lik_w.sum(0)                                                     # [K]
+        stats = (lik_w.T @ probs.log().reshape(r, m * k)).reshape(k, m, k)       # Σ_r q_rk log p_rml
         shape = confusion_prior(k, p["diag_shape"], p["off_shape"]).unsqueeze(1)
         rate = float(p["rate"])
         init = g["concentration"] if g is not None else shape.expand(k, m, k) / rate
