@@ -46,6 +46,21 @@ def _check_config(config, models: list[str]) -> None:
                             f"{type(config).__name__} {config!r}{hint}")
 
 
+def _check_texts(data, verb: str, columns: tuple) -> None:
+    """A dataset (a task split) with ``columns`` whose ``text`` holds strings; a list, a missing
+    column or a None text failed inside datasets or the cache's fingerprint."""
+    names = getattr(data, "column_names", None)
+    if names is None:
+        raise InvalidInputError(f"WeakEnsemble.{verb} takes a datasets.Dataset (e.g. task.strong_train), "
+                                f"got {type(data).__name__}")
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise InvalidInputError(f"WeakEnsemble.{verb}: the dataset has no column(s) {missing} (columns {names})")
+    bad = next((i for i, t in enumerate(data["text"]) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise InvalidInputError(f"WeakEnsemble.{verb}: text {bad} is {data['text'][bad]!r}, not a string")
+
+
 class WeakEnsemble:
     """Weak supervisors, fitted on ground truth, predicting soft labels.
 
@@ -110,6 +125,7 @@ class WeakEnsemble:
         :class:`~.generators.GeneratorConfig` s, and ``predict`` returns
         :class:`~.hypotheses.WeakHypotheses` (see :class:`~.generation_ensemble.GenerationEnsemble`).
         """
+        _check_texts(train_data, "fit", ("text", "label") if split_kind(train_data) != "generation" else ("text",))
         if len(train_data) == 0:
             raise InvalidInputError("the weak models' training data is empty")
         if split_kind(train_data) == "generation":
@@ -188,6 +204,7 @@ class WeakEnsemble:
             return self.generation_.predict(data, **kwargs)
         if self._train is None:
             raise InvalidInputError("call fit(weak_train) before predict()")
+        _check_texts(data, "predict", ("text",))
         texts = list(data["text"])
         if not texts:
             raise InvalidInputError("cannot predict on an empty dataset")
