@@ -5,16 +5,14 @@ import dataclasses
 import json
 import time
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from ..errors import BayesW2SError, CorruptCacheError, InvalidInputError
-from ..tasks.base import split_kind
+from ..tasks.base import check_text_split, split_kind, texts_of
 from ..train_config import LOGGING_FIELDS
 from ..training import Classifier, TrainConfig
 from .losses import LOSSES, LossSpec, get_loss
@@ -93,22 +91,9 @@ class Student:
                                     f"{str(exc).splitlines()[0][:200] if str(exc) else exc!r})") from None
 
     def predict_proba(self, data) -> np.ndarray:
-        """``[N, K]`` class probabilities for a dataset (with ``text``) or a list of texts."""
-        if isinstance(data, (str, bytes)):
-            raise InvalidInputError("predict_proba takes a list of texts or a dataset; wrap a single text in a list")
-        columns = getattr(data, "column_names", None)   # a datasets split; a DataFrame or a dict has keys
-        if columns is None and isinstance(data, (pd.DataFrame, Mapping)):
-            columns = list(data.keys())
-        if columns is not None:   # list(frame) would be its column names, all strings: silently wrong
-            if "text" not in columns:
-                raise InvalidInputError(f"predict_proba: the data has no 'text' column (columns {list(columns)})")
-            data = data["text"]
-        texts = list(data)   # a list, tuple, numpy array or pandas Series of strings
-        bad = [t for t in texts if not isinstance(t, str)]
-        if bad:
-            raise InvalidInputError(f"predict_proba: every text must be a string, got {type(bad[0]).__name__} "
-                                    f"{bad[0]!r}")
-        texts = [str(t) for t in texts]   # numpy's str_ too
+        """``[N, K]`` class probabilities for a dataset (with ``text``) or a list of texts
+        (:func:`~bayes_w2s.tasks.base.texts_of`)."""
+        texts = texts_of(data, "predict_proba")
         if not texts:
             return np.zeros((0, len(self.label_names)))
         logits = torch.as_tensor(self.classifier.predict_logits(texts))
@@ -140,7 +125,7 @@ def train_student(model: str, train_data, targets, loss: str = "xent", *, label_
         config: how to train (mode head / lora / full, epochs, learning rate …).
         loss_kwargs: the loss's own settings (e.g. ``alpha_max`` of ``aux_conf``).
     """
-    _check_train_data(train_data)
+    check_text_split(train_data, "train_data")
     if len(train_data) == 0:
         raise InvalidInputError("train_data is empty")
     _check_arguments(model, loss, config, loss_kwargs, hard, seed)
@@ -172,19 +157,6 @@ def train_student(model: str, train_data, targets, loss: str = "xent", *, label_
             weak_probs=tg.weak_probs if spec.needs_weak_probs else None)
     return Student(clf, spec, loss, list(label_names), tg.source, time.perf_counter() - start, clf.history,
                    dict(loss_kwargs or {}))
-
-
-def _check_train_data(train_data) -> None:
-    """A ``datasets.Dataset`` (or anything with ``column_names``) whose ``text`` column holds strings."""
-    columns = getattr(train_data, "column_names", None)
-    if columns is None:
-        raise InvalidInputError(f"train_data must be a datasets.Dataset with a 'text' column (e.g. task.strong_train), "
-                                f"got {type(train_data).__name__}")
-    if "text" not in columns:
-        raise InvalidInputError(f"train_data has no 'text' column (columns: {list(columns)})")
-    bad = next((i for i, t in enumerate(train_data["text"]) if not isinstance(t, str)), None)
-    if bad is not None:
-        raise InvalidInputError(f"train_data text {bad} is {train_data['text'][bad]!r}, not a string")
 
 
 def _check_arguments(model, loss, config, loss_kwargs, hard, seed) -> None:

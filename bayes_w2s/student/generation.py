@@ -23,6 +23,7 @@ from trl import SFTTrainer
 from ..align.soft_targets import hard_targets, token_soft_targets
 from ..distributed import global_share
 from ..errors import InvalidInputError
+from ..tasks.base import texts_of
 from ..training import train_then_merge
 from ..weak.generators import CausalLMGenerator, GeneratorConfig, causal_lm_lora, prompt_of, sft_config
 from .losses import Evidential
@@ -202,17 +203,8 @@ class GenerationStudent:
     def generate(self, texts, n_best: int = 1, progress: bool = True, processors=None) -> list[str]:
         """The 1-best target string per text (greedy when ``n_best == 1``); ``processors``
         as for :meth:`CausalLMGenerator.generate` (see :mod:`.decoding`). ``texts``: a list of
-        strings or a dataset with a ``text`` column (a task split)."""
-        if hasattr(texts, "column_names"):
-            if "text" not in texts.column_names:
-                raise InvalidInputError(f"generate: the dataset has no 'text' column (columns {texts.column_names})")
-            texts = texts["text"]
-        if isinstance(texts, (str, bytes)):   # list("wake me up") was ten one-character prompts
-            raise InvalidInputError("generate takes a list of texts; wrap a single text in a list")
-        texts = list(texts)
-        if any(not isinstance(t, str) for t in texts):
-            bad = next(t for t in texts if not isinstance(t, str))
-            raise InvalidInputError(f"generate: every text must be a string, got {type(bad).__name__} {bad!r}")
+        strings or a dataset with a ``text`` column (:func:`~bayes_w2s.tasks.base.texts_of`)."""
+        texts = texts_of(texts, "generate")
         return [h[0].text for h in self.generator.generate(texts, n_best=n_best, progress=progress,
                                                            processors=processors)]
 

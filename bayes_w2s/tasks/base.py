@@ -4,10 +4,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from datasets import Dataset
 
 from ..errors import InvalidInputError, MissingDataError
@@ -108,6 +110,44 @@ class GenerationTask(Task):
 
     def __repr__(self) -> str:
         return f"GenerationTask({self.name!r}, slot_types={len(self.label_names)}, sizes={self.sizes()})"
+
+
+def check_text_split(data, what: str, columns: tuple = ("text",)) -> None:
+    """``data`` is a dataset (a task split) with ``columns``, whose ``text`` holds strings: a
+    list, a missing column or a None text failed deep inside datasets, a tokenizer or a cache
+    fingerprint. ``what`` names the argument in the message."""
+    names = getattr(data, "column_names", None)
+    if names is None:
+        raise InvalidInputError(f"{what} must be a datasets.Dataset with a 'text' column (e.g. task.strong_train), "
+                                f"got {type(data).__name__}")
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise InvalidInputError(f"{what} has no {', '.join(repr(c) for c in missing)} column "
+                                f"(columns: {list(names)})")
+    bad = next((i for i, t in enumerate(data["text"]) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise InvalidInputError(f"{what} text {bad} is {data['text'][bad]!r}, not a string")
+
+
+def texts_of(data, what: str) -> list[str]:
+    """The texts to predict on: a list (tuple, numpy array, pandas Series) of strings, or the
+    ``text`` column of a dataset, DataFrame or dict. A bare string is refused (``list`` of it
+    was one text per character), and so are a table without ``text`` (``list`` of a DataFrame
+    is its column names) and non-string items."""
+    if isinstance(data, (str, bytes)):
+        raise InvalidInputError(f"{what} takes a list of texts or a dataset; wrap a single text in a list")
+    columns = getattr(data, "column_names", None)
+    if columns is None and isinstance(data, (pd.DataFrame, Mapping)):
+        columns = list(data.keys())
+    if columns is not None:
+        if "text" not in columns:
+            raise InvalidInputError(f"{what}: the data has no 'text' column (columns {list(columns)})")
+        data = data["text"]
+    texts = list(data)
+    bad = [t for t in texts if not isinstance(t, str)]
+    if bad:
+        raise InvalidInputError(f"{what}: every text must be a string, got {type(bad[0]).__name__} {bad[0]!r}")
+    return [str(t) for t in texts]   # numpy's str_ too
 
 
 def split_kind(split) -> str:

@@ -15,7 +15,7 @@ from ..backbones import texts_fingerprint
 from ..cards import cache_dir, load_card
 from ..errors import CorruptCacheError, InvalidInputError
 from ..io import warn_unreadable
-from ..tasks.base import split_kind
+from ..tasks.base import check_text_split, split_kind
 from ..training import Classifier, TrainConfig
 from .labels import WeakLabels
 
@@ -44,21 +44,6 @@ def _check_config(config, models: list[str]) -> None:
     hint = f"; for a training mode write TrainConfig(mode={config!r})" if isinstance(config, str) else ""
     raise InvalidInputError(f"WeakEnsemble config must be a TrainConfig or {{model name: TrainConfig}}, got "
                             f"{type(config).__name__} {config!r}{hint}")
-
-
-def _check_texts(data, verb: str, columns: tuple) -> None:
-    """A dataset (a task split) with ``columns`` whose ``text`` holds strings; a list, a missing
-    column or a None text failed inside datasets or the cache's fingerprint."""
-    names = getattr(data, "column_names", None)
-    if names is None:
-        raise InvalidInputError(f"WeakEnsemble.{verb} takes a datasets.Dataset (e.g. task.strong_train), "
-                                f"got {type(data).__name__}")
-    missing = [c for c in columns if c not in names]
-    if missing:
-        raise InvalidInputError(f"WeakEnsemble.{verb}: the dataset has no column(s) {missing} (columns {names})")
-    bad = next((i for i, t in enumerate(data["text"]) if not isinstance(t, str)), None)
-    if bad is not None:
-        raise InvalidInputError(f"WeakEnsemble.{verb}: text {bad} is {data['text'][bad]!r}, not a string")
 
 
 class WeakEnsemble:
@@ -125,7 +110,8 @@ class WeakEnsemble:
         :class:`~.generators.GeneratorConfig` s, and ``predict`` returns
         :class:`~.hypotheses.WeakHypotheses` (see :class:`~.generation_ensemble.GenerationEnsemble`).
         """
-        _check_texts(train_data, "fit", ("text", "label") if split_kind(train_data) != "generation" else ("text",))
+        check_text_split(train_data, "WeakEnsemble.fit data",
+                         ("text", "label") if split_kind(train_data) != "generation" else ("text",))
         if len(train_data) == 0:
             raise InvalidInputError("the weak models' training data is empty")
         if split_kind(train_data) == "generation":
@@ -204,7 +190,7 @@ class WeakEnsemble:
             return self.generation_.predict(data, **kwargs)
         if self._train is None:
             raise InvalidInputError("call fit(weak_train) before predict()")
-        _check_texts(data, "predict", ("text",))
+        check_text_split(data, "WeakEnsemble.predict data")
         texts = list(data["text"])
         if not texts:
             raise InvalidInputError("cannot predict on an empty dataset")
