@@ -143,8 +143,8 @@ class LogisticT(ClassModel):
         items where that model names a label (a tied output casts no vote, as in
         :meth:`WeakLabels.votes`; a masked item none)."""
         logits = data.obs["logits"]
-        full = torch.cat([logits, torch.zeros_like(logits[..., :1])], -1)                  # [R, M, K]
-        top = full >= full.amax(-1, keepdim=True) - TIE_TOL
+        full = torch.cat([logits, torch.zeros_like(logits[..., :1])], -1).softmax(-1)      # [R, M, K]
+        top = full >= full.amax(-1, keepdim=True) - TIE_TOL                                # ties as in votes()
         voted = (top.sum(-1) == 1).to(DTYPE) * data.obs["informative"][:, None]            # [R, M]
         onehot = torch.nn.functional.one_hot(full.argmax(-1), full.shape[-1]).to(DTYPE) * voted.unsqueeze(-1)
         counts = torch.einsum("rk,rm->km", item_probs, voted).clamp_min(1e-12)             # [K, M]
