@@ -46,8 +46,8 @@ class FakeSeeds:
     """Stands in for run_seed: deterministic rows, a weak-label file per seed, and an
     optional failure (an exception instance) when a given seed starts."""
 
-    def __init__(self, fail_at=None, error=KeyboardInterrupt()):
-        self.calls, self.fail_at, self.error = [], fail_at, error
+    def __init__(self, fail_at=None, error=KeyboardInterrupt(), diverged=False):
+        self.calls, self.fail_at, self.error, self.diverged = [], fail_at, error, diverged
 
     def __call__(self, cfg, task, seed, save_dir=None):
         if seed == self.fail_at:
@@ -55,7 +55,7 @@ class FakeSeeds:
         self.calls.append(seed)
         write_text(save_dir / f"weak_labels_seed{seed}_test.npz", "stand-in")
         rows = [("weak:a", "weak", 0.6 + seed / 100), ("weak_vote", "weak_ensemble", 0.62), ("weak_mean", "weak_ensemble", 0.63),
-                ("ceiling", "ceiling", 0.9), ("mean", "student", 0.7 + seed / 100)]
+                ("ceiling", "ceiling", 0.9), ("mean", "student", float("nan") if self.diverged else 0.7 + seed / 100)]
         return [{"seed": seed, "method": m, "kind": k, "accuracy": a, "ece": 0.1, "best_weak": "a"} for m, k, a in rows]
 
 
@@ -285,3 +285,12 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(tmp_
         check_output_folder(Path("/proc/bayes-w2s-x"))
     check_output_folder(tmp_path / "new" / "run")
     assert not (tmp_path / "new").exists()                       # probed, and nothing left behind
+
+
+def test_a_diverged_students_nan_row_is_reported_not_a_crash(tiny_setup, tmp_path, fake):
+    """run_seed records a student whose test probabilities are NaN as accuracy NaN (before, the
+    metrics' new checks would have stopped the run); PGR and the report carry the NaN through."""
+    fake(diverged=True)
+    results = run_experiment(make_config(tiny_setup, seeds=[0]), tmp_path / "run")
+    row = results[results["method"] == "mean"].iloc[0]
+    assert np.isnan(row["accuracy"]) and (tmp_path / "run" / "results.md").exists()

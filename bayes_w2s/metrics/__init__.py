@@ -74,18 +74,21 @@ def expected_calibration_error(probs, labels, n_bins: int = 15) -> float:
 def pgr(student: float, weak: float, ceiling: float) -> float:
     """Performance gap recovered (Burns et al., 2023): ``(student − weak) / (ceiling − weak)``.
 
-    NaN when the ceiling does not beat the weak reference (the ratio means nothing then).
+    NaN when the ceiling does not beat the weak reference (the ratio means nothing then), and
+    when a score is NaN (a diverged student's row); an infinite score or a non-number is an error.
     """
     values = []
     for name, value in (("student", student), ("weak", weak), ("ceiling", ceiling)):
         if np.ndim(value) == 0 and hasattr(value, "item") and not isinstance(value, (str, bytes)):
             value = value.item()                   # a 0-d numpy array or torch tensor
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(value):
-            raise InvalidInputError(f"pgr: {name} must be one finite number (a score), got {type(value).__name__} "
-                                    f"{value!r}")
+                or np.isinf(value):
+            raise InvalidInputError(f"pgr: {name} must be one finite number (a score) or NaN, got "
+                                    f"{type(value).__name__} {value!r}")
         values.append(float(value))
     student, weak, ceiling = values
+    if np.isnan(values).any():
+        return float("nan")
     gap = ceiling - weak
     return float((student - weak) / gap) if gap > 0 else float("nan")
 
