@@ -31,6 +31,7 @@ def _data(name, gold=False, n=120, priors=None, blank=False):
         _, labels = simulate_soft(n=n)
         if blank:                                                      # every output uniform: missing items
             labels.probs[::9] = 1.0 / labels.num_classes
+            labels.probs[1::4, 1] = 1.0 / labels.num_classes             # one output uniform: a missing model
     else:
         _, labels = simulate_votes(n=n, k=3, accs=(0.6, 0.7, 0.8))
         labels[::7, 1] = -1                                            # abstentions
@@ -78,7 +79,7 @@ def test_closed_form_log_joint_matches_pyro_trace(name, variant):
     if variant == "blank" and get_model(name).observes != "probs":
         pytest.skip("uniform outputs are missing items for the soft-label models (votes: abstentions, above)")
     model, data, p = _data(name, gold=variant in ("gold", "blank"), blank=variant == "blank")
-    assert variant != "blank" or (~data.fn_kwargs["informative"]).sum() == 14
+    assert variant != "blank" or (~data.fn_kwargs["informative"]).reshape(120, -1).all(-1).sum() == 14
     g = _random_point(model, data, p)
     ours = float(_closed_form(model, data, p, g))
     assert ours == pytest.approx(float(_pyro_log_joint(model, data, p, g)), rel=1e-9, abs=1e-6)
@@ -193,3 +194,21 @@ def test_soft_models_refuse_data_whose_outputs_are_all_uniform():
     from bayes_w2s.weak import WeakLabels
     with pytest.raises(InvalidInputError, match="every item's weak outputs are uniform"):
         fit_posterior(WeakLabels(np.full((20, 3, 3), 1 / 3), ["a", "b", "c"], ["x", "y", "z"]), "logistic_t")
+
+
+def test_the_dirichlet_model_drops_a_single_uniform_output_and_keeps_the_others():
+    """Its terms factorise over weak models, so a uniform output is one missing term: the item
+    posterior is π_k Π_m Dir(p_m | λ_k,m) over the other models (it used to read the uniform
+    vector as strong evidence for whichever class's λ fits 1/K best)."""
+    import torch
+
+    from bayes_w2s.posterior import fit_posterior
+    from bayes_w2s.weak import WeakLabels
+    _, clean = simulate_soft(n=200, seed=4)
+    post = fit_posterior(clean, "soft")
+    new = np.array([[[0.6, 0.25, 0.15], [1 / 3] * 3, [1 / 3] * 3]])
+    got = post.predict_proba(WeakLabels(new, clean.model_names, clean.label_names))[0]
+    lam = torch.as_tensor(post.draws["concentration"][0, 0][:, 0])                   # [K, L] of model 0
+    p = torch.as_tensor(new[0, 0]).clamp_min(1e-4)
+    own = torch.distributions.Dirichlet(lam).log_prob(p / p.sum()) + torch.as_tensor(post.class_prior).log()
+    np.testing.assert_allclose(got, own.softmax(-1).numpy(), atol=1e-6)

@@ -36,8 +36,9 @@ def soft_label(probs: torch.Tensor, alpha_prior: float = 1.0, diag_shape: float 
     which is why :mod:`.logistic_t` exists. Probabilities are clipped to [ε, 1] and
     renormalised (``eps``) because a Dirichlet density is unbounded at exact zeros.
     Related: the Dirichlet calibration map of Kull et al. (2019) and the soft-label
-    aggregation of Cui et al. (2025, §3). Items whose outputs are all uniform are missing
-    (``informative``; :func:`informative_items`).
+    aggregation of Cui et al. (2025, §3). A weak model whose output on an item is uniform is
+    missing there (``informative[n, m]``, :func:`present_models`): the likelihood factorises
+    over models, so its term is simply left out; an item with no such term gets π.
     """
     n, m, k = probs.shape
     dtype = probs.dtype
@@ -48,37 +49,48 @@ def soft_label(probs: torch.Tensor, alpha_prior: float = 1.0, diag_shape: float 
         lam = pyro.sample("concentration", dist.Gamma(shape, torch.full_like(shape, float(rate))).to_event(1))
     with pyro.plate("items", n, dim=-2, subsample_size=subsample_size) as idx:
         c = true_class(pi, gold, idx)
-        with weak_models, pyro.poutine.mask(mask=evidence_mask(informative, idx, items_dim=-2)):
+        with weak_models, pyro.poutine.mask(mask=True if informative is None else informative[idx]):
             pyro.sample("y", dist.Dirichlet(Vindex(for_vindex(lam))[..., c, torch.arange(m), :]), obs=probs[idx])
     return c
 
 
-def soft_log_lik(probs: torch.Tensor, concentration: torch.Tensor) -> torch.Tensor:
-    """``[..., R, K]`` Σ_m log Dir(p_rm | λ_k,m), ``concentration`` ``[..., K, M, K]``."""
+def soft_log_lik(probs: torch.Tensor, concentration: torch.Tensor,
+                 present: torch.Tensor | None = None) -> torch.Tensor:
+    """``[..., R, K]`` Σ_m present_rm log Dir(p_rm | λ_k,m), ``concentration`` ``[..., K, M, K]``,
+    ``present`` ``[R, M]`` (1 = observed, 0 = missing; default all observed)."""
     lam = concentration
     log_p = probs.log()                                                      # [R, M, L]
     norm = torch.lgamma(lam.sum(-1)) - torch.lgamma(lam).sum(-1)             # [..., K, M]
     r, m, k = probs.shape
     flat = (lam - 1).reshape(*lam.shape[:-3], k, m * k).transpose(-1, -2)    # [..., M·L, K]
-    return log_p.reshape(r, m * k) @ flat + norm.sum(-1).unsqueeze(-2)
+    if present is None:
+        return log_p.reshape(r, m * k) @ flat + norm.sum(-1).unsqueeze(-2)
+    return (log_p * present.unsqueeze(-1)).reshape(r, m * k) @ flat + present @ norm.transpose(-1, -2)
+
+
+def present_models(lm) -> torch.Tensor:
+    """``[N, M]`` 1.0 where weak model m's output on item n is not uniform (within
+    :data:`~bayes_w2s.weak.labels.TIE_TOL`), 0.0 where it is: a uniform output is missing."""
+    p = torch.as_tensor(lm.soft, dtype=DTYPE)
+    return ((p.amax(-1) - p.amin(-1)) > TIE_TOL).to(DTYPE)
 
 
 def informative_items(lm) -> torch.Tensor:
-    """``[N]`` 1.0 where some weak model's output is not uniform, 0.0 where all are.
+    """``[N]`` 1.0 where some weak model's output is not uniform, 0.0 where all are: the
+    logistic-t models' missing items.
 
     A uniform output says nothing about the class, but a soft-label likelihood reads it as
     a point like any other (for logistic-t, log-odds 0), so an item whose outputs are all
     uniform was put near-certainly in whichever class centres nearest it, and pulled that
     class's fit and so the other items' posteriors (``tests/posterior/test_models.py`` now
-    holds them to a fit without the uniform items). Such an item is
-    missing, not evidence: its observation is masked, it weighs nothing in the fit and its
-    posterior is the class prior. An item on which only some outputs are uniform is still
-    read whole (marginalising one model out of logistic-t's joint t needs a sub-covariance
-    per pattern of missing models). The true class of a masked item is still c ~ Cat(π)
-    (observed on a gold item), so it still informs π; the M-steps leave it out of the
-    likelihood's statistics (:func:`evidence_weights`)."""
-    p = torch.as_tensor(lm.soft, dtype=DTYPE)
-    return ((p.amax(-1) - p.amin(-1)) > TIE_TOL).any(-1).to(DTYPE)
+    holds them to a fit without the uniform items). Such an item is missing, not evidence:
+    its observation is masked and its posterior is the class prior. Logistic-t still reads
+    an item on which only some outputs are uniform whole (marginalising one model out of its
+    joint t needs a sub-covariance per pattern of missing models); the Dirichlet model, whose
+    terms factorise, drops each uniform output alone (:func:`present_models`). The true class
+    of a masked item is still c ~ Cat(π) (observed on a gold item), so it still informs π;
+    the M-steps leave it out of the likelihood's statistics (:func:`evidence_weights`)."""
+    return (present_models(lm) > 0).any(-1).to(DTYPE)
 
 
 def evidence_mask(informative: torch.Tensor | None, idx: torch.Tensor, items_dim: int):
@@ -123,7 +135,8 @@ class SoftLabel(ClassModel):
     prior_specs = {"alpha_prior": CONCENTRATION, "diag_shape": POSITIVE, "off_shape": POSITIVE, "rate": POSITIVE}
 
     def observation(self, lm, eps: float = 1e-4):
-        return {"probs": soft_observation(lm, eps), "informative": informative_items(lm)}
+        # per (item, model): the Dirichlet terms factorise, so one missing model drops out alone
+        return {"probs": soft_observation(lm, eps), "informative": present_models(lm)}
 
     def log_prior(self, g, log_g, p):
         k = log_g["pi"].shape[-1]
@@ -134,8 +147,8 @@ class SoftLabel(ClassModel):
         return pi_log_prior(log_g["pi"], p["alpha_prior"]) + gamma.expand_as(lam).sum()
 
     def log_joint(self, obs, g, log_g, p, lik_weight=1.0):
-        return log_g["pi"].unsqueeze(-2) + with_evidence(obs, scaled(lik_weight, soft_log_lik(obs["probs"],
-                                                                                          g["concentration"])))
+        log_lik = soft_log_lik(obs["probs"], g["concentration"], obs.get("informative"))
+        return log_g["pi"].unsqueeze(-2) + scaled(lik_weight, log_lik)
 
     def confusion(self, g, data, item_probs):
         lam = g["concentration"]
@@ -154,9 +167,9 @@ class SoftLabel(ClassModel):
         wq = q * data.weight.unsqueeze(-1)
         pi = dirichlet_mode(pi_counts(wq) + float(p["alpha_prior"]))
         r, m, k = probs.shape
-        lik_w = evidence_weights(data.obs, wq)
-        weight = lik_w.sum(0)                                                     # [K]
-        stats = (lik_w.T @ probs.log().reshape(r, m * k)).reshape(k, m, k)       # Σ_r q_rk log p_rml
+        present = data.obs.get("informative", torch.ones(r, m, dtype=DTYPE))    # [R, M]
+        weight = wq.T @ present                                                   # [K, M] Σ_r q_rk [m observed]
+        stats = torch.einsum("rk,rm,rml->kml", wq, present, probs.log())         # Σ_r q_rk [m observed] log p_rml
         shape = confusion_prior(k, p["diag_shape"], p["off_shape"]).unsqueeze(1)
         rate = float(p["rate"])
         init = g["concentration"] if g is not None else shape.expand(k, m, k) / rate
@@ -166,7 +179,7 @@ class SoftLabel(ClassModel):
         def closure():
             opt.zero_grad()
             lam = log_lam.exp()
-            value = (weight[:, None] * (torch.lgamma(lam.sum(-1)) - torch.lgamma(lam).sum(-1))).sum() \
+            value = (weight * (torch.lgamma(lam.sum(-1)) - torch.lgamma(lam).sum(-1))).sum() \
                 + ((lam - 1) * stats).sum() + ((shape - 1) * log_lam - rate * lam).sum()
             loss = -value
             loss.backward()
