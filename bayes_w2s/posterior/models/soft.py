@@ -135,8 +135,10 @@ class SoftLabel(ClassModel):
     prior_specs = {"alpha_prior": CONCENTRATION, "diag_shape": POSITIVE, "off_shape": POSITIVE, "rate": POSITIVE}
 
     def observation(self, lm, eps: float = 1e-4):
-        # per (item, model): the Dirichlet terms factorise, so one missing model drops out alone
-        return {"probs": soft_observation(lm, eps), "informative": present_models(lm)}
+        # per (item, model): the Dirichlet terms factorise, so one missing model drops out alone.
+        # Without a missing output the unmasked arithmetic runs (committed fits stay bit for bit)
+        present = present_models(lm)
+        return {"probs": soft_observation(lm, eps), **({} if present.all() else {"informative": present})}
 
     def log_prior(self, g, log_g, p):
         k = log_g["pi"].shape[-1]
@@ -167,9 +169,13 @@ class SoftLabel(ClassModel):
         wq = q * data.weight.unsqueeze(-1)
         pi = dirichlet_mode(pi_counts(wq) + float(p["alpha_prior"]))
         r, m, k = probs.shape
-        present = data.obs.get("informative", torch.ones(r, m, dtype=DTYPE))    # [R, M]
-        weight = wq.T @ present                                                   # [K, M] Σ_r q_rk [m observed]
-        stats = torch.einsum("rk,rm,rml->kml", wq, present, probs.log())         # Σ_r q_rk [m observed] log p_rml
+        present = data.obs.get("informative")                                    # [R, M], None: all observed
+        if present is None:
+            weight = wq.sum(0).unsqueeze(-1)                                      # [K, 1]
+            stats = (wq.T @ probs.log().reshape(r, m * k)).reshape(k, m, k)      # Σ_r q_rk log p_rml
+        else:
+            weight = wq.T @ present                                               # [K, M] Σ_r q_rk [m observed]
+            stats = torch.einsum("rk,rm,rml->kml", wq, present, probs.log())     # … over observed outputs
         shape = confusion_prior(k, p["diag_shape"], p["off_shape"]).unsqueeze(1)
         rate = float(p["rate"])
         init = g["concentration"] if g is not None else shape.expand(k, m, k) / rate
