@@ -137,8 +137,9 @@ class SoftLabel(ClassModel):
     def observation(self, lm, eps: float = 1e-4):
         # per (item, model): the Dirichlet terms factorise, so one missing model drops out alone.
         # Without a missing output the unmasked arithmetic runs (committed fits stay bit for bit)
+        probs = soft_observation(lm, eps)          # first: it refuses hard votes with a clear error
         present = present_models(lm)
-        return {"probs": soft_observation(lm, eps), **({} if present.all() else {"informative": present})}
+        return {"probs": probs, **({} if present.all() else {"informative": present})}
 
     def log_prior(self, g, log_g, p):
         k = log_g["pi"].shape[-1]
