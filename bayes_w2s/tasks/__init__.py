@@ -19,6 +19,7 @@ CLASSIFICATION_TASKS = {
     "agnews": (_c.load_agnews, _c.AGNEWS_LABELS),
     "cosmosqa": (_c.load_cosmosqa, _c.BINARY_QA_LABELS),
     "sciq": (_c.load_sciq, _c.BINARY_QA_LABELS),
+    "snips_intent": (_c.load_snips_intent, _c.SNIPS_INTENTS),
 }
 
 #: name -> loader of (pool, official test or None); targets are slot JSON strings
@@ -26,6 +27,9 @@ GENERATION_TASKS = {
     "slurp": _g.load_slurp,
     "snips": _g.load_snips,
 }
+
+#: tasks read from another task's offline folder
+DATA_FOLDERS = {"snips_intent": "snips"}
 
 DEFAULT_SIZES = {"weak_train": 1000, "strong_train": 2000, "test": 1000}
 
@@ -56,6 +60,10 @@ def check_sizes(sizes) -> dict:
     return dict(sizes)
 
 
+def _folder(name: str, data_dir):
+    return resolve_data_dir(data_dir, DATA_FOLDERS.get(name, name))
+
+
 def _read_offline(name: str, loader, data_dir):
     """Run a task's loader; a missing, empty or malformed offline file becomes an error
     that names the task and the file instead of a raw traceback."""
@@ -66,13 +74,13 @@ def _read_offline(name: str, loader, data_dir):
         raise
     except FileNotFoundError as exc:
         raise InvalidInputError(f"task {name!r}: offline data incomplete, {exc.filename or exc} is missing "
-                                f"(data folder {resolve_data_dir(data_dir, name)})") from None
+                                f"(data folder {_folder(name, data_dir)})") from None
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"task {name!r}: a data file is not UTF-8 text ({exc})") from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError, KeyError, TypeError,
             AttributeError) as exc:   # a record of the wrong shape (a null field, a list, a renamed column)
         raise InvalidInputError(f"task {name!r}: cannot read its offline data in "
-                                f"{resolve_data_dir(data_dir, name)} ({type(exc).__name__}: {exc})") from None
+                                f"{_folder(name, data_dir)} ({type(exc).__name__}: {exc})") from None
 
 
 def load_task(name: str, data_dir=None, seed: int = 0, sizes: dict | None = None,
@@ -107,7 +115,7 @@ def load_task(name: str, data_dir=None, seed: int = 0, sizes: dict | None = None
     if name in CLASSIFICATION_TASKS:
         loader, names = CLASSIFICATION_TASKS[name]
         pool, official_test = _read_offline(name, loader, data_dir)
-        source = str(resolve_data_dir(data_dir, name) or "huggingface hub")
+        source = str(_folder(name, data_dir) or "huggingface hub")
     elif Path(name).suffix.lower() in (".csv", ".tsv", ".jsonl", ".json"):
         pool, names = _c.load_table(name, text_column, label_column, label_names)
         official_test, source = None, str(name)

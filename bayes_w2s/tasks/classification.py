@@ -22,6 +22,10 @@ from .base import hub_load, resolve_data_dir
 SST2_LABELS = ["negative", "positive"]
 AGNEWS_LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 BINARY_QA_LABELS = ["incorrect", "correct"]
+#: SNIPS's seven intents (JointBERT's ``intent_label.txt`` without its ``UNK``)
+SNIPS_INTENTS = ["AddToPlaylist", "BookRestaurant", "GetWeather", "PlayMusic", "RateBook", "SearchCreativeWork",
+                 "SearchScreeningEvent"]
+SNIPS_INTENT_URL = "https://raw.githubusercontent.com/monologg/JointBERT/master/data/snips/{split}/{file}"
 
 
 def class_indices(values: pd.Series, num_classes: int, where: str) -> pd.Series:
@@ -93,6 +97,33 @@ def load_agnews(data_dir=None) -> tuple[Dataset, Dataset]:
         hub = hub_load("fancyzhx/ag_news")
         out = [_with_ids(hub["train"], "agnews-train"), _with_ids(hub["test"], "agnews-test")]
     return out[0], out[1]
+
+
+def load_snips_intent(data_dir=None) -> tuple[Dataset, Dataset]:
+    """SNIPS intent detection, 7 classes (the queries of the slot-filling task ``snips``,
+    labelled by intent). Pool = ``train`` + ``dev`` (13,784), test = the official ``test`` (700)."""
+    path = resolve_data_dir(data_dir, "snips")
+
+    def read(split: str, file: str) -> list[str]:
+        if path is not None:
+            return (path / split / file).read_text().splitlines()
+        return hub_load("text", data_files=SNIPS_INTENT_URL.format(split=split, file=file))["train"]["text"]
+
+    frames = {}
+    for split in ("train", "dev", "test"):
+        texts, intents = read(split, "seq.in"), [i.strip() for i in read(split, "label")]
+        where = f"SNIPS {split} ({path / split if path else 'JointBERT files online'})"
+        if len(texts) != len(intents):
+            raise InvalidInputError(f"{where}: {len(texts)} queries but {len(intents)} intents")
+        unknown = sorted(set(intents) - set(SNIPS_INTENTS))
+        if unknown:
+            raise InvalidInputError(f"{where}: unknown intents {unknown[:10]}; known: {SNIPS_INTENTS}")
+        frames[split] = pd.DataFrame({"text": [" ".join(t.split()) for t in texts],
+                                      "label": [SNIPS_INTENTS.index(i) for i in intents],
+                                      "id": [f"snips-{split}-{i}" for i in range(len(texts))]})
+    pool = pd.concat([frames["train"], frames["dev"]], ignore_index=True)
+    return (Dataset.from_pandas(pool, preserve_index=False),
+            Dataset.from_pandas(frames["test"], preserve_index=False))
 
 
 def _binary_qa_items(rows: list[dict], prefix: str) -> Dataset:

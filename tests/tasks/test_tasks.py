@@ -33,6 +33,23 @@ def test_agnews_offline(data_dir):
     _check_disjoint(t)
 
 
+def test_snips_intent_offline(data_dir, tmp_path):
+    t = load_task("snips_intent", data_dir=data_dir, seed=0, sizes={"weak_train": 70, "strong_train": 70, "test": None})
+    assert len(t.label_names) == 7 and "UNK" not in t.label_names
+    assert np.bincount(t.weak_train["label"], minlength=7).tolist() == [10] * 7
+    assert len(t.test) == 700   # the official test file
+    _check_disjoint(t)
+    snips = load_task("snips", data_dir=data_dir, seed=0, sizes={"weak_train": 10, "strong_train": 10, "test": None})
+    assert set(t.test["text"]) == set(snips.test["text"])   # the same queries as the slot-filling task
+    broken = tmp_path / "snips"   # an intent outside the seven is named, not mapped to a wrong class
+    for split in ("train", "dev", "test"):
+        (broken / split).mkdir(parents=True)
+        (broken / split / "seq.in").write_text("play a song\nbook a table\n")
+        (broken / split / "label").write_text("PlayMusic\nOrderPizza\n")
+    with pytest.raises(InvalidInputError, match="unknown intents.*OrderPizza"):
+        load_task("snips_intent", data_dir=tmp_path)
+
+
 def test_weak_label_budget_cuts_only_weak_train(data_dir):
     t = load_task("agnews", data_dir=data_dir, seed=0, sizes={"weak_train": 80, "strong_train": 80, "test": 40})
     cut = t.with_weak_budget(20, seed=0)
