@@ -1,0 +1,79 @@
+"""How confident the training targets are where they are wrong, and which confusion dominates.
+
+A posterior can be calibrated on average (low ECE) and still put its few errors at high
+confidence, where a student under Burns et al.'s auxiliary-confidence loss cannot overrule
+them. Reads an experiment's stored training targets (``target_probs_seed*.npz``, written by
+``bayes-w2s run``) and, per seed and row, reports on strong_train's hidden truth: the number
+of wrong targets, their mean top probability, the share of them above 0.9, the ECE of all
+targets, and the largest off-diagonal cell of the row's confusion (true → given).
+
+    python experiments/diagnose_target_errors.py experiments/results/snips_intent \
+        --rows weak:mpnet-base "DS, T(gold)" "logistic-t + gold, T(gold)" --out experiments/results/target_errors/snips_intent.md
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bayes_w2s.metrics import expected_calibration_error
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from markdown_result import write_markdown  # noqa: E402
+
+CONFIDENT = 0.9
+
+
+def row_errors(probs: np.ndarray, truth: np.ndarray, label_names: list[str] | None) -> dict:
+    pick, top = probs.argmax(-1), probs.max(-1)
+    wrong = pick != truth
+    k = probs.shape[-1]
+    confusion = np.zeros((k, k), dtype=int)
+    np.add.at(confusion, (truth, pick), 1)
+    np.fill_diagonal(confusion, 0)
+    true_class, given = np.unravel_index(confusion.argmax(), confusion.shape)
+    name = (lambda c: label_names[c]) if label_names else str
+    return {"items": len(truth), "wrong": int(wrong.sum()),
+            "confidence_wrong": float(top[wrong].mean()) if wrong.any() else float("nan"),
+            "confident_share": float((top[wrong] > CONFIDENT).mean()) if wrong.any() else float("nan"),
+            "ece": float(expected_calibration_error(probs, truth)),
+            "top_confusion": f"{name(true_class)} → {name(given)}: {confusion[true_class, given]}"}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("results", help="an experiment's results folder (holds target_probs_seed*.npz)")
+    ap.add_argument("--rows", nargs="+", required=True, help="target rows, as named in the results table")
+    ap.add_argument("--label-names", nargs="+", help="class names, in label order (default: class indices)")
+    ap.add_argument("--out", help="markdown file (default: <results>/target_errors.md)")
+    args = ap.parse_args()
+    results = Path(args.results)
+    files = sorted(results.glob("target_probs_seed*.npz"))
+    if not files:
+        raise SystemExit(f"no target_probs_seed*.npz in {results}: run the experiment first")
+    lines = [f"# Where the training targets are wrong, and how sure they are there: {results.name}", "",
+             f"Per seed, on strong_train's hidden truth: wrong targets, their mean top probability, the share of "
+             f"them above {CONFIDENT}, the ECE of all targets (15 bins) and the largest confusion (true → given).", "",
+             "| seed | row | wrong / items | mean confidence when wrong | wrong above 0.9 | ECE (%) | largest confusion |",
+             "|---|---|---|---|---|---|---|"]
+    for path in files:
+        seed = path.stem.removeprefix("target_probs_seed")
+        stored = np.load(path)
+        methods = [str(m) for m in stored["methods"]]
+        missing = [r for r in args.rows if r not in methods]
+        if missing:
+            raise SystemExit(f"{path}: no target rows {missing}; it has {methods}")
+        for row in args.rows:
+            r = row_errors(stored["probs"][methods.index(row)], stored["labels"], args.label_names)
+            lines.append(f"| {seed} | {row} | {r['wrong']} / {r['items']} | {r['confidence_wrong']:.2f} "
+                         f"| {100 * r['confident_share']:.0f}% | {100 * r['ece']:.1f} | {r['top_confusion']} |")
+    out = Path(args.out) if args.out else results / "target_errors.md"
+    write_markdown(out.parent, out.name, lines,
+                   "python experiments/diagnose_target_errors.py " + shlex.join(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
