@@ -5,7 +5,8 @@ confidence, where a student under Burns et al.'s auxiliary-confidence loss canno
 them. Reads an experiment's stored training targets (``target_probs_seed*.npz``, written by
 ``bayes-w2s run``) and, per seed and row, reports on strong_train's hidden truth: the number
 of wrong targets, their mean top probability, the share of them above 0.9, the ECE of all
-targets, and the largest off-diagonal cell of the row's confusion (true → given).
+targets, the largest off-diagonal cell of the row's confusion (true → given), and how often the
+row overrules a unanimous vote of the weak models.
 
     python experiments/diagnose_target_errors.py experiments/results/snips_intent \
         --rows weak:mpnet-base "DS, T(gold)" "logistic-t + gold, T(gold)" --out experiments/results/target_errors/snips_intent.md
@@ -27,8 +28,11 @@ from markdown_result import write_markdown  # noqa: E402
 CONFIDENT = 0.9
 
 
-def row_errors(probs: np.ndarray, truth: np.ndarray, label_names: list[str] | None) -> dict:
+def row_errors(probs: np.ndarray, truth: np.ndarray, label_names: list[str] | None,
+               weak_votes: np.ndarray) -> dict:
     pick, top = probs.argmax(-1), probs.max(-1)
+    unanimous = (weak_votes == weak_votes[:, :1]).all(-1)
+    overruled = unanimous & (pick != weak_votes[:, 0])
     wrong = pick != truth
     k = probs.shape[-1]
     confusion = np.zeros((k, k), dtype=int)
@@ -40,7 +44,8 @@ def row_errors(probs: np.ndarray, truth: np.ndarray, label_names: list[str] | No
             "confidence_wrong": float(top[wrong].mean()) if wrong.any() else float("nan"),
             "confident_share": float((top[wrong] > CONFIDENT).mean()) if wrong.any() else float("nan"),
             "ece": float(expected_calibration_error(probs, truth)),
-            "top_confusion": f"{name(true_class)} → {name(given)}: {confusion[true_class, given]}"}
+            "top_confusion": f"{name(true_class)} → {name(given)}: {confusion[true_class, given]}",
+            "overruled": f"{int(overruled.sum())} of {int(unanimous.sum())} ({int((pick == truth)[overruled].sum())} rightly)"}
 
 
 def main():
@@ -56,9 +61,11 @@ def main():
         raise SystemExit(f"no target_probs_seed*.npz in {results}: run the experiment first")
     lines = [f"# Where the training targets are wrong, and how sure they are there: {results.name}", "",
              f"Per seed, on strong_train's hidden truth: wrong targets, their mean top probability, the share of "
-             f"them above {CONFIDENT}, the ECE of all targets (15 bins) and the largest confusion (true → given).", "",
-             "| seed | row | wrong / items | mean confidence when wrong | wrong above 0.9 | ECE (%) | largest confusion |",
-             "|---|---|---|---|---|---|---|"]
+             f"them above {CONFIDENT}, the ECE of all targets (15 bins), the largest confusion (true → given), and how "
+             "often the row overrules a unanimous vote of the weak models (their argmax; rightly = the row is right).",
+             "", "| seed | row | wrong / items | mean confidence when wrong | wrong above 0.9 | ECE (%) | largest confusion "
+             "| overrules a unanimous vote |",
+             "|---|---|---|---|---|---|---|---|"]
     for path in files:
         seed = path.stem.removeprefix("target_probs_seed")
         stored = np.load(path)
@@ -66,10 +73,11 @@ def main():
         missing = [r for r in args.rows if r not in methods]
         if missing:
             raise SystemExit(f"{path}: no target rows {missing}; it has {methods}")
+        weak_votes = np.stack([stored["probs"][i].argmax(-1) for i, m in enumerate(methods) if m.startswith("weak:")], -1)
         for row in args.rows:
-            r = row_errors(stored["probs"][methods.index(row)], stored["labels"], args.label_names)
+            r = row_errors(stored["probs"][methods.index(row)], stored["labels"], args.label_names, weak_votes)
             lines.append(f"| {seed} | {row} | {r['wrong']} / {r['items']} | {r['confidence_wrong']:.2f} "
-                         f"| {100 * r['confident_share']:.0f}% | {100 * r['ece']:.1f} | {r['top_confusion']} |")
+                         f"| {100 * r['confident_share']:.0f}% | {100 * r['ece']:.1f} | {r['top_confusion']} | {r['overruled']} |")
     out = Path(args.out) if args.out else results / "target_errors.md"
     write_markdown(out.parent, out.name, lines,
                    "python experiments/diagnose_target_errors.py " + shlex.join(sys.argv[1:]))
