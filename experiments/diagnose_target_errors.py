@@ -6,7 +6,8 @@ them. Reads an experiment's stored training targets (``target_probs_seed*.npz``,
 ``bayes-w2s run``) and, per seed and row, reports on strong_train's hidden truth: the number
 of wrong targets, their mean top probability, the share of them above 0.9, the ECE of all
 targets, the largest off-diagonal cell of the row's confusion (true → given), and how often the
-row overrules a unanimous vote of the weak models.
+row overrules a unanimous vote of the weak models. ``--split test`` reads every row's predictions
+on test instead (``test_probs_seed*.npz``), students included.
 
     python experiments/diagnose_target_errors.py experiments/results/snips_intent \
         --rows weak:mpnet-base "DS, T(gold)" "logistic-t + gold, T(gold)" --out experiments/results/target_errors/snips_intent.md
@@ -53,26 +54,30 @@ def main():
     ap.add_argument("results", help="an experiment's results folder (holds target_probs_seed*.npz)")
     ap.add_argument("--rows", nargs="+", required=True, help="target rows, as named in the results table")
     ap.add_argument("--label-names", nargs="+", help="class names, in label order (default: class indices)")
+    ap.add_argument("--split", choices=["strong_train", "test"], default="strong_train",
+                    help="strong_train: the training targets; test: every row's predictions on test (students too)")
     ap.add_argument("--out", help="markdown file (default: <results>/target_errors.md)")
     args = ap.parse_args()
     results = Path(args.results)
-    files = sorted(results.glob("target_probs_seed*.npz"))
+    stem = "target_probs" if args.split == "strong_train" else "test_probs"
+    files = sorted(results.glob(f"{stem}_seed*.npz"))
     if not files:
-        raise SystemExit(f"no target_probs_seed*.npz in {results}: run the experiment first")
-    lines = [f"# Where the training targets are wrong, and how sure they are there: {results.name}", "",
-             f"Per seed, on strong_train's hidden truth: wrong targets, their mean top probability, the share of "
+        raise SystemExit(f"no {stem}_seed*.npz in {results}: run the experiment first")
+    what = "the training targets" if args.split == "strong_train" else "the predictions on test"
+    lines = [f"# Where {what} are wrong, and how sure they are there: {results.name}", "",
+             f"Per seed, on {args.split}'s hidden truth: wrong targets, their mean top probability, the share of "
              f"them above {CONFIDENT}, the ECE of all targets (15 bins), the largest confusion (true → given), and how "
              "often the row overrules a unanimous vote of the weak models (their argmax; rightly = the row is right).",
              "", "| seed | row | wrong / items | mean confidence when wrong | wrong above 0.9 | ECE (%) | largest confusion "
              "| overrules a unanimous vote |",
              "|---|---|---|---|---|---|---|---|"]
     for path in files:
-        seed = path.stem.removeprefix("target_probs_seed")
+        seed = path.stem.removeprefix(f"{stem}_seed")
         stored = np.load(path)
         methods = [str(m) for m in stored["methods"]]
         missing = [r for r in args.rows if r not in methods]
         if missing:
-            raise SystemExit(f"{path}: no target rows {missing}; it has {methods}")
+            raise SystemExit(f"{path}: no rows {missing}; it has {methods}")
         weak_votes = np.stack([stored["probs"][i].argmax(-1) for i, m in enumerate(methods) if m.startswith("weak:")], -1)
         for row in args.rows:
             r = row_errors(stored["probs"][methods.index(row)], stored["labels"], args.label_names, weak_votes)
