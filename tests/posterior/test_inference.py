@@ -73,3 +73,23 @@ def test_nuts_does_not_switch_labels(votes_2000x5):
     freq = np.stack([(post.true_class == k).mean((0, 1)) for k in range(4)], 1)
     assert np.abs(freq - post.item_probs).max() < 0.12
     assert (post.labels == truth).mean() > 0.88
+
+
+def test_warns_when_a_posterior_overrules_unanimous_votes():
+    """Good fits on real weak labels overrule 0–2% of the votes that all weak models agree on; a
+    fit that overrules more has usually collapsed (the soft-label Dirichlet on AG News: 6%)."""
+    from bayes_w2s.posterior import warn_if_far_from_vote
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 400)
+    votes = np.zeros((400, 3))
+    votes[np.arange(400), labels] = 3                      # three weak models, all agreeing
+    probs = np.eye(3)[labels]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_far_from_vote(probs, votes, "agrees")      # silent
+        flipped = probs.copy()
+        flipped[:8] = np.roll(flipped[:8], 1, axis=-1)     # 2% overruled: still silent
+        warn_if_far_from_vote(flipped, votes, "two percent")
+    flipped[:40] = np.roll(probs[:40], 1, axis=-1)         # 10%
+    with pytest.warns(RuntimeWarning, match=r"ten percent: .*overrules 10% of the 400 unanimous votes"):
+        warn_if_far_from_vote(flipped, votes, "ten percent")
