@@ -132,7 +132,7 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
 
 def warn_if_far_from_vote(item_probs: np.ndarray, votes: np.ndarray, name: str, min_items: int = 20,
                           advice: str = "a stronger diagonal prior (e.g. beta_diag=4), another method",
-                          max_overruled: float = 0.05) -> None:
+                          max_overruled: float = 0.03) -> None:
     """Warn when a posterior's labels disagree with the weak models' clear majority (at least
     two votes, no tie) on more than half of those items, or overrule their unanimous vote (at
     least two votes, all for one class) on more than ``max_overruled`` of those items.
