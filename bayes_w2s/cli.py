@@ -118,8 +118,9 @@ def _plots(args, argv) -> int:
 
 def _tasks(args, argv) -> int:
     from .tasks import available_tasks, task_kind
+    width = max(map(len, available_tasks()))
     for name in available_tasks():
-        print(f"{name:10s} {task_kind(name)}")
+        print(f"{name:{width}s} {task_kind(name)}")
     return 0
 
 

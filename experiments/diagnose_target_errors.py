@@ -10,7 +10,8 @@ row overrules a unanimous vote of the weak models. ``--split test`` reads every 
 on test instead (``test_probs_seed*.npz``), students included.
 
     python experiments/diagnose_target_errors.py experiments/results/snips_intent \
-        --rows weak:mpnet-base "DS, T(gold)" "logistic-t + gold, T(gold)" --out experiments/results/target_errors/snips_intent.md
+        --rows weak:mpnet-base "DS, T(gold)" "logistic-t + gold, T(gold)" \
+        --out experiments/results/target_errors/snips_intent.md
 """
 from __future__ import annotations
 
@@ -31,22 +32,29 @@ CONFIDENT = 0.9
 
 def row_errors(probs: np.ndarray, truth: np.ndarray, label_names: list[str] | None,
                weak_votes: np.ndarray) -> dict:
-    pick, top = probs.argmax(-1), probs.max(-1)
-    unanimous = (weak_votes == weak_votes[:, :1]).all(-1)
-    overruled = unanimous & (pick != weak_votes[:, 0])
-    wrong = pick != truth
+    """A row's errors, with a tie among its top classes split among them as
+    ``bayes_w2s.metrics.accuracy`` does (argmax would hand every tie to the first class)."""
+    top = probs == probs.max(-1, keepdims=True)
+    share = top / top.sum(-1, keepdims=True)                  # [N, K] credit per class
+    miss = 1.0 - share[np.arange(len(truth)), truth]          # expected error per item
     k = probs.shape[-1]
-    confusion = np.zeros((k, k), dtype=int)
-    np.add.at(confusion, (truth, pick), 1)
+    confusion = np.zeros((k, k))
+    np.add.at(confusion, truth, share)
     np.fill_diagonal(confusion, 0)
     true_class, given = np.unravel_index(confusion.argmax(), confusion.shape)
     name = (lambda c: label_names[c]) if label_names else str
-    return {"items": len(truth), "wrong": int(wrong.sum()),
-            "confidence_wrong": float(top[wrong].mean()) if wrong.any() else float("nan"),
-            "confident_share": float((top[wrong] > CONFIDENT).mean()) if wrong.any() else float("nan"),
+    unanimous = (weak_votes == weak_votes[:, :1]).all(-1)
+    pick = probs.argmax(-1)
+    overruled = unanimous & ~top[np.arange(len(truth)), weak_votes[:, 0]]
+    wrong = miss.sum()
+    return {"items": len(truth), "wrong": float(wrong),
+            "confidence_wrong": float((miss * probs.max(-1)).sum() / wrong) if wrong else float("nan"),
+            "confident_share": float((miss * (probs.max(-1) > CONFIDENT)).sum() / wrong) if wrong else float("nan"),
             "ece": float(expected_calibration_error(probs, truth)),
-            "top_confusion": f"{name(true_class)} → {name(given)}: {confusion[true_class, given]}",
-            "overruled": f"{int(overruled.sum())} of {int(unanimous.sum())} ({int((pick == truth)[overruled].sum())} rightly)"}
+            "top_confusion": f"{name(true_class)} → {name(given)}: {confusion[true_class, given]:.0f}"
+                             if confusion.any() else "none",
+            "overruled": f"{int(overruled.sum())} of {int(unanimous.sum())} "
+                         f"({int((pick == truth)[overruled].sum())} rightly)"}
 
 
 def main():
@@ -60,16 +68,19 @@ def main():
     args = ap.parse_args()
     results = Path(args.results)
     stem = "target_probs" if args.split == "strong_train" else "test_probs"
-    files = sorted(results.glob(f"{stem}_seed*.npz"))
+    files = sorted(results.glob(f"{stem}_seed*.npz"), key=lambda f: int(f.stem.removeprefix(f"{stem}_seed")))
     if not files:
         raise SystemExit(f"no {stem}_seed*.npz in {results}: run the experiment first")
     what = "the training targets" if args.split == "strong_train" else "the predictions on test"
+    items = "targets" if args.split == "strong_train" else "predictions"
     lines = [f"# Where {what} are wrong, and how sure they are there: {results.name}", "",
-             f"Per seed, on {args.split}'s hidden truth: wrong targets, their mean top probability, the share of "
-             f"them above {CONFIDENT}, the ECE of all targets (15 bins), the largest confusion (true → given), and how "
-             "often the row overrules a unanimous vote of the weak models (their argmax; rightly = the row is right).",
-             "", "| seed | row | wrong / items | mean confidence when wrong | wrong above 0.9 | ECE (%) | largest confusion "
-             "| overrules a unanimous vote |",
+             f"Per seed, on {args.split}'s hidden truth: wrong {items} (a tie among a row's top classes "
+             f"counts as a share of an error, as `accuracy` splits its credit), their mean top probability, the "
+             f"share of them above {CONFIDENT}, the ECE of all {items} (15 bins), the largest confusion "
+             "(true → given), and how often the row overrules a unanimous vote of the weak models (their argmax; "
+             "rightly = the row is right).", "",
+             f"| seed | row | wrong / items | mean confidence when wrong | wrong above {CONFIDENT} | ECE (%) "
+             "| largest confusion | overrules a unanimous vote |",
              "|---|---|---|---|---|---|---|---|"]
     for path in files:
         seed = path.stem.removeprefix(f"{stem}_seed")
@@ -78,11 +89,18 @@ def main():
         missing = [r for r in args.rows if r not in methods]
         if missing:
             raise SystemExit(f"{path}: no rows {missing}; it has {methods}")
-        weak_votes = np.stack([stored["probs"][i].argmax(-1) for i, m in enumerate(methods) if m.startswith("weak:")], -1)
+        weak = [i for i, m in enumerate(methods) if m.startswith("weak:")]
+        if not weak:
+            raise SystemExit(f"{path}: no weak:<model> rows to take the weak models' votes from")
+        if args.label_names and len(args.label_names) != stored["probs"].shape[-1]:
+            raise SystemExit(f"--label-names gives {len(args.label_names)} names for {stored['probs'].shape[-1]} "
+                             "classes")
+        weak_votes = np.stack([stored["probs"][i].argmax(-1) for i in weak], -1)
         for row in args.rows:
             r = row_errors(stored["probs"][methods.index(row)], stored["labels"], args.label_names, weak_votes)
-            lines.append(f"| {seed} | {row} | {r['wrong']} / {r['items']} | {r['confidence_wrong']:.2f} "
-                         f"| {100 * r['confident_share']:.0f}% | {100 * r['ece']:.1f} | {r['top_confusion']} | {r['overruled']} |")
+            lines.append(f"| {seed} | {row} | {r['wrong']:.0f} / {r['items']} | {r['confidence_wrong']:.2f} "
+                         f"| {100 * r['confident_share']:.0f}% | {100 * r['ece']:.1f} | {r['top_confusion']} "
+                         f"| {r['overruled']} |")
     out = Path(args.out) if args.out else results / "target_errors.md"
     write_markdown(out.parent, out.name, lines,
                    "python experiments/diagnose_target_errors.py " + shlex.join(sys.argv[1:]))

@@ -115,7 +115,8 @@ def load_task(name: str, data_dir=None, seed: int = 0, sizes: dict | None = None
     if name in CLASSIFICATION_TASKS:
         loader, names = CLASSIFICATION_TASKS[name]
         pool, official_test = _read_offline(name, loader, data_dir)
-        source = str(_folder(name, data_dir) or "huggingface hub")
+        online = "official files online" if name in DATA_FOLDERS else "huggingface hub"
+        source = str(_folder(name, data_dir) or online)
     elif Path(name).suffix.lower() in (".csv", ".tsv", ".jsonl", ".json"):
         pool, names = _c.load_table(name, text_column, label_column, label_names)
         official_test, source = None, str(name)

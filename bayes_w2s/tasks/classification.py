@@ -18,6 +18,7 @@ from datasets import Dataset
 
 from ..errors import InvalidInputError
 from .base import hub_load, resolve_data_dir
+from .generation import SNIPS_URL   # the same JointBERT files as the slot-filling task
 
 SST2_LABELS = ["negative", "positive"]
 AGNEWS_LABELS = ["World", "Sports", "Business", "Sci/Tech"]
@@ -25,7 +26,6 @@ BINARY_QA_LABELS = ["incorrect", "correct"]
 #: SNIPS's seven intents (JointBERT's ``intent_label.txt`` without its ``UNK``)
 SNIPS_INTENTS = ["AddToPlaylist", "BookRestaurant", "GetWeather", "PlayMusic", "RateBook", "SearchCreativeWork",
                  "SearchScreeningEvent"]
-SNIPS_INTENT_URL = "https://raw.githubusercontent.com/monologg/JointBERT/master/data/snips/{split}/{file}"
 
 
 def class_indices(values: pd.Series, num_classes: int, where: str) -> pd.Series:
@@ -101,13 +101,14 @@ def load_agnews(data_dir=None) -> tuple[Dataset, Dataset]:
 
 def load_snips_intent(data_dir=None) -> tuple[Dataset, Dataset]:
     """SNIPS intent detection, 7 classes (the queries of the slot-filling task ``snips``,
-    labelled by intent). Pool = ``train`` + ``dev`` (13,784), test = the official ``test`` (700)."""
+    labelled by intent). Pool = ``train`` + ``dev`` (13,784), test = the official ``test`` (700).
+    Offline it reads the ``snips/`` folder; online, JointBERT's files on GitHub."""
     path = resolve_data_dir(data_dir, "snips")
 
     def read(split: str, file: str) -> list[str]:
         if path is not None:
-            return (path / split / file).read_text().splitlines()
-        return hub_load("text", data_files=SNIPS_INTENT_URL.format(split=split, file=file))["train"]["text"]
+            return (path / split / file).read_text(encoding="utf-8").splitlines()
+        return hub_load("text", data_files=SNIPS_URL.format(split=split, file=file))["train"]["text"]
 
     frames = {}
     for split in ("train", "dev", "test"):

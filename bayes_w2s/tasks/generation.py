@@ -191,7 +191,7 @@ def load_snips(data_dir=None) -> tuple[Dataset, Dataset]:
 
     def read(split: str, file: str) -> list[str]:
         if path is not None:
-            return (path / split / file).read_text().splitlines()
+            return (path / split / file).read_text(encoding="utf-8").splitlines()
         return hub_load("text", data_files=SNIPS_URL.format(split=split, file=file))["train"]["text"]
 
     frames = {}
