@@ -140,7 +140,7 @@ def warn_if_far_from_vote(item_probs: np.ndarray, votes: np.ndarray, name: str, 
                           skip: np.ndarray | None = None) -> None:
     """Warn when a posterior's labels disagree with the weak models' clear majority (at least
     two votes, no tie) on more than half of those items, take a class the majorities use all
-    but out (or give one more than twice, and 0.1 more than, its majorities' share), or
+    but out (or label more than twice, and 0.1 more than, a class's majority share of the items), or
     overrule their unanimous vote (at least two votes, all for one class) on more than
     ``max_overruled`` of those items; each test needs ``min_items`` such items. Items in
     ``skip`` (gold items, whose class is observed) are left out.
@@ -168,10 +168,12 @@ def warn_if_far_from_vote(item_probs: np.ndarray, votes: np.ndarray, name: str, 
         vote_shares = np.bincount(votes[clear].argmax(-1), minlength=votes.shape[-1]) / clear.sum()
         shares = item_probs.mean(0)
         vanished = (vote_shares >= 0.1) & (shares < vote_shares / 10)   # a class the majorities use, all but gone
-        swollen = shares > np.maximum(2 * vote_shares, vote_shares + 0.1)   # one that took others' items
+        labelled = np.bincount(pick, minlength=votes.shape[-1]) / len(pick)
+        swollen = labelled > np.maximum(2 * vote_shares, vote_shares + 0.1)   # a class that took others' items
         if (vanished | swollen).any():
-            problems.append(f"gives the classes shares {', '.join(f'{x:.2f}' for x in shares)} where those "
-                            f"majorities give {', '.join(f'{x:.2f}' for x in vote_shares)}")
+            problems.append(f"gives the classes shares {', '.join(f'{x:.2f}' for x in shares)} (labels "
+                            f"{', '.join(f'{x:.2f}' for x in labelled)}) where those majorities give "
+                            f"{', '.join(f'{x:.2f}' for x in vote_shares)}")
     if unanimous.sum() >= min_items:
         overruled = float((pick[unanimous] != votes[unanimous].argmax(-1)).mean())
         if overruled > max_overruled:

@@ -18,7 +18,7 @@ from datasets import Dataset
 
 from ..errors import InvalidInputError
 from .base import hub_load, resolve_data_dir
-from .generation import SNIPS_URL   # the same JointBERT files as the slot-filling task
+from .generation import read_snips_file   # the same JointBERT files as the slot-filling task
 
 SST2_LABELS = ["negative", "positive"]
 AGNEWS_LABELS = ["World", "Sports", "Business", "Sci/Tech"]
@@ -104,15 +104,10 @@ def load_snips_intent(data_dir=None) -> tuple[Dataset, Dataset]:
     labelled by intent). Pool = ``train`` + ``dev`` (13,784), test = the official ``test`` (700).
     Offline it reads the ``snips/`` folder; online, JointBERT's files on GitHub."""
     path = resolve_data_dir(data_dir, "snips")
-
-    def read(split: str, file: str) -> list[str]:
-        if path is not None:
-            return (path / split / file).read_text(encoding="utf-8").splitlines()
-        return hub_load("text", data_files=SNIPS_URL.format(split=split, file=file))["train"]["text"]
-
     frames = {}
     for split in ("train", "dev", "test"):
-        texts, intents = read(split, "seq.in"), [i.strip() for i in read(split, "label")]
+        texts = read_snips_file(path, split, "seq.in")
+        intents = [i.strip() for i in read_snips_file(path, split, "label")]
         where = f"SNIPS {split} ({path / split if path else 'JointBERT files online'})"
         if len(texts) != len(intents):
             raise InvalidInputError(f"{where}: {len(texts)} queries but {len(intents)} intents")

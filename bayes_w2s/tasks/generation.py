@@ -184,19 +184,21 @@ def bio_to_entities(words: list[str], tags: list[str]) -> list[tuple[str, str]]:
     return [(kind, " ".join(ws)) for kind, ws in spans]
 
 
+def read_snips_file(path: Path | None, split: str, file: str) -> list[str]:
+    """The lines of one file of SNIPS's JointBERT layout (``<split>/seq.in`` …): from the offline
+    folder ``path``, or JointBERT's repository online when it is None."""
+    if path is not None:
+        return (path / split / file).read_text(encoding="utf-8").splitlines()
+    return hub_load("text", data_files=SNIPS_URL.format(split=split, file=file))["train"]["text"]
+
+
 def load_snips(data_dir=None) -> tuple[Dataset, Dataset]:
     """SNIPS (JointBERT layout): BIO-tagged queries rendered to the same JSON targets.
     Pool = ``train`` + ``dev`` (13,784), test = the official ``test`` (700)."""
     path = resolve_data_dir(data_dir, "snips")
-
-    def read(split: str, file: str) -> list[str]:
-        if path is not None:
-            return (path / split / file).read_text(encoding="utf-8").splitlines()
-        return hub_load("text", data_files=SNIPS_URL.format(split=split, file=file))["train"]["text"]
-
     frames = {}
     for split in ("train", "dev", "test"):
-        texts, tags, intents = read(split, "seq.in"), read(split, "seq.out"), read(split, "label")
+        texts, tags, intents = (read_snips_file(path, split, f) for f in ("seq.in", "seq.out", "label"))
         if not len(texts) == len(tags) == len(intents):
             raise InvalidInputError(f"SNIPS {split}: {len(texts)} queries, {len(tags)} tag lines, "
                                     f"{len(intents)} intents")
