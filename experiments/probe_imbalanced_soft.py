@@ -3,8 +3,8 @@
 Three weak models (accuracy 0.85 / 0.80 / 0.75) give softmax outputs: random logits plus a
 bump of 3 ± 1 on the class they pick, which is the true class or, when they err, the largest
 class (60%) or a uniformly random one (which may be the true class), so the weak models lean
-towards class 0 even where the classes are balanced. One simulation seed. For each (classes, share of the largest class) the script reports
-each posterior's accuracy, how many of the items all three weak models agree on it overrules,
+towards class 0 even where the classes are balanced. One simulation seed. For each (classes,
+share of the largest class) the script reports each posterior's accuracy, how many of the items all three weak models agree on it overrules,
 and whether ``fit_posterior`` warned that it probably collapsed.
 
     python experiments/probe_imbalanced_soft.py --out experiments/results/imbalanced_soft
