@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bayes_w2s.metrics import expected_calibration_error
+from bayes_w2s.metrics import expected_calibration_error, hits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from markdown_result import write_markdown  # noqa: E402
@@ -36,7 +36,7 @@ def row_errors(probs: np.ndarray, truth: np.ndarray, label_names: list[str] | No
     ``bayes_w2s.metrics.accuracy`` does (argmax would hand every tie to the first class)."""
     top = probs == probs.max(-1, keepdims=True)
     share = top / top.sum(-1, keepdims=True)                  # [N, K] credit per class
-    miss = 1.0 - share[np.arange(len(truth)), truth]          # expected error per item
+    miss = 1.0 - hits(probs, truth)                           # expected error per item
     k = probs.shape[-1]
     confusion = np.zeros((k, k))
     np.add.at(confusion, truth, share)
