@@ -396,9 +396,9 @@ SETTINGS = {
     # a fraction of the adapted step size: at 1 a step could be 0
     "step_size_jitter": _real_in(0, 1, lo_open=False, hi_open=True),
     "trajectory_length": _real_in(0, np.inf), "trajectory_jitter": _real_in(0, 1, lo_open=False, hi_open=True),
-    "progress": _is_bool, "draw_labels": _is_bool, "restarts": _is_bool, "precondition": _is_bool,
+    "progress": _is_bool, "draw_labels": _is_bool, "restarts": _is_bool, "precondition": _optional(_is_bool),
     "adapt_metric": _is_bool,
-    "guide": _one_of("delta", "normal"),
+    "guide": _one_of("delta", "normal"), "backend": _one_of("pyro", "numpyro"),
 }
 
 

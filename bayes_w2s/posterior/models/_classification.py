@@ -127,6 +127,21 @@ def votes_log_lik(counts: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor
     return counts.reshape(r, m * k) @ flat
 
 
+def sparse_votes(counts: torch.Tensor) -> dict:
+    """``counts [R, M, K]`` as its nonzero entries: ``row``, ``model``, ``label``, ``count``
+    (NumPy; a sparse crowd's dense counts are mostly zeros)."""
+    row, model, label = np.nonzero(counts.numpy())
+    return {"row": row, "model": model, "label": label, "count": counts.numpy()[row, model, label]}
+
+
+def jax_votes_log_lik(obs: dict, log_theta, num_rows: int):
+    """The JAX twin of :func:`votes_log_lik` on :func:`sparse_votes`: ``[R, K]``."""
+    import jax
+
+    per_vote = log_theta[:, obs["model"], obs["label"]] * obs["count"]          # [K, V]
+    return jax.ops.segment_sum(per_vote.T, obs["row"], num_segments=num_rows, indices_are_sorted=True)
+
+
 def votes_log_coef(counts: torch.Tensor) -> torch.Tensor:
     """``[R]`` Σ_m log multinomial coefficient; 0 when each model votes at most once."""
     return (torch.lgamma(counts.sum(-1) + 1) - torch.lgamma(counts + 1).sum(-1)).sum(-1)

@@ -7,7 +7,7 @@ import torch
 
 from ..engine import scaled, CONCENTRATION, DTYPE, SIMPLEX, CountsSpec, Site
 from ._classification import (ClassModel, confusion_prior, indexed_log_theta, observe_votes, pi_counts,
-                              vote_start, votes_log_lik)
+                              vote_start, votes_log_lik, sparse_votes, jax_votes_log_lik)
 
 
 def dawid_skene(counts: torch.Tensor, alpha_prior: float = 1.0, beta_diag: float = 2.0, beta_off: float = 1.0,
@@ -55,6 +55,13 @@ class DawidSkene(ClassModel):
 
     def log_joint(self, obs, g, log_g, p, lik_weight=1.0):
         return log_g["pi"].unsqueeze(-2) + scaled(lik_weight, votes_log_lik(obs["counts"], log_g["theta"]))
+
+    def jax_observation(self, obs):
+        return sparse_votes(obs["counts"])
+
+    def jax_log_joint(self, obs, log_g, num_rows):
+        """The JAX twin of :meth:`log_joint` (``method="nuts", backend="numpyro"``)."""
+        return log_g["pi"] + jax_votes_log_lik(obs, log_g["theta"], num_rows)
 
     def expected_counts(self, obs, wq):
         counts = obs["counts"]

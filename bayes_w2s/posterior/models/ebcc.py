@@ -8,7 +8,7 @@ from pyro.ops.indexing import Vindex
 
 from ..engine import scaled, CONCENTRATION, DTYPE, PriorSpec, SIMPLEX, Site
 from ._classification import (ClassModel, VoteCounts, confusion_prior, for_vindex, true_class,
-                              vote_start, votes_log_lik)
+                              vote_start, votes_log_lik, sparse_votes, jax_votes_log_lik)
 
 NEST = 3   # plates: classes (−3), subtypes (−2), weak_models (−1); items reuse −2
 
@@ -85,6 +85,18 @@ class EBCC(ClassModel):
         log_nu = log_g["nu"].reshape(*lead, k * big_l)
         latent_prior = log_g["pi"].repeat_interleave(big_l, -1) + log_nu
         return latent_prior.unsqueeze(-2) + scaled(lik_weight, votes_log_lik(obs["counts"], log_theta))
+
+    def jax_observation(self, obs):
+        return sparse_votes(obs["counts"])
+
+    def jax_log_joint(self, obs, log_g, num_rows):
+        """The JAX twin of :meth:`log_joint` (``method="nuts", backend="numpyro"``)."""
+        import jax.numpy as jnp
+
+        k, big_l = log_g["pi"].shape[-1], log_g["nu"].shape[-1]
+        log_theta = log_g["theta"].reshape(k * big_l, *log_g["theta"].shape[-2:])
+        latent_prior = jnp.repeat(log_g["pi"], big_l) + log_g["nu"].reshape(k * big_l)
+        return latent_prior + jax_votes_log_lik(obs, log_theta, num_rows)
 
     def expected_counts(self, obs, wq):
         counts = obs["counts"]

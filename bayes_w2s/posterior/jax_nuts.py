@@ -1,0 +1,148 @@
+"""NUTS compiled by JAX: NumPyro's sampler on a JAX twin of a model's potential.
+
+Why a second NUTS: Pyro builds every trajectory in Python, and each leapfrog step pays
+torch's per-operation overhead on small tensors. On the crowd benchmark (1,000 items × 100
+annotators × 4 classes) one value-and-gradient of the traced potential costs ~1.5 ms
+(``experiments/profile_nuts_gradient.py``), and 4 × 500 draws take 80–160 s. NumPyro's NUTS
+(Phan, Pradhan & Jankowiak 2019, "Composable effects for flexible and accelerated
+probabilistic programming in NumPyro") compiles the whole transition, tree building
+included, with XLA (``experiments/bench_nuts_backends.py`` measures both on one crowd).
+
+Everything but the sampler is :func:`~.engine.fit_mcmc`'s: the start (the MAP, in the mode
+where weak models beat chance), the coordinates (additive log-ratio simplexes), the Laplace
+whitening, chains ``seed + i`` in worker processes, the thinning and the fitted draws.
+
+A model opts in with two methods: ``jax_observation(obs)`` (its rows as NumPy arrays, e.g.
+sparse vote triples) and ``jax_log_joint(obs, log_g)`` (``[R, C]`` log p(z_r = c, y_r |
+globals), the twin of ``log_joint``). Only conjugate models with simplex sites qualify: their
+log prior is the one Σ_s log Dir(site_s | ``prior_concentration``), written here once. A test
+holds each twin's potential and gradient to the torch potential, itself held to the Pyro
+model's trace (``tests/posterior/test_jax_nuts.py``).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import numpy as np
+import torch
+
+from ..errors import InvalidInputError
+from .engine import SIMPLEX, ModelData, PosteriorModel
+
+INSTALL_HINT = "pip install 'bayes_w2s[numpyro]' (NumPyro and JAX)"
+
+
+def supports(model: PosteriorModel) -> bool:
+    """Whether ``model`` has a JAX twin this sampler can run."""
+    return (callable(getattr(model, "jax_log_joint", None)) and model.conjugate
+            and all(site.support == SIMPLEX for site in model.sites.values()))
+
+
+def check_backend(model: PosteriorModel) -> None:
+    """A clear error when NumPyro is missing or ``model`` has no JAX twin."""
+    from .models import MODELS
+
+    if not supports(model):
+        have = sorted(name for name, m in MODELS.items() if supports(m))
+        raise InvalidInputError(f"backend='numpyro' needs a JAX twin of the model's log joint; {model.name!r} has "
+                                f"none (models with one: {have}); use backend='pyro'")
+    try:
+        import jax  # noqa: F401
+        import numpyro  # noqa: F401
+    except ImportError as exc:
+        raise InvalidInputError(f"backend='numpyro' needs NumPyro and JAX ({exc}): {INSTALL_HINT}") from exc
+
+
+def jax_job(model: PosteriorModel, data: ModelData, p: dict, shapes: dict) -> dict:
+    """What a worker needs to rebuild the potential, as NumPy arrays (picklable); ``shapes``:
+    each site's shape in unconstrained coordinates (a simplex has one entry less)."""
+    shapes = {s: tuple(shape[:-1]) + (shape[-1] + 1,) for s, shape in shapes.items()}
+    conc = model.prior_concentration(p, shapes)
+    return {"jax_obs": model.jax_observation(data.obs),
+            "jax_prior": {s: torch.as_tensor(conc[s]).expand(shapes[s]).numpy() for s in model.sites}}
+
+
+def make_potential(model: PosteriorModel, job: dict, num_rows: int):
+    """The potential −log p(globals, y) − log|J| of :func:`~.engine.make_potential`, in JAX,
+    as a function of the flat unconstrained vector (sites in ``model.sites`` order)."""
+    import jax
+    import jax.numpy as jnp
+    from jax.scipy.special import gammaln
+
+    obs = {k: jnp.asarray(v) for k, v in job["jax_obs"].items()}
+    weight = jnp.asarray(job["weight"])
+    mask = None if job["mask"] is None else jnp.asarray(job["mask"])
+    prior = {s: jnp.asarray(a) for s, a in job["jax_prior"].items()}
+    norm = sum(float((gammaln(a.sum(-1)) - gammaln(a).sum(-1)).sum()) for a in prior.values())
+    shapes = {s: np.asarray(job["start"][s]).shape for s in model.sites}
+
+    def potential(u):
+        log_g, log_jac, i = {}, 0.0, 0
+        for s, shape in shapes.items():
+            size = int(np.prod(shape))
+            part = u[i:i + size].reshape(shape)
+            i += size
+            log_g[s] = jax.nn.log_softmax(jnp.concatenate([part, jnp.zeros(shape[:-1] + (1,))], -1), -1)
+            log_jac = log_jac + log_g[s].sum()
+        log_prior = norm + sum(((prior[s] - 1.0) * log_g[s]).sum() for s in shapes)
+        lj = model.jax_log_joint(obs, log_g, num_rows)
+        if mask is not None:
+            lj = lj + mask
+        return -(log_prior + (weight * jax.nn.logsumexp(lj, -1)).sum() + log_jac)
+    return potential
+
+
+def run_chain(job: dict) -> dict:
+    """One NumPyro NUTS chain (module level so that spawned workers can import it); the
+    result has :func:`~.engine.run_chain`'s layout."""
+    if multiprocessing.parent_process() is not None:
+        # a worker: one XLA thread, the chains are the parallelism (as torch's one thread in run_chain)
+        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    import jax
+    import jax.numpy as jnp
+    from numpyro.infer import MCMC, NUTS
+
+    from .engine import to_constrained, unflatten_sites
+    from .models import get_model
+
+    # the potential in float64, as torch's (in this process when chains run without workers)
+    jax.config.update("jax_enable_x64", True)
+    model = get_model(job["model"])
+    names = list(model.sites)
+    start = {s: torch.as_tensor(job["start"][s]) for s in names}
+    shapes = {s: start[s].shape for s in names}
+    centre = torch.cat([start[s].reshape(-1) for s in names])
+    potential = make_potential(model, job, len(job["weight"]))
+    torch.manual_seed(job["seed"])    # the same chain start as run_chain's for this seed
+    whiten = None if job["whiten"] is None else torch.as_tensor(job["whiten"])
+    z0 = job["init_jitter"] * torch.randn(centre.shape, dtype=torch.float64) if whiten is not None \
+        else torch.zeros_like(centre)
+    if job["sample_whitened"] and whiten is not None:
+        whiten_j, centre_j = jnp.asarray(whiten.numpy()), jnp.asarray(centre.numpy())
+
+        def target(z):   # whitened coordinates -> unconstrained (constant Jacobian, dropped)
+            return potential(centre_j + whiten_j @ z)
+
+        def to_unconstrained(z):
+            return centre + z @ whiten.T
+        init = z0
+    else:             # unconstrained coordinates, NumPyro's diagonal metric; the start spread as above
+        target, init = potential, centre + (whiten @ z0 if whiten is not None else z0)
+
+        def to_unconstrained(z):
+            return z
+    kernel = NUTS(potential_fn=target, target_accept_prob=job["target_accept_prob"],
+                  max_tree_depth=job["max_tree_depth"], adapt_mass_matrix=job["adapt_metric"])
+    thin = job.get("thinning", 1)
+    transitions = job["num_samples"] * thin
+    mcmc = MCMC(kernel, num_warmup=job["warmup_steps"], num_samples=transitions, num_chains=1, progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(job["seed"]), init_params=jnp.asarray(init.numpy()),
+             extra_fields=("num_steps", "diverging"))
+    z = torch.as_tensor(np.array(mcmc.get_samples()[thin - 1::thin]))          # the last of each t
+    extra = mcmc.get_extra_fields()
+    unconstrained = unflatten_sites(to_unconstrained(z), shapes)
+    constrained = {s: to_constrained(model.sites[s].support, unconstrained[s])[0] for s in names}
+    return {"samples": {s: v.numpy() for s, v in constrained.items()},
+            "diverging": np.asarray(extra["diverging"]).reshape(-1, thin).any(-1),
+            "tree_size": np.asarray(extra["num_steps"]).reshape(-1, thin).sum(-1)}
