@@ -111,7 +111,7 @@ BAD_INPUTS = [
     (VOTES, dict(method="nuts", num_chains=1.5), InvalidInputError, "num_chains must be an integer ≥ 1, got 1.5"),
     (VOTES, dict(method="nuts", target_accept_prob=1.2), InvalidInputError, "target_accept_prob must be"),
     (VOTES, dict(method="nuts", adapt_metric="no"), InvalidInputError, "adapt_metric must be True or False"),
-    (VOTES, dict(method="nuts", precondition=1), InvalidInputError, "precondition must be True or False"),
+    (VOTES, dict(method="nuts", precondition=1), InvalidInputError, "precondition must be None or True or False"),
     (VOTES, dict(method="nuts", init_jitter=-0.5), InvalidInputError, r"init_jitter must be a number in \[0, 3\]"),
     (VOTES, dict(method="nuts", init_jitter=100.0), InvalidInputError, r"init_jitter must be a number in \[0, 3\]"),
     (VOTES, dict(method="nuts", step_size_jitter=1.0), InvalidInputError, r"step_size_jitter must be a number in \[0, 1\)"),

@@ -64,6 +64,8 @@ def test_numpyro_nuts_gives_pyros_posterior(votes_600):
     pyro_ = fit_posterior(votes, **kw)
     assert jx.draws["theta"].shape == pyro_.draws["theta"].shape == (2, 300, 3, 4, 3)
     assert jx.info["backend"] == "numpyro" and "jax_obs" not in jx.info
+    # NumPyro samples the log-ratio coordinates by default, Pyro the Laplace-whitened ones
+    assert jx.info["preconditioned"] is False and pyro_.info["preconditioned"] is True
     assert jx.sample_stats["tree_size"].shape == (2, 300) and jx.sample_stats["tree_size"].min() >= 1
     # two samplers of one posterior: means agree to within a few Monte Carlo errors
     sd = jx.draws["theta"].std((0, 1))

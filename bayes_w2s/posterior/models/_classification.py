@@ -128,8 +128,8 @@ def votes_log_lik(counts: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor
 
 
 def sparse_votes(counts: torch.Tensor) -> dict:
-    """``counts [R, M, K]`` as its nonzero entries: ``row``, ``model``, ``label``, ``count``
-    (NumPy; a sparse crowd's dense counts are mostly zeros)."""
+    """``counts [R, M, K]`` as its nonzero entries: ``row`` (sorted), ``model``, ``label``,
+    ``count`` (NumPy; a sparse crowd's dense counts are mostly zeros)."""
     row, model, label = np.nonzero(counts.numpy())
     return {"row": row, "model": model, "label": label, "count": counts.numpy()[row, model, label]}
 
