@@ -43,7 +43,8 @@ def run(backend: str, thinning: int, seed: int, whitened: bool | None, accept: f
     return {"backend": backend, "whitened": bool(post.info["preconditioned"]), "thinning": thinning, "seed": seed,
             "target_accept_prob": accept, "warmup": warmup, "seconds": round(wall, 1),
             "max_rhat": round(d["max_rhat"], 4), "min_ess_bulk": round(d["min_ess_bulk"]),
-            "divergences": int(d["divergences"]), "leapfrog_per_draw": round(float(post.sample_stats["tree_size"].mean()), 1),
+            "divergences": int(d["divergences"]),
+            "leapfrog_per_draw": round(float(post.sample_stats["tree_size"].mean()), 1),
             "accuracy": round(float((post.labels == truth).mean()), 4)}
 
 
@@ -83,11 +84,13 @@ def main():
     import jax
     import numpyro
     import torch
-    lines = ["# Dawid–Skene NUTS: Pyro against NumPyro (1,000 items × 100 annotators × 4 classes, 10 labels per item)",
+    lines = ["# Dawid–Skene NUTS: Pyro against NumPyro "
+             "(1,000 items × 100 annotators × 4 classes, 10 labels per item)",
              "", f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, torch "
              f"{torch.__version__}, JAX {jax.__version__}, NumPyro {numpyro.__version__}; 4 chains × 500 kept draws "
              "in worker processes; one row at a time. Goal (issue 12): ≤ 120 s, R-hat ≤ 1.01, no label switching "
-             f"(EM's accuracy is {em_accuracy:.3f}). *whitened*: sampled in the Laplace-whitened coordinates (the Pyro default); "
+             f"(EM's accuracy is {em_accuracy:.3f}). *whitened*: sampled in the Laplace-whitened coordinates "
+             "(the Pyro default); "
              "otherwise NumPyro's diagonal metric on the log-ratio coordinates (the NumPyro default).", "",
              "| backend | whitened | thinning | target accept | warm-up | seed | seconds | max R-hat | min bulk ESS "
              "| divergences | leapfrog / kept draw | accuracy |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]

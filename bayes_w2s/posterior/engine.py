@@ -711,14 +711,19 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
     conditional given the draw's globals (``true_class_draw`` in ArviZ).
     ``backend="numpyro"`` runs NumPyro's compiled NUTS on a JAX twin of the potential instead
     of Pyro's (:mod:`.jax_nuts`; models with a twin only, and no ``step_size_jitter``): the
-    same start, coordinates, chains and draws' layout, several times faster
-    (``experiments/bench_nuts_backends.py``). ``precondition`` defaults to True with Pyro and
-    False with NumPyro: there the dense whitening matvec costs more per step than the whole
-    compiled potential, and NumPyro's diagonal adaptation alone mixes as well (same benchmark);
-    the chains still start spread by the Laplace approximation.
+    same start, unconstrained coordinates, chains and draws' layout, at a fraction of the
+    time per draw (``experiments/bench_nuts_backends.py``). ``precondition`` defaults to True
+    with Pyro and False with NumPyro, which then samples the unconstrained coordinates with
+    its own diagonal metric: the dense whitening matvec would cost more per step than the
+    compiled potential. Per draw that mixes worse (on the crowd benchmark half the smallest
+    bulk ESS), per second about as well, and it reaches R-hat ≤ 1.01 with ``thinning=3`` in
+    less than half the whitened run's time. The chains still start spread by the Laplace
+    approximation (its Hessian is computed either way; above 4,000 parameters there is none,
+    and every chain starts at the MAP, as under Pyro).
     """
     check_counts(max_tree_depth=(max_tree_depth, 1))
-    kernel = dict(kernel="nuts", max_tree_depth=max_tree_depth, step_size_jitter=float(step_size_jitter))
+    kernel = dict(kernel="nuts", backend=backend, max_tree_depth=max_tree_depth,
+                  step_size_jitter=float(step_size_jitter))
     if backend == "numpyro":
         from . import jax_nuts
 
@@ -726,7 +731,7 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
         if step_size_jitter:
             raise InvalidInputError("backend='numpyro' has no step_size_jitter (NumPyro's NUTS keeps the adapted "
                                     "step size); leave it at 0 or use backend='pyro'")
-        kernel.update(backend="numpyro", sample_whitened=bool(precondition))
+        kernel["sample_whitened"] = bool(precondition)
         precondition = True           # the whitening still spreads the chains' starts
     elif backend != "pyro":
         raise UnknownNameError(f"unknown NUTS backend {backend!r}; available: ['pyro', 'numpyro']")
@@ -742,7 +747,7 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
 def fit_hmc(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int = 4, num_samples: int = 500,
             warmup_steps: int = 300, target_accept_prob: float = 0.9, trajectory_length: float = math.pi / 2,
             trajectory_jitter: float = 0.2, num_workers: int | None = None, draw_labels: bool = True,
-            precondition: bool = True, adapt_metric: bool = True, init_jitter: float = 0.5, thinning: int = 1,
+            precondition: bool | None = True, adapt_metric: bool = True, init_jitter: float = 0.5, thinning: int = 1,
             seed: int = 0, progress: bool = True) -> Fit:
     """Static Hamiltonian Monte Carlo (Pyro ``HMC``) with a quarter-orbit trajectory, in the
     same whitened coordinates, chains and start as :func:`fit_nuts`.
@@ -770,6 +775,8 @@ def fit_hmc(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int 
     ``thinning`` as in :func:`fit_nuts`.
     """
     from .inputs import SETTINGS       # the rule fit_posterior applies, also for direct callers
+
+    precondition = True if precondition is None else precondition     # None: the default, as in fit_nuts
 
     for name, value in (("trajectory_length", trajectory_length), ("trajectory_jitter", trajectory_jitter)):
         if not SETTINGS[name](value):
@@ -826,7 +833,8 @@ def fit_mcmc(model: PosteriorModel, data: ModelData, p: dict, kernel: dict, *, n
                {"num_chains": num_chains, "num_samples": num_samples, "thinning": int(thinning),
                 "warmup_steps": warmup_steps,
                 "workers": workers, "sampling_seconds": seconds, "rows": data.num_rows,
-                "preconditioned": whiten is not None and kernel.get("sample_whitened", True), "draw_labels": draw_labels, "seed": seed,
+                "preconditioned": whiten is not None and kernel.get("sample_whitened", True),
+                "draw_labels": draw_labels, "seed": seed,
                 "target_accept_prob": target_accept_prob, **kernel},
                sample_stats={"diverging": np.stack([r["diverging"] for r in results]),
                              "tree_size": np.stack([r["tree_size"] for r in results])})
@@ -834,9 +842,10 @@ def fit_mcmc(model: PosteriorModel, data: ModelData, p: dict, kernel: dict, *, n
 
 def run_chains(job: dict, num_chains: int, workers: int, seed: int, desc: str, progress: bool,
                chain_fn=None) -> list:
-    """``chain_fn`` (default :func:`run_chain`) for chains ``seed`` … ``seed + num_chains − 1``, in ``workers`` spawned
-    processes, or one after another in this process (with a warning) where processes cannot
-    start: a script without an ``if __name__ == "__main__":`` guard, a sandbox without spawn."""
+    """``chain_fn`` (default :func:`run_chain`) for chains ``seed`` … ``seed + num_chains − 1``,
+    in ``workers`` spawned processes (their jobs marked ``in_worker``), or one after another
+    in this process (with a warning) where processes cannot start: a script without an
+    ``if __name__ == "__main__":`` guard, a sandbox without spawn."""
     chain_fn = chain_fn or run_chain
     bar = tqdm(total=num_chains, desc=desc, unit="chain", disable=not progress, leave=False)
     results = None
@@ -844,7 +853,7 @@ def run_chains(job: dict, num_chains: int, workers: int, seed: int, desc: str, p
         try:
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(workers, mp_context=context) as pool:
-                futures = [pool.submit(chain_fn, dict(job, seed=seed + c)) for c in range(num_chains)]
+                futures = [pool.submit(chain_fn, dict(job, seed=seed + c, in_worker=True)) for c in range(num_chains)]
                 for _ in as_completed(futures):
                     bar.update()
                 results = [f.result() for f in futures]

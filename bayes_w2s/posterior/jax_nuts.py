@@ -9,8 +9,11 @@ probabilistic programming in NumPyro") compiles the whole transition, tree build
 included, with XLA (``experiments/bench_nuts_backends.py`` measures both on one crowd).
 
 Everything but the sampler is :func:`~.engine.fit_mcmc`'s: the start (the MAP, in the mode
-where weak models beat chance), the coordinates (additive log-ratio simplexes), the Laplace
-whitening, chains ``seed + i`` in worker processes, the thinning and the fitted draws.
+where weak models beat chance, each chain spread around it by the Laplace approximation),
+the unconstrained coordinates (additive log-ratio simplexes), chains ``seed + i`` in worker
+processes, the thinning and the fitted draws. By default NumPyro samples those coordinates
+with its own adapted diagonal metric instead of Pyro's Laplace-whitened ones
+(``precondition=True`` whitens here too; see :func:`~.engine.fit_nuts`).
 
 A model opts in with two methods: ``jax_observation(obs)`` (its rows as NumPy arrays, e.g.
 sparse vote triples) and ``jax_log_joint(obs, log_g)`` (``[R, C]`` log p(z_r = c, y_r |
@@ -21,7 +24,6 @@ model's trace (``tests/posterior/test_jax_nuts.py``).
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
 
 import numpy as np
@@ -30,7 +32,7 @@ import torch
 from ..errors import InvalidInputError
 from .engine import SIMPLEX, ModelData, PosteriorModel
 
-INSTALL_HINT = "pip install 'bayes_w2s[numpyro]' (NumPyro and JAX)"
+INSTALL_HINT = "pip install numpyro jax (in a checkout: pip install '.[numpyro]')"
 
 
 def supports(model: PosteriorModel) -> bool:
@@ -95,10 +97,23 @@ def make_potential(model: PosteriorModel, job: dict, num_rows: int):
 
 def run_chain(job: dict) -> dict:
     """One NumPyro NUTS chain (module level so that spawned workers can import it); the
-    result has :func:`~.engine.run_chain`'s layout."""
-    if multiprocessing.parent_process() is not None:
-        # a worker: one XLA thread, the chains are the parallelism (as torch's one thread in run_chain)
-        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    result has :func:`~.engine.run_chain`'s layout. The potential runs in float64, as torch's,
+    inside JAX's ``enable_x64`` context: a chain run in the caller's process (no workers)
+    leaves its JAX settings as they were."""
+    if job.get("in_worker"):
+        # one of run_chains' workers: XLA's CPU ops on one thread, the chains are the
+        # parallelism (as torch's one thread in engine.run_chain)
+        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+    import jax
+
+    enable_x64 = getattr(jax, "enable_x64", None)
+    if enable_x64 is None:                       # JAX < 0.5
+        from jax.experimental import enable_x64
+    with enable_x64(True):
+        return _run_chain(job)
+
+
+def _run_chain(job: dict) -> dict:
     import jax
     import jax.numpy as jnp
     from numpyro.infer import MCMC, NUTS
@@ -106,8 +121,6 @@ def run_chain(job: dict) -> dict:
     from .engine import to_constrained, unflatten_sites
     from .models import get_model
 
-    # the potential in float64, as torch's (in this process when chains run without workers)
-    jax.config.update("jax_enable_x64", True)
     model = get_model(job["model"])
     names = list(model.sites)
     start = {s: torch.as_tensor(job["start"][s]) for s in names}
