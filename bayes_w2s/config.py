@@ -212,11 +212,14 @@ def _posterior_registry_from_import() -> dict:
     when that API changes."""
     from .posterior import METHODS, fit_posterior
     from .posterior.inputs import fit_settings
+    from .posterior.jax_nuts import supports
+    from .posterior.models import get_model
 
     common = {"temperature"} & set(inspect.signature(fit_posterior).parameters)
     return {name: {"methods": list(methods),
                    "settings": {method: sorted({n for part in fit_settings(name, method) for n in part} | common)
-                                for method in methods}}
+                                for method in methods},
+                   "nuts_backends": ["pyro"] + (["numpyro"] if supports(get_model(name)) else [])}
             for name, methods in METHODS.items()}
 
 
@@ -238,6 +241,10 @@ def check_posterior_target(spec: "TargetSpec", kwargs: dict) -> None:
     if unknown:
         raise ConfigError(f"posterior_kwargs: unknown setting(s) {sorted(unknown)} for {spec.name}/{method}; "
                           f"valid: {sorted(valid)}")
+    backends = registry[spec.name].get("nuts_backends", ["pyro"])
+    if "backend" in kwargs and kwargs["backend"] not in backends:   # before any weak model runs, not at fit time
+        raise ConfigError(f"posterior_kwargs: backend {kwargs['backend']!r} is not available for {spec.name}/{method}"
+                          f"; available: {backends}")
 
 
 # -- methods ---------------------------------------------------------------------------------

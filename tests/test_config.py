@@ -79,6 +79,12 @@ def test_yaml_1_1_exponents_and_numeric_strings_are_coerced(tmp_path):
     # validate said OK, the run refused it: fit_posterior gets the method's temperature already
     ({"methods": [{"name": "a", "targets": "posterior:dawid_skene:em", "posterior_kwargs": {"temperature": 2}}]},
      r"methods\[0\] \('a'\).posterior_kwargs: temperature is the method's own setting"),
+    # NUTS on NumPyro needs a JAX twin of the model: refused at validation, not after weak labelling
+    ({"methods": [{"name": "a", "targets": "posterior:logistic_t:nuts", "posterior_kwargs": {"backend": "numpyro"}}]},
+     r"methods\[0\] \('a'\).posterior_kwargs: backend 'numpyro' is not available for logistic_t/nuts; "
+     r"available: \['pyro'\]"),
+    ({"methods": [{"name": "a", "targets": "posterior:dawid_skene:nuts", "posterior_kwargs": {"backend": "stan"}}]},
+     r"backend 'stan' is not available for dawid_skene/nuts; available: \['pyro', 'numpyro'\]"),
     # one weight per weak model: a short list failed only at the first training step
     ({"methods": [{"name": "a", "targets": "weak_all", "loss": "multi_weak", "loss_kwargs": {"lambdas": [1]}}]},
      r"methods\[0\] \('a'\).loss_kwargs.lambdas: 1 weight\(s\) for 2 weak models"),
