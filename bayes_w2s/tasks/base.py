@@ -178,9 +178,10 @@ def resolve_data_dir(data_dir: str | os.PathLike | None, subdir: str) -> Path | 
     return None
 
 
-def hub_load(*args, **kwargs):
+def hub_load(*args, offline_folder: str | None = None, **kwargs):
     """``datasets.load_dataset`` for users with a network; without one (or offline mode) a
-    one-line error that says where offline data is looked for, instead of the hub's traceback."""
+    one-line error instead of the hub's traceback, naming what was fetched and where offline
+    data is looked for: the dataset's ``offline_folder`` under ``$BAYES_W2S_DATA``."""
     from datasets import load_dataset  # imported lazily: offline paths never touch the hub
     try:
         return load_dataset(*args, **kwargs)
@@ -188,9 +189,17 @@ def hub_load(*args, **kwargs):
         # offline mode or no network, or fsspec's missing http extras for a URL; a full disk
         # or a typo keep their own error
         where = args[0] if args else kwargs.get("path", "the dataset")
+        files = kwargs.get("data_files")
+        if files:                     # a builder ("json", "text") reading remote files: name one
+            first = files if isinstance(files, str) else next(iter(files.values() if isinstance(files, dict)
+                                                                    else files))
+            where = f"{where} files ({first}, …)" if not isinstance(files, str) else f"{where} file {first}"
+        root = os.environ.get(DATA_ENV)
+        folder = f"its folder {offline_folder}/" if offline_folder else "its folder"
         raise MissingDataError(
             f"cannot load {where} from the hub ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); for "
-            f"offline data set ${DATA_ENV} or data_dir (--data-dir) to the folder that holds it") from exc
+            f"offline data put {folder} in the folder that ${DATA_ENV} names "
+            f"({'now ' + root if root else 'unset'}) or pass data_dir (--data-dir)") from exc
 
 
 def stratified_indices(labels: np.ndarray, n: int, rng: np.random.Generator,

@@ -63,7 +63,7 @@ def load_sst2(data_dir=None, min_words: int = 5) -> tuple[Dataset, Dataset]:
         pool = pd.concat([read("train.tsv"), read("dev.tsv")], ignore_index=True)
         test = read("test.tsv")
     else:
-        hub = hub_load("stanfordnlp/sst2")
+        hub = hub_load("stanfordnlp/sst2", offline_folder="sst2")
         pool, test = hub["train"].to_pandas(), hub["validation"].to_pandas()
     prep = []
     for name, df in (("train", pool), ("test", test)):
@@ -94,7 +94,7 @@ def load_agnews(data_dir=None) -> tuple[Dataset, Dataset]:
             df["id"] = [f"agnews-{f[:-4]}-{i}" for i in range(len(df))]
             out.append(Dataset.from_pandas(df[["text", "label", "id"]], preserve_index=False))
     else:
-        hub = hub_load("fancyzhx/ag_news")
+        hub = hub_load("fancyzhx/ag_news", offline_folder="agnews")
         out = [_with_ids(hub["train"], "agnews-train"), _with_ids(hub["test"], "agnews-test")]
     return out[0], out[1]
 
@@ -145,7 +145,7 @@ def load_cosmosqa(data_dir=None) -> tuple[Dataset, None]:
     if path is not None:
         df = pd.read_csv(path / "valid.csv", keep_default_na=False)
     else:
-        df = hub_load("allenai/cosmos_qa", split="validation").to_pandas()
+        df = hub_load("allenai/cosmos_qa", split="validation", offline_folder="cosmosqa").to_pandas()
     df["label"] = class_indices(df["label"], 4, f"CosmosQA ({path / 'valid.csv' if path else 'hub'})")
     rows = [{"qid": i, "context": r["context"], "question": r["question"],
              "answers": [(r[f"answer{j}"], int(r["label"]) == j) for j in range(4)]}
@@ -164,7 +164,7 @@ def load_sciq(data_dir=None) -> tuple[Dataset, Dataset]:
             with open(path / f"{split}.jsonl") as fh:
                 records = [json.loads(line) for line in fh if line.strip()]
         else:
-            records = list(hub_load("allenai/sciq", split=split))
+            records = list(hub_load("allenai/sciq", split=split, offline_folder="sciq"))
         rows = [{"qid": i, "context": r.get("support", ""), "question": r["question"],
                  "answers": [(r["correct_answer"], True)] +
                             [(r[f"distractor{j}"], False) for j in (1, 2, 3)]}

@@ -143,7 +143,7 @@ def load_slurp(data_dir=None) -> tuple[Dataset, Dataset | None]:
     path = resolve_data_dir(data_dir, "slurp")
     if path is None:
         files = {s: SLURP_URL.format(split=s) for s in ("train", "devel", "test")}
-        hub = hub_load("json", data_files=files)
+        hub = hub_load("json", data_files=files, offline_folder="slurp")
         records = {s: list(hub[s]) for s in files}
     else:
         records = {s: _read_jsonl(path / f"{s}.jsonl") for s in ("train", "devel", "test")
@@ -189,7 +189,8 @@ def read_snips_file(path: Path | None, split: str, file: str) -> list[str]:
     folder ``path``, or JointBERT's repository online when it is None."""
     if path is not None:
         return (path / split / file).read_text(encoding="utf-8").splitlines()
-    return hub_load("text", data_files=SNIPS_URL.format(split=split, file=file))["train"]["text"]
+    url = SNIPS_URL.format(split=split, file=file)
+    return hub_load("text", data_files=url, offline_folder="snips")["train"]["text"]
 
 
 def load_snips(data_dir=None) -> tuple[Dataset, Dataset]:

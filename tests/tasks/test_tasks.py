@@ -187,8 +187,14 @@ def test_no_offline_data_and_no_hub_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     import datasets
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    with pytest.raises(MissingDataError, match=r"cannot load stanfordnlp/sst2 from the hub .*set \$BAYES_W2S_DATA"):
+    with pytest.raises(MissingDataError, match=r"cannot load stanfordnlp/sst2 from the hub .*put its folder sst2/ "
+                                               r"in the folder that \$BAYES_W2S_DATA names \(unset\)"):
         load_task("sst2")
+    # a task read from raw files online names the file and its own offline folder (snips_intent reads snips/)
+    monkeypatch.setenv("BAYES_W2S_DATA", "/nonexistent")
+    with pytest.raises(MissingDataError, match=r"cannot load text file https://\S+/snips/train/seq.in from the hub "
+                                               r".*put its folder snips/ .*\(now /nonexistent\)"):
+        load_task("snips_intent")
     with pytest.raises(InvalidInputError, match="data_dir is empty"):
         load_task("sst2", data_dir="")
 
