@@ -1,5 +1,5 @@
-"""Benchmark: Dawid–Skene NUTS with Pyro against NumPyro (``backend="numpyro"``), on the crowd of
-``experiments/bench_nuts_crowd.py`` (1,000 items × 100 annotators × 4 classes, 10 labels per
+"""Benchmark: Dawid–Skene NUTS (or ``--model``'s) with Pyro against NumPyro (``backend="numpyro"``),
+on the crowd of ``experiments/bench_nuts_crowd.py`` (1,000 items × 100 annotators × 4 classes, 10 labels per
 item; 1,600 confusion entries), 4 chains × 500 kept draws in worker processes.
 
 Each row is one ``fit_posterior(method="nuts")`` call, timed from the call to the fitted
@@ -28,19 +28,21 @@ from bench_aggregation import crowd  # noqa: E402  (the benchmark's crowd genera
 from markdown_result import write_markdown  # noqa: E402
 
 
-def run(backend: str, thinning: int, seed: int, whitened: bool | None, accept: float, warmup: int) -> dict:
+def run(backend: str, thinning: int, seed: int, whitened: bool | None, accept: float, warmup: int,
+        model: str = "dawid_skene") -> dict:
     from bayes_w2s import fit_posterior
 
     votes, truth, _ = crowd(1000, 100, 4, 10)
     t0 = time.perf_counter()
-    post = fit_posterior(votes, model="dawid_skene", method="nuts", num_classes=4, num_chains=4, num_samples=500,
+    post = fit_posterior(votes, model=model, method="nuts", num_classes=4, num_chains=4, num_samples=500,
                          warmup_steps=warmup, target_accept_prob=accept, thinning=thinning, backend=backend,
                          precondition=whitened, seed=seed, progress=False)
     wall = time.perf_counter() - t0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         d = post.diagnostics(warn=False)
-    return {"backend": backend, "whitened": bool(post.info["preconditioned"]), "thinning": thinning, "seed": seed,
+    return {"model": model, "backend": backend, "whitened": bool(post.info["preconditioned"]), "thinning": thinning,
+            "seed": seed,
             "target_accept_prob": accept, "warmup": warmup, "seconds": round(wall, 1),
             "max_rhat": round(d["max_rhat"], 4), "min_ess_bulk": round(d["min_ess_bulk"]),
             "divergences": int(d["divergences"]),
@@ -63,6 +65,7 @@ def main():
     ap.add_argument("--rows", nargs="+", default=["pyro:1:0", "numpyro:1:0:yes"]
                     + [f"numpyro:{t}:{s}" for t in (1, 2, 3) for s in range(4)],
                     help="backend:thinning:seed[:whitened yes|no|default[:target_accept[:warm-up]]]")
+    ap.add_argument("--model", default="dawid_skene", help="a posterior model with a JAX twin")
     ap.add_argument("--out", default="experiments/results/bench_nuts_backends")
     ap.add_argument("--render-only", action="store_true",
                     help="rewrite results.md from the rows already in --out's results.json (no sampling)")
@@ -74,22 +77,25 @@ def main():
     else:
         rows, command = [], "python experiments/bench_nuts_backends.py " + " ".join(sys.argv[1:])
         for spec in args.rows:
-            rows.append(run(**parse_row(spec)))
+            rows.append(run(**parse_row(spec), model=args.model))
             print(json.dumps(rows[-1]), flush=True)
         out.mkdir(parents=True, exist_ok=True)
         (out / "results.json").write_text(json.dumps({"command": command, "rows": rows}, indent=1))
     from bayes_w2s import fit_posterior
     votes, truth, _ = crowd(1000, 100, 4, 10)
+    model = rows[0].get("model", "dawid_skene")
     em_accuracy = float((fit_posterior(votes, model="dawid_skene", method="em", num_classes=4).labels == truth).mean())
     import jax
     import numpyro
     import torch
-    lines = ["# Dawid–Skene NUTS: Pyro against NumPyro "
+    lines = [f"# {model} NUTS: Pyro against NumPyro "
              "(1,000 items × 100 annotators × 4 classes, 10 labels per item)",
              "", f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, torch "
              f"{torch.__version__}, JAX {jax.__version__}, NumPyro {numpyro.__version__}; 4 chains × 500 kept draws "
-             "in worker processes; one row at a time. Goal (issue 12): ≤ 120 s, R-hat ≤ 1.01, no label switching "
-             f"(EM's accuracy is {em_accuracy:.3f}). *whitened*: sampled in the Laplace-whitened coordinates "
+             "in worker processes; one row at a time. Goal (issue 12, for Dawid–Skene): ≤ 120 s, R-hat ≤ 1.01, "
+             "no label switching "
+             f"(Dawid–Skene EM's accuracy is {em_accuracy:.3f}). *whitened*: sampled in the Laplace-whitened "
+             "coordinates "
              "(the Pyro default); "
              "otherwise NumPyro's diagonal metric on the log-ratio coordinates (the NumPyro default).", "",
              "| backend | whitened | thinning | target accept | warm-up | seed | seconds | max R-hat | min bulk ESS "

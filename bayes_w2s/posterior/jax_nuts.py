@@ -16,11 +16,12 @@ with its own adapted diagonal metric instead of Pyro's Laplace-whitened ones
 (``precondition=True`` whitens here too; see :func:`~.engine.fit_nuts`).
 
 A model opts in with two methods: ``jax_observation(obs)`` (its rows as NumPy arrays, e.g.
-sparse vote triples) and ``jax_log_joint(obs, log_g)`` (``[R, C]`` log p(z_r = c, y_r |
-globals), the twin of ``log_joint``). Only conjugate models with simplex sites qualify: their
-log prior is the one Σ_s log Dir(site_s | ``prior_concentration``), written here once. A test
-holds each twin's potential and gradient to the torch potential, itself held to the Pyro
-model's trace (``tests/posterior/test_jax_nuts.py``).
+sparse vote triples) and ``jax_log_joint(obs, log_g, num_rows)`` (``[R, C]`` log p(z_r = c,
+y_r | globals), the twin of ``log_joint``); its sites must be simplexes or positive. A
+conjugate model's log prior is the one Σ_s log Dir(site_s | ``prior_concentration``), written
+here once; any other model also writes ``jax_log_prior(g, log_g, p)``, the twin of
+``log_prior``. A test holds each twin's potential and gradient to the torch potential, itself
+held to the Pyro model's trace (``tests/posterior/test_jax_nuts.py``).
 """
 from __future__ import annotations
 
@@ -30,15 +31,16 @@ import numpy as np
 import torch
 
 from ..errors import InvalidInputError
-from .engine import SIMPLEX, ModelData, PosteriorModel
+from .engine import POSITIVE_SUPPORT, SIMPLEX, ModelData, PosteriorModel
 
 INSTALL_HINT = "pip install numpyro jax (in a checkout: pip install '.[numpyro]')"
 
 
 def supports(model: PosteriorModel) -> bool:
     """Whether ``model`` has a JAX twin this sampler can run."""
-    return (callable(getattr(model, "jax_log_joint", None)) and model.conjugate
-            and all(site.support == SIMPLEX for site in model.sites.values()))
+    return (callable(getattr(model, "jax_log_joint", None))
+            and (model.conjugate or callable(getattr(model, "jax_log_prior", None)))
+            and all(site.support in (SIMPLEX, POSITIVE_SUPPORT) for site in model.sites.values()))
 
 
 def check_backend(model: PosteriorModel) -> None:
@@ -59,10 +61,13 @@ def check_backend(model: PosteriorModel) -> None:
 def jax_job(model: PosteriorModel, data: ModelData, p: dict, shapes: dict) -> dict:
     """What a worker needs to rebuild the potential, as NumPy arrays (picklable); ``shapes``:
     each site's shape in unconstrained coordinates (a simplex has one entry less)."""
-    shapes = {s: tuple(shape[:-1]) + (shape[-1] + 1,) for s, shape in shapes.items()}
+    job = {"jax_obs": model.jax_observation(data.obs), "jax_prior": None}
+    if callable(getattr(model, "jax_log_prior", None)):
+        return job
+    shapes = {s: tuple(shape[:-1]) + (shape[-1] + 1,) for s, shape in shapes.items()}   # all simplexes
     conc = model.prior_concentration(p, shapes)
-    return {"jax_obs": model.jax_observation(data.obs),
-            "jax_prior": {s: torch.as_tensor(conc[s]).expand(shapes[s]).numpy() for s in model.sites}}
+    job["jax_prior"] = {s: torch.as_tensor(conc[s]).expand(shapes[s]).numpy() for s in model.sites}
+    return job
 
 
 def make_potential(model: PosteriorModel, job: dict, num_rows: int):
@@ -75,23 +80,33 @@ def make_potential(model: PosteriorModel, job: dict, num_rows: int):
     obs = {k: jnp.asarray(v) for k, v in job["jax_obs"].items()}
     weight = jnp.asarray(job["weight"])
     mask = None if job["mask"] is None else jnp.asarray(job["mask"])
-    prior = {s: jnp.asarray(a) for s, a in job["jax_prior"].items()}
-    norm = sum(float((gammaln(a.sum(-1)) - gammaln(a).sum(-1)).sum()) for a in prior.values())
     shapes = {s: np.asarray(job["start"][s]).shape for s in model.sites}
+    if job["jax_prior"] is None:
+        def log_prior(g, log_g):
+            return model.jax_log_prior(g, log_g, job["priors"])
+    else:                   # conjugate: Σ_s log Dir(site_s | its constant concentration)
+        conc = {s: jnp.asarray(a) for s, a in job["jax_prior"].items()}
+        norm = sum(float((gammaln(a.sum(-1)) - gammaln(a).sum(-1)).sum()) for a in conc.values())
+
+        def log_prior(g, log_g):
+            return norm + sum(((conc[s] - 1.0) * log_g[s]).sum() for s in shapes)
 
     def potential(u):
-        log_g, log_jac, i = {}, 0.0, 0
+        g, log_g, log_jac, i = {}, {}, 0.0, 0
         for s, shape in shapes.items():
             size = int(np.prod(shape))
             part = u[i:i + size].reshape(shape)
             i += size
-            log_g[s] = jax.nn.log_softmax(jnp.concatenate([part, jnp.zeros(shape[:-1] + (1,))], -1), -1)
+            if model.sites[s].support == SIMPLEX:     # p = softmax([u, 0]): log|J| = Σ_k log p_k
+                log_g[s] = jax.nn.log_softmax(jnp.concatenate([part, jnp.zeros(shape[:-1] + (1,))], -1), -1)
+            else:                                      # positive: x = e^u, log|J| = u
+                log_g[s] = part
+            g[s] = jnp.exp(log_g[s])
             log_jac = log_jac + log_g[s].sum()
-        log_prior = norm + sum(((prior[s] - 1.0) * log_g[s]).sum() for s in shapes)
         lj = model.jax_log_joint(obs, log_g, num_rows)
         if mask is not None:
             lj = lj + mask
-        return -(log_prior + (weight * jax.nn.logsumexp(lj, -1)).sum() + log_jac)
+        return -(log_prior(g, log_g) + (weight * jax.nn.logsumexp(lj, -1)).sum() + log_jac)
     return potential
 
 

@@ -19,8 +19,8 @@ pytest.importorskip("numpyro")
 TWINS = sorted(name for name, m in MODELS.items() if jax_nuts.supports(m))
 
 
-def test_dawid_skene_and_ebcc_have_twins():
-    assert {"dawid_skene", "ebcc"} <= set(TWINS)
+def test_the_vote_models_have_twins():
+    assert {"dawid_skene", "ebcc", "hierarchical"} <= set(TWINS)
 
 
 @pytest.mark.parametrize("name", TWINS)
@@ -37,13 +37,14 @@ def test_jax_potential_and_gradient_equal_the_torch_ones(name, gold):
     gen = torch.Generator().manual_seed(0)
     point = {s: (u + 0.4 * torch.randn(u.shape, generator=gen, dtype=u.dtype)).requires_grad_()
              for s, u in start.items()}
+    names = list(model.sites)                    # the flat vector's order, as in the samplers
     ours = make_potential(model, data, p)(point)
-    grad = torch.autograd.grad(ours, list(point.values()))
+    grad = torch.autograd.grad(ours, [point[s] for s in names])
     shapes = {s: tuple(u.shape) for s, u in start.items()}
-    job = dict(jax_nuts.jax_job(model, data, p, shapes), weight=data.weight.numpy(),
+    job = dict(jax_nuts.jax_job(model, data, p, shapes), weight=data.weight.numpy(), priors=p,
                mask=None if data.mask is None else data.mask.numpy(),
                start={s: u.detach().numpy() for s, u in start.items()})
-    flat = np.concatenate([u.detach().numpy().reshape(-1) for u in point.values()])
+    flat = np.concatenate([point[s].detach().numpy().reshape(-1) for s in names])
     with jax.enable_x64(True):
         twin = jax_nuts.make_potential(model, job, data.num_rows)
         value, jax_grad = jax.value_and_grad(twin)(jax.numpy.asarray(flat))
@@ -120,4 +121,13 @@ def test_numpyro_samples_ebcc(votes_600):
                          num_samples=100, warmup_steps=100, progress=False, num_workers=1)
     assert post.draws["theta"].shape == (1, 100, 3, 2, 4, 3) and post.draws["nu"].shape[:2] == (1, 100)
     assert post.true_class.shape == (1, 100, 600) and post.true_class.max() < 3     # subtypes reported as classes
+    assert (post.labels == truth).mean() > 0.8
+
+
+def test_numpyro_samples_the_hierarchical_model(votes_600):
+    """A model that is not conjugate: its twin writes its own log prior (κ is a positive site)."""
+    truth, votes = votes_600
+    post = fit_posterior(votes, model="hierarchical", method="nuts", backend="numpyro", num_chains=1,
+                         num_samples=100, warmup_steps=100, progress=False, num_workers=1)
+    assert post.draws["kappa"].shape == (1, 100) and (post.draws["kappa"] > 0).all()
     assert (post.labels == truth).mean() > 0.8

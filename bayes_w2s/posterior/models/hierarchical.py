@@ -8,7 +8,8 @@ import pyro.distributions as dist
 import torch
 
 from ..engine import scaled, CONCENTRATION, DTYPE, POSITIVE, POSITIVE_SUPPORT, SIMPLEX, Site, dirichlet_log_density
-from ._classification import ClassModel, confusion_prior, indexed_log_theta, observe_votes, pi_log_prior, votes_log_lik
+from ._classification import (ClassModel, confusion_prior, indexed_log_theta, jax_votes_log_lik, observe_votes,
+                              pi_log_prior, sparse_votes, votes_log_lik)
 from .dawid_skene import DawidSkene
 
 
@@ -69,6 +70,30 @@ class Hierarchical(ClassModel):
         out = out + dirichlet_log_density(confusion_prior(k, p["beta_diag"], p["beta_off"]).unsqueeze(1),
                                           log_g["mu"]).sum()
         return out + dirichlet_log_density(g["kappa"] * g["mu"], log_g["theta"]).sum()
+
+    def jax_observation(self, obs):
+        return sparse_votes(obs["counts"])
+
+    def jax_log_joint(self, obs, log_g, num_rows):
+        """The JAX twin of :meth:`log_joint` (``method="nuts", backend="numpyro"``)."""
+        return log_g["pi"] + jax_votes_log_lik(obs, log_g["theta"], num_rows)
+
+    @staticmethod
+    def jax_log_prior(g, log_g, p):
+        """The JAX twin of :meth:`log_prior`."""
+        import jax.numpy as jnp
+        from jax.scipy.special import gammaln
+
+        def log_dirichlet(alpha, log_x):
+            return (gammaln(alpha.sum(-1)) - gammaln(alpha).sum(-1) + ((alpha - 1.0) * log_x).sum(-1)).sum()
+        k = log_g["pi"].shape[-1]
+        shape, rate = float(p["concentration_shape"]), float(p["concentration_rate"])
+        beta_off = float(p["beta_off"])
+        mu_conc = beta_off + (float(p["beta_diag"]) - beta_off) * jnp.eye(k)
+        return (log_dirichlet(jnp.full(k, float(p["alpha_prior"])), log_g["pi"])
+                + shape * math.log(rate) - math.lgamma(shape) + (shape - 1) * log_g["kappa"] - rate * g["kappa"]
+                + log_dirichlet(mu_conc[:, None, :], log_g["mu"])
+                + log_dirichlet(g["kappa"] * g["mu"], log_g["theta"]))
 
     def log_joint(self, obs, g, log_g, p, lik_weight=1.0):
         return log_g["pi"].unsqueeze(-2) + scaled(lik_weight, votes_log_lik(obs["counts"], log_g["theta"]))
