@@ -62,8 +62,8 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
             ``word_reliability_conf`` (word hypotheses; they return a :class:`WordPosterior`).
         method: ``em`` (closed-form MAP-EM) | ``vb`` (closed-form mean-field VB, conjugate
             models) | ``svi`` (``TraceEnum_ELBO``) | ``nuts`` (Pyro's; ``backend="numpyro"``: NumPyro's,
-            compiled by JAX, for ``dawid_skene``, ``ebcc`` and ``hierarchical``) | ``hmc`` (static HMC, a quarter orbit of
-            the whitened posterior); default: the model's first.
+            compiled by JAX, for ``dawid_skene``, ``ebcc`` and ``hierarchical``) | ``hmc`` (static HMC, a
+            quarter orbit of the whitened posterior); default: the model's first.
         num_classes / label_names: the class set, when it cannot be read off ``labels``.
         model_names / item_ids: axis labels of word hypotheses given as plain lists.
         gold: items whose true class is known, ``{item: label}`` (items by id or position,
