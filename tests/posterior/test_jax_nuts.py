@@ -91,8 +91,8 @@ def test_numpyro_thinning_keeps_the_last_of_each_t_transitions(votes_600):
 
 def test_numpyro_backend_errors_are_clear(votes_600):
     _, votes = votes_600
-    with pytest.raises(InvalidInputError, match="JAX twin.*'hierarchical'.*dawid_skene"):
-        fit_posterior(votes, model="hierarchical", method="nuts", backend="numpyro")
+    with pytest.raises(InvalidInputError, match="JAX twin.*'one_coin'.*dawid_skene"):
+        fit_posterior(votes, model="one_coin", method="nuts", backend="numpyro")
     with pytest.raises(InvalidInputError, match="step_size_jitter"):
         fit_posterior(votes, method="nuts", backend="numpyro", step_size_jitter=0.5)
     with pytest.raises(InvalidInputError, match="backend must be one of"):
