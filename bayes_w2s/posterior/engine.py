@@ -986,6 +986,19 @@ class JitteredHMC(HMC):
             self._adapter.step_size, self._steps = adapted, None
 
 
+def chain_start(model: PosteriorModel, job: dict) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """``(site shapes, the start as one vector in model.sites order, the chain's offset z0)``:
+    z0 ~ N(0, ``init_jitter``² I) in whitened units, seeded by the chain, when the job has a
+    whitening; else 0 (the MAP)."""
+    names = list(model.sites)
+    start = {s: torch.as_tensor(job["start"][s]) for s in names}
+    centre = torch.cat([start[s].reshape(-1) for s in names])
+    pyro.set_rng_seed(job["seed"])
+    z0 = job["init_jitter"] * torch.randn(centre.shape, dtype=DTYPE) if job["whiten"] is not None \
+        else torch.zeros_like(centre)
+    return {s: start[s].shape for s in names}, centre, z0
+
+
 def run_chain(job: dict) -> dict:
     """One NUTS or HMC chain (module level so that spawned workers can import it)."""
     from .models import get_model
@@ -995,9 +1008,7 @@ def run_chain(job: dict) -> dict:
     data = ModelData({k: torch.as_tensor(v) for k, v in job["obs"].items()}, torch.as_tensor(job["weight"]), None,
                      (), mask=None if job["mask"] is None else torch.as_tensor(job["mask"]))
     names = list(model.sites)
-    start = {s: torch.as_tensor(job["start"][s]) for s in names}
-    shapes = {s: start[s].shape for s in names}
-    centre = torch.cat([start[s].reshape(-1) for s in names])
+    shapes, centre, z0 = chain_start(model, job)
     # the dense whitening matvec streams the [D, D] matrix twice per gradient (forward and back);
     # in float32 it costs 0.68× float64's (experiments/profile_nuts_gradient.py). The map z → u
     # is then rounded at ~1e-7 relative: still a fixed map (the sampler stays exact for the
@@ -1007,8 +1018,6 @@ def run_chain(job: dict) -> dict:
 
     def to_sites(z):   # whitened coordinates -> unconstrained sites (constant Jacobian, dropped)
         return unflatten_sites(centre + ((z.float() @ whiten.T).to(DTYPE) if whiten is not None else z), shapes)
-    pyro.set_rng_seed(job["seed"])
-    z0 = job["init_jitter"] * torch.randn(centre.shape, dtype=DTYPE) if whiten is not None else torch.zeros_like(centre)
     # the graph is fixed: trace it once, which roughly halves the cost of each step
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

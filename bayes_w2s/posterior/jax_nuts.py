@@ -133,19 +133,14 @@ def _run_chain(job: dict) -> dict:
     import jax.numpy as jnp
     from numpyro.infer import MCMC, NUTS
 
-    from .engine import to_constrained, unflatten_sites
+    from .engine import chain_start, to_constrained, unflatten_sites
     from .models import get_model
 
     model = get_model(job["model"])
     names = list(model.sites)
-    start = {s: torch.as_tensor(job["start"][s]) for s in names}
-    shapes = {s: start[s].shape for s in names}
-    centre = torch.cat([start[s].reshape(-1) for s in names])
+    shapes, centre, z0 = chain_start(model, job)      # the same chain start as engine.run_chain's
     potential = make_potential(model, job, len(job["weight"]))
-    torch.manual_seed(job["seed"])    # the same chain start as run_chain's for this seed
     whiten = None if job["whiten"] is None else torch.as_tensor(job["whiten"])
-    z0 = job["init_jitter"] * torch.randn(centre.shape, dtype=torch.float64) if whiten is not None \
-        else torch.zeros_like(centre)
     if job["sample_whitened"] and whiten is not None:
         whiten_j, centre_j = jnp.asarray(whiten.numpy()), jnp.asarray(centre.numpy())
 
