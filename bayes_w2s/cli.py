@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         level = max(level, logging.WARNING)
     logging.basicConfig(level=max(logging.DEBUG, min(level, logging.ERROR)),
                         format="%(asctime)s %(name)s: %(message)s")
+    if level >= logging.INFO:     # datasets announces each array library it finds (JAX…): only with -v
+        logging.getLogger("datasets").setLevel(logging.WARNING)
 
     from .errors import BayesW2SError
     try:
