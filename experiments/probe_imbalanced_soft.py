@@ -26,7 +26,7 @@ from bayes_w2s.metrics import accuracy
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from markdown_result import write_markdown  # noqa: E402
 
-MODELS = ("dawid_skene", "soft", "logistic_t", "logistic_t_hetero")
+MODELS = ("dawid_skene", "soft", "logistic_t", "logistic_t_hetero", "logistic_t_pooled")
 
 
 def simulate(num_classes: int, head_share: float, items: int, seed: int) -> tuple[WeakLabels, np.ndarray]:

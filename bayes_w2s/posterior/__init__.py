@@ -58,7 +58,8 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
             ``WeakHypotheses`` or ``hypotheses[n][m]``, weak model m's output for item n
             (a string, a word list or ``WordScores`` with word log-probs).
         model: ``dawid_skene`` | ``one_coin`` | ``hierarchical`` | ``ebcc`` (votes);
-            ``soft`` | ``logistic_t`` | ``logistic_t_hetero`` (probabilities); ``word_reliability`` |
+            ``soft`` | ``logistic_t`` | ``logistic_t_hetero`` | ``logistic_t_pooled`` (probabilities);
+            ``word_reliability`` |
             ``word_reliability_conf`` (word hypotheses; they return a :class:`WordPosterior`).
         method: ``em`` (closed-form MAP-EM) | ``vb`` (closed-form mean-field VB, conjugate
             models) | ``svi`` (``TraceEnum_ELBO``) | ``nuts`` (Pyro's; ``backend="numpyro"``: NumPyro's,

@@ -160,5 +160,12 @@ class LogisticTHetero(PosteriorEstimator):
     model = "logistic_t_hetero"
 
 
+class LogisticTPooled(PosteriorEstimator):
+    """Logistic-t with per-class scale matrices pooled towards a shared one; ``fit`` takes ``WeakLabels``."""
+
+    model = "logistic_t_pooled"
+
+
 __all__ = ["PosteriorEstimator", "DawidSkene", "OneCoinDawidSkene", "HierarchicalDawidSkene", "EBCC", "SoftLabel",
-           "LogisticT", "LogisticTHetero"]
+           "LogisticT", "LogisticTHetero",
+           "LogisticTPooled"]

@@ -110,6 +110,66 @@ def test_a_scale_per_class_keeps_a_wide_class_from_losing_its_edge(seed):
     assert (hetero.labels == truth).mean() >= (shared.labels == truth).mean() - 0.005
 
 
+def test_the_pooling_factor_is_a_scale_free_kl_from_the_shared_matrix():
+    from bayes_w2s.posterior.models.logistic_t_pooled import pooling_log_factor
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 4, 4, generator=gen, dtype=torch.float64)
+    tril = torch.linalg.cholesky(a @ a.transpose(-1, -2) + 0.5 * torch.eye(4, dtype=torch.float64))
+    centre = tril[0]
+    kl = torch.distributions.kl_divergence(
+        torch.distributions.MultivariateNormal(torch.zeros(4, dtype=torch.float64), scale_tril=centre),
+        torch.distributions.MultivariateNormal(torch.zeros(4, dtype=torch.float64), scale_tril=tril))
+    factor = pooling_log_factor(tril, centre, 7.0)
+    torch.testing.assert_close(factor, -7.0 * kl)
+    assert float(factor[0]) == pytest.approx(0.0, abs=1e-12) and (factor[1:] < 0).all()
+    torch.testing.assert_close(pooling_log_factor(3.0 * tril, 3.0 * centre, 7.0), factor)
+
+
+def _head_and_small_classes(k=6, head=0.7, n=1200, seed=0):
+    """Three weak models' soft outputs on k classes, the first holding ``head`` of the items:
+    each model is right with probability 0.85 / 0.8 / 0.75 and otherwise names the head class
+    (60%) or a random one; its logits are N(0, 1) plus a bump of 3 ± 1 on the class it names."""
+    rng = np.random.default_rng(seed)
+    truth = rng.choice(k, n, p=np.r_[head, np.full(k - 1, (1 - head) / (k - 1))])
+    probs = np.zeros((n, 3, k))
+    for m, acc in enumerate((0.85, 0.8, 0.75)):
+        pick = np.where(rng.random(n) < acc, truth, np.where(rng.random(n) < 0.6, 0, rng.integers(0, k, n)))
+        logits = rng.normal(0, 1, (n, k))
+        logits[np.arange(n), pick] += 3 + rng.normal(0, 1, n)
+        probs[:, m] = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    return truth, WeakLabels(probs, ["a", "b", "c"], [f"c{i}" for i in range(k)])
+
+
+def test_pooled_scales_keep_small_classes_from_absorbing_a_large_ones_items():
+    """The planted failure of a scale matrix per class: six small classes (D = 18 log-odds
+    coordinates, ~75 items each) get matrices wide enough to take the head class's atypical
+    items (74% right, Dawid–Skene 92%). Pooled towards a shared matrix they do not."""
+    truth, labels = _head_and_small_classes(k=7, n=1500)
+    hetero = fit_posterior(labels, model="logistic_t_hetero", method="em")
+    pooled = fit_posterior(labels, model="logistic_t_pooled", method="em")
+    ds = fit_posterior(labels, model="dawid_skene", method="em")
+    assert np.all(np.diff(pooled.history) > -1e-6)                     # MAP-EM never decreases its objective
+    assert (pooled.labels == truth).mean() > (hetero.labels == truth).mean() + 0.1
+    assert (pooled.labels == truth).mean() > (ds.labels == truth).mean() - 0.03
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pooled_scales_keep_most_of_the_per_class_models_gain_on_large_classes(seed):
+    """Two classes of 750 items whose spreads differ 2.5×: pooling costs part of the per-class
+    model's gain over one shared scale (93.9 / 93.8% per class, 90.9 / 91.7% shared), not most."""
+    truth, labels = _spread_classes((0.8, 2.0), seed=seed)
+    hetero = fit_posterior(labels, model="logistic_t_hetero", method="em")
+    pooled = fit_posterior(labels, model="logistic_t_pooled", method="em")
+    shared = fit_posterior(labels, model="logistic_t", method="em")
+    assert (pooled.labels == truth).mean() > (shared.labels == truth).mean() + 0.01
+    assert (pooled.labels == truth).mean() >= (hetero.labels == truth).mean() - 0.015
+    unpooled = fit_posterior(labels, model="logistic_t_pooled", method="em", pooling=0)
+    np.testing.assert_allclose(unpooled.item_probs, hetero.item_probs, atol=1e-6)
+    tight = fit_posterior(labels, model="logistic_t_pooled", method="em", pooling=1e4)
+    sigma = tight.draws["sigma"][0, 0]
+    np.testing.assert_allclose(sigma[0], sigma[1], rtol=0.02)          # one matrix for both classes
+
+
 def test_hierarchical_svi_stays_finite_on_sparse_many_annotators():
     truth, votes = sparse_crowd()
     post = fit_posterior(votes, model="hierarchical", method="svi", steps=400, progress=False)
@@ -356,7 +416,7 @@ def test_em_start_points_keep_the_best():
 
 @pytest.mark.parametrize("method", ["nuts", "hmc"])
 @pytest.mark.parametrize("name", ["dawid_skene", "one_coin", "hierarchical", "ebcc", "soft", "logistic_t",
-                                  "logistic_t_hetero"])
+                                  "logistic_t_hetero", "logistic_t_pooled"])
 def test_every_model_samples_by_mcmc_in_a_worker(name, method):
     """A few NUTS / HMC draws of every class model through the worker code path (flattening
     and unflattening each site, scalars included), in one process: finite, normalised labels."""

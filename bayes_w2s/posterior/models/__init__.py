@@ -14,6 +14,7 @@ from .ebcc import EBCC, ebcc
 from .hierarchical import Hierarchical, hierarchical_dawid_skene
 from .logistic_t import LogisticT, logistic_t
 from .logistic_t_hetero import LogisticTHetero, logistic_t_hetero
+from .logistic_t_pooled import LogisticTPooled, logistic_t_pooled
 from .one_coin import OneCoin, one_coin, one_coin_theta
 from .soft import SoftLabel, soft_label, soft_log_lik
 from .word_reliability import WordReliability, WordReliabilityConf, word_reliability, word_reliability_conf
@@ -26,6 +27,7 @@ MODELS: dict[str, PosteriorModel] = {m.name: m for m in (
     SoftLabel(),
     LogisticT(),
     LogisticTHetero(),
+    LogisticTPooled(),
     EBCC(),
     WordReliability(),
     WordReliabilityConf(),
@@ -40,4 +42,4 @@ def get_model(name: str) -> PosteriorModel:
 
 __all__ = ["MODELS", "get_model", "PosteriorModel", "VoteCounts", "confusion_prior", "votes_log_lik",
            "votes_log_coef", "dawid_skene", "one_coin", "one_coin_theta", "hierarchical_dawid_skene", "soft_label",
-           "soft_log_lik", "logistic_t", "logistic_t_hetero", "ebcc", "word_reliability", "word_reliability_conf"]
+           "soft_log_lik", "logistic_t", "logistic_t_hetero", "logistic_t_pooled", "ebcc", "word_reliability", "word_reliability_conf"]

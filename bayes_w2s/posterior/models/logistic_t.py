@@ -203,7 +203,17 @@ def scatter(z: torch.Tensor, centres: torch.Tensor, weights: torch.Tensor) -> to
 
 def fit_covariance(scatter_matrix, total, sigma, omega, p, steps):
     """argmax over (σ, L_Ω) of −W/2 log|Σ| − ½ tr(Σ⁻¹ S) + log Gamma(σ) + log LKJ(L_Ω)."""
-    d = scatter_matrix.shape[-1]
+    def neg_log_lik(tril, log_det):
+        half = torch.linalg.solve_triangular(tril, scatter_matrix, upper=False)
+        trace = torch.linalg.solve_triangular(tril, half.T, upper=False).diagonal().sum()
+        return 0.5 * total * log_det + 0.5 * trace
+    return fit_scale_matrix(neg_log_lik, sigma, omega, p, steps)
+
+
+def fit_scale_matrix(neg_log_lik, sigma, omega, p, steps):
+    """argmax over (σ, L_Ω) of −neg_log_lik(L = diag(σ) L_Ω, log|Σ|) + log Gamma(σ) + log LKJ(L_Ω),
+    by L-BFGS from (σ, L_Ω) in unconstrained coordinates (an ECM step: never downhill)."""
+    d = sigma.shape[-1]
     corr = biject_to(constraints.corr_cholesky)
     u_sigma = sigma.log().clone().requires_grad_(True)
     u_omega = corr.inv(omega).clone().requires_grad_(True)
@@ -217,11 +227,8 @@ def fit_covariance(scatter_matrix, total, sigma, omega, p, steps):
     def closure():
         opt.zero_grad()
         s, om = u_sigma.exp(), corr(u_omega)
-        tril = s.unsqueeze(-1) * om
-        half = torch.linalg.solve_triangular(tril, scatter_matrix, upper=False)
-        trace = torch.linalg.solve_triangular(tril, half.T, upper=False).diagonal().sum()
         log_det = 2 * (s.log().sum() + om.diagonal().log().sum())
-        loss = 0.5 * total * log_det + 0.5 * trace - gamma.log_prob(s).sum() - lkj.log_prob(om)
+        loss = neg_log_lik(s.unsqueeze(-1) * om, log_det) - gamma.log_prob(s).sum() - lkj.log_prob(om)
         loss.backward()
         return loss
     opt.step(closure)

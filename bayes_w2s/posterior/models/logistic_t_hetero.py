@@ -40,8 +40,8 @@ def logistic_t_hetero(logits: torch.Tensor, alpha_prior: float = 1.0, df: float 
     ``experiments/results/soft_label_diagnosis/sst2/result.md``, seed 0). A scale matrix per class
     — the unrestricted mixture of t of Peel & McLachlan (2000) — lets each class have its
     own spread and correlation. The priors are independent per class (no pooling towards a
-    shared scale) and are what keeps a class that few items support from collapsing onto
-    them.
+    shared scale; :func:`.logistic_t_pooled` adds it) and are what keeps a class that few
+    items support from collapsing onto them.
 
     A property of every mixture of t (here and in :func:`.logistic_t`): far out in the
     tails the class posterior no longer follows the direction of z but the classes'
@@ -49,24 +49,36 @@ def logistic_t_hetero(logits: torch.Tensor, alpha_prior: float = 1.0, df: float 
     extremely sure (log-odds beyond ±10) get a less confident posterior than moderately
     sure ones; tempering and gold do not change this.
     """
-    n, m, km1 = logits.shape
-    k, d = km1 + 1, m * km1
-    dtype = logits.dtype
-    pi = pyro.sample("pi", dist.Dirichlet(torch.full((k,), float(alpha_prior), dtype=dtype)))
+    k, d = logits.shape[-1] + 1, logits.shape[-2] * logits.shape[-1]
+    pi = pyro.sample("pi", dist.Dirichlet(torch.full((k,), float(alpha_prior), dtype=logits.dtype)))
+    mu, sigma, omega = class_scales(k, d, logits.dtype, mean_offset, mean_scale, scale_shape, scale_rate,
+                                    lkj_concentration)
+    return observe_log_odds(logits, pi, mu, sigma.unsqueeze(-1) * omega, df, subsample_size, gold, informative)
+
+
+def class_scales(k: int, d: int, dtype, mean_offset, mean_scale, scale_shape, scale_rate, lkj_concentration):
+    """The ``classes`` plate's sites: each class's mean log-odds μ_k, scales σ_k and correlation
+    Cholesky factor L_Ω,k under their independent priors."""
     with pyro.plate("classes", k, dim=-1):
-        mu = pyro.sample("mu", dist.Normal(prior_means(k, m, mean_offset, dtype),
+        mu = pyro.sample("mu", dist.Normal(prior_means(k, d // (k - 1), mean_offset, dtype),
                                            torch.tensor(float(mean_scale), dtype=dtype)).to_event(1))   # [K, D]
         sigma = pyro.sample("sigma", dist.Gamma(torch.full((k, d), float(scale_shape), dtype=dtype),
                                                 torch.tensor(float(scale_rate), dtype=dtype)).to_event(1))
         omega = pyro.sample("omega", dist.LKJCholesky(d, torch.tensor(float(lkj_concentration), dtype=dtype)))
-    tril = sigma.unsqueeze(-1) * omega                                                          # [K, D, D]
-    flat = logits.reshape(n, d)
+    return mu, sigma, omega
+
+
+def observe_log_odds(logits, pi, mu, tril, df, subsample_size, gold, informative):
+    """The ``items`` plate: c_n ~ Cat(π) (observed on gold items), z_n ~ t_ν(μ_c, L_c L_cᵀ);
+    items whose every weak output is uniform inform π only."""
+    n = logits.shape[0]
+    flat = logits.reshape(n, -1)
     with pyro.plate("items", n, dim=-1, subsample_size=subsample_size) as idx:
         c = true_class(pi, gold, idx, items_dim=-1)
         loc = Vindex(for_vindex(mu, 2, nest=1))[..., c, :]
         scale_tril = Vindex(for_vindex(tril, 3, nest=1))[..., c, :, :]
         with pyro.poutine.mask(mask=evidence_mask(informative, idx, items_dim=-1)):
-            pyro.sample("y", dist.MultivariateStudentT(torch.tensor(float(df), dtype=dtype), loc, scale_tril),
+            pyro.sample("y", dist.MultivariateStudentT(torch.tensor(float(df), dtype=logits.dtype), loc, scale_tril),
                         obs=flat[idx])
     return c
 
@@ -121,14 +133,24 @@ class LogisticTHetero(LogisticT):
         tau2 = float(p["mean_scale"]) ** 2
         m0 = prior_means(k, d // (k - 1), p["mean_offset"])
         eye = torch.eye(d, dtype=DTYPE)
+        prior_scatter, prior_total = self.scale_prior_scatter(g, p, (sigma[0], omega[0]))
         mus, sigmas, omegas = [], [], []
         for c in range(k):
             precision = torch.cholesky_inverse(sigma[c].unsqueeze(-1) * omega[c])
             a = wu[:, c].sum() * precision + eye / tau2
             mu_c = torch.linalg.solve(a, precision @ (wu[:, c] @ z) + m0[c] / tau2)
-            sigma_c, omega_c = fit_covariance(scatter(z, mu_c.unsqueeze(0), wu[:, c:c + 1]), lik_w[:, c].sum(),
+            class_scatter = scatter(z, mu_c.unsqueeze(0), wu[:, c:c + 1])
+            if prior_scatter is not None:
+                class_scatter = class_scatter + prior_scatter
+            sigma_c, omega_c = fit_covariance(class_scatter, lik_w[:, c].sum() + prior_total,
                                               sigma[c], omega[c], p, steps)
             mus.append(mu_c)
             sigmas.append(sigma_c)
             omegas.append(omega_c)
         return {"pi": pi, "mu": torch.stack(mus), "sigma": torch.stack(sigmas), "omega": torch.stack(omegas)}
+
+    def scale_prior_scatter(self, g, p, start):
+        """``(S₀, W₀)``: what the scale matrices' prior adds to each class's scatter and weight in
+        the M-step (none here: the priors on σ_k and L_Ω,k are :meth:`fit_covariance`'s own).
+        ``start`` is the pooled covariance where the first M-step begins."""
+        return None, 0.0
