@@ -1,0 +1,83 @@
+"""Training targets of several posteriors on an experiment's stored weak labels, per seed.
+
+Reads ``weak_labels_seed*_strong_train.npz`` (written by ``bayes-w2s run``) from the
+experiment's results folder, fits each posterior by EM without gold, and scores its targets on
+strong_train's hidden truth: accuracy, ECE and fit time; the weak models' majority vote (ties
+split) beside them. A posterior is ``model`` or ``model:prior=value,...``.
+
+    python experiments/compare_target_posteriors.py experiments/configs/snips_intent.yaml \
+        --posteriors logistic_t logistic_t_hetero logistic_t_pooled logistic_t_pooled:pooling=4 \
+        --out experiments/results/pooled_scales/snips_intent.md
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from bayes_w2s import WeakLabels, fit_posterior
+from bayes_w2s.config import ExperimentConfig
+from bayes_w2s.metrics import accuracy, expected_calibration_error
+from bayes_w2s.pipeline import experiment_task
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from markdown_result import write_markdown  # noqa: E402
+
+
+def parse_posterior(spec: str) -> tuple[str, dict]:
+    model, _, priors = spec.partition(":")
+    return model, {k: float(v) for k, v in (item.split("=") for item in priors.split(",") if item)}
+
+
+def vote_probs(labels: WeakLabels) -> np.ndarray:
+    votes = labels.votes()
+    counts = np.stack([(votes == c).sum(1) for c in range(labels.num_classes)], 1)
+    top = counts == counts.max(1, keepdims=True)
+    return top / top.sum(1, keepdims=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("config")
+    ap.add_argument("--posteriors", nargs="+", required=True)
+    ap.add_argument("--results", help="results folder (default: experiments/results/<config name>)")
+    ap.add_argument("--out", required=True, help="markdown file to write")
+    args = ap.parse_args(argv)
+    cfg = ExperimentConfig.from_yaml(args.config)
+    results = Path(args.results or f"experiments/results/{cfg.name}")
+    split = experiment_task(cfg).strong_train
+    truth = dict(zip(split["id"], split["label"]))
+    lines = [f"# Targets of {len(args.posteriors)} posteriors on {cfg.name}'s stored weak labels", "",
+             "EM, no gold; accuracy / ECE (%) on strong_train's hidden truth, fit seconds.", "",
+             "| seed | vote | " + " | ".join(f"`{p}`" for p in args.posteriors) + " |",
+             "|---|---|" + "---|" * len(args.posteriors)]
+    scores = {p: [] for p in ["vote", *args.posteriors]}
+    for seed in cfg.seeds:
+        labels = WeakLabels.load(results / f"weak_labels_seed{seed}_strong_train.npz")
+        y = np.array([truth[i] for i in labels.item_ids])
+        scores["vote"].append(100 * accuracy(vote_probs(labels), y))
+        cells = [f"{scores['vote'][-1]:.1f}"]
+        for spec in args.posteriors:
+            model, priors = parse_posterior(spec)
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                probs = fit_posterior(labels, model, "em", **priors).item_probs
+            scores[spec].append(100 * accuracy(probs, y))
+            cells.append(f"{scores[spec][-1]:.1f} / {100 * expected_calibration_error(probs, y):.1f} "
+                         f"({time.perf_counter() - start:.0f} s)")
+            print(seed, spec, cells[-1], flush=True)
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    lines.append("| mean accuracy | " + " | ".join(f"{np.mean(v):.1f}" for v in scores.values()) + " |")
+    out = Path(args.out)
+    write_markdown(out.parent, out.name, lines,
+                   "python experiments/compare_target_posteriors.py " + shlex.join(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    main()
