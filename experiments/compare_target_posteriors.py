@@ -75,8 +75,8 @@ def main(argv=None):
         lines.append(f"| {seed} | " + " | ".join(cells) + " |")
     lines.append("| mean accuracy | " + " | ".join(f"{np.mean(v):.1f}" for v in scores.values()) + " |")
     out = Path(args.out)
-    write_markdown(out.parent, out.name, lines,
-                   "python experiments/compare_target_posteriors.py " + shlex.join(sys.argv[1:] if argv is None else argv))
+    command = "python experiments/compare_target_posteriors.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    write_markdown(out.parent, out.name, lines, command)
 
 
 if __name__ == "__main__":
