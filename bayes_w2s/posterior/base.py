@@ -130,7 +130,8 @@ class Posterior(DrawDiagnostics):
         confusion: ``[M, K, K]`` posterior mean (MAP for EM / delta SVI) of each weak model's
             confusion; row ``k`` is P(weak label | true class ``k``). For the soft-label
             models, row ``k`` is the mean predicted distribution (``soft``) or the
-            distribution of the weak model's argmax (``logistic_t``, ``logistic_t_hetero``) given class ``k``.
+            distribution of the weak model's argmax (``logistic_t``, ``logistic_t_hetero``,
+            ``logistic_t_pooled``) given class ``k``.
         confusion_sd: ``[M, K, K]`` its posterior standard deviation, or ``None`` (point fits).
         class_prior: ``[K]`` the class prior π.
         model_names, label_names, item_ids: axis labels.

@@ -313,7 +313,7 @@ def test_tuple_task_ids_stay_one_index_level():
 
 
 @pytest.mark.parametrize("model,method", [("dawid_skene", "em"), ("dawid_skene", "vb"), ("logistic_t", "em"),
-                                          ("logistic_t_hetero", "em")])
+                                          ("logistic_t_hetero", "em"), ("logistic_t_pooled", "em")])
 def test_temperature_maps_the_evidence_and_leaves_the_fitted_reliabilities_alone(model, method):
     """T only scales log p(y | c, θ) in the item posterior: at T = 1 it is the plain model,
     the globals do not move with T (tempering inside the fit would drive them to chance),
@@ -340,12 +340,12 @@ def test_temperature_maps_the_evidence_and_leaves_the_fitted_reliabilities_alone
 
 @pytest.mark.parametrize("model,method", [("dawid_skene", "em"), ("dawid_skene", "vb"), ("one_coin", "em"),
                                           ("ebcc", "vb"), ("logistic_t", "em"), ("logistic_t_hetero", "em"),
-                                          ("soft", "em")])
+                                          ("logistic_t_pooled", "em"), ("soft", "em")])
 def test_predict_proba_equals_a_refit_with_the_globals_fixed(model, method):
     """Applying the fitted globals to items equals their item posterior in a fit that
     contains them (the E-step of a refit whose globals do not move), and to new items
     equals the Pyro model's exact conditional given the same globals."""
-    if model in ("logistic_t", "logistic_t_hetero", "soft"):
+    if get_model(model).observes == "probs":
         _, labels = simulate_soft(n=400)
         post = fit_posterior(labels, model=model, method=method)
         np.testing.assert_allclose(post.predict_proba(labels), post.item_probs, atol=1e-10)

@@ -206,13 +206,15 @@ def fit_covariance(scatter_matrix, total, sigma, omega, p, steps):
     def neg_log_lik(tril, log_det):
         half = torch.linalg.solve_triangular(tril, scatter_matrix, upper=False)
         trace = torch.linalg.solve_triangular(tril, half.T, upper=False).diagonal().sum()
-        return 0.5 * total * log_det + 0.5 * trace
+        return 0.5 * total * log_det() + 0.5 * trace
     return fit_scale_matrix(neg_log_lik, sigma, omega, p, steps)
 
 
 def fit_scale_matrix(neg_log_lik, sigma, omega, p, steps):
     """argmax over (σ, L_Ω) of −neg_log_lik(L = diag(σ) L_Ω, log|Σ|) + log Gamma(σ) + log LKJ(L_Ω),
-    by L-BFGS from (σ, L_Ω) in unconstrained coordinates (an ECM step: never downhill)."""
+    by L-BFGS from (σ, L_Ω) in unconstrained coordinates (an ECM step: never downhill). ``log|Σ|``
+    is passed as a function, so that each caller keeps its own order of operations (the order in
+    which autograd sums the gradients, and so the fits, bit for bit)."""
     d = sigma.shape[-1]
     corr = biject_to(constraints.corr_cholesky)
     u_sigma = sigma.log().clone().requires_grad_(True)
@@ -227,7 +229,9 @@ def fit_scale_matrix(neg_log_lik, sigma, omega, p, steps):
     def closure():
         opt.zero_grad()
         s, om = u_sigma.exp(), corr(u_omega)
-        log_det = 2 * (s.log().sum() + om.diagonal().log().sum())
+
+        def log_det():
+            return 2 * (s.log().sum() + om.diagonal().log().sum())
         loss = neg_log_lik(s.unsqueeze(-1) * om, log_det) - gamma.log_prob(s).sum() - lkj.log_prob(om)
         loss.backward()
         return loss

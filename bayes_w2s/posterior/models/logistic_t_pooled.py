@@ -18,28 +18,27 @@ def logistic_t_pooled(logits: torch.Tensor, alpha_prior: float = 1.0, df: float 
     r"""Logistic-t with a scale matrix per class, pooled towards a shared scale matrix.
 
     .. math::
-        \sigma_{0,d} &\sim \mathrm{Gamma}(a, b),\quad L_{\Omega,0} \sim \mathrm{LKJCholesky}(\eta),
-        \quad \Sigma_0 = \mathrm{diag}(\sigma_0) L_{\Omega,0} L_{\Omega,0}^\top \mathrm{diag}(\sigma_0) \\
-        \pi &\sim \mathrm{Dir}(\alpha_\pi \mathbf 1_K),\quad \mu_k \sim \mathcal N(m_k, \tau^2 I) \\
-        (\sigma_k, L_{\Omega,k}) &\propto \mathrm{Gamma}(\sigma_k; a, b)\,
-            \mathrm{LKJ}(L_{\Omega,k}; \eta)\,
+        p(\Sigma_0, \Sigma_{1..K}) &\propto \mathrm{Gamma}(\sigma_0; a, b)\, \mathrm{LKJ}(L_{\Omega,0}; \eta)
+            \prod_k \mathrm{Gamma}(\sigma_k; a, b)\, \mathrm{LKJ}(L_{\Omega,k}; \eta)\,
             \exp\!\big(-w\, \mathrm{KL}(\mathcal N(0, \Sigma_0) \,\|\, \mathcal N(0, \Sigma_k))\big),
-            \qquad w = \mathrm{pooling} \cdot D \\
-        c_n &\sim \mathrm{Cat}(\pi),\qquad z_n \sim t_\nu(\mu_{c_n}, \Sigma_{c_n})
+            \quad w = \mathrm{pooling} \cdot D \\
+        \pi &\sim \mathrm{Dir}(\alpha_\pi \mathbf 1_K),\quad \mu_k \sim \mathcal N(m_k, \tau^2 I),\quad
+        c_n \sim \mathrm{Cat}(\pi),\quad z_n \sim t_\nu(\mu_{c_n}, \Sigma_{c_n})
 
-    The pooling factor (``pyro.factor("pooling")``, beside the per-class priors of
-    :func:`.logistic_t_hetero`; the joint prior is their product) is, as a function of Σ_k, the
-    inverse-Wishart W⁻¹(w − D − 1, w Σ₀), whose mode is Σ₀; it weighs like w items whose scatter is
-    Σ₀, so in the M-step each class's scale matrix is (its own scatter + w Σ₀) / (its items + w).
-    Since the factor is at most 1 the prior is proper for any w ≥ 0; ``pooling=0`` is
-    :func:`.logistic_t_hetero` (with an idle Σ₀). Σ₀ is learnt (its conditional mode is the
-    harmonic mean of the Σ_k). Unlike the normalised inverse-Wishart, the factor depends on Σ_k
-    only relative to Σ₀ (a joint rescaling leaves it unchanged), i.e. the hyperprior on Σ₀ carries
-    |Σ₀|^{K(D+1)/2}: with the normalised density the posterior mode drifts towards ever smaller
-    scales (7 classes, one with 70% of the items, w = 5D + 1: 85.0% after 400 EM iterations and
-    still climbing, against 92.1% converged in 100 with this factor). This
-    is regularised discriminant analysis (Friedman, 1989) as a hierarchical prior, for the
-    mixture of t of Peel & McLachlan (2000).
+    with Σ = diag(σ) L_Ω L_Ωᵀ diag(σ) for Σ₀ and each Σ_k. This is *partial* pooling: the shared
+    scale of :func:`.logistic_t` is complete pooling (w → ∞), :func:`.logistic_t_hetero` none
+    (``pooling=0``, with an idle Σ₀). The joint prior is one product of factors (the pooling factor
+    is ``pyro.factor("pooling")``); since that factor is at most 1, it is proper for any w ≥ 0.
+    As a function of Σ_k the factor is an inverse-Wishart kernel with mode Σ₀ (W⁻¹(w − D − 1, w Σ₀)
+    when w > 2D); it weighs like w items whose scatter is Σ₀, so in the M-step each class's scale
+    matrix is (its own scatter + w Σ₀) / (its items + w). Σ₀ is learnt (its conditional mode is
+    the harmonic mean of the Σ_k). Unlike the normalised inverse-Wishart p(Σ_k | Σ₀), the factor
+    depends on Σ_k only relative to Σ₀ (a joint rescaling leaves it unchanged; the normalised form
+    is this times |Σ₀|^{-(D+1)/2} per class): with the normalised density the posterior mode drifts
+    towards ever smaller scales (7 classes, one with 70% of the items, w = 5D + 1: 85.0% after 400
+    EM iterations and still climbing, against 92.1% converged in 100 with this factor). This is
+    regularised discriminant analysis (Friedman, 1989) as a hierarchical prior, for the mixture of
+    t of Peel & McLachlan (2000).
 
     Why: the unpooled model gives a class that few items support (D = M(K−1) log-odds
     coordinates, often more than its items) a scale matrix wide enough to absorb the large
@@ -68,11 +67,12 @@ def logistic_t_pooled(logits: torch.Tensor, alpha_prior: float = 1.0, df: float 
 def pooling_log_factor(tril: torch.Tensor, centre_tril: torch.Tensor, weight: float) -> torch.Tensor:
     """``[..., K]`` −w · KL(N(0, Σ₀) ‖ N(0, Σ_k)) = −w/2 (log|Σ_k| − log|Σ₀| + tr(Σ₀ Σ_k⁻¹) − D),
     for Σ_k = L_k L_kᵀ (``tril`` [..., K, D, D]) and Σ₀ = L₀ L₀ᵀ (``centre_tril`` [..., D, D]): zero where
-    Σ_k = Σ₀, and unchanged when every Σ_k and Σ₀ are rescaled together."""
+    Σ_k = Σ₀, and unchanged when every Σ_k and Σ₀ are rescaled together. Leading (sample) dims of
+    the two must be equal and flat, as :func:`.for_vindex` lays them out."""
     d = tril.shape[-1]
     log_det = 2 * tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)                         # [..., K]
     centre_log_det = 2 * centre_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1).unsqueeze(-1)
-    ratio = torch.linalg.solve_triangular(tril, centre_tril.unsqueeze(-3).expand_as(tril), upper=False)
+    ratio = torch.linalg.solve_triangular(tril, centre_tril.unsqueeze(-3), upper=False)
     trace = ratio.pow(2).sum((-2, -1))                                                  # tr(Σ₀ Σ_k⁻¹)
     return -0.5 * weight * (log_det - centre_log_det + trace - d)
 
@@ -127,6 +127,6 @@ class LogisticTPooled(LogisticTHetero):
         weight = self.weight(p, d)
 
         def neg_log_lik(tril0, log_det0):   # −Σ_k pooling_log_factor, its terms in Σ₀
-            return 0.5 * weight * (-k * log_det0 + (tril0 * (precision_sum @ tril0)).sum())
+            return 0.5 * weight * (-k * log_det0() + (tril0 * (precision_sum @ tril0)).sum())
         out["sigma0"], out["omega0"] = fit_scale_matrix(neg_log_lik, *start, p, steps)
         return out
