@@ -24,6 +24,7 @@ from bayes_w2s import WeakLabels, fit_posterior
 from bayes_w2s.config import ExperimentConfig
 from bayes_w2s.metrics import accuracy, expected_calibration_error
 from bayes_w2s.pipeline import experiment_task
+from bayes_w2s.posterior import MODELS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from markdown_result import write_markdown  # noqa: E402
@@ -31,7 +32,10 @@ from markdown_result import write_markdown  # noqa: E402
 
 def parse_posterior(spec: str) -> tuple[str, dict]:
     model, _, priors = spec.partition(":")
-    return model, {k: float(v) for k, v in (item.split("=") for item in priors.split(",") if item)}
+    try:
+        return model, {k: float(v) for k, v in (item.split("=") for item in priors.split(",") if item)}
+    except ValueError:
+        raise SystemExit(f"--posteriors: {spec!r} is not model or model:prior=number,...") from None
 
 
 def vote_probs(labels: WeakLabels) -> np.ndarray:
@@ -48,6 +52,10 @@ def main(argv=None):
     ap.add_argument("--results", help="results folder (default: experiments/results/<config name>)")
     ap.add_argument("--out", required=True, help="markdown file to write")
     args = ap.parse_args(argv)
+    for spec in args.posteriors:   # before any data is read
+        model, priors = parse_posterior(spec)
+        if model not in MODELS:
+            raise SystemExit(f"--posteriors: unknown model {model!r}; available: {sorted(MODELS)}")
     cfg = ExperimentConfig.from_yaml(args.config)
     results = Path(args.results or f"experiments/results/{cfg.name}")
     split = experiment_task(cfg).strong_train
