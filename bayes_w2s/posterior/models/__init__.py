@@ -42,4 +42,5 @@ def get_model(name: str) -> PosteriorModel:
 
 __all__ = ["MODELS", "get_model", "PosteriorModel", "VoteCounts", "confusion_prior", "votes_log_lik",
            "votes_log_coef", "dawid_skene", "one_coin", "one_coin_theta", "hierarchical_dawid_skene", "soft_label",
-           "soft_log_lik", "logistic_t", "logistic_t_hetero", "logistic_t_pooled", "ebcc", "word_reliability", "word_reliability_conf"]
+           "soft_log_lik", "logistic_t", "logistic_t_hetero", "logistic_t_pooled", "ebcc", "word_reliability",
+           "word_reliability_conf"]
