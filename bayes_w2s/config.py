@@ -196,13 +196,24 @@ def posterior_registry() -> dict:
         h.update(f.relative_to(_POSTERIOR_SRC).as_posix().encode() + b"\0" + f.read_bytes())
     path = cache_dir("config") / f"posterior-{h.hexdigest()[:16]}.json"
     try:
-        return json.loads(path.read_text())
+        registry = json.loads(path.read_text())
+        if _is_registry(registry):
+            return registry
     except (OSError, ValueError):
-        registry = _posterior_registry_from_import()
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(registry, sort_keys=True))
-        tmp.replace(path)
-        return registry
+        pass
+    # missing, unreadable or not a registry (an edited file): rebuilt and rewritten
+    registry = _posterior_registry_from_import()
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(registry, sort_keys=True))
+    tmp.replace(path)
+    return registry
+
+
+def _is_registry(data) -> bool:
+    return isinstance(data, dict) and bool(data) and all(
+        isinstance(v, dict) and isinstance(v.get("methods"), list) and v["methods"]
+        and isinstance(v.get("settings"), dict) and all(m in v["settings"] for m in v["methods"])
+        for v in data.values())
 
 
 def _posterior_registry_from_import() -> dict:
@@ -344,6 +355,10 @@ class MethodConfig:
 
 # -- the experiment ---------------------------------------------------------------------------
 
+#: rows the pipelines add beside the methods (with ``weak:<model>``); a method of one of these
+#: names would share its row
+BUILTIN_ROWS = ("weak_vote", "weak_mean", "weak_rover", "weak_joint_decoding")
+
 @dataclass
 class ExperimentConfig:
     """A weak-to-strong experiment (classification or generation), end to end."""
@@ -422,6 +437,10 @@ class ExperimentConfig:
         if not self.name.strip() or Path(self.name).is_absolute() or ".." in Path(self.name).parts \
                 or not Path(self.name).parts:   # "." is output_root itself
             raise ConfigError(f"name: the results folder's name under output_root, got {self.name!r}")
+        if "\0" in self.name or "\0" in self.output_root:
+            raise ConfigError("name / output_root: a folder name cannot hold a NUL character")
+        if any(len(part.encode()) > 255 for part in Path(self.name).parts):   # the file systems' limit
+            raise ConfigError(f"name: a folder name is at most 255 bytes, got {len(self.name.encode())}")
         if self.task not in available_tasks():
             if Path(self.task).suffix.lower() not in (".csv", ".tsv", ".jsonl", ".json"):
                 raise ConfigError(f"task: unknown task {self.task!r}; known tasks: {available_tasks()}, "
@@ -472,6 +491,12 @@ class ExperimentConfig:
         if not self.methods:
             raise ConfigError("methods: the config lists no methods")
         names = [m.name for m in self.methods]
+        for name in names:
+            if not name.strip():
+                raise ConfigError("methods: every method needs a name (a row of the table), got an empty one")
+            if name in BUILTIN_ROWS or name.startswith("weak:"):
+                raise ConfigError(f"methods: {name!r} is the name of a row the pipeline adds itself "
+                                  f"({', '.join(BUILTIN_ROWS)}, weak:<model>); name the method otherwise")
         if len(set(names)) != len(names):
             raise ConfigError(f"methods: names must be unique, got {names}")
         slugs = [m.slug for m in self.methods]
@@ -504,6 +529,9 @@ class ExperimentConfig:
                               "set weak_val_size (e.g. 200)")
         if m.gold == "prior" and spec.name != "dawid_skene":
             raise ConfigError(f"{where}: gold: prior is a Dawid–Skene prior (posterior:dawid_skene)")
+        if m.gold == "prior" and "prior_counts" in m.posterior_kwargs:
+            raise ConfigError(f"{where}: gold: prior builds prior_counts from the gold slice; drop "
+                              "posterior_kwargs.prior_counts or gold: prior")
         if m.gold == "prior" and m.temperature == "gold":
             raise ConfigError(f"{where}: gold: prior and temperature: gold would choose T on the items the prior "
                               "was built from; use one of them")
@@ -531,7 +559,8 @@ class ExperimentConfig:
             if spec.kind == "posterior" and not spec.name.startswith("word_"):
                 raise ConfigError(f"method {m.name!r}: generation posteriors are word models "
                                   "(posterior:word_reliability or posterior:word_reliability_conf)")
-        elif spec.kind == "joint_decoding" or m.loss not in LOSSES:
+        elif spec.kind == "joint_decoding" or m.loss not in LOSSES or \
+                (spec.kind == "posterior" and spec.name.startswith("word_")):
             raise ConfigError(f"method {m.name!r}: {m.targets!r} / loss {m.loss!r} are for generation tasks")
         if spec.kind == "posterior":
             try:
@@ -644,6 +673,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":   # ``<<: *defaults``: merged keys may be overridden
+                continue
             key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, collections.abc.Hashable):
                 continue                     # the base constructor names that error

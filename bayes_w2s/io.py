@@ -35,13 +35,27 @@ def warn_unreadable(path: str | os.PathLike, reason) -> None:
                   stacklevel=3)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)   # the only portable way to read it; done once, at import, before any thread starts
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def _temp_in(path: Path, directory: bool = False) -> Path:
     # the folder may have been deleted since the cache was opened (a user clearing it mid-run)
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix, suffix = f".{path.name}.", f".tmp{''.join(path.suffixes)}"   # keep the suffix: savefig/np.save read it
+    # mkstemp / mkdtemp make private (0600 / 0700) files; the renamed result gets the
+    # permissions an ordinary open() would give, so results are as readable as any other file
     if directory:
-        return Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=path.parent))
+        name = tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=path.parent)
+        os.chmod(name, 0o777 & ~_UMASK)
+        return Path(name)
     fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
     return Path(name)
 

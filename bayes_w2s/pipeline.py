@@ -208,6 +208,8 @@ def run_experiment(cfg: ExperimentConfig, output_dir: str | Path | None = None, 
     seeds = list(dict.fromkeys(cfg.seeds))   # a seed given twice is run once
     if len(seeds) != len(cfg.seeds):
         log.warning("seeds %s repeat; running %s", cfg.seeds, seeds)
+    if output_dir is not None and not str(output_dir).strip():   # Path("") is the current folder
+        raise InvalidInputError("output folder: empty; name a folder, or leave it unset for <output_root>/<name>")
     out = Path(output_dir or Path(cfg.output_root) / cfg.name)
     check_output_folder(out, overwrite=overwrite)
     created = not out.exists()   # the folder is made by the first file written into it
@@ -261,7 +263,7 @@ def _run_seeds(cfg: ExperimentConfig, seeds: list[int], out: Path, command: str,
             "python": platform.python_version()}
     if is_main:   # under `accelerate launch` only rank 0 writes
         write_report(results, meta, out)
-        remove_stale_seed_files(out, seeds)
+        remove_stale_seed_files(out, seeds, [m.slug for m in cfg.methods])
         resume.discard()
     distributed.barrier()   # every rank returns once the report is on disk
     return results
@@ -324,6 +326,12 @@ def _validate_method(cfg: ExperimentConfig, m: MethodConfig, posteriors: set) ->
         priors, _, settings = split_kwargs(model, inference, m.posterior_kwargs)
         guide = settings.get("guide", getattr(model, "default_guide", None))
         model.priors(priors, point_estimate=inference == "em" or (inference == "svi" and guide == "delta"))
+        counts = m.posterior_kwargs.get("prior_counts")
+        supervisors = len(cfg.weak_models) + (1 if m.student_rounds else 0)   # the student joins in the loop
+        if counts is not None and (np.ndim(counts) != 3 or np.shape(counts)[0] != np.shape(counts)[2]
+                                   or np.shape(counts)[1] != supervisors):
+            raise InvalidInputError(f"posterior_kwargs.prior_counts must have shape [K, {supervisors}, K] (true class, "
+                                    f"supervisor, given label), got {list(np.shape(counts))}")
     elif m.posterior_kwargs:
         raise InvalidInputError(f"posterior_kwargs {m.posterior_kwargs} are for posterior targets, "
                                 f"not {m.targets!r}")
@@ -334,9 +342,10 @@ def _validate_method(cfg: ExperimentConfig, m: MethodConfig, posteriors: set) ->
         if kind in ("weak_all", "joint_decoding") and "weights" in settings:   # λ per weak model
             lam = settings.pop("weights")
             if not isinstance(lam, (list, tuple)) or len(lam) != len(cfg.weak_models) or any(
-                    isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 for v in lam):
+                    isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 for v in lam) \
+                    or not sum(lam) > 0:   # all zero: a loss of 0, a student that never moves
                 raise InvalidInputError(f"loss_kwargs.weights must be {len(cfg.weak_models)} non-negative "
-                                        f"numbers (one per weak model), got {lam!r}")
+                                        f"numbers (one per weak model, not all 0), got {lam!r}")
         loss = "xent" if loss in ("xent", "weighted_xent", "token_weighted_xent", "multi_weak") else loss   # token-level
     get_loss(loss, **settings)
     pc = m.preference
@@ -348,7 +357,14 @@ def _validate_method(cfg: ExperimentConfig, m: MethodConfig, posteriors: set) ->
 def check_output_folder(out: Path, overwrite: bool = False) -> None:
     """Refuse a folder that already holds a report unless ``overwrite``, and one that cannot be
     written (found otherwise only when the first seed's files are, after its weak models trained)."""
-    if out.exists() and not out.is_dir():
+    if "\0" in str(out):
+        raise InvalidInputError(f"output folder {str(out)!r} cannot be made: a path cannot hold a NUL character")
+    try:
+        exists = out.exists()
+    except OSError as exc:   # e.g. a name longer than the file system allows
+        shown = str(out) if len(str(out)) <= 80 else str(out)[:80] + "…"
+        raise InvalidInputError(f"output folder {shown} cannot be made ({exc.strerror})") from None
+    if exists and not out.is_dir():
         raise InvalidInputError(f"output folder {out} is a file")
     existing = next(p for p in (out, *out.absolute().parents) if p.exists())
     if not existing.is_dir():
@@ -372,11 +388,14 @@ def check_output_folder(out: Path, overwrite: bool = False) -> None:
                                 "(overwrite=True) to replace them, or choose another --output folder")
 
 
-def remove_stale_seed_files(out: Path, seeds: list[int]) -> list[Path]:
+def remove_stale_seed_files(out: Path, seeds: list[int], method_slugs: list[str] | None = None) -> list[Path]:
     """Delete per-seed files (weak labels, hypotheses, pairs, predictions, test probabilities,
-    saved students) of seeds that are not in this run, so the folder holds one run's files only."""
+    saved students) of seeds that are not in this run, and the saved students of methods that
+    are not in it (``method_slugs``), so the folder holds one run's files only."""
     stale = [p for p in out.iterdir() if (m := _SEED_FILE.match(p.name)) and int(m.group(1)) not in seeds]
     stale += [p for p in out.glob("students/*/seed*") if p.name[4:].isdigit() and int(p.name[4:]) not in seeds]
+    if method_slugs is not None:
+        stale += [p for p in out.glob("students/*") if p.is_dir() and p.name not in set(method_slugs)]
     for p in stale:
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     if stale:

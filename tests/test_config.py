@@ -1,5 +1,6 @@
 """Typed configs: values coerced or rejected at load, with one-line messages naming the field."""
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -241,3 +242,44 @@ def test_a_missing_optional_package_is_found_at_load_not_after_training(tmp_path
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "cleanlab" else real(name, *a))
     fails(tmp_path, r"methods\[1\] \('CROWDLAB'\): targets: crowdlab needs cleanlab: pip install",
           methods=[BASE["methods"][0], {"name": "CROWDLAB", "targets": "crowdlab"}], weak_val_size=20)
+
+
+def test_yaml_merge_keys_work_and_repeated_own_keys_are_still_refused(tmp_path):
+    text = yaml.safe_dump({k: v for k, v in BASE.items() if k != "methods"}) + (
+        "x-defaults: &d {targets: vote, loss: xent}\n"
+        "methods:\n  - {<<: *d, name: a}\n  - {<<: *d, name: b, loss: weighted_xent, targets: 'posterior:dawid_skene'}\n")
+    (tmp_path / "c.yaml").write_text(text)
+    data = read_yaml(tmp_path / "c.yaml")
+    assert data["methods"] == [{"targets": "vote", "loss": "xent", "name": "a"},
+                               {"targets": "posterior:dawid_skene", "loss": "weighted_xent", "name": "b"}]
+    fails(tmp_path, r"key 'name' written twice", text="x: &d {a: 1}\ny: {<<: *d, name: a, name: b}\n")
+
+
+@pytest.mark.parametrize("method, match", [
+    ({"name": "weak_mean", "targets": "ground_truth"}, "'weak_mean' is the name of a row the pipeline adds itself"),
+    ({"name": "weak:mpnet-base", "targets": "vote"}, "'weak:mpnet-base' is the name of a row"),
+    ({"name": " ", "targets": "vote"}, "every method needs a name"),
+    ({"name": "w", "targets": "posterior:word_reliability"}, "are for generation tasks"),
+    ({"name": "p", "targets": "posterior:dawid_skene:em", "gold": "prior",
+      "posterior_kwargs": {"prior_counts": [[[5, 1], [5, 1]], [[1, 5], [1, 5]]]}},
+     "gold: prior builds prior_counts from the gold slice"),
+])
+def test_methods_that_would_fail_after_training_are_refused_at_load(tmp_path, method, match):
+    """Each of these passed validation and failed (or silently did something else) only after
+    the weak models and students had trained."""
+    fails(tmp_path, match, methods=[method], weak_val_size=20)
+
+
+def test_folder_names_the_file_system_refuses_are_config_errors(tmp_path):
+    fails(tmp_path, "at most 255 bytes", name="x" * 300)
+    fails(tmp_path, "NUL character", name="a\0b")
+    fails(tmp_path, "NUL character", output_root="out\0")
+
+
+@pytest.mark.parametrize("cached", ["{}", "[]", "null", '"x"', '{"dawid_skene": {}}'])
+def test_a_cached_registry_that_is_not_one_is_rebuilt(tmp_path, monkeypatch, cached):
+    monkeypatch.setenv("BAYES_W2S_CACHE", str(tmp_path))
+    registry = posterior_registry()
+    [path] = (tmp_path / "config").glob("posterior-*.json")
+    path.write_text(cached)
+    assert posterior_registry() == registry and json.loads(path.read_text()) == registry

@@ -90,3 +90,13 @@ def test_two_processes_hammering_one_cache_path(tmp_path, kind):
     errors = sum(results, collections.Counter())
     assert not errors, dict(errors)
     assert os.listdir(tmp_path) == [path.name]      # no temp files left behind
+
+
+def test_written_files_and_folders_follow_the_umask(tmp_path):
+    """mkstemp / mkdtemp make private files; results were 0600 whatever the umask said."""
+    import bayes_w2s.io as io_module
+    write_text(tmp_path / "r.csv", "x")
+    with atomic_dir(tmp_path / "model") as tmp:
+        (tmp / "w.txt").write_text("w")
+    assert (tmp_path / "r.csv").stat().st_mode & 0o777 == 0o666 & ~io_module._UMASK
+    assert (tmp_path / "model").stat().st_mode & 0o777 == 0o777 & ~io_module._UMASK

@@ -212,6 +212,11 @@ BAD_CONFIGS = [
      InvalidInputError, r"method 'aux': loss aux_conf: alpha_max must be"),
     (dict(methods=[{"name": "x", "targets": "mean", "loss_kwargs": {"alpha_max": 0.5}}]),
      InvalidInputError, r"method 'x': loss 'xent' has no setting"),
+    (dict(methods=[{"name": "DS", "targets": "posterior:dawid_skene:em", "posterior_kwargs": {"prior_counts": [[1, 2]]}}]),
+     InvalidInputError, r"method 'DS': posterior_kwargs.prior_counts must have shape \[K, 2, K\] .* got \[1, 2\]"),
+    (dict(methods=[{"name": "DS", "targets": "posterior:dawid_skene:em", "posterior_kwargs": {"prior_counts":
+                                                                                                [[[1, 1]] * 2] * 3}}]),
+     InvalidInputError, r"prior_counts must have shape \[K, 2, K\] .* got \[3, 2, 2\]"),
 ]
 
 
@@ -294,3 +299,26 @@ def test_a_diverged_students_nan_row_is_reported_not_a_crash(tiny_setup, tmp_pat
     results = run_experiment(make_config(tiny_setup, seeds=[0]), tmp_path / "run")
     row = results[results["method"] == "mean"].iloc[0]
     assert np.isnan(row["accuracy"]) and (tmp_path / "run" / "results.md").exists()
+
+
+def test_overwrite_removes_the_students_of_methods_no_longer_run(tiny_setup, tmp_path, fake):
+    out = tmp_path / "run"
+    for method in ("gone", "ds"):
+        (out / "students" / method / "seed0").mkdir(parents=True)
+    (out / "results.csv").write_text("seed,method,kind,accuracy\n")
+    fake()
+    run_experiment(make_config(tiny_setup, seeds=[0]), out, overwrite=True)
+    assert sorted(p.name for p in (out / "students").iterdir()) == ["ds"]
+
+
+def test_an_empty_output_folder_name_is_refused(tiny_setup, tmp_path, fake, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    seeds = fake()
+    for output in ("", "  "):
+        with pytest.raises(InvalidInputError, match="output folder: empty"):
+            run_experiment(make_config(tiny_setup), output)
+    with pytest.raises(InvalidInputError, match="cannot be made: a path cannot hold a NUL"):
+        run_experiment(make_config(tiny_setup), tmp_path / "a\0b")
+    with pytest.raises(InvalidInputError, match="cannot be"):
+        run_experiment(make_config(tiny_setup), tmp_path / ("x" * 300) / "y")
+    assert seeds.calls == [] and list(tmp_path.iterdir()) == []

@@ -4,13 +4,16 @@ every row's test predictions."""
 from __future__ import annotations
 
 import json
+import re
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInputError
-from ..io import atomic_path, write_text
+from ..io import UnreadableCacheWarning, atomic_path, write_text
 from ..metrics import hits, pgr
 
 #: row kinds in table order; ``oracle`` rows saw hidden references (diagnostics, never a method's result)
@@ -191,18 +194,26 @@ def load_test_probs(out: Path, seeds=None, prefix: str = "test_probs") -> tuple[
     """The pipeline's ``<prefix>_seed<s>.npz`` files of a results folder (test predictions,
     or ``target_probs``: the training targets on strong_train), pooled over seeds:
     ``({row name: [seeds · N, K]}, labels [seeds · N])``; ``None`` when there are none."""
-    files = sorted(Path(out).glob(f"{prefix}_seed*.npz"))
-    if seeds is not None:
-        files = [f for f in files if int(f.stem.removeprefix(f"{prefix}_seed")) in set(seeds)]
-    if not files:
-        return None
+    name = re.compile(rf"^{re.escape(prefix)}_seed(\d+)\.npz$")   # not a copy such as ..._seed0.bak.npz
+    files = [f for f in sorted(Path(out).iterdir()) if (m := name.match(f.name))
+             and (seeds is None or int(m.group(1)) in set(seeds))]
     pooled, labels = {}, []
     for f in files:
-        with np.load(f, allow_pickle=False) as z:
-            for name, p in zip(z["methods"], z["probs"]):
-                pooled.setdefault(str(name), []).append(p)
-            labels.append(z["labels"])
-    keep = {n: np.concatenate(p) for n, p in pooled.items() if len(p) == len(files)}   # rows of every seed
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                seed_rows = {str(n): p for n, p in zip(z["methods"], z["probs"])}
+                seed_labels = z["labels"]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+            # only the plots read these: a damaged one costs its seed's share of a diagram, not the report
+            warnings.warn(f"{f} is unreadable ({type(exc).__name__}: {exc}); the reliability diagram leaves "
+                          "that seed out", UnreadableCacheWarning, stacklevel=2)
+            continue
+        for row, p in seed_rows.items():
+            pooled.setdefault(row, []).append(p)
+        labels.append(seed_labels)
+    if not labels:
+        return None
+    keep = {n: np.concatenate(p) for n, p in pooled.items() if len(p) == len(labels)}   # rows of every seed
     return keep, np.concatenate(labels)
 
 
@@ -242,7 +253,8 @@ def redraw_plots(folder) -> list[Path]:
     if missing:
         raise InvalidInputError(f"{folder} is not a results folder (no {', '.join(missing)})")
     try:
-        results = pd.read_csv(folder / "results.csv")
+        # only empty cells are missing: a method named "N/A" or "None" stays a name
+        results = pd.read_csv(folder / "results.csv", keep_default_na=False, na_values=[""])
         meta = json.loads((folder / "meta.json").read_text())
     except (ValueError, UnicodeDecodeError) as exc:   # pandas' EmptyDataError / ParserError and JSON's are ValueErrors
         raise InvalidInputError(f"{folder} holds an unreadable results.csv or meta.json ({type(exc).__name__}: "
@@ -265,6 +277,9 @@ def check_results(results: pd.DataFrame, meta, where: str = "") -> None:
         raise InvalidInputError(f"{where}results lack the column(s) {columns} (metric {metric!r})")
     if results.empty:
         raise InvalidInputError(f"{where}no results to report: the table has no rows")
+    not_numbers = [c for c in ("seed", metric) if not pd.api.types.is_numeric_dtype(results[c])]
+    if not_numbers:
+        raise InvalidInputError(f"{where}the column(s) {not_numbers} hold values that are not numbers")
     repeated = results.duplicated(["seed", "method"])
     if repeated.any():
         first = results[repeated].iloc[0]

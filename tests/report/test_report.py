@@ -109,3 +109,38 @@ def test_malformed_results_folders_are_one_line_errors(tmp_path):
     piped = _results(0.9).replace({"method": {"s": "a|b"}})
     write_report(piped, meta, tmp_path / "piped")
     assert "| a\\|b | student |" in (tmp_path / "piped" / "results.md").read_text()
+
+
+def test_damaged_or_stray_probability_files_cost_a_diagram_seed_not_the_report(tmp_path):
+    """A truncated test_probs file or a copy such as test_probs_seed0.bak.npz used to end the
+    run (and `plots`) in a raw traceback after results.csv was written."""
+    from bayes_w2s.io import UnreadableCacheWarning
+    from bayes_w2s.report import load_test_probs
+    rng = np.random.default_rng(0)
+    for seed in (0, 1):
+        np.savez(tmp_path / f"test_probs_seed{seed}.npz", methods=np.array(["s"]), probs=rng.dirichlet([1, 1], (1, 5)),
+                 labels=rng.integers(0, 2, 5))
+    (tmp_path / "test_probs_seed0.bak.npz").write_bytes((tmp_path / "test_probs_seed0.npz").read_bytes())
+    probs, labels = load_test_probs(tmp_path)
+    assert probs["s"].shape == (10, 2) and labels.shape == (10,)          # the copy is not a third seed
+    (tmp_path / "test_probs_seed1.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.warns(UnreadableCacheWarning, match="test_probs_seed1.npz is unreadable.*leaves that seed out"):
+        probs, labels = load_test_probs(tmp_path)
+    assert probs["s"].shape == (5, 2)
+    (tmp_path / "test_probs_seed0.npz").write_bytes(b"")
+    with pytest.warns(UnreadableCacheWarning):
+        assert load_test_probs(tmp_path) is None
+
+
+def test_method_names_survive_the_csv_and_bad_columns_are_named(tmp_path):
+    meta = {"config": {"name": "t", "task": "x", "weak_models": ["a", "b"], "strong_model": "s", "split_seed": 0,
+                       "seeds": [0, 1], "weak_train": {"mode": "head"}, "student_train": {"mode": "head"}},
+            "data_source": "here", "split_sizes": {}, "wall_seconds": 1.0, "machine": "m", "python": "3", "command": "c"}
+    results = _results(0.9).replace({"method": {"s": "N/A"}})
+    results.loc[results["method"] == "ceiling", "method"] = "None"
+    write_report(results, meta, tmp_path)            # pandas read both names back as NaN: "more than once"
+    assert {p.name for p in redraw_plots(tmp_path)} == {"accuracy.png"}
+    assert {"N/A", "None"} <= set(pd.read_csv(tmp_path / "results.csv", keep_default_na=False)["method"])
+    (tmp_path / "results.csv").write_text(results.assign(accuracy="high").to_csv(index=False))
+    with pytest.raises(InvalidInputError, match=r"\['accuracy'\] hold values that are not numbers"):
+        redraw_plots(tmp_path)
