@@ -68,8 +68,8 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
         num_classes / label_names: the class set, when it cannot be read off ``labels``.
         model_names / item_ids: axis labels of word hypotheses given as plain lists.
         gold: items whose true class is known, ``{item: label}`` (items by id or position,
-            labels by name or index) or an ``[N]`` array with −1 for unknown; c is observed
-            there (semi-supervised fitting).
+            labels by name or index) or an ``[N]`` array with −1 (or masked, or NaN) for unknown;
+            c is observed there (semi-supervised fitting). Classification models only.
         temperature: T of the item posterior p(c | y, θ) ∝ π_c p(y | c, θ)^{1/T}, applied to
             the fitted model (the globals are fitted at T = 1); T = 1 is the plain model, T > 1
             discounts evidence the model counts as independent but is not (correlated weak
@@ -95,6 +95,9 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
                                 + (" with guide='normal'" if "svi" in m.methods else ""))
     p = m.priors(priors, point_estimate=point)
     if m.observes == "words":
+        if gold is not None:   # before any alignment work
+            raise InvalidInputError(f"the word model {model!r} takes no gold: gold transcripts are not supported "
+                                    "by the word posteriors yet")
         if hasattr(labels, "word_hypotheses"):     # WeakHypotheses: 1-best words of each weak model
             model_names = model_names or labels.model_names
             item_ids = item_ids or labels.ids
@@ -111,6 +114,12 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
             k, mm = lm.counts.shape[2], lm.counts.shape[1]   # a wrong shape broadcast or failed deep in torch
             raise InvalidInputError(f"prior_counts must have shape [K, M, K] = {[k, mm, k]} (true class, weak model, "
                                     f"given label), got {list(counts.shape)}")
+        silent = [str(lm.model_names[j]) for j in np.flatnonzero(lm.counts.sum((0, 2)) == 0)]
+        if silent and m.observes == "votes":
+            warnings.warn(f"weak model(s) {silent} cast no vote: their reliability is the prior's alone (under "
+                          "em its mode, which for Dawid–Skene's default prior is an error-free confusion), and "
+                          "it decides any new item they label in predict_proba; leave them out, or fit with "
+                          "method='vb'", RuntimeWarning, stacklevel=2)
         gold_index = gold_labels(gold, lm)
         data = m.prepare(lm, p, gold=gold_index, **data_settings)
     with intra_op_threads(threads_for(data)):

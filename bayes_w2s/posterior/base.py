@@ -232,7 +232,8 @@ class Posterior(DrawDiagnostics):
             raise InvalidInputError(f"the posterior was fitted on {len(self.model_names)} weak models "
                                     f"{self.model_names}, the new labels have {lm.counts.shape[1]}")
         temperature = self.temperature if temperature is None else check_temperature(temperature)
-        data = model.prepare(lm, self.priors, gold=gold_labels(gold, lm), **self.info.get("data_settings", {}))
+        data = model.prepare(lm, self.priors, gold=gold_labels(gold, lm), fitting=False,
+                             **self.info.get("data_settings", {}))
         draws = {s: torch.as_tensor(v) for s, v in self.draws.items()}
         concentration = self.info.get("concentration") if self.method == "vb" else None
         probs, _ = model.local_posterior(data, draws, self.priors, temperature, concentration)

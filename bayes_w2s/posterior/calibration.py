@@ -120,14 +120,21 @@ def _item_probs(out, t: float) -> np.ndarray:
     return probs
 
 
-def gold_confusion_counts(gold_labels, gold_classes) -> np.ndarray:
+def gold_confusion_counts(gold_labels, gold_classes, num_classes: int | None = None) -> np.ndarray:
     """``[K, M, K]`` each weak model's vote counts on the gold items, by true class: the
-    pseudo-counts of a gold-informed Dawid–Skene prior (``prior_counts``)."""
+    pseudo-counts of a gold-informed Dawid–Skene prior (``prior_counts``). ``gold_classes``
+    are class indices, every one known; ``num_classes`` states K where the gold items' votes
+    do not show every class."""
     from .inputs import as_label_matrix
 
-    lm = as_label_matrix(gold_labels)
+    lm = as_label_matrix(gold_labels, num_classes=num_classes)
     classes = np.asarray(gold_classes)
     if classes.shape != (lm.counts.shape[0],):
-        raise InvalidInputError(f"{len(classes)} gold classes for {lm.counts.shape[0]} gold items")
+        raise InvalidInputError(f"{classes.size} gold classes for {lm.counts.shape[0]} gold items")
     k = lm.counts.shape[-1]
+    # np.eye(k)[-1] is the last class: an "unknown" −1 was counted as class K − 1
+    if classes.dtype.kind not in "iu" or ((classes < 0) | (classes >= k)).any():
+        wrong = classes[~np.isin(classes, np.arange(k))] if classes.dtype.kind in "iuf" else classes
+        raise InvalidInputError(f"gold classes must be known class indices 0..{k - 1} (pass num_classes= if the "
+                                f"gold votes miss a class), got {wrong[:5].tolist()}")
     return np.einsum("nk,nml->kml", np.eye(k)[classes], lm.counts)

@@ -444,7 +444,9 @@ def check_fit_settings(model: str, method: str | None, kwargs: dict) -> None:
 
 
 def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
-    """``gold`` ({item: label} or an ``[N]`` array with −1 = unknown) → ``[N]`` class indices.
+    """``gold`` ({item: label} or an ``[N]`` array with −1, NaN or a mask = unknown) → ``[N]``
+    class indices. Where a class is *named* −1 (sentiment −1 / 0 / 1), −1 is that class in a
+    dict, and an array must mark unknown items with NaN or a mask.
 
     Items are item ids when the labels carry them, else positions (a pandas Series: its index
     names the items, as a dict's keys). Labels are class names or class indices; an integer
@@ -453,8 +455,15 @@ def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
     if gold is None:
         return None
     if isinstance(gold, pd.Series):   # by index, never by position: a shuffled Series would be misread
-        gold = {item: label for item, label in gold.items() if not pd.isna(label)}
+        known = gold[gold.notna()]
+        twice = known.index[known.index.duplicated()]
+        if len(twice):
+            raise InvalidInputError(f"gold names item {twice.tolist()[0]!r} more than once "
+                                    f"(labels {known.loc[[twice[0]]].tolist()}); give one label per item")
+        gold = dict(known.items())
     n, k = lm.counts.shape[0], len(lm.label_names)
+    names = {str(c): j for j, c in enumerate(lm.label_names)}
+    minus_one_is_a_class = lm.labels_by_name and "-1" in names   # e.g. sentiment −1 / 0 / 1
     out = np.full(n, -1, dtype=np.int64)
     if isinstance(gold, dict):
         if not gold:
@@ -462,23 +471,29 @@ def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
         position = {str(i): j for j, i in enumerate(lm.item_ids)} if lm.item_ids is not None else None
         items = list(gold.items())
     else:
-        arr = np.asarray(gold)
+        masked = np.ma.getmaskarray(gold) if isinstance(gold, np.ma.MaskedArray) else None   # masked = unknown
+        arr = np.asarray(np.ma.getdata(gold))
         if arr.dtype == bool:   # a mask of gold items, or binary labels? Ambiguous: name the labels
             raise InvalidInputError("gold as a boolean array is ambiguous (a mask of gold items, or the classes "
                                     "0 / 1?): give the labels, {item: label} or an int array with −1 for unknown")
         if arr.shape != (n,):
             raise InvalidInputError(f"gold must be a dict {{item: label}} or an array of {n} labels (−1 = unknown), "
                                     f"got shape {arr.shape}")
+        unknown = masked if masked is not None else np.zeros(n, dtype=bool)
         if arr.dtype.kind == "f":    # a float column (pandas with gaps): NaN is unknown too, whole numbers are indices
-            bad = ~np.isnan(arr) & ~(np.isfinite(arr) & (arr == np.round(arr)))
+            unknown = unknown | np.isnan(arr)
+            bad = ~unknown & ~(np.isfinite(arr) & (arr == np.round(arr)))
             if bad.any():
                 j = int(np.flatnonzero(bad)[0])
                 raise LabelSetMismatchError(f"gold label {float(arr[j])!r} of item {j} is not a class index 0..{k - 1}")
-            arr = np.where(np.isnan(arr), -1, arr).astype(np.int64)
-        position, items = None, [(j, v) for j, v in enumerate(arr.tolist()) if v != -1]
-    names = {str(c): j for j, c in enumerate(lm.label_names)}
+            arr = np.where(unknown, -1, arr).astype(np.int64)
+        if minus_one_is_a_class and np.any((arr == -1) & ~unknown):
+            raise LabelSetMismatchError("gold holds −1, which is both a class name and the array's 'unknown': give "
+                                        "gold as {item: label}, or mark unknown items with NaN or a mask")
+        position, items = None, [(j, v) for j, v in enumerate(arr.tolist()) if v != -1 and not unknown[j]]
     for item, label in items:
-        if (_is_int(label) and int(label) == -1) or (isinstance(label, (float, np.floating)) and np.isnan(label)):
+        if (_is_int(label) and int(label) == -1 and not minus_one_is_a_class) \
+                or (isinstance(label, (float, np.floating)) and np.isnan(label)):
             continue                         # unknown, as −1 / NaN in a gold array
         if position is not None:           # the items have ids: gold names them by id, never by position
             if str(item) not in position:

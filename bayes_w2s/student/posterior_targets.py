@@ -76,7 +76,7 @@ def posterior_targets(method, wl_train: WeakLabels, gold: GoldSlice | None, lear
     if method.gold == "prior":
         if gold is None:
             raise InvalidInputError(f"method {method.name!r}: gold: prior needs a gold slice (weak_val_size)")
-        kwargs["prior_counts"] = gold_confusion_counts(gold.labels, gold.classes)
+        kwargs["prior_counts"] = gold_confusion_counts(gold.labels, gold.classes, len(wl_train.label_names))
     observed = None
     if method.gold == "observe":
         observed = np.full(labels.num_items, -1)

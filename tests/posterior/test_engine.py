@@ -516,6 +516,43 @@ def test_predict_proba_gives_a_new_item_without_labels_the_class_prior():
     est = DawidSkene().fit(pd.DataFrame(rows, columns=["task", "worker", "label"]))
     new = est.predict_proba(df)
     np.testing.assert_allclose(new.loc["b"].to_numpy(), est.priors_.to_numpy(), atol=1e-9)
+    # a batch of such items alone (was: "no weak model casts a vote … nothing to fit")
+    np.testing.assert_allclose(post.predict_proba(np.array([[-1, -1, -1]])), post.class_prior[None], atol=1e-9)
+    np.testing.assert_allclose(est.predict_proba(df[df["task"] == "b"]).to_numpy(), est.priors_.to_numpy()[None],
+                               atol=1e-9)
+    assert post.predict_proba(np.array([[-1, -1, -1]]), gold={0: 2})[0].argmax() == 2
+    rng = np.random.default_rng(0)
+    weak = lambda probs: WeakLabels(probs, ["a", "b", "c"], ["x", "y", "z"])   # noqa: E731
+    soft = fit_posterior(weak(rng.dirichlet([1, 1, 1], size=(100, 3))), model="logistic_t")
+    np.testing.assert_allclose(soft.predict_proba(weak(np.full((2, 3, 3), 1 / 3))), soft.class_prior[None, :].repeat(2, 0),
+                               atol=1e-6)
+
+
+def test_gold_edge_cases_are_read_as_meant_or_refused():
+    """A class named −1, a Series naming an item twice, a masked gold array, gold for word models."""
+    df = pd.DataFrame({"task": np.repeat([0, 1, 2, 3], 3), "worker": ["a", "b", "c"] * 4,
+                       "label": [1, 1, 1, -1, -1, 0, 0, 0, -1, -1, -1, -1]})
+    post = fit_posterior(df, label_names=[-1, 0, 1], gold={0: -1})         # −1 is a class here, not "unknown"
+    assert post.info["gold_items"] == 1 and post.labels[0] == 0
+    with pytest.raises(LabelSetMismatchError, match="both a class name and the array's 'unknown'"):
+        fit_posterior(df, label_names=[-1, 0, 1], gold=np.array([-1, -1, -1, -1]))
+    assert fit_posterior(df, label_names=[-1, 0, 1], gold=np.ma.masked_array([1, 0, 0, 0], mask=[0, 1, 1, 1])
+                         ).info["gold_items"] == 1
+    _, votes = simulate_votes(n=20, k=3, accs=(0.6, 0.7, 0.8))
+    masked = np.ma.masked_array(np.zeros(20, int), mask=np.arange(20) >= 2)   # every item became gold class 0
+    assert fit_posterior(votes, gold=masked).info["gold_items"] == 2
+    with pytest.raises(InvalidInputError, match="gold names item 4 more than once"):
+        fit_posterior(votes, gold=pd.Series([0, 2], index=[4, 4]))
+    with pytest.raises(InvalidInputError, match="takes no gold"):
+        fit_posterior([["set alarm", "set an alarm"], ["play jazz", "play jazz"]], model="word_reliability",
+                      gold={0: "set alarm"})
+
+
+def test_a_weak_model_that_never_votes_is_named():
+    _, votes = simulate_votes(n=100, k=3, accs=(0.6, 0.7, 0.8))
+    votes = np.c_[votes, np.full(100, -1)]
+    with pytest.warns(RuntimeWarning, match=r"weak model\(s\) \['weak_3'\] cast no vote"):
+        fit_posterior(votes)
 
 
 @pytest.mark.parametrize("model", ["logistic_t", "dawid_skene"])

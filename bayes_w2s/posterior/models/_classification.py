@@ -164,10 +164,12 @@ class ClassModel(PosteriorModel):
     def num_latent(self, k: int, p: dict) -> int:
         return k
 
-    def prepare(self, lm, p: dict, gold=None, **settings) -> ModelData:
+    def prepare(self, lm, p: dict, gold=None, fitting: bool = True, **settings) -> ModelData:
+        """``fitting=False`` (``Posterior.predict_proba``): items without evidence are allowed
+        to be all there is; each gets the class prior (or its gold class)."""
         full = self.observation(lm, **settings)
         n = len(lm.counts)
-        if "counts" in full and not full["counts"].any():   # e.g. every weak output tied
+        if fitting and "counts" in full and not full["counts"].any():   # e.g. every weak output tied
             raise InvalidInputError(f"no weak model casts a vote on any item: the {self.name!r} model has nothing "
                                     "to fit")
         gold_t = None if gold is None else torch.as_tensor(gold, dtype=torch.long)
@@ -182,7 +184,7 @@ class ClassModel(PosteriorModel):
             rows, inverse, weight, row_gold = full, None, torch.ones(n, dtype=DTYPE), gold_t
         kwargs = {"gold": gold_t} if gold_t is not None else {}
         if "informative" in full:   # items without evidence: their observation is masked (soft.informative_items)
-            if not full["informative"].any():
+            if fitting and not full["informative"].any():
                 raise InvalidInputError(f"every item's weak outputs are uniform: the {self.name!r} model has no "
                                         "evidence to fit")
             kwargs["informative"] = full["informative"] > 0
