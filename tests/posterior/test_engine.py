@@ -326,6 +326,7 @@ def test_temperature_maps_the_evidence_and_leaves_the_fitted_reliabilities_alone
     hot = fit_posterior(labels, model=model, method=method, temperature=2.0)
     for site, value in plain.draws.items():
         np.testing.assert_allclose(hot.draws[site], value, atol=1e-8)
+    np.testing.assert_allclose(hot.confusion, plain.confusion, atol=1e-8)   # logistic-t's moved with T
     assert hot.confidence.mean() < plain.confidence.mean() - 0.02
     np.testing.assert_allclose(plain.predict_proba(labels, temperature=2.0), hot.item_probs, atol=1e-10)
     if method == "em" and model == "dawid_skene":

@@ -272,8 +272,12 @@ class ClassModel(PosteriorModel):
             true_class = draw_local_latents(self, data, p, draws, temperature, fit.info.get("seed", 0))
         if data.inverse is not None:   # items share their vote pattern's log-likelihood (expanded on access)
             probs = probs[data.inverse]
+        plain = probs   # reliabilities are the fitted model's: a derived confusion reads the T = 1 item posteriors
+        if temperature != 1.0:
+            plain = self.local_posterior(data, draws, p, 1.0, concentration)[0]
+            plain = plain[data.inverse] if data.inverse is not None else plain
         with torch.no_grad():
-            conf = self.confusion(draws, data, probs).transpose(-3, -2)                      # [C, D, M, K, K]
+            conf = self.confusion(draws, data, plain).transpose(-3, -2)                      # [C, D, M, K, K]
         n_draws = conf.shape[0] * conf.shape[1]
         return Posterior(
             item_probs=probs.numpy(), confusion=conf.mean((0, 1)).numpy(),
