@@ -269,12 +269,25 @@ def resolve_weights(card: ModelCard | str, prefer_offline: bool = True) -> str:
     card = load_card(card) if isinstance(card, str) else card
     if Path(card.hub_id).is_dir():
         return card.hub_id
-    missing = missing_packages(card) if prefer_offline and card.offline else []
-    if prefer_offline and card.offline and not missing:
+    if prefer_offline and card.offline and not missing_packages(card):
         folder, gguf_file = _materialise_offline(card)
         if gguf_file is None:
             return str(folder)
         return str(_convert_gguf(card, folder, gguf_file))
+    check_weights_reachable(card, prefer_offline)
+    return card.hub_id
+
+
+def check_weights_reachable(card: ModelCard | str, prefer_offline: bool = True) -> None:
+    """Raise :class:`MissingWeightsError` unless the card's weights can be had: a local folder,
+    its installed offline package, or a hub copy (cached, or the hub answers). Cheap: nothing
+    is loaded, so configs are checked before anything trains."""
+    card = load_card(card) if isinstance(card, str) else card
+    if card.scratch or Path(card.hub_id).is_dir():
+        return
+    missing = missing_packages(card) if prefer_offline and card.offline else []
+    if prefer_offline and card.offline and not missing:
+        return
     usable, why = hub_status(card.hub_id)
     if missing:
         if not usable:
@@ -286,4 +299,3 @@ def resolve_weights(card: ModelCard | str, prefer_offline: bool = True) -> str:
     elif not usable:
         raise MissingWeightsError(f"model {card.name!r} loads from the hub ({card.hub_id}), which cannot be reached: "
                                   f"{why}" + ("" if card.offline else "; this card has no offline weights"))
-    return card.hub_id

@@ -18,7 +18,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import distributed
-from .cards import load_card
+from .cards import check_weights_reachable, load_card
 from .config import ExperimentConfig, MethodConfig
 from .errors import BayesW2SError, CorruptCacheError, InvalidInputError, UnknownNameError
 from .io import write_text
@@ -296,7 +296,7 @@ def validate_experiment(cfg: ExperimentConfig) -> None:
         if not isinstance(card, str):
             raise InvalidInputError(f"{field_name}: a model card name, hub id or folder, got {card!r}")
         try:
-            load_card(card)
+            check_weights_reachable(load_card(card), cfg.prefer_offline)   # a hub id offline failed at load time
         except BayesW2SError as exc:
             raise type(exc)(f"{field_name}: {exc}") from None
     check_sizes(cfg.sizes)

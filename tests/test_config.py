@@ -247,7 +247,8 @@ def test_a_missing_optional_package_is_found_at_load_not_after_training(tmp_path
 def test_yaml_merge_keys_work_and_repeated_own_keys_are_still_refused(tmp_path):
     text = yaml.safe_dump({k: v for k, v in BASE.items() if k != "methods"}) + (
         "x-defaults: &d {targets: vote, loss: xent}\n"
-        "methods:\n  - {<<: *d, name: a}\n  - {<<: *d, name: b, loss: weighted_xent, targets: 'posterior:dawid_skene'}\n")
+        "methods:\n  - {<<: *d, name: a}\n"
+        "  - {<<: *d, name: b, loss: weighted_xent, targets: 'posterior:dawid_skene'}\n")
     (tmp_path / "c.yaml").write_text(text)
     data = read_yaml(tmp_path / "c.yaml")
     assert data["methods"] == [{"targets": "vote", "loss": "xent", "name": "a"},

@@ -212,7 +212,8 @@ BAD_CONFIGS = [
      InvalidInputError, r"method 'aux': loss aux_conf: alpha_max must be"),
     (dict(methods=[{"name": "x", "targets": "mean", "loss_kwargs": {"alpha_max": 0.5}}]),
      InvalidInputError, r"method 'x': loss 'xent' has no setting"),
-    (dict(methods=[{"name": "DS", "targets": "posterior:dawid_skene:em", "posterior_kwargs": {"prior_counts": [[1, 2]]}}]),
+    (dict(methods=[{"name": "DS", "targets": "posterior:dawid_skene:em",
+                    "posterior_kwargs": {"prior_counts": [[1, 2]]}}]),
      InvalidInputError, r"method 'DS': posterior_kwargs.prior_counts must have shape \[K, 2, K\] .* got \[1, 2\]"),
     (dict(methods=[{"name": "DS", "targets": "posterior:dawid_skene:em", "posterior_kwargs": {"prior_counts":
                                                                                                 [[[1, 1]] * 2] * 3}}]),
@@ -322,3 +323,19 @@ def test_an_empty_output_folder_name_is_refused(tiny_setup, tmp_path, fake, monk
     with pytest.raises(InvalidInputError, match="cannot be"):
         run_experiment(make_config(tiny_setup), tmp_path / ("x" * 300) / "y")
     assert seeds.calls == [] and list(tmp_path.iterdir()) == []
+
+
+def test_a_hub_model_that_cannot_be_fetched_is_refused_before_any_work(tiny_setup, tmp_path, monkeypatch, fake):
+    """`validate` said OK to a hub id offline; `run` found out only when loading the data."""
+    from bayes_w2s.errors import MissingWeightsError
+    from bayes_w2s.pipeline import validate_experiment
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    seeds = fake()
+    cfg = make_config(tiny_setup)
+    cfg.strong_model = "someorg/no-such-model"
+    with pytest.raises(MissingWeightsError,
+                       match=r"strong_model: model 'no-such-model' loads from the hub \(someorg/no-such-model\)"):
+        validate_experiment(cfg)
+    with pytest.raises(MissingWeightsError):
+        run_experiment(cfg, tmp_path / "run")
+    assert seeds.calls == [] and not (tmp_path / "run").exists()

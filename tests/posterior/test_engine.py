@@ -525,8 +525,8 @@ def test_predict_proba_gives_a_new_item_without_labels_the_class_prior():
     rng = np.random.default_rng(0)
     weak = lambda probs: WeakLabels(probs, ["a", "b", "c"], ["x", "y", "z"])   # noqa: E731
     soft = fit_posterior(weak(rng.dirichlet([1, 1, 1], size=(100, 3))), model="logistic_t")
-    np.testing.assert_allclose(soft.predict_proba(weak(np.full((2, 3, 3), 1 / 3))), soft.class_prior[None, :].repeat(2, 0),
-                               atol=1e-6)
+    np.testing.assert_allclose(soft.predict_proba(weak(np.full((2, 3, 3), 1 / 3))),
+                               soft.class_prior[None, :].repeat(2, 0), atol=1e-6)
 
 
 def test_gold_edge_cases_are_read_as_meant_or_refused():

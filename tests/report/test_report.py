@@ -135,7 +135,8 @@ def test_damaged_or_stray_probability_files_cost_a_diagram_seed_not_the_report(t
 def test_method_names_survive_the_csv_and_bad_columns_are_named(tmp_path):
     meta = {"config": {"name": "t", "task": "x", "weak_models": ["a", "b"], "strong_model": "s", "split_seed": 0,
                        "seeds": [0, 1], "weak_train": {"mode": "head"}, "student_train": {"mode": "head"}},
-            "data_source": "here", "split_sizes": {}, "wall_seconds": 1.0, "machine": "m", "python": "3", "command": "c"}
+            "data_source": "here", "split_sizes": {}, "wall_seconds": 1.0, "machine": "m", "python": "3",
+            "command": "c"}
     results = _results(0.9).replace({"method": {"s": "N/A"}})
     results.loc[results["method"] == "ceiling", "method"] = "None"
     write_report(results, meta, tmp_path)            # pandas read both names back as NaN: "more than once"
