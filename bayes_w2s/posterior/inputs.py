@@ -443,6 +443,13 @@ def check_fit_settings(model: str, method: str | None, kwargs: dict) -> None:
                                     f"{expected}, got {value!r}")
 
 
+def _id_key(item) -> str:
+    """An item id as gold looks it up: 3, 3.0 and "3" are one task (a float task column)."""
+    if isinstance(item, (float, np.floating)) and float(item).is_integer():
+        return str(int(item))
+    return str(item)
+
+
 def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
     """``gold`` ({item: label} or an ``[N]`` array with −1, NaN or a mask = unknown) → ``[N]``
     class indices. Where a class is *named* −1 (sentiment −1 / 0 / 1), −1 is that class in a
@@ -468,7 +475,7 @@ def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
     if isinstance(gold, dict):
         if not gold:
             return None
-        position = {str(i): j for j, i in enumerate(lm.item_ids)} if lm.item_ids is not None else None
+        position = {_id_key(i): j for j, i in enumerate(lm.item_ids)} if lm.item_ids is not None else None
         items = list(gold.items())
     else:
         masked = np.ma.getmaskarray(gold) if isinstance(gold, np.ma.MaskedArray) else None   # masked = unknown
@@ -496,9 +503,9 @@ def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
                 or (isinstance(label, (float, np.floating)) and np.isnan(label)):
             continue                         # unknown, as −1 / NaN in a gold array
         if position is not None:           # the items have ids: gold names them by id, never by position
-            if str(item) not in position:
+            if _id_key(item) not in position:
                 raise InvalidInputError(f"gold item {item!r} is not among the {n} items' ids")
-            j = position[str(item)]
+            j = position[_id_key(item)]
         elif isinstance(item, (int, np.integer)) and not isinstance(item, bool) and 0 <= item < n:
             j = int(item)
         else:

@@ -542,6 +542,9 @@ def test_gold_edge_cases_are_read_as_meant_or_refused():
     _, votes = simulate_votes(n=20, k=3, accs=(0.6, 0.7, 0.8))
     masked = np.ma.masked_array(np.zeros(20, int), mask=np.arange(20) >= 2)   # every item became gold class 0
     assert fit_posterior(votes, gold=masked).info["gold_items"] == 2
+    floats = pd.DataFrame({"task": np.repeat([1.0, 2.0, 3.0], 3), "worker": ["a", "b", "c"] * 3,
+                           "label": [0, 0, 1, 1, 1, 1, 0, 0, 0]})
+    assert fit_posterior(floats, gold={3: 1}).labels[2] == 1          # task 3.0 was "not among the items' ids"
     with pytest.raises(InvalidInputError, match="gold names item 4 more than once"):
         fit_posterior(votes, gold=pd.Series([0, 2], index=[4, 4]))
     with pytest.raises(InvalidInputError, match="takes no gold"):
