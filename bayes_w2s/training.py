@@ -166,11 +166,28 @@ def train_then_merge(trainer: Trainer, logging_dir: str | None = None, resume_fr
     ``logging_dir`` (default ``<output_dir>/runs/…``; ``./runs/…`` when ``output_dir`` is a
     temporary folder that disappears after training)."""
     _route_tensorboard(trainer, logging_dir)
+    _keep_warmup_within_the_run(trainer)
     out = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     model = trainer.model
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     return TrainOutcome(model.eval(), trainer.state.log_history, out.metrics.get("train_runtime", float("nan")))
+
+
+def _keep_warmup_within_the_run(trainer: Trainer) -> None:
+    """transformers rounds a warm-up *fraction* up to whole steps, and its linear warm-up
+    starts at lr 0, so a run of one step (a small dataset, one epoch) trained at lr 0 and
+    returned its starting weights. The number of steps is known only inside ``train()``, so
+    every trainer here (ours and TRL's) gets its ``create_scheduler`` wrapped: the warm-up is
+    capped at all but the last step. Runs longer than ``1 / warmup_ratio`` steps are unchanged."""
+    create = trainer.create_scheduler
+
+    def create_scheduler(num_training_steps: int, optimizer=None):
+        if trainer.lr_scheduler is None and trainer.args.get_warmup_steps(num_training_steps) >= num_training_steps:
+            trainer.args.warmup_steps = max(0, num_training_steps - 1)
+        return create(num_training_steps, optimizer)
+
+    trainer.create_scheduler = create_scheduler
 
 
 def _route_tensorboard(trainer: Trainer, logging_dir: str | None) -> None:

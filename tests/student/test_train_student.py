@@ -218,3 +218,16 @@ def test_weights_beyond_float32_or_not_numbers_are_refused():
         with pytest.raises(InvalidInputError, match=match):
             resolve_targets(probs, 4, ["x", "y"], weights=weights)
     assert resolve_targets(probs, 4, ["x", "y"], weights=[1e30] * 4).weights.max() == 1e30
+
+
+def test_a_run_of_one_step_moves_the_weights(tiny_encoder, toy):
+    """transformers' warm-up rounded a fraction up to one whole step at lr 0: a one-step run
+    (8 items, batch 8, one epoch) returned the starting weights."""
+    clf = Classifier(tiny_encoder, 2, TrainConfig(mode="full", epochs=1, batch_size=8, learning_rate=1e-2,
+                                                  warmup_ratio=0.05))
+    clf._ensure_model()
+    before = {n: p.detach().clone() for n, p in clf.model.named_parameters() if p.requires_grad}
+    texts = list(toy["text"])[:8]
+    clf.fit(texts, np.eye(2)[toy["label"][:8]], lambda z, b, p: torch.nn.functional.cross_entropy(z, b["target_probs"]))
+    moved = [n for n, p in clf.model.named_parameters() if n in before and not torch.equal(before[n], p.detach())]
+    assert moved, "one step at lr 0"
