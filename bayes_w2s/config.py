@@ -11,12 +11,12 @@ This module imports neither torch nor transformers: ``bayes-w2s validate`` takes
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import dataclasses
 import hashlib
 import importlib.util
 import inspect
 import json
-import os
 import types
 import typing
 import unicodedata
@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from .errors import BayesW2SError, ConfigError, InvalidInputError, UnknownNameError
+from .io import write_text
 from .train_config import DecodingConfig, GeneratorConfig, PreferenceConfig, TrainConfig
 
 # -- targets -------------------------------------------------------------------------------
@@ -203,9 +204,8 @@ def posterior_registry() -> dict:
         pass
     # missing, unreadable or not a registry (an edited file): rebuilt and rewritten
     registry = _posterior_registry_from_import()
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(registry, sort_keys=True))
-    tmp.replace(path)
+    with contextlib.suppress(OSError):   # a read-only cache: rebuilt each time, still right
+        write_text(path, json.dumps(registry, sort_keys=True))
     return registry
 
 
@@ -439,8 +439,10 @@ class ExperimentConfig:
             raise ConfigError(f"name: the results folder's name under output_root, got {self.name!r}")
         if "\0" in self.name or "\0" in self.output_root:
             raise ConfigError("name / output_root: a folder name cannot hold a NUL character")
-        if any(len(part.encode()) > 255 for part in Path(self.name).parts):   # the file systems' limit
-            raise ConfigError(f"name: a folder name is at most 255 bytes, got {len(self.name.encode())}")
+        for key in ("name", "output_root"):
+            long = [part for part in Path(getattr(self, key)).parts if len(part.encode()) > 255]   # file systems' limit
+            if long:
+                raise ConfigError(f"{key}: a folder name is at most 255 bytes, got one of {len(long[0].encode())}")
         if self.task not in available_tasks():
             if Path(self.task).suffix.lower() not in (".csv", ".tsv", ".jsonl", ".json"):
                 raise ConfigError(f"task: unknown task {self.task!r}; known tasks: {available_tasks()}, "
@@ -532,6 +534,9 @@ class ExperimentConfig:
         if m.gold == "prior" and "prior_counts" in m.posterior_kwargs:
             raise ConfigError(f"{where}: gold: prior builds prior_counts from the gold slice; drop "
                               "posterior_kwargs.prior_counts or gold: prior")
+        if (m.gold == "prior" or "prior_counts" in m.posterior_kwargs) and m.student_rounds:
+            raise ConfigError(f"{where}: a prior_counts prior (gold: prior) has one row per weak model, and the loop's "
+                              "refit adds the student as one more supervisor; use gold: observe with student_rounds")
         if m.gold == "prior" and m.temperature == "gold":
             raise ConfigError(f"{where}: gold: prior and temperature: gold would choose T on the items the prior "
                               "was built from; use one of them")
@@ -559,8 +564,10 @@ class ExperimentConfig:
             if spec.kind == "posterior" and not spec.name.startswith("word_"):
                 raise ConfigError(f"method {m.name!r}: generation posteriors are word models "
                                   "(posterior:word_reliability or posterior:word_reliability_conf)")
-        elif spec.kind == "joint_decoding" or m.loss not in LOSSES or \
-                (spec.kind == "posterior" and spec.name.startswith("word_")):
+        elif spec.kind == "posterior" and spec.name.startswith("word_"):
+            raise ConfigError(f"method {m.name!r}: {spec.name} is a word posterior, for generation tasks; "
+                              f"{self.task!r} is a classification task")
+        elif spec.kind == "joint_decoding" or m.loss not in LOSSES:
             raise ConfigError(f"method {m.name!r}: {m.targets!r} / loss {m.loss!r} are for generation tasks")
         if spec.kind == "posterior":
             try:

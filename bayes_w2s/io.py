@@ -1,7 +1,7 @@
 """Crash- and race-safe file writes for caches and results.
 
 Every cache or result file is written to a temporary name that is unique to the writing
-process (``tempfile.mkstemp`` in the target's folder, so the rename stays on one file
+process (a fresh random name in the target's folder, so the rename stays on one file
 system) and then moved over the target with ``os.replace``, which is atomic: a reader sees
 the old file or the new one, never half of one, and two processes writing the same path
 never share a temporary file.
@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 import warnings
@@ -35,29 +36,24 @@ def warn_unreadable(path: str | os.PathLike, reason) -> None:
                   stacklevel=3)
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)   # the only portable way to read it; done once, at import, before any thread starts
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
 def _temp_in(path: Path, directory: bool = False) -> Path:
     # the folder may have been deleted since the cache was opened (a user clearing it mid-run)
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix, suffix = f".{path.name}.", f".tmp{''.join(path.suffixes)}"   # keep the suffix: savefig/np.save read it
-    # mkstemp / mkdtemp make private (0600 / 0700) files; the renamed result gets the
-    # permissions an ordinary open() would give, so results are as readable as any other file
-    if directory:
-        name = tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=path.parent)
-        os.chmod(name, 0o777 & ~_UMASK)
-        return Path(name)
-    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)
-    os.close(fd)
-    return Path(name)
+    # not mkstemp / mkdtemp: they make private (0600 / 0700) files, and results written
+    # through them could not be read by the user's group; os.open / os.mkdir with the
+    # default modes let the umask (and default ACLs) decide, as for any other file
+    for _ in range(100):
+        name = path.parent / f"{prefix}{secrets.token_hex(6)}{'.tmp' if directory else suffix}"
+        try:
+            if directory:
+                os.mkdir(name, 0o777)
+            else:
+                os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return name
+        except FileExistsError:   # a name another process just took
+            continue
+    raise FileExistsError(f"no free temporary name next to {path}")
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from .cards import check_weights_reachable, load_card
 from .config import ExperimentConfig, MethodConfig
-from .errors import BayesW2SError, CorruptCacheError, InvalidInputError, UnknownNameError
+from .errors import BayesW2SError, CorruptCacheError, InvalidInputError, MissingWeightsError, UnknownNameError
 from .io import write_text
 from .metrics import accuracy, expected_calibration_error
 from .posterior import available_posteriors
@@ -263,7 +263,7 @@ def _run_seeds(cfg: ExperimentConfig, seeds: list[int], out: Path, command: str,
             "python": platform.python_version()}
     if is_main:   # under `accelerate launch` only rank 0 writes
         write_report(results, meta, out)
-        remove_stale_seed_files(out, seeds, [m.slug for m in cfg.methods])
+        remove_stale_seed_files(out, seeds, [m.slug for m in cfg.methods] if cfg.saves_students else [])
         resume.discard()
     distributed.barrier()   # every rank returns once the report is on disk
     return results
@@ -296,9 +296,13 @@ def validate_experiment(cfg: ExperimentConfig) -> None:
         if not isinstance(card, str):
             raise InvalidInputError(f"{field_name}: a model card name, hub id or folder, got {card!r}")
         try:
-            check_weights_reachable(load_card(card), cfg.prefer_offline)   # a hub id offline failed at load time
+            card = load_card(card)
         except BayesW2SError as exc:
             raise type(exc)(f"{field_name}: {exc}") from None
+        try:   # a warning: cached features and weak labels let a run go without the weights
+            check_weights_reachable(card, cfg.prefer_offline)
+        except MissingWeightsError as exc:
+            log.warning("%s: %s; the run fails when it needs them (nothing cached for this model)", field_name, exc)
     check_sizes(cfg.sizes)
     posteriors = set(available_posteriors())
     for m in cfg.methods:
@@ -327,11 +331,11 @@ def _validate_method(cfg: ExperimentConfig, m: MethodConfig, posteriors: set) ->
         guide = settings.get("guide", getattr(model, "default_guide", None))
         model.priors(priors, point_estimate=inference == "em" or (inference == "svi" and guide == "delta"))
         counts = m.posterior_kwargs.get("prior_counts")
-        supervisors = len(cfg.weak_models) + (1 if m.student_rounds else 0)   # the student joins in the loop
+        m_weak = len(cfg.weak_models)
         if counts is not None and (np.ndim(counts) != 3 or np.shape(counts)[0] != np.shape(counts)[2]
-                                   or np.shape(counts)[1] != supervisors):
-            raise InvalidInputError(f"posterior_kwargs.prior_counts must have shape [K, {supervisors}, K] (true class, "
-                                    f"supervisor, given label), got {list(np.shape(counts))}")
+                                   or np.shape(counts)[1] != m_weak):
+            raise InvalidInputError(f"posterior_kwargs.prior_counts must have shape [K, {m_weak}, K] (true class, "
+                                    f"weak model, given label), got {list(np.shape(counts))}")
     elif m.posterior_kwargs:
         raise InvalidInputError(f"posterior_kwargs {m.posterior_kwargs} are for posterior targets, "
                                 f"not {m.targets!r}")
@@ -394,12 +398,14 @@ def remove_stale_seed_files(out: Path, seeds: list[int], method_slugs: list[str]
     are not in it (``method_slugs``), so the folder holds one run's files only."""
     stale = [p for p in out.iterdir() if (m := _SEED_FILE.match(p.name)) and int(m.group(1)) not in seeds]
     stale += [p for p in out.glob("students/*/seed*") if p.name[4:].isdigit() and int(p.name[4:]) not in seeds]
-    if method_slugs is not None:
-        stale += [p for p in out.glob("students/*") if p.is_dir() and p.name not in set(method_slugs)]
+    if method_slugs is not None:   # a folder of ours holds nothing but seed<N> folders
+        stale += [p for p in out.glob("students/*") if p.is_dir() and p.name not in set(method_slugs)
+                  and all(c.is_dir() and _STUDENT_SEED.match(c.name) for c in p.iterdir())]
     for p in stale:
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     if stale:
-        log.info("removed %d file(s) of seeds not in this run: %s", len(stale), ", ".join(p.name for p in stale))
+        log.info("removed %d file(s) of seeds or methods not in this run: %s", len(stale),
+                 ", ".join(p.name for p in stale))
     return stale
 
 
@@ -408,6 +414,7 @@ def remove_stale_seed_files(out: Path, seeds: list[int], method_slugs: list[str]
 RESUME_FILE = "results.partial.json"
 LEGACY_RESUME_FILE = "results.partial.csv"   # written without a fingerprint: never trusted
 REPORT_FILES = ("results.csv", "results.md", "meta.json")
+_STUDENT_SEED = re.compile(r"^seed\d+$")
 _SEED_FILE = re.compile(r"^(?:weak_labels|weak_hypotheses|pairs|predictions|test_probs|target_probs)_seed(\d+)[_.]")
 #: config keys that do not change a seed's rows (the seed list itself, where files go)
 RUN_ONLY_KEYS = ("name", "seeds", "data_dir", "output_root")

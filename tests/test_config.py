@@ -246,13 +246,11 @@ def test_a_missing_optional_package_is_found_at_load_not_after_training(tmp_path
 
 def test_yaml_merge_keys_work_and_repeated_own_keys_are_still_refused(tmp_path):
     text = yaml.safe_dump({k: v for k, v in BASE.items() if k != "methods"}) + (
-        "x-defaults: &d {targets: vote, loss: xent}\n"
-        "methods:\n  - {<<: *d, name: a}\n"
-        "  - {<<: *d, name: b, loss: weighted_xent, targets: 'posterior:dawid_skene'}\n")
-    (tmp_path / "c.yaml").write_text(text)
-    data = read_yaml(tmp_path / "c.yaml")
-    assert data["methods"] == [{"targets": "vote", "loss": "xent", "name": "a"},
-                               {"targets": "posterior:dawid_skene", "loss": "weighted_xent", "name": "b"}]
+        "methods:\n  - &d {name: a, targets: vote, loss: xent}\n"
+        "  - {<<: *d, name: b, loss: weighted_xent, targets: 'posterior:dawid_skene'}\n  - {<<: *d, name: c}\n")
+    cfg = load(tmp_path, text)
+    assert [(m.name, m.targets, m.loss) for m in cfg.methods] == [
+        ("a", "vote", "xent"), ("b", "posterior:dawid_skene", "weighted_xent"), ("c", "vote", "xent")]
     fails(tmp_path, r"key 'name' written twice", text="x: &d {a: 1}\ny: {<<: *d, name: a, name: b}\n")
 
 
@@ -260,7 +258,9 @@ def test_yaml_merge_keys_work_and_repeated_own_keys_are_still_refused(tmp_path):
     ({"name": "weak_mean", "targets": "ground_truth"}, "'weak_mean' is the name of a row the pipeline adds itself"),
     ({"name": "weak:mpnet-base", "targets": "vote"}, "'weak:mpnet-base' is the name of a row"),
     ({"name": " ", "targets": "vote"}, "every method needs a name"),
-    ({"name": "w", "targets": "posterior:word_reliability"}, "are for generation tasks"),
+    ({"name": "w", "targets": "posterior:word_reliability"}, "word_reliability is a word posterior, for generation"),
+    ({"name": "l", "targets": "posterior:dawid_skene:em", "gold": "prior", "student_rounds": 1},
+     "the loop's refit adds the student as one more supervisor"),
     ({"name": "p", "targets": "posterior:dawid_skene:em", "gold": "prior",
       "posterior_kwargs": {"prior_counts": [[[5, 1], [5, 1]], [[1, 5], [1, 5]]]}},
      "gold: prior builds prior_counts from the gold slice"),
@@ -279,8 +279,13 @@ def test_folder_names_the_file_system_refuses_are_config_errors(tmp_path):
 
 @pytest.mark.parametrize("cached", ["{}", "[]", "null", '"x"', '{"dawid_skene": {}}'])
 def test_a_cached_registry_that_is_not_one_is_rebuilt(tmp_path, monkeypatch, cached):
+    import bayes_w2s.config as config_module
     monkeypatch.setenv("BAYES_W2S_CACHE", str(tmp_path))
     registry = posterior_registry()
     [path] = (tmp_path / "config").glob("posterior-*.json")
+    build = config_module._posterior_registry_from_import
+    monkeypatch.setattr(config_module, "_posterior_registry_from_import", lambda: pytest.fail("rebuilt a good cache"))
+    assert posterior_registry() == registry
+    monkeypatch.setattr(config_module, "_posterior_registry_from_import", build)
     path.write_text(cached)
     assert posterior_registry() == registry and json.loads(path.read_text()) == registry

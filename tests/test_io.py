@@ -93,10 +93,14 @@ def test_two_processes_hammering_one_cache_path(tmp_path, kind):
 
 
 def test_written_files_and_folders_follow_the_umask(tmp_path):
-    """mkstemp / mkdtemp make private files; results were 0600 whatever the umask said."""
-    import bayes_w2s.io as io_module
-    write_text(tmp_path / "r.csv", "x")
-    with atomic_dir(tmp_path / "model") as tmp:
-        (tmp / "w.txt").write_text("w")
-    assert (tmp_path / "r.csv").stat().st_mode & 0o777 == 0o666 & ~io_module._UMASK
-    assert (tmp_path / "model").stat().st_mode & 0o777 == 0o777 & ~io_module._UMASK
+    """mkstemp / mkdtemp made private files; results were 0600 whatever the umask said."""
+    for umask in (0o022, 0o077):
+        old = os.umask(umask)
+        try:
+            write_text(tmp_path / f"r{umask}.csv", "x")
+            with atomic_dir(tmp_path / f"model{umask}") as tmp:
+                (tmp / "w.txt").write_text("w")
+        finally:
+            os.umask(old)
+        assert (tmp_path / f"r{umask}.csv").stat().st_mode & 0o777 == 0o666 & ~umask
+        assert (tmp_path / f"model{umask}").stat().st_mode & 0o777 == 0o777 & ~umask

@@ -132,9 +132,11 @@ def gold_confusion_counts(gold_labels, gold_classes, num_classes: int | None = N
     if classes.shape != (lm.counts.shape[0],):
         raise InvalidInputError(f"{classes.size} gold classes for {lm.counts.shape[0]} gold items")
     k = lm.counts.shape[-1]
+    if classes.dtype.kind == "f" and np.isfinite(classes).all() and (classes == np.round(classes)).all():
+        classes = classes.astype(np.int64)   # whole numbers from a float column
     # np.eye(k)[-1] is the last class: an "unknown" −1 was counted as class K − 1
     if classes.dtype.kind not in "iu" or ((classes < 0) | (classes >= k)).any():
-        wrong = classes[~np.isin(classes, np.arange(k))] if classes.dtype.kind in "iuf" else classes
+        wrong = classes[~np.isin(classes, np.arange(k))] if classes.dtype.kind in "iu" else classes
         raise InvalidInputError(f"gold classes must be known class indices 0..{k - 1} (pass num_classes= if the "
                                 f"gold votes miss a class), got {wrong[:5].tolist()}")
     return np.einsum("nk,nml->kml", np.eye(k)[classes], lm.counts)

@@ -443,6 +443,10 @@ def check_fit_settings(model: str, method: str | None, kwargs: dict) -> None:
                                     f"{expected}, got {value!r}")
 
 
+def _is_minus_one(label) -> bool:
+    return str(label).strip() in ("-1", "-1.0")
+
+
 def _id_key(item) -> str:
     """An item id as gold looks it up: 3, 3.0 and "3" are one task (a float task column)."""
     if isinstance(item, (float, np.floating)) and float(item).is_integer():
@@ -452,8 +456,9 @@ def _id_key(item) -> str:
 
 def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
     """``gold`` ({item: label} or an ``[N]`` array with −1, NaN or a mask = unknown) → ``[N]``
-    class indices. Where a class is *named* −1 (sentiment −1 / 0 / 1), −1 is that class in a
-    dict, and an array must mark unknown items with NaN or a mask.
+    class indices. Where a class is *named* −1 (sentiment −1 / 0 / 1) and the labels are read
+    by name (a long frame), −1 is that class in a dict; anywhere else a −1 is refused as
+    ambiguous, and a Series or array marks unknown items with NaN or a mask.
 
     Items are item ids when the labels carry them, else positions (a pandas Series: its index
     names the items, as a dict's keys). Labels are class names or class indices; an integer
@@ -461,22 +466,29 @@ def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
     ratings 1..5), else a class index, as a vote is."""
     if gold is None:
         return None
+    names = {str(c): j for j, c in enumerate(lm.label_names)}
+    class_minus_one = "-1" in names   # e.g. sentiment −1 / 0 / 1: −1 is a class only where gold can say so
+    ambiguous = LabelSetMismatchError("gold holds −1, which is both a class name and the usual 'unknown': give gold "
+                                      "as a dict {item: label} (labels read by name), and mark unknown items in a "
+                                      "Series or array with NaN or a mask")
     if isinstance(gold, pd.Series):   # by index, never by position: a shuffled Series would be misread
         known = gold[gold.notna()]
+        if class_minus_one and any(_is_minus_one(v) for v in known):   # as in an array (``df.gold.fillna(-1)``)
+            raise ambiguous
         twice = known.index[known.index.duplicated()]
         if len(twice):
             raise InvalidInputError(f"gold names item {twice.tolist()[0]!r} more than once "
                                     f"(labels {known.loc[[twice[0]]].tolist()}); give one label per item")
         gold = dict(known.items())
     n, k = lm.counts.shape[0], len(lm.label_names)
-    names = {str(c): j for j, c in enumerate(lm.label_names)}
-    minus_one_is_a_class = lm.labels_by_name and "-1" in names   # e.g. sentiment −1 / 0 / 1
     out = np.full(n, -1, dtype=np.int64)
     if isinstance(gold, dict):
         if not gold:
             return None
         position = {_id_key(i): j for j, i in enumerate(lm.item_ids)} if lm.item_ids is not None else None
         items = list(gold.items())
+        if class_minus_one and not lm.labels_by_name and any(_is_minus_one(v) for _, v in items):
+            raise ambiguous   # votes are class indices, so −1 would be "unknown", yet a class is named −1
     else:
         masked = np.ma.getmaskarray(gold) if isinstance(gold, np.ma.MaskedArray) else None   # masked = unknown
         arr = np.asarray(np.ma.getdata(gold))
@@ -494,12 +506,11 @@ def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
                 j = int(np.flatnonzero(bad)[0])
                 raise LabelSetMismatchError(f"gold label {float(arr[j])!r} of item {j} is not a class index 0..{k - 1}")
             arr = np.where(unknown, -1, arr).astype(np.int64)
-        if minus_one_is_a_class and np.any((arr == -1) & ~unknown):
-            raise LabelSetMismatchError("gold holds −1, which is both a class name and the array's 'unknown': give "
-                                        "gold as {item: label}, or mark unknown items with NaN or a mask")
+        if class_minus_one and np.any((arr == -1) & ~unknown):
+            raise ambiguous
         position, items = None, [(j, v) for j, v in enumerate(arr.tolist()) if v != -1 and not unknown[j]]
     for item, label in items:
-        if (_is_int(label) and int(label) == -1 and not minus_one_is_a_class) \
+        if (_is_int(label) and int(label) == -1 and not class_minus_one) \
                 or (isinstance(label, (float, np.floating)) and np.isnan(label)):
             continue                         # unknown, as −1 / NaN in a gold array
         if position is not None:           # the items have ids: gold names them by id, never by position

@@ -194,7 +194,7 @@ def load_test_probs(out: Path, seeds=None, prefix: str = "test_probs") -> tuple[
     """The pipeline's ``<prefix>_seed<s>.npz`` files of a results folder (test predictions,
     or ``target_probs``: the training targets on strong_train), pooled over seeds:
     ``({row name: [seeds · N, K]}, labels [seeds · N])``; ``None`` when there are none."""
-    name = re.compile(rf"^{re.escape(prefix)}_seed(\d+)\.npz$")   # not a copy such as ..._seed0.bak.npz
+    name = re.compile(rf"^{re.escape(prefix)}_seed(0|[1-9]\d*)\.npz$")   # not a copy such as ..._seed0.bak.npz
     files = [f for f in sorted(Path(out).iterdir()) if (m := name.match(f.name))
              and (seeds is None or int(m.group(1)) in set(seeds))]
     pooled, labels = {}, []
@@ -203,6 +203,13 @@ def load_test_probs(out: Path, seeds=None, prefix: str = "test_probs") -> tuple[
             with np.load(f, allow_pickle=False) as z:
                 seed_rows = {str(n): p for n, p in zip(z["methods"], z["probs"])}
                 seed_labels = z["labels"]
+            shapes = {p.shape for p in seed_rows.values()}
+            widths = {s[-1] if s else None for s in shapes}
+            earlier = {next(iter(pooled.values()))[0].shape[1]} if pooled else widths   # the seeds read so far
+            if seed_labels.ndim != 1 or any(len(s) != 2 or s[0] != len(seed_labels) for s in shapes) \
+                    or len(widths) > 1 or widths != earlier:
+                raise ValueError(f"probabilities of shapes {sorted(shapes)} for {len(seed_labels)} labels, or "
+                                 "another class count than the other seeds'")
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
             # only the plots read these: a damaged one costs its seed's share of a diagram, not the report
             warnings.warn(f"{f} is unreadable ({type(exc).__name__}: {exc}); the reliability diagram leaves "

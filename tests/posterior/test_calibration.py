@@ -67,7 +67,9 @@ def test_gold_confusion_counts_are_each_models_votes_by_true_class():
     assert counts[1, 0].tolist() == [0, 1] and counts[1, 1].tolist() == [0, 2]      # abstention adds nothing
     with pytest.raises(InvalidInputError, match="gold classes"):
         gold_confusion_counts(votes, np.array([0, 1]))
-    for bad in ([-1, 0, 1, 1], [0, 0, 1, 5], [0.0, 0.0, 1.0, 1.0]):   # −1 was counted as the last class
+    np.testing.assert_array_equal(gold_confusion_counts(votes, np.array([0.0, 0.0, 1.0, 1.0])),   # a float column
+                                  gold_confusion_counts(votes, np.array([0, 0, 1, 1])))
+    for bad in ([-1, 0, 1, 1], [0, 0, 1, 5], [0.0, 0.5, 1.0, 1.0]):   # −1 was counted as the last class
         with pytest.raises(InvalidInputError, match="gold classes must be known class indices 0..1"):
             gold_confusion_counts(votes, np.array(bad))
     wide = gold_confusion_counts(votes, np.array([0, 0, 2, 2]), num_classes=3)   # the votes never show class 2

@@ -535,8 +535,11 @@ def test_gold_edge_cases_are_read_as_meant_or_refused():
                        "label": [1, 1, 1, -1, -1, 0, 0, 0, -1, -1, -1, -1]})
     post = fit_posterior(df, label_names=[-1, 0, 1], gold={0: -1})         # −1 is a class here, not "unknown"
     assert post.info["gold_items"] == 1 and post.labels[0] == 0
-    with pytest.raises(LabelSetMismatchError, match="both a class name and the array's 'unknown'"):
-        fit_posterior(df, label_names=[-1, 0, 1], gold=np.array([-1, -1, -1, -1]))
+    for ambiguous in (np.array([-1, -1, -1, -1]), pd.Series([1.0, -1.0, -1.0, -1.0])):   # df.gold.fillna(-1)
+        with pytest.raises(LabelSetMismatchError, match="both a class name and the usual 'unknown'"):
+            fit_posterior(df, label_names=[-1, 0, 1], gold=ambiguous)
+    with pytest.raises(LabelSetMismatchError, match="both a class name"):   # votes: gold ints are indices
+        fit_posterior(np.array([[0, 0], [1, 2], [2, 2]]), label_names=[-1, 0, 1], gold={0: -1})
     assert fit_posterior(df, label_names=[-1, 0, 1], gold=np.ma.masked_array([1, 0, 0, 0], mask=[0, 1, 1, 1])
                          ).info["gold_items"] == 1
     _, votes = simulate_votes(n=20, k=3, accs=(0.6, 0.7, 0.8))

@@ -120,9 +120,14 @@ def test_damaged_or_stray_probability_files_cost_a_diagram_seed_not_the_report(t
     for seed in (0, 1):
         np.savez(tmp_path / f"test_probs_seed{seed}.npz", methods=np.array(["s"]), probs=rng.dirichlet([1, 1], (1, 5)),
                  labels=rng.integers(0, 2, 5))
-    (tmp_path / "test_probs_seed0.bak.npz").write_bytes((tmp_path / "test_probs_seed0.npz").read_bytes())
+    for copy in ("test_probs_seed0.bak.npz", "test_probs_seed01.npz"):
+        (tmp_path / copy).write_bytes((tmp_path / "test_probs_seed0.npz").read_bytes())
     probs, labels = load_test_probs(tmp_path)
     assert probs["s"].shape == (10, 2) and labels.shape == (10,)          # the copy is not a third seed
+    np.savez(tmp_path / "test_probs_seed1.npz", methods=np.array(["s"]), probs=rng.dirichlet([1, 1, 1], (1, 5)),
+             labels=rng.integers(0, 2, 5))              # three classes where seed 0 has two
+    with pytest.warns(UnreadableCacheWarning, match="another class count"):
+        assert load_test_probs(tmp_path)[0]["s"].shape == (5, 2)
     (tmp_path / "test_probs_seed1.npz").write_bytes(b"PK\x03\x04 truncated")
     with pytest.warns(UnreadableCacheWarning, match="test_probs_seed1.npz is unreadable.*leaves that seed out"):
         probs, labels = load_test_probs(tmp_path)

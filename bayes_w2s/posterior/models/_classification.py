@@ -211,6 +211,9 @@ class ClassModel(PosteriorModel):
     derived_dims: ClassVar[dict] = {"theta": ("true_class", "weak_model", "weak_label")}
 
     # -- reported quantities -------------------------------------------------------------
+    #: the confusion is derived from the item posteriors (logistic-t), not a global site
+    confusion_reads_items: ClassVar[bool] = False
+
     def confusion(self, g: dict, data: ModelData, item_probs: torch.Tensor) -> torch.Tensor:
         """``[..., K, M, K]`` P(weak label | true class) for draws ``g``."""
         return g["theta"]
@@ -273,7 +276,7 @@ class ClassModel(PosteriorModel):
         if data.inverse is not None:   # items share their vote pattern's log-likelihood (expanded on access)
             probs = probs[data.inverse]
         plain = probs   # reliabilities are the fitted model's: a derived confusion reads the T = 1 item posteriors
-        if temperature != 1.0:
+        if temperature != 1.0 and self.confusion_reads_items:
             plain = self.local_posterior(data, draws, p, 1.0, concentration)[0]
             plain = plain[data.inverse] if data.inverse is not None else plain
         with torch.no_grad():

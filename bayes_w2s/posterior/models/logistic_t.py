@@ -138,6 +138,8 @@ class LogisticT(ClassModel):
         log_lik = student_t_log_lik(z, g["mu"], g["sigma"], g["omega"], float(p["df"]))
         return log_g["pi"].unsqueeze(-2) + with_evidence(obs, scaled(lik_weight, log_lik))
 
+    confusion_reads_items = True
+
     def confusion(self, g, data, item_probs):
         """P(weak model's argmax = l | true class k), from the posterior item labels, over the
         items where that model names a label (a tied output casts no vote, as in
