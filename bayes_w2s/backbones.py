@@ -132,8 +132,13 @@ class PooledClassifier(PreTrainedModel):
         pass
 
     def set_feature_stats(self, mean, std) -> None:
+        """Standardise features by the training set's statistics. A feature that does not vary
+        in training (one item, identical texts) taught the head nothing: it gets an infinite
+        scale, so it adds nothing at prediction (a clamp to 1e-6 made its ~0.1 differences on
+        new texts logits of ~1e5, probabilities of exactly 0 / 1)."""
+        std = torch.as_tensor(std, dtype=torch.float32)
         self.feature_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        self.feature_scale.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-6))
+        self.feature_scale.copy_(torch.where(std < 1e-6, torch.full_like(std, float("inf")), std))
 
     def merge_and_unload(self) -> "PooledClassifier":
         """Fold LoRA adapters into the backbone's weights (a plain model again, saved and

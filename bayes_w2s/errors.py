@@ -37,3 +37,14 @@ class MissingWeightsError(BayesW2SError, FileNotFoundError):
 class MissingDataError(BayesW2SError, FileNotFoundError):
     """A dataset is neither in the offline data folder (``$BAYES_W2S_DATA`` / ``data_dir``) nor
     reachable (the hub)."""
+
+
+def check_seed(seed, owner: str) -> int:
+    """``seed`` as a plain int in [0, 2**32) — the range ``random.seed`` / ``np.random.seed``
+    (through transformers' ``set_seed``) take — or an :class:`InvalidInputError` naming
+    ``owner``; a numpy integer is converted (``set_seed`` refused it after the model loaded)."""
+    import numbers
+
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
+        raise InvalidInputError(f"{owner} seed must be an integer in [0, 2**32), got {seed!r}")
+    return int(seed)

@@ -50,11 +50,9 @@ def accuracy(pred, labels) -> float:
     return float(hits(pred, labels).mean())
 
 
-def expected_calibration_error(probs, labels, n_bins: int = 15) -> float:
-    """ECE with equal-width confidence bins (Guo et al., 2017):
-    ``Σ_b |B_b|/N · |acc(B_b) − conf(B_b)|`` with confidence = max probability (ties at the
-    maximum split the accuracy, as in :func:`accuracy`). ``probs`` must be ``[N, K]``
-    probabilities: logits, log-probabilities or a 1-D P(class 1) gave numbers above 1 or 0."""
+def confidence_bins(probs, labels, n_bins: int):
+    """``(confidence [N], correct [N], bin [N])`` of ``[N, K]`` probabilities in ``n_bins``
+    equal-width confidence bins, every input checked (what ECE and reliability diagrams read)."""
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise InvalidInputError(f"n_bins must be an integer ≥ 1, got {n_bins!r}")
     labels = np.asarray(labels)
@@ -62,7 +60,15 @@ def expected_calibration_error(probs, labels, n_bins: int = 15) -> float:
         raise InvalidInputError("the calibration error of an empty set is undefined")
     probs = check_probs(probs, "probabilities for the calibration error", ndim=2)
     conf, correct = probs.max(-1), hits(probs, labels)
-    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    return conf, correct, np.minimum((conf * n_bins).astype(int), n_bins - 1)
+
+
+def expected_calibration_error(probs, labels, n_bins: int = 15) -> float:
+    """ECE with equal-width confidence bins (Guo et al., 2017):
+    ``Σ_b |B_b|/N · |acc(B_b) − conf(B_b)|`` with confidence = max probability (ties at the
+    maximum split the accuracy, as in :func:`accuracy`). ``probs`` must be ``[N, K]``
+    probabilities: logits, log-probabilities or a 1-D P(class 1) gave numbers above 1 or 0."""
+    conf, correct, bins = confidence_bins(probs, labels, n_bins)
     ece = 0.0
     for b in range(n_bins):
         mask = bins == b
@@ -74,7 +80,8 @@ def expected_calibration_error(probs, labels, n_bins: int = 15) -> float:
 def pgr(student: float, weak: float, ceiling: float) -> float:
     """Performance gap recovered (Burns et al., 2023): ``(student − weak) / (ceiling − weak)``.
 
-    NaN when the ceiling does not beat the weak reference (the ratio means nothing then), and
+    NaN when the ceiling does not beat the weak reference (by more than rounding error: the
+    ratio means nothing then), and
     when a score is NaN (a diverged student's row); an infinite score or a non-number is an error.
     """
     values = []
@@ -90,7 +97,8 @@ def pgr(student: float, weak: float, ceiling: float) -> float:
     if np.isnan(values).any():
         return float("nan")
     gap = ceiling - weak
-    return float((student - weak) / gap) if gap > 0 else float("nan")
+    # a gap of rounding error (a mean of weak scores equal to the ceiling) is no gap: the ratio was ~1e15
+    return float((student - weak) / gap) if gap > 1e-9 * max(1.0, abs(ceiling)) else float("nan")
 
 
 __all__ = ["accuracy", "hits", "expected_calibration_error", "pgr", "slu_scores", "item_slu_f1", "per_slot_type"]

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..errors import InvalidInputError
 from ..io import UnreadableCacheWarning, atomic_path, write_text
-from ..metrics import hits, pgr
+from ..metrics import confidence_bins, pgr
 
 #: row kinds in table order; ``oracle`` rows saw hidden references (diagnostics, never a method's result)
 ORDER = {"weak": 0, "weak_ensemble": 1, "student": 2, "oracle": 3, "ceiling": 4}
@@ -139,9 +139,7 @@ def plot_accuracy(summary: pd.DataFrame, path: Path, title: str = "", metric: st
 def calibration_bins(probs, labels, n_bins: int = 10) -> pd.DataFrame:
     """Per equal-width confidence bin (confidence = max probability): item count, mean
     confidence and accuracy — the numbers behind a reliability diagram and the ECE."""
-    probs, labels = np.asarray(probs, dtype=float), np.asarray(labels)
-    conf, correct = probs.max(-1), hits(probs, labels)
-    which = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    conf, correct, which = confidence_bins(probs, labels, n_bins)
     rows = [{"bin": b, "lower": b / n_bins, "upper": (b + 1) / n_bins, "count": int((which == b).sum()),
              "confidence": conf[which == b].mean() if (which == b).any() else np.nan,
              "accuracy": correct[which == b].mean() if (which == b).any() else np.nan} for b in range(n_bins)]

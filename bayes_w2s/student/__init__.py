@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import BayesW2SError, CorruptCacheError, InvalidInputError
+from ..errors import BayesW2SError, CorruptCacheError, InvalidInputError, check_seed
 from ..tasks.base import check_text_split, split_kind, texts_of
 from ..train_config import LOGGING_FIELDS
 from ..training import Classifier, TrainConfig
+from ..weak.labels import check_name_list
 from .losses import LOSSES, LossSpec, get_loss
 from .targets import Targets, resolve_targets
 
@@ -128,7 +129,7 @@ def train_student(model: str, train_data, targets, loss: str = "xent", *, label_
     check_text_split(train_data, "train_data")
     if len(train_data) == 0:
         raise InvalidInputError("train_data is empty")
-    _check_arguments(model, loss, config, loss_kwargs, hard, seed)
+    seed = _check_arguments(model, loss, config, loss_kwargs, hard, seed)
     if split_kind(train_data) == "generation":
         return _train_generation(model, train_data, targets, loss, config, seed, loss_kwargs, prefer_offline,
                                  weights, hard)
@@ -145,7 +146,8 @@ def train_student(model: str, train_data, targets, loss: str = "xent", *, label_
             and [str(i) for i in ids] != [str(i) for i in train_data["id"]]:
         raise InvalidInputError(f"the targets are for other items than train_data (item ids {list(ids[:3])}… "
                                 f"against {list(train_data['id'][:3])}…): fit them on this split, in its order")
-    tg = resolve_targets(targets, len(train_data), list(label_names), hard=hard, weights=weights)
+    label_names = check_name_list(label_names, "train_student label_names")
+    tg = resolve_targets(targets, len(train_data), label_names, hard=hard, weights=weights)
     if spec.needs_weights and tg.weights is None:
         raise InvalidInputError(f"loss {loss!r} needs per-item weights: pass a Posterior or weights=")
     if spec.needs_weak_probs and tg.weak_probs is None:
@@ -159,8 +161,8 @@ def train_student(model: str, train_data, targets, loss: str = "xent", *, label_
                    dict(loss_kwargs or {}))
 
 
-def _check_arguments(model, loss, config, loss_kwargs, hard, seed) -> None:
-    """Fail before any model loads on arguments of the wrong kind."""
+def _check_arguments(model, loss, config, loss_kwargs, hard, seed) -> int:
+    """Fail before any model loads on arguments of the wrong kind; returns the seed as an int."""
     from ..cards import ModelCard
     if not isinstance(model, (str, ModelCard)):
         raise InvalidInputError(f"train_student model must be a model card name, hub id or folder, got {model!r}")
@@ -175,8 +177,7 @@ def _check_arguments(model, loss, config, loss_kwargs, hard, seed) -> None:
                                 f"got {loss_kwargs!r}")
     if not isinstance(hard, (bool, np.bool_)):
         raise InvalidInputError(f"train_student hard must be True or False, got {hard!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidInputError(f"train_student seed must be a non-negative integer, got {seed!r}")
+    return check_seed(seed, "train_student")
 
 
 def _train_generation(model, train_data, targets, loss, config, seed, loss_kwargs, prefer_offline, weights, hard):
@@ -205,6 +206,14 @@ def _train_generation(model, train_data, targets, loss, config, seed, loss_kwarg
     elif not isinstance(targets, GenerationTargets):
         raise InvalidInputError("generation targets must be a WordPosterior, GenerationTargets or a list of "
                                 f"target strings, got {type(targets).__name__}")
+    # these losses are plain token xent on targets that carry their weights: without them, say so
+    # (they trained plain xent silently; the classification losses refuse the same calls)
+    if loss in ("weighted_xent", "multi_weak") and targets.weights is None:
+        raise InvalidInputError(f"loss {loss!r} weighs each target sequence: give weights= (per-sequence "
+                                "confidences, or λ per weak model on one row per item and weak model), or targets "
+                                "that carry them (a WordPosterior with loss weighted_xent)")
+    if loss == "token_weighted_xent" and not targets.token_weighted:
+        raise InvalidInputError("loss 'token_weighted_xent' weighs tokens by a word posterior: give a WordPosterior")
     token_loss = "xent" if loss in ("xent", "weighted_xent", "token_weighted_xent", "multi_weak") else loss
     # "weights" (λ per weak model) shaped the targets already; every other setting is the token loss's own
     settings = {k: v for k, v in (loss_kwargs or {}).items() if k != "weights"}

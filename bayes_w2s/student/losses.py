@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -70,6 +71,10 @@ class MultiWeak:
     """Naive multi-weak loss: one cross-entropy term per weak model::
 
         L = (1/B) Σ_i Σ_m λ_m CE(f(x_i), y_im),   Σ_m λ_m = 1 (uniform by default)
+
+    ``lambdas`` are relative weights, normalised to sum to 1 ([1, 1] is [0.5, 0.5]: unnormalised
+    they scaled the loss, and so the step size). ``hard``: each weak model's argmax as its label,
+    a tie split evenly among the tied classes (a tied output is no vote for the first of them).
     """
 
     lambdas: list[float] | None = None
@@ -79,6 +84,7 @@ class MultiWeak:
         if self.lambdas is not None:
             if isinstance(self.lambdas, (str, bytes)) or not hasattr(self.lambdas, "__len__"):
                 raise InvalidInputError(f"loss multi_weak: lambdas must be a list of weights, got {self.lambdas!r}")
+            self.lambdas = [v.item() if isinstance(v, np.generic) else v for v in self.lambdas]   # numpy scalars
             for lam in self.lambdas:
                 _check_number("multi_weak", "lambdas", lam, 0.0, float("inf"))
             if sum(float(v) for v in self.lambdas) <= 0:
@@ -91,11 +97,13 @@ class MultiWeak:
             raise InvalidInputError("the multi_weak loss needs every weak model's probabilities (weak_probs)")
         weak = batch["weak_probs"]                                   # [B, M, K]
         if self.hard:
-            weak = F.one_hot(weak.argmax(-1), weak.shape[-1]).to(logits.dtype)
+            top = (weak >= weak.amax(-1, keepdim=True)).to(logits.dtype)
+            weak = top / top.sum(-1, keepdim=True)
         m = weak.shape[1]
         lam = torch.full((m,), 1.0 / m) if self.lambdas is None else torch.as_tensor(self.lambdas, dtype=logits.dtype)
         if lam.shape[0] != m:
             raise InvalidInputError(f"{lam.shape[0]} multi-weak weights λ for {m} weak models")
+        lam = lam / lam.sum()
         logp = F.log_softmax(logits, -1).unsqueeze(1)                 # [B, 1, K]
         per_model = -(weak * logp).sum(-1)                            # [B, M]
         return (per_model * lam.to(per_model)).sum(-1).mean()

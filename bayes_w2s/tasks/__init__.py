@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidInputError, MissingDataError, UnknownNameError
+from ..errors import InvalidInputError, MissingDataError, UnknownNameError, check_seed
 from . import classification as _c
 from . import generation as _g
 from .base import DATA_ENV, SPLITS, GenerationTask, Task, resolve_data_dir, split_kind, three_way_split
@@ -103,8 +103,7 @@ def load_task(name: str, data_dir=None, seed: int = 0, sizes: dict | None = None
     if not isinstance(name, (str, Path)):
         raise InvalidInputError(f"task must be a task name or a file path, got {type(name).__name__} {name!r}")
     name = str(name)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidInputError(f"load_task seed must be a non-negative integer, got {seed!r}")
+    seed = check_seed(seed, "load_task")
     if name in GENERATION_TASKS:
         pool, official_test = _read_offline(name, GENERATION_TASKS[name], data_dir)
         parts = three_way_split(pool, sizes, seed, fixed_test=official_test, stratify_by="scenario")

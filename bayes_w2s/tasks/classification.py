@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -204,11 +205,12 @@ def load_table(path: str | Path, text_column: str = "text", label_column: str = 
     if df.empty:
         raise InvalidInputError(f"{path}: no rows")
     raw = df[label_column]
-    nested = raw.map(lambda v: isinstance(v, (list, dict)))
-    if nested.any():   # a JSON list or object became a class named by its repr
-        raise InvalidInputError(f"{path}: {label_column!r} holds lists or objects (first: data row "
-                                f"{int(np.flatnonzero(nested.to_numpy())[0]) + 1}: {raw[nested].iloc[0]!r}); "
-                                "a label is one string or integer")
+    for column, what in ((label_column, "a label is one string or integer"), (text_column, "a text is one string")):
+        nested = df[column].map(lambda v: isinstance(v, (list, dict)))
+        if nested.any():   # a JSON list or object became a class (or a text) named by its repr
+            first = int(np.flatnonzero(nested.to_numpy())[0])
+            raise InvalidInputError(f"{path}: {column!r} holds lists or objects (first: data row {first + 1}: "
+                                    f"{df[column].iloc[first]!r}); {what}")
     blank = raw.isna() | (raw.astype(str).str.strip() == "")
     if blank.any():
         rows = np.flatnonzero(blank.to_numpy())
@@ -218,7 +220,7 @@ def load_table(path: str | Path, text_column: str = "text", label_column: str = 
     raw = raw.map(lambda v: v.strip() if isinstance(v, str) else v)
     # CSV labels are read as text, so "01" and "1" stay two classes (pandas' number parsing merged
     # them); labels that are all plain integers become integers, ordered by value
-    if raw.map(lambda v: isinstance(v, str) and v.lstrip("-").isdigit() and str(int(v)) == v).all():
+    if raw.map(_is_plain_integer).all():
         raw = raw.astype(int)
     if df[text_column].isna().any():
         rows = np.flatnonzero(df[text_column].isna().to_numpy())
@@ -247,13 +249,19 @@ def load_table(path: str | Path, text_column: str = "text", label_column: str = 
     return Dataset.from_pandas(out, preserve_index=False), names
 
 
+def _is_plain_integer(value) -> bool:
+    """"12" or "-3" in ASCII digits, within int64 ("²" is a digit to str.isdigit, and int() refuses it)."""
+    return isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value) is not None and str(int(value)) == value \
+        and -2**63 <= int(value) < 2**63
+
+
 def _read_table(path: Path, label_column: str = "label") -> pd.DataFrame:
     """The file as a DataFrame (CSV / TSV labels as text), or an InvalidInputError that names
     it and says what is wrong."""
     try:
         suffix = path.suffix.lower()
         if suffix in (".jsonl", ".json"):
-            return pd.read_json(path, lines=suffix == ".jsonl", encoding="utf-8")
+            return pd.read_json(path, lines=suffix == ".jsonl", encoding="utf-8-sig")   # a BOM, as CSV allows
         return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", keep_default_na=False,
                            encoding="utf-8", dtype={label_column: str})
     except UnicodeDecodeError as exc:

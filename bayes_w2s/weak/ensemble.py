@@ -13,7 +13,7 @@ from scipy.special import softmax
 from .. import distributed
 from ..backbones import texts_fingerprint
 from ..cards import cache_dir, load_card
-from ..errors import CorruptCacheError, InvalidInputError
+from ..errors import CorruptCacheError, InvalidInputError, check_seed
 from ..io import warn_unreadable
 from ..tasks.base import check_text_split, split_kind
 from ..training import Classifier, TrainConfig
@@ -78,8 +78,7 @@ class WeakEnsemble:
             raise InvalidInputError(f"WeakEnsemble models must be model names (str), got {bad[0]!r}")
         models = [str(m) for m in models]
         _check_config(config, models)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise InvalidInputError(f"WeakEnsemble seed must be a non-negative integer, got {seed!r}")
+        seed = check_seed(seed, "WeakEnsemble")
         if not (cache is None or cache is False or isinstance(cache, (str, os.PathLike))):
             raise InvalidInputError(f"WeakEnsemble cache must be a folder path, or False for none, got {cache!r}")
         self.cards = [load_card(m) for m in models]   # fails early on unknown names

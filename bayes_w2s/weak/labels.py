@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CorruptCacheError, InvalidInputError, LabelSetMismatchError
+from ..errors import CorruptCacheError, InvalidInputError, LabelSetMismatchError, MissingDataError
 from ..io import atomic_path
 
 #: tolerance on ``probs.sum(-1) == 1``; float32 softmax outputs are well inside it
@@ -47,6 +47,19 @@ def check_probs(probs: np.ndarray, what: str = "probabilities", ndim: int | None
     return probs
 
 
+def check_name_list(names, what: str) -> list:
+    """``names`` as a list, refused unless it is an ordered collection of distinct names: a
+    string has a length too ("ab" passed for 2 models), a set has no order (the class order
+    followed PYTHONHASHSEED), and a repeated name made a model, class or item ambiguous."""
+    if isinstance(names, (str, bytes, set, frozenset, dict)) or not hasattr(names, "__len__") \
+            or not hasattr(names, "__getitem__"):
+        raise InvalidInputError(f"{what} must be an ordered list of names, got {type(names).__name__} {names!r:.80}")
+    names = list(names.tolist() if isinstance(names, np.ndarray) else names)
+    if len({str(x) for x in names}) != len(names):
+        raise InvalidInputError(f"{what} must be distinct, got {names[:20]}")
+    return names
+
+
 @dataclass
 class WeakLabels:
     """Soft labels from ``M`` weak models on ``N`` items over ``K`` classes.
@@ -68,16 +81,10 @@ class WeakLabels:
     def __post_init__(self):
         self.probs = check_probs(self.probs, "weak-label probabilities", ndim=3)
         n, m, k = self.probs.shape
-        for what, names in (("model_names", self.model_names), ("label_names", self.label_names),
-                            ("item_ids", self.item_ids)):
-            if names is None and what == "item_ids":
-                continue
-            # a string has a length too ("ab" passed for 2 models); repeated names made one model / class /
-            # item ambiguous (model() picks the first; a duplicated item id gave a frame with a repeated index)
-            if isinstance(names, (str, bytes)) or not hasattr(names, "__len__"):
-                raise InvalidInputError(f"WeakLabels {what} must be a list, got {names!r}")
-            if len({str(x) for x in names}) != len(names):
-                raise InvalidInputError(f"WeakLabels {what} must be distinct, got {list(names)[:20]}")
+        self.model_names = check_name_list(self.model_names, "WeakLabels model_names")
+        self.label_names = check_name_list(self.label_names, "WeakLabels label_names")
+        if self.item_ids is not None:   # checked, kept as given (ids of any type round-trip through save)
+            check_name_list(self.item_ids, "WeakLabels item_ids")
         if len(self.model_names) != m:
             raise InvalidInputError(f"{len(self.model_names)} model names for {m} weak models (probs {self.probs.shape})")
         if len(self.label_names) != k:
@@ -148,10 +155,15 @@ class WeakLabels:
     def save(self, path: str | Path) -> Path:
         """Write ``.npz`` (arrays only, no pickles) atomically: a crash never leaves half a file."""
         path = Path(path)
+        if path.is_dir():
+            raise InvalidInputError(f"cannot save weak labels to {path}: it is a folder; name a file (….npz)")
         stored = self.probs.astype(np.float32)
-        header = json.dumps({"model_names": self.model_names, "label_names": self.label_names,
-                             "item_ids": self.item_ids, "meta": self.meta, "checksum": _checksum(stored)},
-                            default=_plain)
+        try:
+            header = json.dumps({"model_names": self.model_names, "label_names": self.label_names,
+                                 "item_ids": self.item_ids, "meta": self.meta, "checksum": _checksum(stored)},
+                                default=_plain)
+        except (TypeError, ValueError) as exc:   # e.g. a tuple as a meta key
+            raise InvalidInputError(f"cannot save weak labels: names, ids and meta must be JSON data ({exc})") from None
         with atomic_path(path) as tmp, open(tmp, "wb") as f:   # per-process temp name: writers never collide
             # a file object, not a name: np.savez appends ".npz" to a name without it, so
             # "labels.cache" used to leave an empty file behind and the data elsewhere
@@ -161,6 +173,8 @@ class WeakLabels:
     @classmethod
     def load(cls, path: str | Path) -> "WeakLabels":
         path = Path(path)
+        if not path.is_file():   # not a damaged cache: nothing to delete
+            raise MissingDataError(f"no weak-label file {path}" + (" (it is a folder)" if path.is_dir() else ""))
         try:
             with np.load(path, allow_pickle=False) as z:
                 header = json.loads(str(z["header"]))

@@ -42,6 +42,8 @@ def test_pgr():
     assert pgr(0.85, 0.80, 0.90) == pytest.approx(0.5)
     assert pgr(0.78, 0.80, 0.90) == pytest.approx(-0.2)
     assert math.isnan(pgr(0.9, 0.9, 0.85))
+    assert math.isnan(pgr(0.9, np.mean([0.7, 0.8, 0.9]), 0.8))     # a gap of rounding error: was 9e14
+    assert math.isnan(pgr(0.8, 0.7, 0.7000000000000001))
 
 
 @pytest.mark.parametrize("probs, match", [

@@ -150,3 +150,12 @@ def test_method_names_survive_the_csv_and_bad_columns_are_named(tmp_path):
     (tmp_path / "results.csv").write_text(results.assign(accuracy="high").to_csv(index=False))
     with pytest.raises(InvalidInputError, match=r"\['accuracy'\] hold values that are not numbers"):
         redraw_plots(tmp_path)
+
+
+def test_calibration_bins_check_their_inputs_as_the_ece_does():
+    from bayes_w2s.report import calibration_bins
+    for probs, labels, n_bins, match in ((np.array([[2.0, -1.0], [0.5, 3.0]]), [0, 1], 4, "must lie in"),   # logits
+                                         (np.zeros((0, 2)), [], 2, "empty set"),
+                                         (np.array([[0.5, 0.5]]), [0], 0, "n_bins must be")):
+        with pytest.raises(InvalidInputError, match=match):
+            calibration_bins(probs, labels, n_bins=n_bins)

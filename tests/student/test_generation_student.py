@@ -164,6 +164,11 @@ def test_errors():
     with pytest.raises(InvalidInputError,
                        match=r"3 generation target\(s\) are not one JSON object .*target 0: 'not json'"):
         train_student("gpt2-tiny-scratch", _ds(texts, ["{}"] * 4), ["not json", "", '{"time": "x"}', "[1, 2]"])
+    for loss, match in (("weighted_xent", "weighs each target sequence: give weights="),
+                        ("multi_weak", "weighs each target sequence"),
+                        ("token_weighted_xent", "weighs tokens by a word posterior")):   # all trained plain xent
+        with pytest.raises(InvalidInputError, match=match):
+            train_student("gpt2-tiny-scratch", _ds(texts, ["{}"] * 4), ["{}"] * 4, loss)
     from bayes_w2s import TrainConfig
     with pytest.raises(InvalidInputError, match="a generation student takes a GeneratorConfig, got TrainConfig"):
         train_student("gpt2-tiny-scratch", _ds(texts, ["{}"] * 4), ["{}"] * 4, config=TrainConfig(mode="lora"))

@@ -1,6 +1,7 @@
 """Each loss against a batch computed by hand."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -50,6 +51,11 @@ def test_multi_weak_one_term_per_weak_model():
     assert loss(LOGITS, {"weak_probs": weak}).item() == pytest.approx(expected, rel=1e-6)
     with pytest.raises(InvalidInputError, match="weak"):
         loss(LOGITS, {"target_probs": weak[:, 0]})
+    same = MultiWeak(lambdas=[np.int64(1), np.float32(3)])        # relative weights, numpy scalars too
+    assert same(LOGITS, {"weak_probs": weak}).item() == pytest.approx(expected, rel=1e-6)
+    tied = torch.tensor([[[0.5, 0.5], [0.5, 0.5]], [[0.5, 0.5], [0.5, 0.5]]])   # a tie was a vote for class 0
+    split = -(0.5 * torch.log_softmax(LOGITS, -1)).sum(-1).mean()
+    assert MultiWeak()(LOGITS, {"weak_probs": tied}).item() == pytest.approx(split.item(), rel=1e-6)
 
 
 def test_dirichlet_kl_closed_form():

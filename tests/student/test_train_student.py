@@ -181,8 +181,12 @@ BAD_ARGUMENTS = [
     (dict(targets=ONE_HOT, label_names=["a", "b"], loss="weighted_xent", weights=-np.ones(48)), "finite non-negative"),
     (dict(targets=ONE_HOT, label_names=["a", "b"], config="head"), r"config must be a TrainConfig.*TrainConfig\(mode='head'\)"),
     (dict(targets=ONE_HOT, label_names=["a", "b"], loss_kwargs=[0.5]), "loss_kwargs must be a mapping"),
-    (dict(targets=ONE_HOT, label_names=["a", "b"], seed=-1), "seed must be a non-negative integer"),
+    (dict(targets=ONE_HOT, label_names=["a", "b"], seed=-1), r"seed must be an integer in \[0, 2\*\*32\)"),
+    (dict(targets=ONE_HOT, label_names=["a", "b"], seed=2**32), r"seed must be an integer in \[0, 2\*\*32\)"),
     (dict(targets=ONE_HOT, label_names=["a", "b"], hard="yes"), "hard must be True or False"),
+    (dict(targets=ONE_HOT, label_names="ab"), "label_names must be an ordered list of names, got str"),   # classes a, b
+    (dict(targets=ONE_HOT, label_names=["a", "a"]), "label_names must be distinct"),
+    (dict(targets=ONE_HOT, label_names=["a", "b"], seed=np.int64(3)), None),   # set_seed refused it after loading
     (dict(targets=ONE_HOT, label_names=["a", "b"], loss="focal"), "unknown loss 'focal'"),
     (dict(targets=ONE_HOT, label_names=["a"]), "at least two classes"),
     (dict(targets=np.array(["a", "b"] * 24), label_names=["a", "b"]), "got dtype <U1"),
@@ -231,3 +235,13 @@ def test_a_run_of_one_step_moves_the_weights(tiny_encoder, toy):
     clf.fit(texts, np.eye(2)[toy["label"][:8]], lambda z, b, p: torch.nn.functional.cross_entropy(z, b["target_probs"]))
     moved = [n for n, p in clf.model.named_parameters() if n in before and not torch.equal(before[n], p.detach())]
     assert moved, "one step at lr 0"
+
+
+def test_features_that_never_varied_in_training_add_nothing(tiny_encoder):
+    """One training item: every feature's std is 0, and a clamp to 1e-6 turned the new texts'
+    feature differences into logits of ~1e5 (probabilities of exactly 0 / 1)."""
+    one = Dataset.from_dict({"text": ["a great film"]})
+    student = train_student(tiny_encoder, one, np.array([1]), label_names=["neg", "pos"],
+                            config=TrainConfig(mode="head", epochs=1))
+    probs = student.predict_proba(["a great film", "a terrible film", "hello"])
+    assert probs.max() < 0.99 and np.allclose(probs, probs[0])

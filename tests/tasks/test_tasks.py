@@ -138,7 +138,7 @@ BAD_TASKS = [
     (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), sizes={"test": "16"}), r"sizes\['test'\] must be a positive"),
     (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), sizes={"test": 1.5}), r"sizes\['test'\] must be a positive"),
     (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), sizes=[5, 5, 5]), "sizes must be a mapping"),
-    (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), seed=-1), "seed must be a non-negative integer"),
+    (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), seed=-1), r"seed must be an integer in \[0, 2\*\*32\)"),
     (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), label_names="ab"), "label_names must be a list"),
     (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), label_names=["a", "a", "b"]), "label_names must be a list of distinct"),
     (lambda d: dict(name=_table(d, "e.csv", "")), r"e.csv: the file is empty"),
@@ -168,6 +168,15 @@ BAD_TASKS = [
     (lambda d: dict(name=_table(d, "s.csv", "text,label\n" + "".join(f"t{i}, {'a' if i % 2 else 'b'}\n" for i in range(30)))),
      None),
     (lambda d: dict(name=_table(d, "s.csv", "text,label\n" + "t,a\n" * 15 + "u, a\n" * 15)), r"s.csv: every row has the label 'a'"),
+    # digits str.isdigit accepts and int() refuses, and integers beyond int64, are class names (were raw errors)
+    (lambda d: dict(name=_table(d, "sup.csv", "text,label\n" + "".join(f"t{i},{'²' if i % 2 else 1}\n"
+                                                                       for i in range(30)))), None),
+    (lambda d: dict(name=_table(d, "big.csv", "text,label\n" + "".join(f"t{i},{'9' * 20 if i % 2 else 0}\n"
+                                                                       for i in range(30)))), None),
+    (lambda d: dict(name=_table(d, "bom.jsonl", ("\ufeff" + "".join(f'{{"text": "t{i}", "label": {i % 2}}}\n'
+                                                                     for i in range(30))).encode("utf-8"))), None),
+    (lambda d: dict(name=_table(d, "lt.jsonl", "".join(f'{{"text": [{i}], "label": {i % 2}}}\n' for i in range(30)))),
+     r"'text' holds lists or objects .* a text is one string"),   # was the text "[0]"
 ]
 
 

@@ -48,7 +48,8 @@ def test_shape_and_label_set_errors():
     (dict(model_names=["a", "a", "c"]), r"model_names must be distinct"),
     (dict(label_names=["x", "x"]), r"label_names must be distinct"),
     (dict(item_ids=["i0", "i0", "i2", "i3", "i4"]), r"item_ids must be distinct"),
-    (dict(model_names="abc"), r"model_names must be a list, got 'abc'"),
+    (dict(model_names="abc"), r"model_names must be an ordered list of names, got str 'abc'"),
+    (dict(label_names={"neg", "pos"}), r"label_names must be an ordered list"),   # the order followed the hash seed
     (dict(probs=[[["a", "b"]]]), r"must be a numeric array"),        # was a raw ValueError
 ])
 def test_bad_names_and_values(kwargs, match):
@@ -90,6 +91,14 @@ def test_corrupt_cache_names_the_file(tmp_path):
     bad.write_bytes(b"not a zip file")
     with pytest.raises(CorruptCacheError, match="weak.npz"):
         WeakLabels.load(bad)
+    with pytest.raises(FileNotFoundError, match="no weak-label file .*nope.npz"):   # was "corrupt: delete it"
+        WeakLabels.load(tmp_path / "nope.npz")
+    wl = WeakLabels(_probs(), np.array(["a", "b", "c"]), ["neg", "pos"])
+    assert wl.model("b").shape == (5, 2) and wl.model_names == ["a", "b", "c"]   # numpy names are a list
+    with pytest.raises(InvalidInputError, match="it is a folder"):
+        wl.save(tmp_path)
+    with pytest.raises(InvalidInputError, match="must be JSON data"):
+        WeakLabels(_probs(), ["a", "b", "c"], ["neg", "pos"], meta={(1, 2): 3}).save(tmp_path / "m.npz")
 
 
 def test_a_tied_output_is_an_abstention_not_a_vote_for_the_first_class():
