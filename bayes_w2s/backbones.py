@@ -131,14 +131,18 @@ class PooledClassifier(PreTrainedModel):
         # its pretrained weights; from_pretrained loads every tensor from the file
         pass
 
-    def set_feature_stats(self, mean, std) -> None:
+    def set_feature_stats(self, mean, std, constant=None) -> None:
         """Standardise features by the training set's statistics. A feature that does not vary
-        in training (one item, identical texts) taught the head nothing: it gets an infinite
-        scale, so it adds nothing at prediction (a clamp to 1e-6 made its ~0.1 differences on
-        new texts logits of ~1e5, probabilities of exactly 0 / 1)."""
-        std = torch.as_tensor(std, dtype=torch.float32)
+        at all in training (``constant``: one item, identical texts) taught the head nothing:
+        it gets an infinite scale, so it adds nothing at prediction. (The std clamp alone made
+        such a feature's ~0.1 differences on new texts logits of ~1e5; and a float32 std of a
+        constant column is rounding residue, up to ~1e-4, not 0, so "constant" is max = min.)"""
+        scale = torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-6)
+        if constant is not None:
+            scale = torch.where(torch.as_tensor(constant, dtype=torch.bool), torch.full_like(scale, float("inf")),
+                                scale)
         self.feature_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        self.feature_scale.copy_(torch.where(std < 1e-6, torch.full_like(std, float("inf")), std))
+        self.feature_scale.copy_(scale)
 
     def merge_and_unload(self) -> "PooledClassifier":
         """Fold LoRA adapters into the backbone's weights (a plain model again, saved and

@@ -463,8 +463,8 @@ class ExperimentConfig:
             raise ConfigError("seeds: the config needs at least one seed, e.g. seeds: [0]")
         if any(s < 0 or s >= 2**32 for s in self.seeds):   # a repeated seed is run once (run_experiment)
             raise ConfigError(f"seeds must be integers in [0, 2**32), got {self.seeds}")
-        if self.split_seed < 0:
-            raise ConfigError(f"split_seed must be ≥ 0, got {self.split_seed}")
+        if not 0 <= self.split_seed < 2**32:   # load_task's range (check_seed)
+            raise ConfigError(f"split_seed must be an integer in [0, 2**32), got {self.split_seed}")
         if self.weak_val_size < 0:
             raise ConfigError(f"weak_val_size must be ≥ 0, got {self.weak_val_size}")
         if self.weak_val_size and self.is_generation:

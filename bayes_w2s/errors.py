@@ -1,5 +1,6 @@
-"""Exception types. Each subclasses ``ValueError`` (or ``KeyError``) so callers that
-catch the built-in keep working, while tests and users can catch ours precisely."""
+"""Exception types, and the two argument checks every stage shares (seeds, name lists). Each
+error subclasses ``ValueError`` (or ``KeyError``) so callers that catch the built-in keep
+working, while tests and users can catch ours precisely."""
 
 
 class BayesW2SError(Exception):
@@ -36,7 +37,7 @@ class MissingWeightsError(BayesW2SError, FileNotFoundError):
 
 class MissingDataError(BayesW2SError, FileNotFoundError):
     """A dataset is neither in the offline data folder (``$BAYES_W2S_DATA`` / ``data_dir``) nor
-    reachable (the hub)."""
+    reachable (the hub), or a data file named by the caller does not exist."""
 
 
 def check_seed(seed, owner: str) -> int:
@@ -48,3 +49,20 @@ def check_seed(seed, owner: str) -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
         raise InvalidInputError(f"{owner} seed must be an integer in [0, 2**32), got {seed!r}")
     return int(seed)
+
+
+def check_name_list(names, what: str) -> list:
+    """``names`` as a list, refused unless it is an ordered collection of distinct names: a
+    string has a length too ("ab" passed for 2 models), a set has no order (the class order
+    followed PYTHONHASHSEED), and a repeated name made a model, class or item ambiguous."""
+    import collections.abc
+
+    if isinstance(names, (collections.abc.KeysView, collections.abc.ValuesView)):   # ordered: a dict's keys
+        names = list(names)
+    if isinstance(names, (str, bytes, set, frozenset, dict)) or not hasattr(names, "__len__") \
+            or not hasattr(names, "__getitem__"):
+        raise InvalidInputError(f"{what} must be an ordered list of names, got {type(names).__name__} {names!r:.80}")
+    names = list(names.tolist() if hasattr(names, "tolist") and not isinstance(names, list) else names)
+    if len({str(x) for x in names}) != len(names):
+        raise InvalidInputError(f"{what} must be distinct, got {names[:20]}")
+    return names

@@ -271,7 +271,8 @@ class Classifier:
         torch.manual_seed(seed)  # the head's initialisation
         self._ensure_model(cols["features"].shape[1] if "features" in cols else None)
         if "features" in cols:  # standardise frozen features: one lr works for every backbone
-            self.model.set_feature_stats(cols["features"].mean(0), cols["features"].std(0))
+            feats = cols["features"]
+            self.model.set_feature_stats(feats.mean(0), feats.std(0), constant=feats.max(0) == feats.min(0))
         with tempfile.TemporaryDirectory() as tmp, intra_op_threads(1 if self.config.mode == "head" else None):
             # a head uses every parameter: DDP need not search the graph for unused ones each step
             unused = {"ddp_find_unused_parameters": False} if self.config.mode == "head" else {}

@@ -101,4 +101,5 @@ def pgr(student: float, weak: float, ceiling: float) -> float:
     return float((student - weak) / gap) if gap > 1e-9 * max(1.0, abs(ceiling)) else float("nan")
 
 
-__all__ = ["accuracy", "hits", "expected_calibration_error", "pgr", "slu_scores", "item_slu_f1", "per_slot_type"]
+__all__ = ["accuracy", "hits", "confidence_bins", "expected_calibration_error", "pgr", "slu_scores", "item_slu_f1",
+           "per_slot_type"]

@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import BayesW2SError, CorruptCacheError, InvalidInputError, check_seed
+from ..errors import BayesW2SError, CorruptCacheError, InvalidInputError, check_name_list, check_seed
 from ..tasks.base import check_text_split, split_kind, texts_of
 from ..train_config import LOGGING_FIELDS
 from ..training import Classifier, TrainConfig
-from ..weak.labels import check_name_list
 from .losses import LOSSES, LossSpec, get_loss
 from .targets import Targets, resolve_targets
 

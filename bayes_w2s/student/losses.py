@@ -7,6 +7,7 @@ Every loss is ``loss(logits [B, K], batch, progress) -> scalar`` where ``batch``
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 
 from ..distributed import global_share
 from ..errors import InvalidInputError, UnknownNameError
+from ..weak.labels import TIE_TOL
 
 
 def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
@@ -89,6 +91,8 @@ class MultiWeak:
                 _check_number("multi_weak", "lambdas", lam, 0.0, float("inf"))
             if sum(float(v) for v in self.lambdas) <= 0:
                 raise InvalidInputError(f"loss multi_weak: lambdas must not all be zero, got {list(self.lambdas)}")
+            total = math.fsum(float(v) for v in self.lambdas)   # in float64: [3e38, 3e38] overflowed float32
+            self._weights = [float(v) / total for v in self.lambdas]
         if not isinstance(self.hard, bool):
             raise InvalidInputError(f"loss multi_weak: hard must be true or false, got {self.hard!r}")
 
@@ -97,13 +101,12 @@ class MultiWeak:
             raise InvalidInputError("the multi_weak loss needs every weak model's probabilities (weak_probs)")
         weak = batch["weak_probs"]                                   # [B, M, K]
         if self.hard:
-            top = (weak >= weak.amax(-1, keepdim=True)).to(logits.dtype)
+            top = (weak >= weak.amax(-1, keepdim=True) - TIE_TOL).to(logits.dtype)   # ties as in votes()
             weak = top / top.sum(-1, keepdim=True)
         m = weak.shape[1]
-        lam = torch.full((m,), 1.0 / m) if self.lambdas is None else torch.as_tensor(self.lambdas, dtype=logits.dtype)
+        lam = torch.full((m,), 1.0 / m) if self.lambdas is None else torch.as_tensor(self._weights, dtype=logits.dtype)
         if lam.shape[0] != m:
             raise InvalidInputError(f"{lam.shape[0]} multi-weak weights λ for {m} weak models")
-        lam = lam / lam.sum()
         logp = F.log_softmax(logits, -1).unsqueeze(1)                 # [B, 1, K]
         per_model = -(weak * logp).sum(-1)                            # [B, M]
         return (per_model * lam.to(per_model)).sum(-1).mean()
@@ -175,7 +178,6 @@ class LossSpec:
 
 
 def _check_number(loss: str, name: str, value, low: float, high: float, low_open: bool = False) -> None:
-    import math
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
         and (value > low if low_open else value >= low) and value <= high
     if not ok:

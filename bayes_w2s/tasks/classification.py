@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from datasets import Dataset
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, check_name_list
 from .base import hub_load, resolve_data_dir
 from .generation import read_snips_file   # the same JointBERT files as the slot-filling task
 
@@ -188,11 +188,10 @@ def load_table(path: str | Path, text_column: str = "text", label_column: str = 
     if text_column == label_column:   # the label would be the text the model reads
         raise InvalidInputError(f"text_column and label_column are both {text_column!r}")
     if label_names is not None:
-        if isinstance(label_names, str) or not hasattr(label_names, "__len__") or len(label_names) < 2 \
-                or len({str(v) for v in label_names}) != len(label_names):
+        label_names = [str(v) for v in check_name_list(label_names, "label_names")]
+        if len(label_names) < 2:
             raise InvalidInputError(f"label_names must be a list of distinct class names (at least two), got "
                                     f"{label_names!r}")
-        label_names = [str(v) for v in label_names]
     df = _read_table(path, label_column)
     repeated = sorted({c for c in df.columns if list(df.columns).count(c) > 1} | {
         c for c in df.columns if isinstance(c, str) and c.rpartition(".")[0] in (text_column, label_column)

@@ -13,7 +13,7 @@ from scipy.special import softmax
 from .. import distributed
 from ..backbones import texts_fingerprint
 from ..cards import cache_dir, load_card
-from ..errors import CorruptCacheError, InvalidInputError, check_seed
+from ..errors import CorruptCacheError, InvalidInputError, check_name_list, check_seed
 from ..io import warn_unreadable
 from ..tasks.base import check_text_split, split_kind
 from ..training import Classifier, TrainConfig
@@ -127,10 +127,7 @@ class WeakEnsemble:
                                                   prefer_offline=self.prefer_offline).fit(train_data)
             return self
         if label_names is not None:   # checked before any model trains (predict refused them after)
-            if isinstance(label_names, (str, bytes)) or not hasattr(label_names, "__len__"):
-                raise InvalidInputError(f"label_names must be a list of class names, got {label_names!r}")
-            if len({str(x) for x in label_names}) != len(label_names):
-                raise InvalidInputError(f"label_names must be distinct, got {list(label_names)}")
+            label_names = check_name_list(label_names, "label_names")
         labels = np.asarray(train_data["label"])
         if not np.issubdtype(labels.dtype, np.integer):
             raise InvalidInputError(f"the weak models' training labels must be class indices (ints), "
@@ -155,7 +152,7 @@ class WeakEnsemble:
     def _load_cached(self, path: Path, n: int) -> np.ndarray | None:
         """One model's cached ``[N, K]`` probabilities, or None when absent or unusable
         (an unreadable or mismatched file is recomputed, with a warning naming it)."""
-        if not path.exists():
+        if not path.is_file():   # absent (or a folder in its place): computed afresh
             return None
         try:
             wl = WeakLabels.load(path)

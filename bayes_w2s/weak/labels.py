@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CorruptCacheError, InvalidInputError, LabelSetMismatchError, MissingDataError
+from ..errors import CorruptCacheError, InvalidInputError, LabelSetMismatchError, MissingDataError, check_name_list
 from ..io import atomic_path
 
 #: tolerance on ``probs.sum(-1) == 1``; float32 softmax outputs are well inside it
@@ -45,19 +45,6 @@ def check_probs(probs: np.ndarray, what: str = "probabilities", ndim: int | None
         raise InvalidInputError(
             f"{what} do not sum to 1 over classes (sum {sums[tuple(bad)]:.4f} at index {tuple(bad)})")
     return probs
-
-
-def check_name_list(names, what: str) -> list:
-    """``names`` as a list, refused unless it is an ordered collection of distinct names: a
-    string has a length too ("ab" passed for 2 models), a set has no order (the class order
-    followed PYTHONHASHSEED), and a repeated name made a model, class or item ambiguous."""
-    if isinstance(names, (str, bytes, set, frozenset, dict)) or not hasattr(names, "__len__") \
-            or not hasattr(names, "__getitem__"):
-        raise InvalidInputError(f"{what} must be an ordered list of names, got {type(names).__name__} {names!r:.80}")
-    names = list(names.tolist() if isinstance(names, np.ndarray) else names)
-    if len({str(x) for x in names}) != len(names):
-        raise InvalidInputError(f"{what} must be distinct, got {names[:20]}")
-    return names
 
 
 @dataclass

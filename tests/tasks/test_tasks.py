@@ -139,8 +139,9 @@ BAD_TASKS = [
     (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), sizes={"test": 1.5}), r"sizes\['test'\] must be a positive"),
     (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), sizes=[5, 5, 5]), "sizes must be a mapping"),
     (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), seed=-1), r"seed must be an integer in \[0, 2\*\*32\)"),
-    (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), label_names="ab"), "label_names must be a list"),
-    (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), label_names=["a", "a", "b"]), "label_names must be a list of distinct"),
+    (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), label_names="ab"), "label_names must be an ordered list"),
+    (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), label_names={"b", "a"}), "label_names must be an ordered list"),
+    (lambda d: dict(name=_table(d, "t.csv", GOOD_CSV), label_names=["a", "a", "b"]), "label_names must be distinct"),
     (lambda d: dict(name=_table(d, "e.csv", "")), r"e.csv: the file is empty"),
     (lambda d: dict(name=_table(d, "e.jsonl", "")), r"e.jsonl: missing column"),
     (lambda d: dict(name=_table(d, "l.csv", "text,label\n" + "caf\xe9,a\nthe,b\n" * 10, )), None),   # UTF-8: fine

@@ -59,7 +59,8 @@ def test_predict_is_cached_and_resumable(tiny_encoder, toy, tmp_path, monkeypatc
      r"config names no model of this ensemble: \['minilm-L6'\]"),            # was silently the default config
     (lambda enc, toy: WeakEnsemble([enc], cache=True), InvalidInputError, "cache must be a folder path"),
     (lambda enc, toy: WeakEnsemble([enc]).fit(toy, ["cat", "cat"]), InvalidInputError, "label_names must be distinct"),
-    (lambda enc, toy: WeakEnsemble([enc]).fit(toy, "cd"), InvalidInputError, "label_names must be a list"),
+    (lambda enc, toy: WeakEnsemble([enc]).fit(toy, "cd"), InvalidInputError, "label_names must be an ordered list"),
+    (lambda enc, toy: WeakEnsemble([enc]).fit(toy, {"cat", "dog"}), InvalidInputError, "must be an ordered list"),
     (lambda enc, toy: WeakEnsemble([enc], seed=-1), InvalidInputError, r"seed must be an integer in \[0, 2\*\*32\)"),
     (lambda enc, toy: WeakEnsemble([enc], seed=1.5), InvalidInputError, r"seed must be an integer in \[0, 2\*\*32\)"),
     (lambda enc, toy: WeakEnsemble([enc, enc]), InvalidInputError, "duplicate"),
