@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ..errors import InvalidInputError, UnknownNameError
+from ..errors import InvalidInputError, UnknownNameError, check_name_list
 from .base import Posterior
 from ..threads import intra_op_threads
 from .engine import FITTERS, check_temperature, threads_for
@@ -99,9 +99,11 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
             raise InvalidInputError(f"the word model {model!r} takes no gold: gold transcripts are not supported "
                                     "by the word posteriors yet")
         if hasattr(labels, "word_hypotheses"):     # WeakHypotheses: 1-best words of each weak model
-            model_names = model_names or labels.model_names
-            item_ids = item_ids or labels.ids
+            model_names = labels.model_names if model_names is None else model_names
+            item_ids = labels.ids if item_ids is None else item_ids
             labels = labels.word_hypotheses()
+        model_names = None if model_names is None else check_name_list(model_names, "model_names")
+        item_ids = None if item_ids is None else check_name_list(item_ids, "item_ids")
         table = labels if hasattr(labels, "item_of_slot") else slot_table(labels, model_names, item_ids)
         if not table.candidates:
             raise InvalidInputError(f"no words to fit: the hypotheses of all {table.num_items} items are empty, so no "

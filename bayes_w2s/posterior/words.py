@@ -79,6 +79,18 @@ def _as_words(hyp, where: str) -> tuple[list[str], np.ndarray]:
     return words, np.full(len(words), np.nan)
 
 
+def _check_word_hypotheses(labels) -> None:
+    """Word posteriors take ``[N][M]`` hypotheses (each a string or word scores); a flat list
+    of strings or a DataFrame was read character by character, into a silent garbage fit."""
+    if isinstance(labels, (str, bytes, dict)) or hasattr(labels, "columns") or not hasattr(labels, "__len__"):
+        raise InvalidInputError(f"word hypotheses must be a list with one list of M hypotheses per item, got "
+                                f"{type(labels).__name__}")
+    for n, item in enumerate(labels):
+        if isinstance(item, (str, bytes)) or not isinstance(item, (list, tuple, np.ndarray)):
+            raise InvalidInputError(f"word hypotheses: item {n} must be a list of M hypotheses (one per weak "
+                                    f"model), got {type(item).__name__} {item!r:.60}")
+
+
 def slot_table(hypotheses, model_names=None, item_ids=None, noise_counts: dict | None = None,
                feature_stats=None) -> SlotTable:
     """Align ``hypotheses[n][m]`` (item ``n``, weak model ``m``) and tabulate the slots.
@@ -88,6 +100,7 @@ def slot_table(hypotheses, model_names=None, item_ids=None, noise_counts: dict |
     ``noise_counts`` / ``feature_stats`` reuse a fitted table's word frequencies and
     log-prob standardisation, so that a fitted posterior applies to new items unchanged.
     """
+    _check_word_hypotheses(hypotheses)
     hypotheses = list(hypotheses)
     if not hypotheses:
         raise InvalidInputError("no items: the hypotheses are empty")

@@ -198,6 +198,8 @@ def _train_generation(model, train_data, targets, loss, config, seed, loss_kwarg
             raise InvalidInputError(f"{len(bad)} generation target(s) are not one JSON object of non-empty slot "
                                     f"fillers, e.g. target {bad[0]}: {targets[bad[0]]!r} ('{{}}' for no slot)")
     if hasattr(targets, "word_posteriors"):
+        if getattr(targets, "valid", None) is None:   # word voting can glue JSON pieces; the pipeline constrains too
+            targets = targets.constrain(is_well_formed)
         targets = posterior_targets(targets, texts, soft=not hard, weighted=loss == "weighted_xent",
                                     token_weighted=loss == "token_weighted_xent")
     elif isinstance(targets, (list, tuple)) and all(isinstance(t, str) for t in targets):

@@ -290,6 +290,9 @@ def no_slot_threshold(calibration_scores: np.ndarray, rate: float) -> float:
     if not 0.0 <= rate <= 1.0:
         raise InvalidInputError(f"the no-slot rate must be in [0, 1], got {rate}")
     scores = np.asarray(calibration_scores, dtype=float)
+    if scores.ndim != 1 or not scores.size or np.isnan(scores).any():   # NaN: a threshold no item reaches
+        raise InvalidInputError(f"the no-slot threshold needs a non-empty 1-D array of scores without NaN, got "
+                                f"{scores.shape[0] if scores.ndim else 0} score(s) of shape {scores.shape}")
     return float(np.quantile(scores, 1.0 - rate)) if rate > 0 else float("inf")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from ..align.soft_targets import hard_targets, token_soft_targets
 from ..distributed import global_share
 from ..errors import InvalidInputError
 from ..tasks.base import texts_of
+from ..tasks.generation import is_well_formed
 from ..training import train_then_merge
 from ..weak.generators import CausalLMGenerator, GeneratorConfig, causal_lm_lora, prompt_of, sft_config
 from .losses import Evidential
@@ -59,12 +61,33 @@ class GenerationTargets:
     token_weighted: bool = False
 
     def __post_init__(self):
+        for what, rows in (("texts", self.texts), ("targets", self.targets)):   # a string was one row per character
+            if isinstance(rows, str) or not hasattr(rows, "__len__"):
+                raise InvalidInputError(f"GenerationTargets {what} must be a list of strings, got "
+                                        f"{type(rows).__name__} {rows!r:.60}")
+        self.texts, self.targets = list(self.texts), list(self.targets)
         if len(self.texts) != len(self.targets):
             raise InvalidInputError(f"{len(self.targets)} targets for {len(self.texts)} texts")
         if not self.texts:
             raise InvalidInputError("no training rows for the generation student")
+        not_text = [i for i, t in enumerate(self.targets) if not isinstance(t, str)]
+        if not_text:   # None failed mid-training, in the tokenizer
+            raise InvalidInputError(f"{len(not_text)} generation target(s) are not strings, e.g. row {not_text[0]}: "
+                                    f"{self.targets[not_text[0]]!r}")
+        malformed = [i for i, t in enumerate(self.targets) if not is_well_formed(t)]
+        if malformed:   # kept: weak generators' own outputs (weak_all) are what a weak supervisor says
+            warnings.warn(f"{len(malformed)} of {len(self.targets)} generation targets are not one JSON object of "
+                          f"non-empty slot fillers (e.g. row {malformed[0]}: {self.targets[malformed[0]]!r:.60}); "
+                          "they are trained as written (constrain a word posterior with "
+                          ".constrain(is_well_formed))", RuntimeWarning, stacklevel=3)
+        if self.word_paths is not None and len(self.word_paths) != len(self.texts):
+            raise InvalidInputError(f"{len(self.word_paths)} word paths for {len(self.texts)} rows")
         if self.weights is not None:
-            self.weights = np.asarray(self.weights, dtype=float)
+            try:
+                self.weights = np.asarray(self.weights, dtype=float)
+            except (TypeError, ValueError):
+                raise InvalidInputError(f"sequence weights must be {len(self.texts)} numbers, got "
+                                        f"{self.weights!r:.60}") from None
             if self.weights.shape != (len(self.texts),) or not np.isfinite(self.weights).all() \
                     or (self.weights < 0).any():
                 raise InvalidInputError(f"sequence weights must be {len(self.texts)} finite values ≥ 0")

@@ -82,14 +82,20 @@ def fills_no_slot(text: str) -> bool:
     return not parse_slots(text)[0]
 
 
+def _parses_whole(text: str) -> bool:
+    try:
+        json.loads(text)
+        return True
+    except (json.JSONDecodeError, ValueError, TypeError, RecursionError):
+        return False
+
+
 def is_well_formed(text: str) -> bool:
     """Whether ``text`` is, in full, one slot JSON object (nothing before or after it) with
     no empty filler: the check a training target must pass (:meth:`WordPosterior.constrain`,
     :func:`check_targets`), and so a draw of the true target that SLU-F1 can score against
     (a weak generator can write one: SLURP's scratch GPT-2 wrote `"date": ""`)."""
-    try:
-        json.loads(text)
-    except (json.JSONDecodeError, ValueError, TypeError, RecursionError):
+    if not _parses_whole(text):
         return False
     entities, ok = parse_slots(text)
     return ok and all(e["filler"] for e in entities)
@@ -98,10 +104,12 @@ def is_well_formed(text: str) -> bool:
 def check_targets(targets, slot_types) -> None:
     """Raise a clear error for a target that is not well-formed JSON or names a slot
     type outside ``slot_types`` (targets are training data; model outputs are not checked)."""
+    if isinstance(targets, str):   # iterated character by character: "target 0 ... '{'"
+        raise InvalidInputError(f"targets must be a list of target strings, got one string {targets[:60]!r}")
     known = set(slot_types)
     for i, text in enumerate(targets):
         entities, ok = parse_slots(text)
-        if not ok:
+        if not ok or not _parses_whole(text):   # nothing before or after the object, as is_well_formed
             raise InvalidInputError(f"target {i} is not a JSON object of slot fillers: {text!r}")
         unknown = sorted({e["type"] for e in entities} - known)
         if unknown:

@@ -92,7 +92,7 @@ class GenerationEnsemble:
     @staticmethod
     def _load_hypotheses(path: Path, ids: list[str]) -> WeakHypotheses | None:
         """Cached hypotheses of ``ids``, or None when absent or unusable (recomputed, with a warning)."""
-        if not path.exists():
+        if not path.is_file():
             return None
         try:
             part = WeakHypotheses.load(path)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..align.bridge import WordScores, check_logprobs
-from ..errors import CorruptCacheError, InvalidInputError
+from ..errors import CorruptCacheError, InvalidInputError, MissingDataError
 from ..io import atomic_path
 
 
@@ -115,6 +115,9 @@ class WeakHypotheses:
 
     @classmethod
     def load(cls, path: str | Path) -> "WeakHypotheses":
+        if not Path(path).is_file():   # not a damaged cache: nothing to delete
+            where = " (it is a folder)" if Path(path).is_dir() else ""
+            raise MissingDataError(f"no weak-hypotheses file {path}{where}")
         try:
             with gzip.open(path, "rt") as fh:
                 payload = json.load(fh)

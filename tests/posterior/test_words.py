@@ -140,6 +140,15 @@ def test_errors_name_the_problem(simulated):
         fit_posterior(hyps[:5], model="word_reliability", method="gibbs")
     with pytest.raises(InvalidInputError, match="no items"):
         fit_posterior([], model="word_reliability")
+    import pandas as pd   # both were read character by character, into a silent garbage consensus
+    with pytest.raises(InvalidInputError, match="item 0 must be a list of M hypotheses"):
+        fit_posterior(["wake me", "play me"], model="word_reliability")
+    with pytest.raises(InvalidInputError, match="got DataFrame"):
+        fit_posterior(pd.DataFrame({"m1": ["a b", "c"], "m2": ["a", "c"]}), model="word_reliability")
+    with pytest.raises(InvalidInputError, match="model_names must be distinct"):
+        fit_posterior([["a b", "a c"], ["d", "d"]], model="word_reliability", model_names=["x", "x"])
+    assert fit_posterior([["a b", "a c"], ["d", "d"]], model="word_reliability",
+                         model_names=np.array(["x", "y"])).model_names == ["x", "y"]   # was "truth value ambiguous"
 
 
 def test_constrained_consensus_falls_back_to_the_best_valid_hypothesis():

@@ -107,6 +107,9 @@ def test_no_slot_threshold_gives_the_rate_on_the_calibration_items():
     assert not np.any(scores >= no_slot_threshold(scores, 0.0))
     with pytest.raises(InvalidInputError, match=r"\[0, 1\]"):
         no_slot_threshold(scores, 1.5)
+    for bad in (np.array([]), np.array([np.nan, 1.0])):   # was an IndexError, and a NaN threshold no item reaches
+        with pytest.raises(InvalidInputError, match="non-empty 1-D array of scores without NaN"):
+            no_slot_threshold(bad, 0.5)
 
 
 def test_close_finishes_a_prefix_cut_by_the_length_limit():

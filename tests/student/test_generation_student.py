@@ -156,6 +156,12 @@ def test_errors():
         GenerationTargets(["a"], ["{}", "{}"])
     with pytest.raises(InvalidInputError, match="finite values"):
         GenerationTargets(["a"], ["{}"], weights=[np.nan])
+    with pytest.raises(InvalidInputError, match="texts must be a list of strings, got str"):   # one row per character
+        GenerationTargets("ab", "cd")
+    with pytest.raises(InvalidInputError, match="not strings, e.g. row 0: None"):   # failed mid-training
+        GenerationTargets(["a"], [None])
+    with pytest.warns(RuntimeWarning, match="1 of 1 generation targets are not one JSON object"):   # said, kept
+        GenerationTargets(["a"], ['{"a": "x", "y"}'])
     with pytest.raises(InvalidInputError, match="unknown generation loss"):
         train_student("gpt2-tiny-scratch", _ds(["a"], ["{}"]), ["{}"], "aux_conf")
     with pytest.raises(InvalidInputError, match="must be a WordPosterior"):
@@ -172,3 +178,17 @@ def test_errors():
     from bayes_w2s import TrainConfig
     with pytest.raises(InvalidInputError, match="a generation student takes a GeneratorConfig, got TrainConfig"):
         train_student("gpt2-tiny-scratch", _ds(texts, ["{}"] * 4), ["{}"] * 4, config=TrainConfig(mode="lora"))
+
+
+def test_an_unconstrained_word_posterior_trains_on_well_formed_targets():
+    """Word voting glued '{"a": "x", "y"}' together; train_student trained on it silently
+    (the pipeline constrains its posteriors, the README's API example did not)."""
+    from bayes_w2s import fit_posterior
+    from bayes_w2s.weak import GeneratorConfig
+    m0, m1, m2 = '{"a": "x"}', '{"a": "x", "b": "y"}', '{"a": "x", "c": "z"}'
+    post = fit_posterior([[m0, m1, m2]] + [[m0] * 3] * 2 + [[m1] * 3] + [[m2] * 3], model="word_reliability")
+    assert post.consensus[0] == '{"a": "x", "y"}'
+    texts = ["x y z", "x", "x", "x y", "x z"]
+    student = train_student("gpt2-tiny-scratch", _ds(texts, ["{}"] * 5), post, config=GeneratorConfig(mode="full",
+                                                                                                     epochs=1))
+    assert student.loss == "xent"

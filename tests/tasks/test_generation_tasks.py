@@ -46,6 +46,10 @@ def test_check_targets_names_the_problem():
         check_targets(["five am"], ["time"])
     with pytest.raises(InvalidInputError, match="empty slot filler"):
         check_targets(['{"time": ""}'], ["time"])
+    with pytest.raises(InvalidInputError, match="not a JSON object"):   # trailing junk, as is_well_formed
+        check_targets(['{"time": "five am"} garbage'], ["time"])
+    with pytest.raises(InvalidInputError, match="got one string"):      # was read per character
+        check_targets('{}', ["time"])
 
 
 def test_slurp_offline_resplit(data_dir):
