@@ -315,8 +315,10 @@ class WordPosterior(DrawDiagnostics):
         """Per item, ``num_samples`` draws of its true target from the slot posteriors
         (slots independently), as ``{text: count}``. Draws that fail :attr:`valid` are
         dropped; an item left without any counts its consensus ``num_samples`` times."""
-        if num_samples < 1:
-            raise InvalidInputError(f"num_samples must be ≥ 1, got {num_samples}")
+        import numbers
+
+        if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral) or num_samples < 1:
+            raise InvalidInputError(f"num_samples must be an integer ≥ 1, got {num_samples!r}")
         rng = np.random.default_rng(seed)
         cum = np.cumsum(self.slot_probs, -1)
         draws = (rng.random((num_samples, len(cum), 1)) > cum[None]).sum(-1)          # [draws, S]

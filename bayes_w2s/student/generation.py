@@ -107,6 +107,10 @@ class GenerationTargets:
 
     def subset(self, index) -> "GenerationTargets":
         """The rows at ``index`` (cross-fitting trains on part of the items)."""
+        index = [int(i) for i in np.asarray(index).reshape(-1)]
+        if any(not 0 <= i < len(self.texts) for i in index):
+            raise InvalidInputError(f"subset: row indices must be in 0..{len(self.texts) - 1}, got "
+                                    f"{[i for i in index if not 0 <= i < len(self.texts)][:5]}")
         pick = lambda xs: None if xs is None else [xs[i] for i in index]  # noqa: E731
         return GenerationTargets(pick(self.texts), pick(self.targets), pick(self.word_slots), pick(self.word_paths),
                                  None if self.weights is None else self.weights[np.asarray(index)], self.top_k,

@@ -92,12 +92,17 @@ class WeakHypotheses:
         return [[hyps[0].word_scores() for hyps in item] for item in self.nbest]
 
     def select(self, models: list[str]) -> "WeakHypotheses":
+        unknown = [m for m in models if m not in self.model_names]
+        if unknown:
+            raise InvalidInputError(f"no weak model(s) {unknown} among {self.model_names}")
         idx = [self.model_names.index(m) for m in models]
         return WeakHypotheses([[item[i] for i in idx] for item in self.nbest], list(models), self.ids, self.meta)
 
     @classmethod
     def concat_models(cls, parts: list["WeakHypotheses"]) -> "WeakHypotheses":
         """Side by side: the same items, the models of every part."""
+        if not parts:
+            raise InvalidInputError("concat_models needs at least one WeakHypotheses")
         ids = parts[0].ids
         for p in parts[1:]:
             if p.ids != ids:

@@ -83,6 +83,8 @@ def test_posterior_targets_carry_token_weights_only_when_asked():
     weighted = posterior_targets(post, texts, token_weighted=True)
     ids, _, w = weighted.token_rows(tok, 0)
     assert plain.token_rows(tok, 0)[2] == [1.0] * len(ids) and min(w) < 1.0 and len(w) == len(ids)
+    with pytest.raises(InvalidInputError, match=r"row indices must be in 0..3, got \[4\]"):   # was an IndexError
+        weighted.subset([4])
     sub = weighted.subset([2, 0])
     assert sub.texts == [texts[2], texts[0]] and sub.token_weighted and sub.token_rows(tok, 1) == weighted.token_rows(tok, 0)
     with pytest.raises(InvalidInputError, match="come with the soft targets"):

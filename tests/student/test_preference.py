@@ -126,6 +126,8 @@ def test_posterior_utilities_never_score_against_an_emptied_filler():
     hyps = [[full, emptied, emptied]] * 20
     post = fit_posterior(hyps, model="word_reliability", method="em").constrain(is_well_formed)
     draws = post.sample_targets(200, seed=0)
+    with pytest.raises(InvalidInputError, match="num_samples must be an integer"):   # was numpy's TypeError
+        post.sample_targets(2.5)
     assert all(e["filler"] for d in draws for text in d for e in parse_slots(text)[0])
     (u, w) = posterior_utilities(post, [[full, emptied]] * 20, item_slu_f1, 200, seed=0)[0]
     assert np.isfinite(u).all() and abs(w.sum() - 1) < 1e-12

@@ -1,5 +1,6 @@
 """Cache reads of the generation ensemble: unreadable or mismatched files are recomputed."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,3 +31,15 @@ def test_unreadable_scores_are_recomputed(tmp_path):
     path.write_text('[[0.1, 0.2], [0.')
     with pytest.warns(UnreadableCacheWarning, match="joint.json"):
         assert _load_scores(path, [["x", "y"], ["z"]]) is None
+
+
+def test_hypotheses_name_a_missing_file_or_model():
+    from bayes_w2s.errors import InvalidInputError
+    with pytest.raises(FileNotFoundError, match="no weak-hypotheses file"):   # was "corrupt: delete it"
+        WeakHypotheses.load("missing.json.gz")
+    hyps = WeakHypotheses([[[Hypothesis(["{}"], np.zeros(1), 0.0, 1)]]], ["m"], ["a"])
+    with pytest.raises(InvalidInputError, match=r"no weak model\(s\) \['zz'\] among \['m'\]"):
+        hyps.select(["zz"])
+    with pytest.raises(InvalidInputError, match="at least one"):
+        WeakHypotheses.concat_models([])
+    assert GenerationEnsemble._load_hypotheses(Path("."), ["a"]) is None   # a folder in its place: recomputed
