@@ -55,6 +55,8 @@ class SlotGrammar:
     def __init__(self, text: str, slot_types: Sequence[str], allow_empty: bool = True):
         if not slot_types:
             raise InvalidInputError("constrained decoding needs the task's slot types")
+        if isinstance(slot_types, str):   # its characters became the slot types
+            raise InvalidInputError(f"slot_types must be a list of slot type names, got one string {slot_types!r}")
         self.utterance = _inner(text)
         u = self.utterance
         self.word_starts = frozenset(i for i in range(len(u)) if u[i] != " " and (i == 0 or u[i - 1] == " "))
@@ -128,7 +130,8 @@ class SlotGrammar:
     def close(self, text: str) -> str:
         """``text`` if the automaton accepts it; else (decoding stopped at the length limit
         mid-object) its longest prefix that ends after a whole entity, closed (``}`` or
-        ``]}``), or ``{}``. The result is always an accepted target, ``{}`` included."""
+        ``]}``), or ``{}``. The result is an accepted target, except ``{}`` under
+        ``allow_empty=False`` when no entity was completed (there is no accepted prefix then)."""
         state, best = self.initial, ""
         for k, c in enumerate(text):
             state = self.step(state, c)
@@ -275,6 +278,8 @@ def slot_processors(tokenizer, texts: list[str], slot_types: Sequence[str] | Non
 def close_all(texts: list[str], outputs: list[str], slot_types: Sequence[str]) -> list[str]:
     """:meth:`SlotGrammar.close` of each output (constrained decoding cut by the length
     limit), stripped like any generated target."""
+    if len(texts) != len(outputs):   # zip cut the longer one short
+        raise InvalidInputError(f"{len(outputs)} outputs for {len(texts)} texts")
     return [SlotGrammar(t, slot_types).close(" " + o.strip()).strip() for t, o in zip(texts, outputs)]
 
 

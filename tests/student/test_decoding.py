@@ -120,3 +120,8 @@ def test_close_finishes_a_prefix_cut_by_the_length_limit():
     assert g.close(' {"time": "five pm"} trailing') == ' {"time": "five pm"}'
     for cut in (' {"date": "may", "ti', ' {"date": ["may", "five'):
         assert g.accepts(g.close(cut))
+    from bayes_w2s.student.decoding import close_all
+    with pytest.raises(InvalidInputError, match="1 outputs for 2 texts"):   # zip cut it short
+        close_all([TEXT, TEXT], ["{}"], TYPES)
+    with pytest.raises(InvalidInputError, match="got one string 'date'"):   # its letters became slot types
+        SlotGrammar(TEXT, "date")
