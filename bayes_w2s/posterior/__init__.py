@@ -139,13 +139,17 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
         post = m.summarise(data, fit, method, p, temperature)
     if m.observes != "words":
         warn_if_far_from_vote(post.item_probs, lm.counts.sum(1), f"{model}/{method}",
-                              advice=VOTE_MODEL_ADVICE if m.observes == "votes" else SOFT_MODEL_ADVICE,
+                              advice=VOTE_MODEL_ADVICE if m.observes == "votes" else soft_model_advice(model),
                               skip=None if gold_index is None else gold_index >= 0)   # gold may overrule
     return post
 
 
 VOTE_MODEL_ADVICE = "a stronger diagonal prior (e.g. beta_diag=4) or another method"
-SOFT_MODEL_ADVICE = "another soft-label model (the shared-scale logistic_t) or a vote model (dawid_skene)"
+def soft_model_advice(model: str) -> str:
+    """What to try instead of a collapsed soft-label fit: the pooled logistic-t (many or small
+    classes), unless it is the one that collapsed, or a vote model."""
+    other = "" if model == "logistic_t_pooled" else "another soft-label model (logistic_t_pooled) or "
+    return other + "a vote model (dawid_skene)"
 
 
 def warn_if_far_from_vote(item_probs: np.ndarray, votes: np.ndarray, name: str, min_items: int = 20,
