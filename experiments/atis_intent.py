@@ -1,5 +1,5 @@
 """ATIS intent detection through the custom-CSV path: real data no config of ours was tuned on,
-with many imbalanced classes (26 intents in the file, 73% ``atis_flight``, 14 intents with
+with many imbalanced classes (26 intents in the file, 73% ``atis_flight``, 11 intents with
 fewer than 20 queries) — the case the pooled logistic-t was built for, measured so far only on
 synthetic labels (``experiments/probe_imbalanced_soft.py``).
 
