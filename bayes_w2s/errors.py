@@ -1,6 +1,8 @@
 """Exception types, and the two argument checks every stage shares (seeds, name lists). Each
 error subclasses ``ValueError`` (or ``KeyError``) so callers that catch the built-in keep
 working, while tests and users can catch ours precisely."""
+import collections.abc
+import numbers
 
 
 class BayesW2SError(Exception):
@@ -44,8 +46,6 @@ def check_seed(seed, owner: str) -> int:
     """``seed`` as a plain int in [0, 2**32) — the range ``random.seed`` / ``np.random.seed``
     (through transformers' ``set_seed``) take — or an :class:`InvalidInputError` naming
     ``owner``; a numpy integer is converted (``set_seed`` refused it after the model loaded)."""
-    import numbers
-
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
         raise InvalidInputError(f"{owner} seed must be an integer in [0, 2**32), got {seed!r}")
     return int(seed)
@@ -55,8 +55,6 @@ def check_name_list(names, what: str) -> list:
     """``names`` as a list, refused unless it is an ordered collection of distinct names: a
     string has a length too ("ab" passed for 2 models), a set has no order (the class order
     followed PYTHONHASHSEED), and a repeated name made a model, class or item ambiguous."""
-    import collections.abc
-
     if isinstance(names, (collections.abc.KeysView, collections.abc.ValuesView)):   # ordered: a dict's keys
         names = list(names)
     if isinstance(names, (str, bytes, set, frozenset, dict)) or not hasattr(names, "__len__") \

@@ -443,6 +443,12 @@ def check_fit_settings(model: str, method: str | None, kwargs: dict) -> None:
                                     f"{expected}, got {value!r}")
 
 
+def _ambiguous_minus_one() -> LabelSetMismatchError:
+    return LabelSetMismatchError("gold holds −1, which is both a class name and the usual 'unknown': give gold as "
+                                 "a dict {item: label} (labels read by name), and mark unknown items in a Series or "
+                                 "array with NaN or a mask")
+
+
 def _is_minus_one(label) -> bool:
     return str(label).strip() in ("-1", "-1.0")
 
@@ -468,13 +474,10 @@ def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
         return None
     names = {str(c): j for j, c in enumerate(lm.label_names)}
     class_minus_one = "-1" in names   # e.g. sentiment −1 / 0 / 1: −1 is a class only where gold can say so
-    ambiguous = LabelSetMismatchError("gold holds −1, which is both a class name and the usual 'unknown': give gold "
-                                      "as a dict {item: label} (labels read by name), and mark unknown items in a "
-                                      "Series or array with NaN or a mask")
     if isinstance(gold, pd.Series):   # by index, never by position: a shuffled Series would be misread
         known = gold[gold.notna()]
         if class_minus_one and any(_is_minus_one(v) for v in known):   # as in an array (``df.gold.fillna(-1)``)
-            raise ambiguous
+            raise _ambiguous_minus_one()
         twice = known.index[known.index.duplicated()]
         if len(twice):
             raise InvalidInputError(f"gold names item {twice.tolist()[0]!r} more than once "
@@ -488,7 +491,7 @@ def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
         position = {_id_key(i): j for j, i in enumerate(lm.item_ids)} if lm.item_ids is not None else None
         items = list(gold.items())
         if class_minus_one and not lm.labels_by_name and any(_is_minus_one(v) for _, v in items):
-            raise ambiguous   # votes are class indices, so −1 would be "unknown", yet a class is named −1
+            raise _ambiguous_minus_one()   # votes are class indices, so −1 would be "unknown", yet a class is named −1
     else:
         masked = np.ma.getmaskarray(gold) if isinstance(gold, np.ma.MaskedArray) else None   # masked = unknown
         arr = np.asarray(np.ma.getdata(gold))
@@ -507,7 +510,7 @@ def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
                 raise LabelSetMismatchError(f"gold label {float(arr[j])!r} of item {j} is not a class index 0..{k - 1}")
             arr = np.where(unknown, -1, arr).astype(np.int64)
         if class_minus_one and np.any((arr == -1) & ~unknown):
-            raise ambiguous
+            raise _ambiguous_minus_one()
         position, items = None, [(j, v) for j, v in enumerate(arr.tolist()) if v != -1 and not unknown[j]]
     for item, label in items:
         if (_is_int(label) and int(label) == -1 and not class_minus_one) \

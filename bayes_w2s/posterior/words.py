@@ -8,6 +8,7 @@ slot posteriors, a consensus target per item, a sequence confidence and ArviZ da
 """
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -315,8 +316,6 @@ class WordPosterior(DrawDiagnostics):
         """Per item, ``num_samples`` draws of its true target from the slot posteriors
         (slots independently), as ``{text: count}``. Draws that fail :attr:`valid` are
         dropped; an item left without any counts its consensus ``num_samples`` times."""
-        import numbers
-
         if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral) or num_samples < 1:
             raise InvalidInputError(f"num_samples must be an integer ≥ 1, got {num_samples!r}")
         rng = np.random.default_rng(seed)

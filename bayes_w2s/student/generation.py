@@ -112,9 +112,11 @@ class GenerationTargets:
             raise InvalidInputError(f"subset: row indices must be in 0..{len(self.texts) - 1}, got "
                                     f"{[i for i in index if not 0 <= i < len(self.texts)][:5]}")
         pick = lambda xs: None if xs is None else [xs[i] for i in index]  # noqa: E731
-        return GenerationTargets(pick(self.texts), pick(self.targets), pick(self.word_slots), pick(self.word_paths),
-                                 None if self.weights is None else self.weights[np.asarray(index)], self.top_k,
-                                 self.source, self.token_weighted)
+        with warnings.catch_warnings():   # malformed targets were named once, when these were built
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return GenerationTargets(pick(self.texts), pick(self.targets), pick(self.word_slots),
+                                     pick(self.word_paths), None if self.weights is None else
+                                     self.weights[np.asarray(index)], self.top_k, self.source, self.token_weighted)
 
 
 def posterior_targets(posterior, texts: list[str], soft: bool = True, weighted: bool = False,
