@@ -4,7 +4,7 @@ The estimators live in :mod:`bayes_w2s.posterior.estimators`; this module is the
 import path a crowd-kit user expects.
 """
 from .posterior.estimators import (EBCC, DawidSkene, HierarchicalDawidSkene, LogisticT, LogisticTHetero,
-                                   LogisticTPooled, OneCoinDawidSkene, PosteriorEstimator, SoftLabel)
+                                   LogisticTAnchored, LogisticTPooled, OneCoinDawidSkene, PosteriorEstimator, SoftLabel)
 
 __all__ = ["PosteriorEstimator", "DawidSkene", "OneCoinDawidSkene", "HierarchicalDawidSkene", "EBCC", "SoftLabel",
-           "LogisticT", "LogisticTHetero", "LogisticTPooled"]
+           "LogisticT", "LogisticTHetero", "LogisticTPooled", "LogisticTAnchored"]

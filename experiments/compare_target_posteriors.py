@@ -3,7 +3,9 @@
 Reads ``weak_labels_seed*_strong_train.npz`` (written by ``bayes-w2s run``) from the
 experiment's results folder, fits each posterior by EM without gold, and scores its targets on
 strong_train's hidden truth: accuracy, ECE and fit time; the weak models' majority vote (ties
-split) beside them. A posterior is ``model`` or ``model:prior=value,...``.
+split) beside them. A posterior is ``model`` or ``model:prior=value,...``. In place of a config, a
+results folder names the experiment its ``meta.json`` records (for runs made without a YAML, such
+as ``experiments/atis_intent.py``).
 
     python experiments/compare_target_posteriors.py experiments/configs/snips_intent.yaml \
         --posteriors logistic_t logistic_t_hetero logistic_t_pooled logistic_t_pooled:pooling=4 \
@@ -12,6 +14,7 @@ split) beside them. A posterior is ``model`` or ``model:prior=value,...``.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -47,7 +50,7 @@ def vote_probs(labels: WeakLabels) -> np.ndarray:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("config")
+    ap.add_argument("config", help="experiment YAML, or a results folder holding meta.json")
     ap.add_argument("--posteriors", nargs="+", required=True)
     ap.add_argument("--results", help="results folder (default: experiments/results/<config name>)")
     ap.add_argument("--out", required=True, help="markdown file to write")
@@ -56,8 +59,12 @@ def main(argv=None):
         model, priors = parse_posterior(spec)
         if model not in MODELS:
             raise SystemExit(f"--posteriors: unknown model {model!r}; available: {sorted(MODELS)}")
-    cfg = ExperimentConfig.from_yaml(args.config)
-    results = Path(args.results or f"experiments/results/{cfg.name}")
+    if Path(args.config).is_dir():
+        cfg = ExperimentConfig(**json.loads((Path(args.config) / "meta.json").read_text())["config"])
+        results = Path(args.results or args.config)
+    else:
+        cfg = ExperimentConfig.from_yaml(args.config)
+        results = Path(args.results or f"experiments/results/{cfg.name}")
     split = experiment_task(cfg).strong_train
     truth = dict(zip(split["id"], split["label"]))
     lines = [f"# Targets of {len(args.posteriors)} posteriors on {cfg.name}'s stored weak labels", "",

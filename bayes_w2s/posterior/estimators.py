@@ -166,6 +166,12 @@ class LogisticTPooled(PosteriorEstimator):
     model = "logistic_t_pooled"
 
 
+class LogisticTAnchored(PosteriorEstimator):
+    """Pooled logistic-t with class means anchored to "the weak models name k"; ``fit`` takes ``WeakLabels``."""
+
+    model = "logistic_t_anchored"
+
+
 __all__ = ["PosteriorEstimator", "DawidSkene", "OneCoinDawidSkene", "HierarchicalDawidSkene", "EBCC", "SoftLabel",
            "LogisticT", "LogisticTHetero",
-           "LogisticTPooled"]
+           "LogisticTPooled", "LogisticTAnchored"]

@@ -167,7 +167,8 @@ def test_unknown_and_out_of_range_priors_are_reported():
     pyro.clear_param_store()
 
 
-@pytest.mark.parametrize("name", ["dawid_skene", "soft", "logistic_t", "logistic_t_hetero", "logistic_t_pooled"])
+@pytest.mark.parametrize("name", ["dawid_skene", "soft", "logistic_t", "logistic_t_hetero", "logistic_t_pooled",
+                                  "logistic_t_anchored"])
 def test_items_whose_weak_outputs_are_all_uniform_get_the_class_prior_and_leave_the_fit_alone(name):
     """Before: a vote model read each uniform output as a vote for the first class, and the
     logistic-t models put ~0.99 on whichever class centred nearest log-odds 0, which moved

@@ -13,6 +13,7 @@ from .dawid_skene import DawidSkene, dawid_skene
 from .ebcc import EBCC, ebcc
 from .hierarchical import Hierarchical, hierarchical_dawid_skene
 from .logistic_t import LogisticT, logistic_t
+from .logistic_t_anchored import LogisticTAnchored, logistic_t_anchored
 from .logistic_t_hetero import LogisticTHetero, logistic_t_hetero
 from .logistic_t_pooled import LogisticTPooled, logistic_t_pooled
 from .one_coin import OneCoin, one_coin, one_coin_theta
@@ -28,6 +29,7 @@ MODELS: dict[str, PosteriorModel] = {m.name: m for m in (
     LogisticT(),
     LogisticTHetero(),
     LogisticTPooled(),
+    LogisticTAnchored(),
     EBCC(),
     WordReliability(),
     WordReliabilityConf(),
@@ -42,5 +44,6 @@ def get_model(name: str) -> PosteriorModel:
 
 __all__ = ["MODELS", "get_model", "PosteriorModel", "VoteCounts", "confusion_prior", "votes_log_lik",
            "votes_log_coef", "dawid_skene", "one_coin", "one_coin_theta", "hierarchical_dawid_skene", "soft_label",
-           "soft_log_lik", "logistic_t", "logistic_t_hetero", "logistic_t_pooled", "ebcc", "word_reliability",
+           "soft_log_lik", "logistic_t", "logistic_t_hetero", "logistic_t_pooled", "logistic_t_anchored",
+           "ebcc", "word_reliability",
            "word_reliability_conf"]

@@ -134,14 +134,22 @@ class LogisticTHetero(LogisticT):
         m0 = prior_means(k, d // (k - 1), p["mean_offset"])
         eye = torch.eye(d, dtype=DTYPE)
         prior_scatter, prior_total = self.scale_prior_scatter(g, p, (sigma[0], omega[0]))
+        anchor = self.mean_anchor(g, p)
         mus, sigmas, omegas = [], [], []
         for c in range(k):
             precision = torch.cholesky_inverse(sigma[c].unsqueeze(-1) * omega[c])
-            a = wu[:, c].sum() * precision + eye / tau2
-            mu_c = torch.linalg.solve(a, precision @ (wu[:, c] @ z) + m0[c] / tau2)
+            if anchor is None:
+                a = wu[:, c].sum() * precision + eye / tau2
+                mu_c = torch.linalg.solve(a, precision @ (wu[:, c] @ z) + m0[c] / tau2)
+            else:          # the anchor weighs like κ items at t_k
+                kappa, targets = anchor
+                a = (wu[:, c].sum() + kappa) * precision + eye / tau2
+                mu_c = torch.linalg.solve(a, precision @ (wu[:, c] @ z + kappa * targets[c]) + m0[c] / tau2)
             class_scatter = scatter(z, mu_c.unsqueeze(0), wu[:, c:c + 1])
             if prior_scatter is not None:
                 class_scatter = class_scatter + prior_scatter
+            if anchor is not None:
+                class_scatter = class_scatter + kappa * torch.outer(mu_c - targets[c], mu_c - targets[c])
             sigma_c, omega_c = fit_covariance(class_scatter, lik_w[:, c].sum() + prior_total,
                                               sigma[c], omega[c], p, steps)
             mus.append(mu_c)
@@ -154,3 +162,8 @@ class LogisticTHetero(LogisticT):
         the M-step (none here: the priors on σ_k and L_Ω,k are :meth:`fit_covariance`'s own).
         ``start`` is the pooled covariance where the first M-step begins."""
         return None, 0.0
+
+    def mean_anchor(self, g, p):
+        """``None``, or ``(κ, [K, D] targets t_k)``: a factor exp(−κ/2 (μ_k − t_k)ᵀ Σ_k⁻¹ (μ_k − t_k)) on
+        each class mean (none here; :class:`.LogisticTAnchored` has one)."""
+        return None

@@ -53,15 +53,21 @@ def logistic_t_pooled(logits: torch.Tensor, alpha_prior: float = 1.0, df: float 
     """
     k, d = logits.shape[-1] + 1, logits.shape[-2] * logits.shape[-1]
     dtype = logits.dtype
-    sigma0 = pyro.sample("sigma0", dist.Gamma(torch.full((d,), float(scale_shape), dtype=dtype),
-                                              torch.tensor(float(scale_rate), dtype=dtype)).to_event(1))
-    omega0 = pyro.sample("omega0", dist.LKJCholesky(d, torch.tensor(float(lkj_concentration), dtype=dtype)))
+    tril0 = shared_scale(d, dtype, scale_shape, scale_rate, lkj_concentration)
     pi = pyro.sample("pi", dist.Dirichlet(torch.full((k,), float(alpha_prior), dtype=dtype)))
     mu, sigma, omega = class_scales(k, d, dtype, mean_offset, mean_scale, scale_shape, scale_rate, lkj_concentration)
     tril = sigma.unsqueeze(-1) * omega
     weight = pooling * d
-    pyro.factor("pooling", pooling_log_factor(tril, sigma0.unsqueeze(-1) * omega0, weight).sum(-1))
+    pyro.factor("pooling", pooling_log_factor(tril, tril0, weight).sum(-1))
     return observe_log_odds(logits, pi, mu, tril, df, subsample_size, gold, informative)
+
+
+def shared_scale(d: int, dtype, scale_shape, scale_rate, lkj_concentration) -> torch.Tensor:
+    """The shared scale matrix's sites ``sigma0`` and ``omega0``; returns L₀ = diag(σ₀) L_Ω,0."""
+    sigma0 = pyro.sample("sigma0", dist.Gamma(torch.full((d,), float(scale_shape), dtype=dtype),
+                                              torch.tensor(float(scale_rate), dtype=dtype)).to_event(1))
+    omega0 = pyro.sample("omega0", dist.LKJCholesky(d, torch.tensor(float(lkj_concentration), dtype=dtype)))
+    return sigma0.unsqueeze(-1) * omega0
 
 
 def pooling_log_factor(tril: torch.Tensor, centre_tril: torch.Tensor, weight: float) -> torch.Tensor:
