@@ -58,7 +58,8 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
             ``WeakHypotheses`` or ``hypotheses[n][m]``, weak model m's output for item n
             (a string, a word list or ``WordScores`` with word log-probs).
         model: ``dawid_skene`` | ``one_coin`` | ``hierarchical`` | ``ebcc`` (votes);
-            ``soft`` | ``logistic_t`` | ``logistic_t_hetero`` | ``logistic_t_pooled`` (probabilities);
+            ``soft`` | ``logistic_t`` | ``logistic_t_hetero`` | ``logistic_t_pooled`` |
+            ``logistic_t_anchored`` (probabilities);
             ``word_reliability`` |
             ``word_reliability_conf`` (word hypotheses; they return a :class:`WordPosterior`).
         method: ``em`` (closed-form MAP-EM) | ``vb`` (closed-form mean-field VB, conjugate
@@ -146,9 +147,9 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
 
 VOTE_MODEL_ADVICE = "a stronger diagonal prior (e.g. beta_diag=4) or another method"
 def soft_model_advice(model: str) -> str:
-    """What to try instead of a collapsed soft-label fit: the pooled logistic-t (many or small
-    classes), unless it is the one that collapsed, or a vote model."""
-    other = "" if model == "logistic_t_pooled" else "another soft-label model (logistic_t_pooled) or "
+    """What to try instead of a collapsed soft-label fit: the anchored logistic-t (many, small or
+    empty classes), unless it is the one that collapsed, or a vote model."""
+    other = "" if model == "logistic_t_anchored" else "another soft-label model (logistic_t_anchored) or "
     return other + "a vote model (dawid_skene)"
 
 

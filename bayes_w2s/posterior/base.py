@@ -131,7 +131,7 @@ class Posterior(DrawDiagnostics):
             confusion; row ``k`` is P(weak label | true class ``k``). For the soft-label
             models, row ``k`` is the mean predicted distribution (``soft``) or the
             distribution of the weak model's argmax (``logistic_t``, ``logistic_t_hetero``,
-            ``logistic_t_pooled``) given class ``k``.
+            ``logistic_t_pooled``, ``logistic_t_anchored``) given class ``k``.
         confusion_sd: ``[M, K, K]`` its posterior standard deviation, or ``None`` (point fits).
         class_prior: ``[K]`` the class prior π.
         model_names, label_names, item_ids: axis labels.

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_w2s.aggregation import EBCC, DawidSkene, LogisticT, LogisticTHetero, OneCoinDawidSkene
+from bayes_w2s.aggregation import EBCC, DawidSkene, LogisticT, LogisticTAnchored, LogisticTHetero, OneCoinDawidSkene
 from bayes_w2s import WeakLabels
 from bayes_w2s.errors import InvalidInputError
 
@@ -60,7 +60,7 @@ def test_soft_label_estimator_and_errors():
         DawidSkene().predict_proba(pd.DataFrame({"task": [1], "worker": ["a"], "label": [0]}))
 
 
-@pytest.mark.parametrize("cls", [DawidSkene, LogisticT, LogisticTHetero])
+@pytest.mark.parametrize("cls", [DawidSkene, LogisticT, LogisticTHetero, LogisticTAnchored])
 def test_new_tasks_with_workers_in_another_order_get_the_same_posterior(cls):
     """The soft models read ``lm.soft``, which stayed in the caller's worker order while the
     votes were aligned: the same data with its workers listed c, a, b got other posteriors."""
