@@ -34,6 +34,7 @@ from bayes_w2s.metrics import accuracy
 from bayes_w2s.pipeline import experiment_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_target_posteriors import vote_probs  # noqa: E402
 from diagnose_soft_label import t_marginal_log_lik  # noqa: E402
 from markdown_result import write_markdown  # noqa: E402
 
@@ -58,13 +59,12 @@ def main(argv=None):
     y = np.array([truth[i] for i in labels.item_ids])
     names = list(labels.label_names)
     absent = np.bincount(y, minlength=len(names)) == 0
-    votes = labels.votes()
-    counts = np.stack([(votes == c).sum(1) for c in range(len(names))], 1)
-    vote = counts.argmax(1)          # ties to the first class: for the confusions only
+    vote_split = vote_probs(labels)
+    vote = vote_split.argmax(1)      # ties to the first class: for the confusions only
     lines = [f"# Soft-label posteriors on {cfg.name}'s weak labels (seed {args.seed}, strong_train)", "",
              f"{len(y)} items, {len(names)} classes, {int(absent.sum())} of them with no item here; "
              f"the largest class holds {np.bincount(y).max() / len(y):.0%}. Vote (ties split) "
-             f"{100 * accuracy(counts / counts.sum(1, keepdims=True), y):.1f}%.", "",
+             f"{100 * accuracy(vote_split, y):.1f}%.", "",
              "| model | accuracy, no gold (%) | accuracy, globals fitted on the truth (%) "
              "| marginal log-lik., no gold | marginal log-lik., fitted on the truth "
              "| items given classes with no item | classes given items | EM iterations (converged) | seconds |",

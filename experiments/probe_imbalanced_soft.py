@@ -7,7 +7,8 @@ towards class 0 even where the classes are balanced. One simulation seed. For ea
 share of the largest class) the script reports each posterior's accuracy, how many of the items all three weak models agree on it overrules,
 and whether ``fit_posterior`` warned that it probably collapsed.
 A case ``classes:share:absent`` adds ``absent`` classes to the label set that no item belongs to
-and no weak model names (as ATIS's 2,000-item sample lacks 7 of its 26 intents).
+(as ATIS's 2,000-item sample lacks 5 of its 26 intents); the weak models give them N(0, 1) logits
+like every class they do not pick, so a few votes still fall on them.
 
     python experiments/probe_imbalanced_soft.py --out experiments/results/imbalanced_soft
 """

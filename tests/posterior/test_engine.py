@@ -155,7 +155,7 @@ def test_pooled_scales_keep_small_classes_from_absorbing_a_large_ones_items():
 
 
 def test_anchored_means_keep_classes_no_item_belongs_to_empty():
-    """A label set with classes no item belongs to (as 7 of ATIS's 26 intents on its 2,000-item
+    """A label set with classes no item belongs to (as 5 of ATIS's 26 intents on its 2,000-item
     sample): the pooled model gives those components sub-clusters of the head class; anchored to
     "the weak models name k" they stay empty and the fit is as accurate as the vote."""
     truth, labels = _head_and_small_classes(k=4, n=1200, absent=2)
