@@ -42,7 +42,7 @@ def logistic_t_anchored(logits: torch.Tensor, alpha_prior: float = 1.0, df: floa
     likelihood, not the optimiser). Anchored, a component can move off "its models name k"
     only as far as its items outweigh κ; a large class keeps its own mean, a small or empty one
     stays where the weak models' naming puts it. On ATIS that gives 81.2% and no item in an
-    absent class — still below the vote: small real classes (``atis_flight_time``, 19 items)
+    absent class — still below the vote: small real classes (``atis_flight_time``)
     take sub-clusters of the largest (88 items). On a planted label set with 2 absent classes
     the pooled model puts 35% of the items there (62% right), the anchored none (94%, the vote
     94%) (``experiments/results/anchored_means``; ``tests/posterior/test_engine.py``).

@@ -141,7 +141,7 @@ class LogisticTHetero(LogisticT):
             if anchor is None:
                 a = wu[:, c].sum() * precision + eye / tau2
                 mu_c = torch.linalg.solve(a, precision @ (wu[:, c] @ z) + m0[c] / tau2)
-            else:          # the anchor weighs like κ items at t_k
+            else:   # the anchor weighs like κ items at t_k (a branch of its own: unanchored fits stay bit for bit)
                 kappa, targets = anchor
                 a = (wu[:, c].sum() + kappa) * precision + eye / tau2
                 mu_c = torch.linalg.solve(a, precision @ (wu[:, c] @ z + kappa * targets[c]) + m0[c] / tau2)
