@@ -631,10 +631,15 @@ def fit_svi(model: PosteriorModel, data: ModelData, p: dict, *, guide: str = "de
               TraceEnum_ELBO(max_plate_nesting=model.max_plate_nesting))
     history = []
     for _ in tqdm(range(steps), desc=f"SVI {model.name}", disable=not progress, leave=False):
-        loss = svi.step()
+        try:
+            loss = svi.step()
+        except ValueError as err:       # a NaN parameter fails Pyro's argument checks before any loss
+            if "invalid values" not in str(err):
+                raise
+            loss = float("nan")
         if not math.isfinite(loss):
             raise InvalidInputError(f"{model.name}/svi: the ELBO became {loss} at step {len(history)}; lower "
-                                    "learning_rate or use guide='normal'")
+                                    "learning_rate" + (" or use guide='normal'" if guide == "delta" else ""))
         history.append(loss)
     with torch.no_grad():
         if guide == "delta":

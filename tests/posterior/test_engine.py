@@ -198,6 +198,30 @@ def test_hierarchical_svi_stays_finite_on_sparse_many_annotators():
         fit_posterior(votes, model="hierarchical", method="svi", guide="delta")
 
 
+def test_hierarchical_svi_stays_finite_when_classes_get_no_vote():
+    """26 classes, 20 with items (70% in one), 6 no weak model names — ATIS intent's shape.
+    Dawid–Skene's MAP, the start, puts π and unseen confusion entries at 0, −∞ for the guide;
+    started there, SVI's parameters became NaN (a raw torch ValueError at step ~250)."""
+    rng = np.random.default_rng(0)
+    truth = rng.choice(20, 1000, p=np.r_[0.7, np.full(19, 0.3 / 19)])
+    right = rng.random((1000, 3)) < 0.8
+    votes = np.where(right, truth[:, None], (truth[:, None] + rng.integers(1, 20, (1000, 3))) % 20)
+    post = fit_posterior(votes, model="hierarchical", method="svi", num_classes=26, steps=300, progress=False)
+    assert np.isfinite(post.item_probs).all() and np.isfinite(post.history).all()
+    assert (post.labels == truth).mean() > 0.9
+
+
+def test_svi_parameters_turning_nan_is_a_clear_error(monkeypatch):
+    """Pyro rejects a NaN guide parameter with a torch ValueError before any loss is returned."""
+    def nan_step(self, *args, **kwargs):
+        raise ValueError("Expected parameter loc ... to satisfy the constraint Real(), but found invalid values")
+    monkeypatch.setattr(pyro.infer.SVI, "step", nan_step)
+    _, votes = simulate_votes(n=40, k=2, seed=0)
+    with pytest.raises(InvalidInputError, match=r"hierarchical/svi: the ELBO became nan at step 0; lower "
+                                                r"learning_rate$"):
+        fit_posterior(votes, model="hierarchical", method="svi", steps=5, progress=False)
+
+
 @pytest.mark.parametrize("model,method", [("dawid_skene", "em"), ("dawid_skene", "vb"), ("one_coin", "em"),
                                           ("ebcc", "vb")])
 def test_default_and_flat_priors_give_finite_probabilities_on_sparse_crowds(model, method):
