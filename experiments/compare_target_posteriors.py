@@ -1,9 +1,10 @@
 """Training targets of several posteriors on an experiment's stored weak labels, per seed.
 
 Reads ``weak_labels_seed*_strong_train.npz`` (written by ``bayes-w2s run``) from the
-experiment's results folder, fits each posterior by EM without gold, and scores its targets on
+experiment's results folder, fits each posterior without gold, and scores its targets on
 strong_train's hidden truth: accuracy, ECE and fit time; the weak models' majority vote (ties
-split) beside them. A posterior is ``model`` or ``model:prior=value,...``. In place of a config, a
+split) and mean probability beside them. A posterior is ``model[@method][:setting=value,...]``
+(method ``em`` unless named; settings are priors or the method's own, such as ``steps``). In place of a config, a
 results folder names the experiment its ``meta.json`` records (for runs made without a YAML, such
 as ``experiments/atis_intent.py``).
 
@@ -33,12 +34,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from markdown_result import write_markdown  # noqa: E402
 
 
-def parse_posterior(spec: str) -> tuple[str, dict]:
-    model, _, priors = spec.partition(":")
+def parse_posterior(spec: str) -> tuple[str, str, dict]:
+    """``model[@method][:name=number,...]`` → (model, method, settings); integers stay integers."""
+    head, _, settings = spec.partition(":")
+    model, _, method = head.partition("@")
     try:
-        return model, {k: float(v) for k, v in (item.split("=") for item in priors.split(",") if item)}
+        return model, method or "em", {k: int(v) if v.lstrip("-").isdigit() else float(v)
+                                       for k, v in (item.split("=") for item in settings.split(",") if item)}
     except ValueError:
-        raise SystemExit(f"--posteriors: {spec!r} is not model or model:prior=number,...") from None
+        raise SystemExit(f"--posteriors: {spec!r} is not model[@method][:name=number,...]") from None
 
 
 def vote_probs(labels: WeakLabels) -> np.ndarray:
@@ -56,9 +60,11 @@ def main(argv=None):
     ap.add_argument("--out", required=True, help="markdown file to write")
     args = ap.parse_args(argv)
     for spec in args.posteriors:   # before any data is read
-        model, priors = parse_posterior(spec)
+        model, method, _ = parse_posterior(spec)
         if model not in MODELS:
             raise SystemExit(f"--posteriors: unknown model {model!r}; available: {sorted(MODELS)}")
+        if method not in MODELS[model].methods:
+            raise SystemExit(f"--posteriors: {model!r} has no method {method!r}; it has {list(MODELS[model].methods)}")
     if Path(args.config).is_dir():
         cfg = ExperimentConfig(**json.loads((Path(args.config) / "meta.json").read_text())["config"])
         results = Path(args.results or args.config)
@@ -68,21 +74,23 @@ def main(argv=None):
     split = experiment_task(cfg).strong_train
     truth = dict(zip(split["id"], split["label"]))
     lines = [f"# Targets of {len(args.posteriors)} posteriors on {cfg.name}'s stored weak labels", "",
-             "EM, no gold; accuracy / ECE (%) on strong_train's hidden truth, fit seconds.", "",
-             "| seed | vote | " + " | ".join(f"`{p}`" for p in args.posteriors) + " |",
-             "|---|---|" + "---|" * len(args.posteriors)]
-    scores = {p: [] for p in ["vote", *args.posteriors]}
+             "No gold (EM unless `@method` says otherwise); accuracy / ECE (%) on strong_train's hidden truth, "
+             "fit seconds. *vote*: the weak models' majority vote, ties split; *mean*: their mean probability.", "",
+             "| seed | vote | mean | " + " | ".join(f"`{p}`" for p in args.posteriors) + " |",
+             "|---|---|---|" + "---|" * len(args.posteriors)]
+    scores = {p: [] for p in ["vote", "mean", *args.posteriors]}
     for seed in cfg.seeds:
         labels = WeakLabels.load(results / f"weak_labels_seed{seed}_strong_train.npz")
         y = np.array([truth[i] for i in labels.item_ids])
         scores["vote"].append(100 * accuracy(vote_probs(labels), y))
-        cells = [f"{scores['vote'][-1]:.1f}"]
+        scores["mean"].append(100 * accuracy(labels.probs.mean(1), y))
+        cells = [f"{scores['vote'][-1]:.1f}", f"{scores['mean'][-1]:.1f}"]
         for spec in args.posteriors:
-            model, priors = parse_posterior(spec)
+            model, method, settings = parse_posterior(spec)
             start = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                probs = fit_posterior(labels, model, "em", **priors).item_probs
+                probs = fit_posterior(labels, model, method, **{"progress": False, **settings}).item_probs
             scores[spec].append(100 * accuracy(probs, y))
             cells.append(f"{scores[spec][-1]:.1f} / {100 * expected_calibration_error(probs, y):.1f} "
                          f"({time.perf_counter() - start:.0f} s)")

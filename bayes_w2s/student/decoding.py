@@ -223,7 +223,8 @@ class SlotJSONLogitsProcessor(LogitsProcessor):
 
 class NoEmptyLogitsProcessor(LogitsProcessor):
     """Forbids only the empty object ``{}`` (unconstrained decoding with the no-slot
-    decision taken elsewhere): tokens that would make the output start ``{}``."""
+    decision taken elsewhere): tokens that would make the output start ``{}`` once whitespace
+    is dropped, so ``{ }`` and ``{\n}``, which parse as the same empty object, are banned too."""
 
     def __init__(self, vocab: TokenVocabulary, prompt_width: int, forbid: list[bool], num_beams: int = 1):
         self.vocab, self.width, self.forbid, self.beams = vocab, prompt_width, forbid, num_beams
@@ -233,7 +234,7 @@ class NoEmptyLogitsProcessor(LogitsProcessor):
         if text not in self._banned:
             self._banned[text] = torch.as_tensor(
                 [i for i, s in enumerate(self.vocab.strings)
-                 if s and (text + s).lstrip().startswith("{}")], dtype=torch.long)
+                 if s and "".join((text + s).split()).startswith("{}")], dtype=torch.long)
         return self._banned[text]
 
     def __call__(self, input_ids, scores):

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from bayes_w2s.errors import InvalidInputError
-from bayes_w2s.student.decoding import (DONE, SlotGrammar, SlotJSONLogitsProcessor, TokenVocabulary,
-                                        no_slot_threshold, slot_processors)
+from bayes_w2s.student.decoding import (DONE, NoEmptyLogitsProcessor, SlotGrammar, SlotJSONLogitsProcessor,
+                                        TokenVocabulary, no_slot_threshold, slot_processors)
 from bayes_w2s.tasks.generation import parse_slots, render_slots
 
 TYPES = ["date", "time", "event_name", "place_name"]
@@ -90,6 +90,23 @@ def test_constrained_generation_of_a_random_model_is_always_a_valid_target(bpe):
             entities, ok = parse_slots(written)
             assert ok and all(e["type"] in TYPES and f" {e['filler']} " in f" {text} " for e in entities)
             assert entities or row // beams == 2                  # {} only where it is allowed
+
+
+def test_no_empty_processor_bans_the_empty_object_with_whitespace_inside(bpe):
+    """``{ }`` parses as the same empty object as ``{}``; it got through the ban."""
+    vocab = TokenVocabulary(bpe)
+    proc = NoEmptyLogitsProcessor(vocab, prompt_width=0, forbid=[True, False])
+    for written in ("", " {", " { ", "{\n"):
+        ids = bpe(written, add_special_tokens=False)["input_ids"]
+        scores = proc(torch.tensor([ids, ids]), torch.zeros(2, len(bpe)))
+        banned = {vocab.strings[i] for i in torch.nonzero(scores[0] == float("-inf")).flatten().tolist()}
+        closing = [s for s in ("}", " }", " {}", "{}")
+                   if s in vocab.strings and "".join((written + s).split()).startswith("{}")]
+        assert closing
+        assert set(closing) <= banned and all("".join((written + s).split()).startswith("{}") for s in banned)
+        assert torch.equal(scores[1], torch.zeros(len(bpe)))               # a row allowed to say {} is untouched
+    for s, ids in ((s, bpe(s, add_special_tokens=False)["input_ids"]) for s in (' {"', " { \"")):
+        assert not (proc(torch.tensor([ids]), torch.zeros(1, len(bpe)))[0] == float("-inf")).any()
 
 
 def test_processor_leaves_finished_rows_alone(bpe):
