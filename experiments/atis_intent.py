@@ -12,7 +12,10 @@ its own — and runs SNIPS intent's recipe on it with the posterior rows that ma
     python experiments/atis_intent.py --out experiments/results/atis_intent
 
 (``--seeds 0`` for a quick look). The results folder is an ordinary ``bayes-w2s run`` folder
-(``results.md``, plots, stored weak labels for ``compare_target_posteriors.py``).
+(``results.md``, plots, stored weak labels for ``compare_target_posteriors.py``). ``--rows
+vote_models`` runs the vote models' rows instead (Dawid–Skene by EM and VB, one-coin on hard and
+on soft votes), which on ATIS's stored weak labels are the posteriors above the vote
+(``experiments/results/soft_votes``).
 """
 from __future__ import annotations
 
@@ -41,6 +44,15 @@ METHODS = [
     {"name": "logistic-t pooled scales EDL", "targets": "posterior:logistic_t_pooled:em", "loss": "edl",
      "loss_kwargs": {"kl_max": 1.0, "anneal": 0.5}},
 ]
+VOTE_MODEL_METHODS = METHODS[:5] + [
+    {"name": "Dawid-Skene VB", "targets": "posterior:dawid_skene:vb", "loss": "xent"},
+    {"name": "one-coin", "targets": "posterior:one_coin:em", "loss": "xent"},
+    {"name": "one-coin soft votes", "targets": "posterior:one_coin:em", "loss": "xent",
+     "posterior_kwargs": {"soft_votes": 3}},
+    {"name": "one-coin soft votes EDL", "targets": "posterior:one_coin:em", "loss": "edl",
+     "posterior_kwargs": {"soft_votes": 3}, "loss_kwargs": {"kl_max": 1.0, "anneal": 0.5}},
+]
+ROWS = {"soft_models": METHODS, "vote_models": VOTE_MODEL_METHODS}
 
 
 def write_csv(data_dir: Path, out: Path) -> Path:
@@ -59,6 +71,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="results folder")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--rows", choices=sorted(ROWS), default="soft_models", help="which methods to run")
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
     data = Path(os.environ.get("BAYES_W2S_DATA", "../shared/data")) / "atis"
@@ -67,7 +80,7 @@ def main(argv=None):
     csv = write_csv(data, cache_dir("data") / "atis_intent.csv")
     cfg = ExperimentConfig(
         name="atis_intent", task=str(csv), weak_models=["minilm-l6", "mpnet-base", "smollm2-135m"],
-        strong_model="gemma3-270m", methods=METHODS, seeds=args.seeds, split_seed=0,
+        strong_model="gemma3-270m", methods=ROWS[args.rows], seeds=args.seeds, split_seed=0,
         sizes={"weak_train": 1000, "strong_train": 2000, "test": 1000},
         weak_label_budget=200,   # as SNIPS's 70: weak models that leave a gap to recover
         weak_train={"mode": "head", "epochs": 30, "batch_size": 32, "learning_rate": 0.001},

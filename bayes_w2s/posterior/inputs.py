@@ -390,7 +390,7 @@ SETTINGS = {
     "warmup_steps": _int_at_least(0), "seed": _int_at_least(0), "num_starts": _optional(_int_at_least(1)),
     "subsample_size": _optional(_int_at_least(1)), "num_workers": _optional(_int_at_least(1)),
     "tol": _real_in(0, np.inf), "learning_rate": _real_in(0, np.inf),
-    "eps": _real_in(0, 1), "target_accept_prob": _real_in(0, 1),
+    "eps": _real_in(0, 1), "target_accept_prob": _real_in(0, 1), "soft_votes": _optional(_real_in(0, np.inf)),
     # in posterior SDs around the MAP: much further out a chain can start in a label-switched mode
     "init_jitter": _real_in(0, 3, lo_open=False, hi_open=False),
     # a fraction of the adapted step size: at 1 a step could be 0

@@ -753,3 +753,22 @@ def test_an_m_step_that_degenerates_is_a_project_error_not_a_tensor_dump():
         probs[np.arange(50), j, label] = top
     with pytest.raises(InvalidInputError, match=r"logistic_t_hetero/em: the M-step gave non-finite \['mu'\]"):
         fit_posterior(WeakLabels(probs, ["a", "b", "c"], ["x", "y", "z"]), model="logistic_t_hetero")
+
+
+def test_soft_votes_read_the_probabilities_and_too_few_collapse_with_advice():
+    """One-coin on soft votes: s = 3 at least as accurate as the vote on a planted case;
+    s = 1 is too little evidence against the class prior (π runs to one class), which the
+    collapse warning reports with the fix; hard votes cannot be soft votes."""
+    truth, labels = simulate_soft(n=1500, k=3, seed=0)
+    vote = (as_label_matrix(labels).counts.sum(1).argmax(1) == truth).mean()
+    post = fit_posterior(labels, model="one_coin", soft_votes=3, progress=False)
+    assert (post.labels == truth).mean() >= vote
+    np.testing.assert_allclose(post.predict_proba(labels), post.item_probs, atol=1e-10)   # the same soft reading
+    hard = fit_posterior(labels, model="one_coin", progress=False)
+    assert not np.allclose(hard.item_probs, post.item_probs, atol=1e-3)
+    with pytest.warns(RuntimeWarning, match=r"collapsed\. Try more soft votes per output \(soft_votes=3, not 1\)"):
+        fit_posterior(labels, model="one_coin", soft_votes=1, progress=False)
+    with pytest.raises(InvalidInputError, match="soft_votes needs each weak model's probabilities"):
+        fit_posterior(labels.votes(), model="dawid_skene", soft_votes=3, num_classes=3)
+    with pytest.raises(InvalidInputError, match=r"soft_votes must be None or a number in \(0, inf\)"):
+        fit_posterior(labels, model="one_coin", soft_votes=0)

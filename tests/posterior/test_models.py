@@ -20,14 +20,14 @@ CLASS_MODELS = sorted(n for n, m in MODELS.items() if m.observes != "words")
 WORD_MODELS = sorted(n for n, m in MODELS.items() if m.observes == "words")
 
 
-def _data(name, gold=False, n=120, priors=None, blank=False):
+def _data(name, gold=False, n=120, priors=None, blank=False, soft_votes=None):
     model = get_model(name)
     p = model.priors(priors or ({"num_subtypes": 3} if name == "ebcc" else {}))
     if model.observes == "words":
         from .test_words import simulate_hypotheses
         _, hyps = simulate_hypotheses(n=40)
         return model, model.prepare(slot_table(hyps), p), p
-    if model.observes == "probs":
+    if model.observes == "probs" or soft_votes:
         _, labels = simulate_soft(n=n)
         if blank:                                                      # every output uniform: missing items
             labels.probs[::9] = 1.0 / labels.num_classes
@@ -40,7 +40,8 @@ def _data(name, gold=False, n=120, priors=None, blank=False):
     if gold:
         gold_arr = np.full(n, -1)
         gold_arr[::5] = np.arange(0, n, 5) % 3
-    return model, model.prepare(lm, p, gold=gold_arr), p
+    settings = {"soft_votes": soft_votes} if soft_votes else {}
+    return model, model.prepare(lm, p, gold=gold_arr, **settings), p
 
 
 def _random_point(model, data, p, seed=0):
@@ -72,13 +73,17 @@ def _closed_form(model, data, p, g):
 
 
 @pytest.mark.parametrize("name", CLASS_MODELS + WORD_MODELS)
-@pytest.mark.parametrize("variant", ["plain", "gold", "blank"])   # blank: uniform items, some of them gold
+@pytest.mark.parametrize("variant", ["plain", "gold", "blank", "soft_votes"])   # blank: uniform items, some gold
 def test_closed_form_log_joint_matches_pyro_trace(name, variant):
     if variant == "gold" and get_model(name).observes == "words":
         pytest.skip("gold words are not supported")
     if variant == "blank" and get_model(name).observes != "probs":
         pytest.skip("uniform outputs are missing items for the soft-label models (votes: abstentions, above)")
-    model, data, p = _data(name, gold=variant in ("gold", "blank"), blank=variant == "blank")
+    if variant == "soft_votes" and get_model(name).observes != "votes":
+        pytest.skip("soft votes are the vote models' reading of probability vectors")
+    model, data, p = _data(name, gold=variant in ("gold", "blank"), blank=variant == "blank",
+                           soft_votes=2.5 if variant == "soft_votes" else None)
+    assert variant != "soft_votes" or not torch.equal(data.obs["counts"], data.obs["counts"].round())
     assert variant != "blank" or (~data.fn_kwargs["informative"]).reshape(120, -1).all(-1).sum() == 14
     g = _random_point(model, data, p)
     ours = float(_closed_form(model, data, p, g))
