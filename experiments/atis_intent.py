@@ -14,8 +14,10 @@ its own — and runs SNIPS intent's recipe on it with the posterior rows that ma
 (``--seeds 0`` for a quick look). The results folder is an ordinary ``bayes-w2s run`` folder
 (``results.md``, plots, stored weak labels for ``compare_target_posteriors.py``). ``--rows
 vote_models`` runs the vote models' rows instead (Dawid–Skene by EM and VB, one-coin on hard and
-on soft votes), which on ATIS's stored weak labels are the posteriors above the vote
-(``experiments/results/soft_votes``).
+on soft votes; on ATIS's stored weak labels all but Dawid–Skene's EM are above the vote,
+``experiments/results/soft_votes``) into a folder of its own:
+
+    python experiments/atis_intent.py --rows vote_models --out experiments/results/atis_intent_vote_models
 """
 from __future__ import annotations
 

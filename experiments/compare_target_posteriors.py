@@ -3,8 +3,9 @@
 Reads ``weak_labels_seed*_strong_train.npz`` (written by ``bayes-w2s run``) from the
 experiment's results folder, fits each posterior without gold, and scores its targets on
 strong_train's hidden truth: accuracy, ECE and fit time; the weak models' majority vote (ties
-split) and mean probability beside them. A posterior is ``model[@method][:setting=value,...]``
-(method ``em`` unless named; settings are priors or the method's own, such as ``steps``). In place of a config, a
+split) and mean probability beside them. A posterior is ``model[@method][:setting=number,...]``
+(method ``em`` unless named; numeric settings: priors, the method's own such as ``steps``, or the
+data's such as ``soft_votes``). In place of a config, a
 results folder names the experiment its ``meta.json`` records (for runs made without a YAML, such
 as ``experiments/atis_intent.py``).
 
@@ -28,7 +29,9 @@ from bayes_w2s import WeakLabels, fit_posterior
 from bayes_w2s.config import ExperimentConfig
 from bayes_w2s.metrics import accuracy, expected_calibration_error
 from bayes_w2s.pipeline import experiment_task
+from bayes_w2s.errors import InvalidInputError
 from bayes_w2s.posterior import MODELS
+from bayes_w2s.posterior.inputs import check_fit_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from markdown_result import write_markdown  # noqa: E402
@@ -60,11 +63,15 @@ def main(argv=None):
     ap.add_argument("--out", required=True, help="markdown file to write")
     args = ap.parse_args(argv)
     for spec in args.posteriors:   # before any data is read
-        model, method, _ = parse_posterior(spec)
+        model, method, settings = parse_posterior(spec)
         if model not in MODELS:
             raise SystemExit(f"--posteriors: unknown model {model!r}; available: {sorted(MODELS)}")
         if method not in MODELS[model].methods:
             raise SystemExit(f"--posteriors: {model!r} has no method {method!r}; it has {list(MODELS[model].methods)}")
+        try:
+            check_fit_settings(model, method, settings)
+        except InvalidInputError as err:
+            raise SystemExit(f"--posteriors: {spec!r}: {err}") from None
     if Path(args.config).is_dir():
         cfg = ExperimentConfig(**json.loads((Path(args.config) / "meta.json").read_text())["config"])
         results = Path(args.results or args.config)

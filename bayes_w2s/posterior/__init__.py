@@ -140,20 +140,12 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
         post = m.summarise(data, fit, method, p, temperature)
     if m.observes != "words":
         warn_if_far_from_vote(post.item_probs, lm.counts.sum(1), f"{model}/{method}",
-                              advice=vote_model_advice(data_settings.get("soft_votes")) if m.observes == "votes"
-                              else soft_model_advice(model),
+                              advice=VOTE_MODEL_ADVICE if m.observes == "votes" else soft_model_advice(model),
                               skip=None if gold_index is None else gold_index >= 0)   # gold may overrule
     return post
 
 
-def vote_model_advice(soft_votes: float | None) -> str:
-    """What to try instead of a collapsed vote-model fit; with soft votes, first more evidence
-    per output (s = 1 runs π to one class on SST-2, AG News and SNIPS; 3 does not)."""
-    more = "" if soft_votes is None or soft_votes >= 3 else f"more soft votes per output (soft_votes=3, not " \
-                                                               f"{soft_votes:g}), "
-    return more + "a stronger diagonal prior (e.g. beta_diag=4) or another method"
-
-
+VOTE_MODEL_ADVICE = "a stronger diagonal prior (e.g. beta_diag=4) or another method"
 def soft_model_advice(model: str) -> str:
     """What to try instead of a collapsed soft-label fit: the anchored logistic-t (many, small or
     empty classes), unless it is the one that collapsed, or a vote model."""
@@ -162,7 +154,7 @@ def soft_model_advice(model: str) -> str:
 
 
 def warn_if_far_from_vote(item_probs: np.ndarray, votes: np.ndarray, name: str, min_items: int = 20,
-                          advice: str | None = None, max_overruled: float = 0.03,
+                          advice: str = VOTE_MODEL_ADVICE, max_overruled: float = 0.03,
                           skip: np.ndarray | None = None) -> None:
     """Warn when a posterior's labels disagree with the weak models' clear majority (at least
     two votes, no tie) on more than half of those items, take a class the majorities use all
@@ -206,7 +198,6 @@ def warn_if_far_from_vote(item_probs: np.ndarray, votes: np.ndarray, name: str, 
             problems.append(f"overrules {overruled:.1%} of the {int(unanimous.sum())} items whose votes are "
                             f"unanimous (more than {max_overruled:.0%})")
     if problems:
-        advice = vote_model_advice(None) if advice is None else advice
         warnings.warn(f"{name}: the posterior {'; '.join(problems)}: it has probably collapsed. Try {advice}, "
                       "or check the weak labels", RuntimeWarning, stacklevel=3)
 

@@ -258,8 +258,8 @@ class Posterior(DrawDiagnostics):
         counts = np.zeros((lm.counts.shape[0], len(fitted), lm.counts.shape[2]), dtype=lm.counts.dtype)
         counts[:, columns] = lm.counts
         soft = None
-        if lm.soft is not None and not missing:
-            soft = np.empty_like(lm.soft)
+        if lm.soft is not None:    # a missing weak model's output is uniform: no soft vote either
+            soft = np.full((lm.soft.shape[0], len(fitted), lm.soft.shape[2]), 1.0 / lm.soft.shape[2], lm.soft.dtype)
             soft[:, columns] = lm.soft
         return replace(lm, counts=counts, soft=soft, model_names=list(self.model_names))
 

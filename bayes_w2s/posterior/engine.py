@@ -83,18 +83,21 @@ class ModelData:
 
 
 def compress_rows(key: torch.Tensor):
-    """Distinct rows of ``key [N, F]`` (integer-valued): ``(first index, inverse, count)``.
+    """Distinct rows of ``key [N, F]``: ``(first index, inverse, count)``.
 
     With M weak models and K classes there are at most (K+1)^M vote patterns however
-    large N is, so EM on a million items costs a handful of thousand-row matmuls. Rows are
-    coded as one float64 (exact below 2^52) and factorised by hashing, linear in N.
+    large N is, so EM on a million items costs a handful of thousand-row matmuls. Integer
+    rows are coded as one float64 (exact below 2^52) and factorised by hashing, linear in N;
+    other rows (soft votes) are compared whole, since a code would merge distinct fractional
+    rows (at base 1, every soft-vote row of one total).
     """
     import pandas as pd
 
     n = key.shape[0]
     flat = key.reshape(n, -1).to(DTYPE)
     base = int(flat.max()) + 1 if flat.numel() else 1
-    if flat.shape[1] * np.log2(max(base, 2)) < 52:   # codes exact in float64: one BLAS matmul
+    integral = bool(torch.equal(flat, flat.round()))
+    if integral and flat.shape[1] * np.log2(max(base, 2)) < 52:   # codes exact in float64: one BLAS matmul
         codes = (flat @ (float(base) ** torch.arange(flat.shape[1], dtype=DTYPE))).numpy()
         inverse, uniques = pd.factorize(codes, sort=True)
         freq = np.bincount(inverse, minlength=len(uniques))

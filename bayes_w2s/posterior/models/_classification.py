@@ -31,6 +31,7 @@ from pyro.ops.indexing import Vindex
 from torch.distributions import constraints
 
 from ...errors import InvalidInputError
+from ...weak.labels import TIE_TOL
 from ..engine import (DTYPE, Fit, ModelData, PosteriorModel, compress_rows, dirichlet_log_density,
                       draw_local_latents, gold_mask, masked_log_joint)
 
@@ -163,16 +164,17 @@ class ClassModel(PosteriorModel):
         counts, or with ``soft_votes=s`` each weak model's probability vector times s.
 
         Soft votes are a fractional multinomial, Σ_l s·p_nml log θ_c,m,l: a weak model's second
-        choices count, which a 3-way tie of hard votes throws away. s is how many votes one
-        probability vector is worth against the class prior: at s = 1 three soft outputs per
-        item are too little evidence and EM can run π to one class (SST-2, AG News, SNIPS);
-        ``experiments/results/soft_votes`` measures s = 1, 3, 10."""
+        choices count, which a three-way tie of hard votes throws away. A uniform output casts
+        no vote, as a tied one does among hard votes. ``experiments/results/soft_votes``
+        measures s = 1, 3 and 10."""
         if soft_votes is None:
             return {"counts": torch.as_tensor(lm.counts, dtype=DTYPE)}
         if lm.soft is None:
-            raise InvalidInputError(f"soft_votes needs each weak model's probabilities (WeakLabels, or an [N, M, K] "
-                                    f"array of probabilities); the {self.name!r} model was given hard votes")
-        return {"counts": float(soft_votes) * torch.as_tensor(lm.soft, dtype=DTYPE)}
+            raise InvalidInputError(f"soft_votes needs each weak model's probabilities (WeakLabels); the "
+                                    f"{self.name!r} model was given hard votes")
+        probs = torch.as_tensor(lm.soft, dtype=DTYPE)
+        uniform = (probs.amax(-1, keepdim=True) - probs.amin(-1, keepdim=True)) <= TIE_TOL
+        return {"counts": float(soft_votes) * probs.masked_fill(uniform, 0.0)}
 
     def num_latent(self, k: int, p: dict) -> int:
         return k

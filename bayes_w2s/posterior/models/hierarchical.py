@@ -108,8 +108,8 @@ class Hierarchical(ClassModel):
 
 
 def off_the_edge(x: torch.Tensor, floor: float = 1e-6) -> torch.Tensor:
-    """Simplex rows (last axis) with an entry below ``floor`` mixed with ``floor`` of the uniform;
-    other rows unchanged. A MAP entry at 0 (a class no item votes for, a label a weak model never
+    """Simplex rows (last axis) with an entry below ``floor``: ``floor`` added to every entry and the
+    row renormalised; other rows unchanged. A MAP entry at 0 (a class no item votes for, a label a weak model never
     gives some class) is −∞ in unconstrained coordinates: SVI's mean-field guide started there
     diverged to NaN on ATIS intent (26 classes, 5 with no item)."""
     lifted = (x + floor) / (1.0 + floor * x.shape[-1])
