@@ -224,7 +224,7 @@ class SlotJSONLogitsProcessor(LogitsProcessor):
 class NoEmptyLogitsProcessor(LogitsProcessor):
     """Forbids only the empty object ``{}`` (unconstrained decoding with the no-slot
     decision taken elsewhere): tokens that would make the output start ``{}`` once whitespace
-    is dropped, so ``{ }`` and ``{\n}``, which parse as the same empty object, are banned too."""
+    is dropped, so ``{ }`` and ``{\\n}``, which parse as the same empty object, are banned too."""
 
     def __init__(self, vocab: TokenVocabulary, prompt_width: int, forbid: list[bool], num_beams: int = 1):
         self.vocab, self.width, self.forbid, self.beams = vocab, prompt_width, forbid, num_beams
