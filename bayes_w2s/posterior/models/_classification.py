@@ -148,6 +148,13 @@ def votes_log_coef(counts: torch.Tensor) -> torch.Tensor:
     return (torch.lgamma(counts.sum(-1) + 1) - torch.lgamma(counts + 1).sum(-1)).sum(-1)
 
 
+def present_models(lm) -> torch.Tensor:
+    """``[N, M]`` 1.0 where weak model m's output on item n is not uniform (within
+    :data:`~bayes_w2s.weak.labels.TIE_TOL`), 0.0 where it is: a uniform output is missing."""
+    p = torch.as_tensor(lm.soft, dtype=DTYPE)
+    return ((p.amax(-1) - p.amin(-1)) > TIE_TOL).to(DTYPE)
+
+
 class ClassModel(PosteriorModel):
     """A posterior over each item's true class given its weak labels."""
 
@@ -172,9 +179,8 @@ class ClassModel(PosteriorModel):
         if lm.soft is None:
             raise InvalidInputError(f"soft_votes needs each weak model's probabilities (WeakLabels); the "
                                     f"{self.name!r} model was given hard votes")
-        probs = torch.as_tensor(lm.soft, dtype=DTYPE)
-        uniform = (probs.amax(-1, keepdim=True) - probs.amin(-1, keepdim=True)) <= TIE_TOL
-        return {"counts": float(soft_votes) * probs.masked_fill(uniform, 0.0)}
+        return {"counts": float(soft_votes) * torch.as_tensor(lm.soft, dtype=DTYPE)
+                * present_models(lm).unsqueeze(-1)}
 
     def num_latent(self, k: int, p: dict) -> int:
         return k

@@ -9,9 +9,9 @@ import torch
 from pyro.ops.indexing import Vindex
 
 from ...errors import InvalidInputError
-from ...weak.labels import TIE_TOL
 from ..engine import scaled, CONCENTRATION, DTYPE, POSITIVE, POSITIVE_SUPPORT, SIMPLEX, Site, dirichlet_mode
-from ._classification import ClassModel, confusion_prior, for_vindex, masked, pi_counts, pi_log_prior, true_class
+from ._classification import (ClassModel, confusion_prior, for_vindex, masked, pi_counts, pi_log_prior,
+                              present_models, true_class)
 
 
 def soft_label(probs: torch.Tensor, alpha_prior: float = 1.0, diag_shape: float = 4.0, off_shape: float = 1.0,
@@ -66,13 +66,6 @@ def soft_log_lik(probs: torch.Tensor, concentration: torch.Tensor,
     if present is None:
         return log_p.reshape(r, m * k) @ flat + norm.sum(-1).unsqueeze(-2)
     return (log_p * present.unsqueeze(-1)).reshape(r, m * k) @ flat + present @ norm.transpose(-1, -2)
-
-
-def present_models(lm) -> torch.Tensor:
-    """``[N, M]`` 1.0 where weak model m's output on item n is not uniform (within
-    :data:`~bayes_w2s.weak.labels.TIE_TOL`), 0.0 where it is: a uniform output is missing."""
-    p = torch.as_tensor(lm.soft, dtype=DTYPE)
-    return ((p.amax(-1) - p.amin(-1)) > TIE_TOL).to(DTYPE)
 
 
 def informative_items(lm) -> torch.Tensor:
