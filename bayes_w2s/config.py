@@ -36,6 +36,8 @@ TARGET_KINDS = ("ground_truth", "weak", "best_weak", "mean", "vote", "weak_all",
                 "joint_decoding")
 #: how a posterior target may use the gold slice (ExperimentConfig.weak_val_size)
 GOLD_USES = ("none", "observe", "prior")
+#: ``posterior:auto``: the posterior model chosen on the gold slice (``posterior_candidates``)
+AUTO_POSTERIOR = "auto"
 #: target kinds and losses that exist for generation tasks (slot filling)
 GENERATION_TARGETS = ("ground_truth", "weak", "best_weak", "weak_all", "posterior", "joint_decoding")
 GENERATION_LOSSES = ("xent", "weighted_xent", "token_weighted_xent", "multi_weak", "edl")
@@ -267,7 +269,8 @@ class MethodConfig:
     name: str = field(metadata={"help": "row label in the results"})
     targets: str = field(default="mean", metadata={"help":
         "ground_truth (the ceiling) | weak:<model> | best_weak | mean | vote | weak_all | posterior:<model>[:<method>]"
-        " | joint_decoding (generation)"})
+        " | posterior:auto (the model chosen on the gold slice among posterior_candidates) | joint_decoding "
+        "(generation)"})
     loss: str = field(default="xent", metadata={"help": "xent | weighted_xent | aux_conf | multi_weak | edl; "
                                                         "generation also token_weighted_xent (each target token "
                                                         "weighted by the word posterior's probability of its word)"})
@@ -278,6 +281,10 @@ class MethodConfig:
         "max_logit; generation weak_all / joint_decoding: weights λ_m)"})
     posterior_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help":
         "fit_posterior settings: the posterior model's priors and its method's settings"})
+    posterior_candidates: list[str] = field(default_factory=list, metadata={"help":
+        "targets: posterior:auto — the posteriors the gold slice chooses among, each model[@method][:name=number,...] "
+        "(the one whose fit, at its gold-chosen temperature, gives the gold items' classes the lowest log-loss); "
+        "empty: bayes_w2s.posterior.selection.DEFAULT_CANDIDATES"})
     train_overrides: dict[str, Any] = field(default_factory=dict, metadata={"help":
         "settings that replace student_train's for this row, e.g. {epochs: 0.34} for the same number of "
         "steps when there are several rows per item (naive multi-weak generation)"})
@@ -309,7 +316,22 @@ class MethodConfig:
             parts.append(self.temperature)
         if self.student_rounds:   # only when set, so that the keys of students without it stay as they were
             parts.append({"student_rounds": self.student_rounds, "crossfit_folds": self.crossfit_folds})
+        if self.chooses_posterior:
+            parts.append({"posterior_candidates": self.candidates})
         return json.dumps(parts, sort_keys=True, default=str)
+
+    @property
+    def chooses_posterior(self) -> bool:
+        """``targets: posterior:auto``: the posterior model is chosen on the gold slice."""
+        spec = self.spec
+        return spec.kind == "posterior" and spec.name == AUTO_POSTERIOR
+
+    @property
+    def candidates(self) -> list[str]:
+        """``posterior_candidates``, or the default ones when empty."""
+        from .posterior.selection import DEFAULT_CANDIDATES
+
+        return list(self.posterior_candidates or DEFAULT_CANDIDATES)
 
     @property
     def spec(self) -> TargetSpec:
@@ -351,6 +373,9 @@ class MethodConfig:
         if self.crossfit_folds < 1:
             raise InvalidInputError(f"method {self.name!r}: crossfit_folds must be ≥ 2 (generation: ≥ 1), "
                                     f"got {self.crossfit_folds}")
+        if self.posterior_candidates and not self.chooses_posterior:
+            raise InvalidInputError(f"method {self.name!r}: posterior_candidates are the choices of targets: "
+                                    f"posterior:{AUTO_POSTERIOR}, not of {self.targets!r}")
 
 
 # -- the experiment ---------------------------------------------------------------------------
@@ -569,12 +594,33 @@ class ExperimentConfig:
                               f"{self.task!r} is a classification task")
         elif spec.kind == "joint_decoding" or m.loss not in LOSSES:
             raise ConfigError(f"method {m.name!r}: {m.targets!r} / loss {m.loss!r} are for generation tasks")
-        if spec.kind == "posterior":
+        if m.chooses_posterior:
+            self._check_auto_posterior(m, where)
+        elif spec.kind == "posterior":
             try:
                 check_posterior_target(spec, m.posterior_kwargs)
             except ConfigError as err:
                 field_name = "posterior_kwargs" if str(err).startswith("posterior_kwargs") else "targets"
                 raise ConfigError(f"{where}.{field_name}: {str(err).removeprefix('posterior_kwargs: ')}") from None
+
+    def _check_auto_posterior(self, m: MethodConfig, where: str):
+        # imports torch and Pyro (the registry's cache spares other configs that): the candidates'
+        # settings are checked in full here, not after the weak models have run
+        from .posterior.selection import check_candidates
+
+        if not self.weak_val_size:
+            raise ConfigError(f"{where}: targets: posterior:{AUTO_POSTERIOR} chooses the posterior on the gold slice; "
+                              "set weak_val_size (e.g. 200)")
+        if m.spec.method:
+            raise ConfigError(f"{where}: posterior:{AUTO_POSTERIOR} takes no method; name it in each candidate "
+                              "(posterior_candidates: [dawid_skene@vb, ...])")
+        if m.posterior_kwargs:
+            raise ConfigError(f"{where}: posterior:{AUTO_POSTERIOR}'s candidates carry their own settings "
+                              "(posterior_candidates: [one_coin:soft_votes=3, ...]); drop posterior_kwargs")
+        try:
+            check_candidates(m.candidates)
+        except InvalidInputError as err:
+            raise ConfigError(f"{where}.posterior_candidates: {err}") from None
 
     def _check_loss_kwargs(self, m: MethodConfig, where: str):
         if self.is_generation:

@@ -18,6 +18,11 @@ on soft votes; on ATIS's stored weak labels all but Dawid–Skene's EM are above
 ``experiments/results/soft_votes``) into a folder of its own:
 
     python experiments/atis_intent.py --rows vote_models --out experiments/results/atis_intent_vote_models
+
+``--rows gold_choice`` adds a 200-item gold slice and the rows of the posterior chosen on it
+(``targets: posterior:auto``), beside the candidates it chooses among:
+
+    python experiments/atis_intent.py --rows gold_choice --out experiments/results/atis_intent_gold_choice
 """
 from __future__ import annotations
 
@@ -54,7 +59,18 @@ VOTE_MODEL_METHODS = METHODS[:5] + [
     {"name": "one-coin soft votes EDL", "targets": "posterior:one_coin:em", "loss": "edl",
      "posterior_kwargs": {"soft_votes": 3}, "loss_kwargs": {"kl_max": 1.0, "anneal": 0.5}},
 ]
-ROWS = {"soft_models": METHODS, "vote_models": VOTE_MODEL_METHODS}
+#: the posterior chosen on a 200-item gold slice (drawn from the weak_train items the weak models' budget leaves
+#: out, so the weak models are those of the other row sets) beside the rows it chooses among
+GOLD_CHOICE_METHODS = METHODS[:4] + [
+    {"name": "Dawid-Skene, T(gold)", "targets": "posterior:dawid_skene:em", "temperature": "gold", "loss": "xent"},
+    VOTE_MODEL_METHODS[7],
+    {"name": "logistic-t pooled scales", "targets": "posterior:logistic_t_pooled:em", "loss": "xent"},
+    {"name": "chosen on gold (+ gold, T)", "targets": "posterior:auto", "gold": "observe", "temperature": "gold",
+     "loss": "xent"},
+    {"name": "chosen on gold (+ gold, T) EDL", "targets": "posterior:auto", "gold": "observe", "temperature": "gold",
+     "loss": "edl", "loss_kwargs": {"kl_max": 1.0, "anneal": 0.5}},
+]
+ROWS = {"soft_models": METHODS, "vote_models": VOTE_MODEL_METHODS, "gold_choice": GOLD_CHOICE_METHODS}
 
 
 def write_csv(data_dir: Path, out: Path) -> Path:
@@ -85,6 +101,7 @@ def main(argv=None):
         strong_model="gemma3-270m", methods=ROWS[args.rows], seeds=args.seeds, split_seed=0,
         sizes={"weak_train": 1000, "strong_train": 2000, "test": 1000},
         weak_label_budget=200,   # as SNIPS's 70: weak models that leave a gap to recover
+        weak_val_size=200 if args.rows == "gold_choice" else 0,
         weak_train={"mode": "head", "epochs": 30, "batch_size": 32, "learning_rate": 0.001},
         student_train={"mode": "head", "epochs": 10, "batch_size": 32, "learning_rate": 0.001})
     command = "python experiments/atis_intent.py " + shlex.join(sys.argv[1:] if argv is None else argv)

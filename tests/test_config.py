@@ -264,6 +264,17 @@ def test_yaml_merge_keys_work_and_repeated_own_keys_are_still_refused(tmp_path):
     ({"name": "p", "targets": "posterior:dawid_skene:em", "gold": "prior",
       "posterior_kwargs": {"prior_counts": [[[5, 1], [5, 1]], [[1, 5], [1, 5]]]}},
      "gold: prior builds prior_counts from the gold slice"),
+    ({"name": "a", "targets": "posterior:auto:em"}, r"posterior:auto takes no method; name it in each candidate"),
+    ({"name": "a", "targets": "posterior:auto", "posterior_kwargs": {"soft_votes": 3}},
+     "candidates carry their own settings"),
+    ({"name": "a", "targets": "posterior:auto", "gold": "prior"}, r"gold: prior is a Dawid–Skene prior"),
+    ({"name": "a", "targets": "posterior:auto", "posterior_candidates": ["dawid_skene", "nope"]},
+     r"posterior_candidates: posterior candidate 'nope': unknown classification model"),
+    ({"name": "a", "targets": "posterior:auto", "posterior_candidates": ["one_coin:soft_votes=0"]},
+     "soft_votes must be"),
+    ({"name": "a", "targets": "posterior:auto", "posterior_candidates": ["one_coin", "one_coin"]}, "repeat a spec"),
+    ({"name": "a", "targets": "posterior:dawid_skene", "posterior_candidates": ["one_coin"]},
+     r"posterior_candidates are the choices of targets: posterior:auto, not of 'posterior:dawid_skene'"),
 ])
 def test_methods_that_would_fail_after_training_are_refused_at_load(tmp_path, method, match):
     """Each of these passed validation and failed (or silently did something else) only after
@@ -289,3 +300,15 @@ def test_a_cached_registry_that_is_not_one_is_rebuilt(tmp_path, monkeypatch, cac
     monkeypatch.setattr(config_module, "_posterior_registry_from_import", build)
     path.write_text(cached)
     assert posterior_registry() == registry and json.loads(path.read_text()) == registry
+
+
+def test_auto_posterior_needs_the_gold_slice_and_its_candidates_key_the_student(tmp_path):
+    auto = {"name": "a", "targets": "posterior:auto", "temperature": "gold"}
+    fails(tmp_path, r"posterior:auto chooses the posterior on the gold slice; set weak_val_size",
+          methods=[{**auto, "temperature": 1.0}])
+    default = load(tmp_path, methods=[auto], weak_val_size=20).methods[0]
+    named = load(tmp_path, methods=[{**auto, "posterior_candidates": ["dawid_skene@vb", "one_coin:soft_votes=3"]}],
+                 weak_val_size=20).methods[0]
+    assert default.candidates == ["dawid_skene", "one_coin:soft_votes=3", "logistic_t_pooled", "logistic_t_anchored"]
+    assert named.candidates == ["dawid_skene@vb", "one_coin:soft_votes=3"]
+    assert default.sft_key() != named.sft_key() and "logistic_t_pooled" in default.sft_key()

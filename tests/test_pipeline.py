@@ -343,3 +343,15 @@ def test_a_hub_model_that_cannot_be_fetched_is_named_before_any_work(tiny_setup,
         validate_experiment(cfg)      # a warning: cached features and weak labels need no weights
     assert "strong_model: model 'no-such-model' loads from the hub (someorg/no-such-model)" in caplog.text
     assert seeds.calls == []
+
+
+def test_an_auto_posterior_row_chooses_on_the_gold_slice_and_says_what_it_chose(tiny_setup, tmp_path, monkeypatch):
+    monkeypatch.setenv("BAYES_W2S_CACHE", str(tmp_path / "cache"))
+    candidates = ["dawid_skene", "one_coin:soft_votes=3"]
+    cfg = make_config(tiny_setup, seeds=[0], sizes={"weak_train": 24, "strong_train": 16, "test": 16}, weak_val_size=8,
+                      methods=[{"name": "auto", "targets": "posterior:auto", "temperature": "gold",
+                                "posterior_candidates": candidates}])
+    results = run_experiment(cfg, tmp_path / "out")
+    [chosen] = results.loc[results["method"] == "auto", "posterior_chosen"]
+    assert chosen in candidates
+    assert f"auto: `{chosen}`" in (tmp_path / "out" / "results.md").read_text()

@@ -311,6 +311,11 @@ def table_notes(results: pd.DataFrame, cfg: dict, metric: str) -> str:
                  "p(true class)). `best_weak` targets come "
                  "from the weak model with the highest test accuracy in each seed (here: "
                  f"{', '.join(sorted(set(results['best_weak'])))}). ECE uses 15 equal-width bins.")
+        if "posterior_chosen" in results and results["posterior_chosen"].notna().any():
+            chosen = results.dropna(subset=["posterior_chosen"]).sort_values("seed").groupby("method", sort=False)
+            notes += (" Posteriors chosen on the gold slice (`posterior:auto`), seed by seed: "
+                      + "; ".join(f"{name}: {', '.join(f'`{c}`' for c in df['posterior_chosen'])}"
+                                  for name, df in chosen) + ".")
     else:
         notes = ("SLU-F1 as SLURP's official evaluation (word- and character-level span distances, summed), "
                  "on the JSON slot targets of the test split; *malformed* = generations that are not a JSON object "

@@ -4,7 +4,9 @@ strong model in the loop, and CROWDLAB (cleanlab) as the published comparison.
 :func:`posterior_targets` fits a posterior over strong_train's weak labels and, when a
 gold slice exists, the gold items' weak labels too; the gold items are observed
 (``gold="observe"``), turned into a Dawid–Skene prior (``gold="prior"``), and/or used to
-choose the likelihood's temperature (``temperature="gold"``). With ``student_rounds`` the
+choose the likelihood's temperature (``temperature="gold"``); ``posterior:auto`` targets first
+choose the posterior model itself there (:func:`~bayes_w2s.posterior.selection.choose_model`).
+With ``student_rounds`` the
 strong student's cross-fitted predictions join as one more supervisor
 (:mod:`.loop`). The targets are the posterior over the strong_train items.
 """
@@ -17,6 +19,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..posterior import fit_posterior
 from ..posterior.calibration import choose_temperature, gold_confusion_counts
+from ..posterior.selection import choose_model, parse_candidate
 from ..weak.labels import WeakLabels
 from .loop import cross_fit, posterior_with_student
 
@@ -68,11 +71,19 @@ def posterior_targets(method, wl_train: WeakLabels, gold: GoldSlice | None, lear
     """The posterior a method's student learns from (see the module docstring); its ``info``
     records the chosen temperature and the loop rounds."""
     spec = method.spec
+    auto = method.chooses_posterior
     n = wl_train.num_items
-    uses_gold = gold is not None and (method.gold == "observe" or method.temperature == "gold")
+    if auto and gold is None:
+        raise InvalidInputError(f"method {method.name!r}: posterior:auto chooses the posterior on the gold slice "
+                                "(weak_val_size), and there is none")
+    uses_gold = gold is not None and (method.gold == "observe" or method.temperature == "gold" or auto)
     labels = concat(wl_train, gold.labels) if uses_gold else wl_train
     gold_index = np.arange(n, labels.num_items) if uses_gold else np.arange(0)
-    kwargs = dict(method.posterior_kwargs)
+    model, model_method, kwargs = spec.name, spec.method, dict(method.posterior_kwargs)
+    choice = None
+    if auto:   # the gold classes hidden, as for the temperature; chosen once, before any loop round
+        choice = choose_model(labels, gold_index, gold.classes, method.candidates, progress=False)
+        model, model_method, kwargs = parse_candidate(choice.chosen)
     if method.gold == "prior":
         if gold is None:
             raise InvalidInputError(f"method {method.name!r}: gold: prior needs a gold slice (weak_val_size)")
@@ -85,13 +96,15 @@ def posterior_targets(method, wl_train: WeakLabels, gold: GoldSlice | None, lear
     def fit(supervisors: WeakLabels):
         temperature, search = method.temperature, None
         if temperature == "gold":          # the gold items' weak labels seen, their classes hidden
-            hidden = fit_posterior(supervisors, model=spec.name, method=spec.method, **kwargs)
+            hidden = fit_posterior(supervisors, model=model, method=model_method, **kwargs)
             search = choose_temperature(lambda t: hidden.predict_proba(supervisors, temperature=t), gold_index,
                                         gold.classes)
             temperature = search.temperature
-        post = fit_posterior(supervisors, model=spec.name, method=spec.method, gold=observed,
+        post = fit_posterior(supervisors, model=model, method=model_method, gold=observed,
                              temperature=temperature, **kwargs)
         post.info["temperature_chosen"] = temperature
+        if choice is not None:
+            post.info.update(posterior_chosen=choice.chosen, posterior_choice=choice.scores)
         if search is not None:
             post.info["temperature_search"] = search
         return post

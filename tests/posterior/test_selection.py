@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+
+from bayes_w2s import WeakLabels
+from bayes_w2s.errors import InvalidInputError
+from bayes_w2s.posterior.calibration import log_loss
+from bayes_w2s.posterior.selection import choose_model, parse_candidate
+
+from .conftest import simulate_votes
+
+
+def class_dependent_votes(n=3000, k=3, seed=0):
+    """Weak model m is nearly always right on class m and sends half of the other classes
+    to class m: one accuracy per model (one-coin) cannot describe it, a confusion matrix
+    per model (Dawid–Skene) can."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, k, n)
+    votes = np.empty((n, k), dtype=int)
+    for m in range(k):
+        to_m = (truth != m) & (rng.random(n) < 0.5)
+        votes[:, m] = np.where(to_m, m, truth)
+    return truth, votes
+
+
+def test_the_gold_slice_chooses_the_model_that_describes_the_weak_models():
+    truth, votes = class_dependent_votes()
+    gold = np.arange(300)
+    search = choose_model(votes, gold, truth[gold], ["one_coin", "dawid_skene"], progress=False)
+    assert search.chosen == "dawid_skene"
+    rest = np.arange(300, len(truth))
+    accuracy = {c: (p[rest].argmax(-1) == truth[rest]).mean() for c, p in search.item_probs.items()}
+    assert accuracy["dawid_skene"] > accuracy["one_coin"] + 0.05   # the choice is also the more accurate one
+    scores = search.scores
+    assert scores.loc["dawid_skene", "gold_log_loss"] < scores.loc["one_coin", "gold_log_loss"]
+    assert (scores["gold_log_loss"] <= scores["plain_log_loss"] + 1e-12).all()   # T = 1 is always a candidate
+
+
+def test_chosen_targets_are_the_fit_at_the_chosen_temperature_and_never_saw_the_gold_classes():
+    truth, votes = simulate_votes(n=800, k=3, accs=(0.6, 0.7, 0.8))
+    gold = np.arange(100)
+    search = choose_model(votes, gold, truth[gold], ["dawid_skene", "one_coin@vb"], progress=False)
+    for spec, post in search.fits.items():
+        t = search.scores.loc[spec, "temperature"]
+        np.testing.assert_allclose(search.item_probs[spec], post.predict_proba(votes, temperature=t), atol=1e-10)
+        assert post.info.get("gold") is None and not np.isclose(post.item_probs[gold].max(-1), 1).all()
+        assert search.scores.loc[spec, "gold_log_loss"] == pytest.approx(
+            log_loss(search.item_probs[spec][gold], truth[gold]))
+    flipped = choose_model(votes, gold, (truth[gold] + 1) % 3, ["dawid_skene"], progress=False)
+    assert flipped.scores.loc["dawid_skene", "gold_log_loss"] > search.scores.loc["dawid_skene", "gold_log_loss"]
+
+
+def test_a_candidate_that_cannot_read_the_labels_is_reported_not_chosen():
+    truth, votes = simulate_votes(n=400, k=3, accs=(0.6, 0.7, 0.8))
+    search = choose_model(votes, np.arange(50), truth[:50], ["one_coin:soft_votes=3", "dawid_skene"],
+                          progress=False)
+    assert search.chosen == "dawid_skene"
+    assert "probabilities" in search.scores.loc["one_coin:soft_votes=3", "error"]
+    assert np.isnan(search.scores.loc["one_coin:soft_votes=3", "gold_log_loss"])
+    with pytest.raises(InvalidInputError, match="no posterior candidate could be fitted"):
+        choose_model(votes, np.arange(50), truth[:50], ["one_coin:soft_votes=3"], progress=False)
+
+
+def test_choose_model_reads_weak_probabilities_too():
+    rng = np.random.default_rng(1)
+    truth, votes = simulate_votes(n=600, k=3, accs=(0.6, 0.7, 0.8))
+    probs = np.full((600, 3, 3), 0.1) + 0.7 * np.eye(3)[votes] + 0.1 * rng.random((600, 3, 3))
+    labels = WeakLabels(probs / probs.sum(-1, keepdims=True), ["a", "b", "c"], ["x", "y", "z"])
+    search = choose_model(labels, np.arange(60), truth[:60], progress=False)   # the default candidates
+    assert list(search.scores.index) == ["dawid_skene", "one_coin:soft_votes=3", "logistic_t_pooled",
+                                         "logistic_t_anchored"]
+    assert not search.scores["error"].any() and search.chosen in search.fits
+
+
+@pytest.mark.parametrize("candidates, gold_index, gold_labels, match", [
+    (["nope"], [0], [0], "unknown classification model 'nope'"),
+    (["word_reliability"], [0], [0], "unknown classification model"),
+    (["dawid_skene@nuts2"], [0], [0], "has no method 'nuts2'"),
+    (["one_coin:soft_votes"], [0], [0], "is not name=number"),
+    (["one_coin:soft_votes=x"], [0], [0], "is not name=number"),
+    (["one_coin:soft_votes=0"], [0], [0], "soft_votes must be"),
+    (["dawid_skene:bogus=1"], [0], [0], "no prior or em setting named"),
+    (["dawid_skene", "dawid_skene"], [0], [0], "repeat"),
+    ([], [0], [0], "non-empty list"),
+    ("dawid_skene", [0], [0], "non-empty list"),
+    (["dawid_skene"], [], [], "needs gold items"),
+    (["dawid_skene"], [0, 1], [0], "needs gold items"),
+    (["dawid_skene"], [5000], [0], "out of range"),
+    (["dawid_skene"], [0], [7], "out of range"),
+    (["dawid_skene"], [0], ["x"], "non-negative integers"),
+])
+def test_choose_model_errors(candidates, gold_index, gold_labels, match):
+    truth, votes = simulate_votes(n=200, k=3, accs=(0.6, 0.7, 0.8))
+    with pytest.raises(InvalidInputError, match=match):
+        choose_model(votes, np.array(gold_index), np.array(gold_labels), candidates, progress=False)
+
+
+def test_parse_candidate():
+    assert parse_candidate("one_coin@vb:soft_votes=3,beta_diag=2.5") == ("one_coin", "vb",
+                                                                         {"soft_votes": 3, "beta_diag": 2.5})
+    assert parse_candidate("dawid_skene") == ("dawid_skene", None, {})
