@@ -14,7 +14,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "load_task": "tasks", "Task": "tasks", "WeakEnsemble": "weak", "WeakLabels": "weak",
-    "fit_posterior": "posterior", "compare_posteriors": "posterior", "Posterior": "posterior",
+    "fit_posterior": "posterior", "compare_posteriors": "posterior", "choose_model": "posterior",
+    "Posterior": "posterior",
     "train_student": "student", "Student": "student", "GenerationStudent": "student", "TrainConfig": "train_config",
     "ExperimentConfig": "config",
 }

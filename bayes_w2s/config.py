@@ -282,9 +282,9 @@ class MethodConfig:
     posterior_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help":
         "fit_posterior settings: the posterior model's priors and its method's settings"})
     posterior_candidates: list[str] = field(default_factory=list, metadata={"help":
-        "targets: posterior:auto — the posteriors the gold slice chooses among, each model[@method][:name=number,...] "
-        "(the one whose fit, at its gold-chosen temperature, gives the gold items' classes the lowest log-loss); "
-        "empty: bayes_w2s.posterior.selection.DEFAULT_CANDIDATES"})
+        "targets: posterior:auto — the posteriors the gold slice chooses among, each "
+        "model[@method][:name=number,...] (the one whose fit, at its gold-chosen temperature, gives the gold "
+        "items' classes the lowest log-loss); empty: bayes_w2s.posterior.selection.DEFAULT_CANDIDATES"})
     train_overrides: dict[str, Any] = field(default_factory=dict, metadata={"help":
         "settings that replace student_train's for this row, e.g. {epochs: 0.34} for the same number of "
         "steps when there are several rows per item (naive multi-weak generation)"})
@@ -604,10 +604,6 @@ class ExperimentConfig:
                 raise ConfigError(f"{where}.{field_name}: {str(err).removeprefix('posterior_kwargs: ')}") from None
 
     def _check_auto_posterior(self, m: MethodConfig, where: str):
-        # imports torch and Pyro (the registry's cache spares other configs that): the candidates'
-        # settings are checked in full here, not after the weak models have run
-        from .posterior.selection import check_candidates
-
         if not self.weak_val_size:
             raise ConfigError(f"{where}: targets: posterior:{AUTO_POSTERIOR} chooses the posterior on the gold slice; "
                               "set weak_val_size (e.g. 200)")
@@ -617,10 +613,23 @@ class ExperimentConfig:
         if m.posterior_kwargs:
             raise ConfigError(f"{where}: posterior:{AUTO_POSTERIOR}'s candidates carry their own settings "
                               "(posterior_candidates: [one_coin:soft_votes=3, ...]); drop posterior_kwargs")
-        try:
-            check_candidates(m.candidates)
-        except InvalidInputError as err:
-            raise ConfigError(f"{where}.posterior_candidates: {err}") from None
+        if len(set(m.posterior_candidates)) != len(m.posterior_candidates):
+            raise ConfigError(f"{where}.posterior_candidates: candidates repeat a spec: {m.posterior_candidates}")
+        for candidate in m.posterior_candidates:
+            # names only, from the registry (no torch); values and prior ranges are checked by
+            # validate_experiment, still before any weak model trains
+            head, _, settings = candidate.partition(":")
+            model, _, method = head.partition("@")
+            if model not in posterior_registry() or model.startswith("word_"):
+                raise ConfigError(f"{where}.posterior_candidates: posterior candidate {candidate!r}: unknown "
+                                  f"classification model {model!r}; available: "
+                                  f"{sorted(n for n in posterior_registry() if not n.startswith('word_'))}")
+            names = {item.partition("=")[0]: "" for item in settings.split(",") if item}
+            try:
+                check_posterior_target(TargetSpec("posterior", model, method or None), names)
+            except ConfigError as err:
+                raise ConfigError(f"{where}.posterior_candidates: posterior candidate {candidate!r}: "
+                                  f"{str(err).removeprefix('posterior_kwargs: ')}") from None
 
     def _check_loss_kwargs(self, m: MethodConfig, where: str):
         if self.is_generation:

@@ -313,39 +313,33 @@ def validate_experiment(cfg: ExperimentConfig) -> None:
             raise _method_error(m, exc) from None
 
 
-def _validate_posterior(name: str, inference: str | None, kwargs: dict, posteriors: set, m_weak: int) -> None:
-    """A posterior model, its method (None: its default) and its settings, prior ranges included."""
-    from .posterior import METHODS, get_model, split_kwargs
-
-    inference = inference or METHODS.get(name, ("em",))[0]
-    if (name, inference) not in posteriors:
-        names = ", ".join(f"{a}:{b}" for a, b in sorted(posteriors))
-        raise UnknownNameError(f"no posterior {name}:{inference}; available: {names}")
-    check_fit_settings(name, inference, kwargs)
-    # prior ranges too (beta_diag: -1 failed only at fit time, after the weak models trained)
-    model = get_model(name)
-    priors, _, settings = split_kwargs(model, inference, kwargs)
-    guide = settings.get("guide", getattr(model, "default_guide", None))
-    model.priors(priors, point_estimate=inference == "em" or (inference == "svi" and guide == "delta"))
-    counts = kwargs.get("prior_counts")
-    if counts is not None and (np.ndim(counts) != 3 or np.shape(counts)[0] != np.shape(counts)[2]
-                               or np.shape(counts)[1] != m_weak):
-        raise InvalidInputError(f"posterior_kwargs.prior_counts must have shape [K, {m_weak}, K] (true class, "
-                                f"weak model, given label), got {list(np.shape(counts))}")
-
-
 def _validate_method(cfg: ExperimentConfig, m: MethodConfig, posteriors: set) -> None:
     spec = m.spec
     kind = spec.kind
     names = ", ".join(f"{a}:{b}" for a, b in sorted(posteriors))
     if m.chooses_posterior:
         from .posterior.selection import check_candidates
-        for model, inference, settings in check_candidates(m.candidates).values():
-            _validate_posterior(model, inference, settings, posteriors, len(cfg.weak_models))
+        check_candidates(m.candidates)   # names, methods, settings and prior ranges
     elif kind == "posterior":
+        from .posterior import METHODS
+        inference = spec.method or METHODS.get(spec.name, ("em",))[0]   # None: the model's default
+        if (spec.name, inference) not in posteriors:
+            raise UnknownNameError(f"no posterior {spec.name}:{inference}; available: {names}")
         if not isinstance(m.posterior_kwargs, dict):
             raise InvalidInputError(f"posterior_kwargs must be a mapping, got {m.posterior_kwargs!r}")
-        _validate_posterior(spec.name, spec.method, m.posterior_kwargs, posteriors, len(cfg.weak_models))
+        check_fit_settings(spec.name, inference, m.posterior_kwargs)
+        # prior ranges too (beta_diag: -1 failed only at fit time, after the weak models trained)
+        from .posterior import get_model, split_kwargs
+        model = get_model(spec.name)
+        priors, _, settings = split_kwargs(model, inference, m.posterior_kwargs)
+        guide = settings.get("guide", getattr(model, "default_guide", None))
+        model.priors(priors, point_estimate=inference == "em" or (inference == "svi" and guide == "delta"))
+        counts = m.posterior_kwargs.get("prior_counts")
+        m_weak = len(cfg.weak_models)
+        if counts is not None and (np.ndim(counts) != 3 or np.shape(counts)[0] != np.shape(counts)[2]
+                                   or np.shape(counts)[1] != m_weak):
+            raise InvalidInputError(f"posterior_kwargs.prior_counts must have shape [K, {m_weak}, K] (true class, "
+                                    f"weak model, given label), got {list(np.shape(counts))}")
     elif m.posterior_kwargs:
         raise InvalidInputError(f"posterior_kwargs {m.posterior_kwargs} are for posterior targets, "
                                 f"not {m.targets!r}")

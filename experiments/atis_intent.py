@@ -20,7 +20,7 @@ on soft votes; on ATIS's stored weak labels all but Dawid–Skene's EM are above
     python experiments/atis_intent.py --rows vote_models --out experiments/results/atis_intent_vote_models
 
 ``--rows gold_choice`` adds a 200-item gold slice and the rows of the posterior chosen on it
-(``targets: posterior:auto``), beside the candidates it chooses among:
+(``targets: posterior:auto``), beside three of the four default candidates:
 
     python experiments/atis_intent.py --rows gold_choice --out experiments/results/atis_intent_gold_choice
 """
@@ -60,7 +60,7 @@ VOTE_MODEL_METHODS = METHODS[:5] + [
      "posterior_kwargs": {"soft_votes": 3}, "loss_kwargs": {"kl_max": 1.0, "anneal": 0.5}},
 ]
 #: the posterior chosen on a 200-item gold slice (drawn from the weak_train items the weak models' budget leaves
-#: out, so the weak models are those of the other row sets) beside the rows it chooses among
+#: out, so the weak models are those of the other row sets) beside three of the four default candidates
 GOLD_CHOICE_METHODS = METHODS[:4] + [
     {"name": "Dawid-Skene, T(gold)", "targets": "posterior:dawid_skene:em", "temperature": "gold", "loss": "xent"},
     VOTE_MODEL_METHODS[7],

@@ -25,7 +25,7 @@ from bayes_w2s.config import ExperimentConfig
 from bayes_w2s.errors import InvalidInputError
 from bayes_w2s.metrics import accuracy, expected_calibration_error
 from bayes_w2s.pipeline import experiment_task
-from bayes_w2s.posterior.selection import DEFAULT_CANDIDATES, choose_model, parse_candidate
+from bayes_w2s.posterior.selection import DEFAULT_CANDIDATES, check_candidates, choose_model
 from bayes_w2s.student.posterior_targets import concat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,8 +41,7 @@ def main(argv=None):
     ap.add_argument("--out", required=True, help="markdown file to write")
     args = ap.parse_args(argv)
     try:
-        for spec in args.candidates:
-            parse_candidate(spec)
+        check_candidates(args.candidates)
     except InvalidInputError as err:
         raise SystemExit(f"--candidates: {err}") from None
     cfg = ExperimentConfig.from_yaml(args.config)

@@ -218,6 +218,10 @@ BAD_CONFIGS = [
     (dict(methods=[{"name": "DS", "targets": "posterior:dawid_skene:em", "posterior_kwargs": {"prior_counts":
                                                                                                 [[[1, 1]] * 2] * 3}}]),
      InvalidInputError, r"prior_counts must have shape \[K, 2, K\] .* got \[3, 2, 2\]"),
+    (dict(methods=[{"name": "A", "targets": "posterior:auto", "posterior_candidates": ["one_coin:soft_votes=0"]}]),
+     InvalidInputError, r"method 'A': .*soft_votes must be"),
+    (dict(methods=[{"name": "A", "targets": "posterior:auto", "posterior_candidates": ["dawid_skene:beta_diag=-1"]}]),
+     InvalidInputError, r"method 'A': posterior candidate 'dawid_skene:beta_diag=-1': .*beta_diag"),
 ]
 
 

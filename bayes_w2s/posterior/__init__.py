@@ -2,8 +2,9 @@
 
 ``fit_posterior`` is the functional entry point, for class labels and for word
 hypotheses of generation tasks; :mod:`.estimators` puts crowd-kit-style classes
-(``fit`` / ``fit_predict_proba``) on the same core; ``compare_posteriors`` ranks fits by
-LOO. Models live in :mod:`.models` (one module each), inference in :mod:`.engine`.
+(``fit`` / ``fit_predict_proba``) on the same core; ``compare_posteriors`` ranks fits of the
+same observations by LOO, ``choose_model`` any candidates (votes or probabilities) by the
+gold items' held-out log-loss. Models live in :mod:`.models` (one module each), inference in :mod:`.engine`.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ..threads import intra_op_threads
 from .engine import FITTERS, check_temperature, threads_for
 from .inputs import LabelMatrix, as_label_matrix, check_fit_settings, fit_settings, gold_labels, name_axes
 from .models import MODELS, get_model
+from .selection import choose_model
 from .words import WordPosterior, slot_table
 
 #: model -> inference methods it supports, the first being its default
@@ -229,5 +231,6 @@ def compare_posteriors(posteriors, names=None, ic: str = "loo") -> pd.DataFrame:
     return az.compare({n: p.to_inference_data() for n, p in zip(names, posteriors)}, ic=ic)
 
 
-__all__ = ["Posterior", "WordPosterior", "slot_table", "fit_posterior", "compare_posteriors", "available_posteriors",
+__all__ = ["Posterior", "WordPosterior", "slot_table", "fit_posterior", "compare_posteriors", "choose_model",
+           "available_posteriors",
            "as_label_matrix", "LabelMatrix", "MODELS", "METHODS", "get_model"]

@@ -1,4 +1,4 @@
-"""Choosing the posterior model on gold items, by held-out predictive log-likelihood.
+"""Choosing the posterior model on gold items, by the log score of their hidden classes.
 
 Which posterior suits a task depends on the task: the logistic-t family reads the weak
 probabilities best with a handful of classes, one-coin on soft votes is the one that
@@ -8,10 +8,14 @@ slice: items whose weak labels and true classes are both known. :func:`choose_mo
 what a statistician would. Every candidate is fitted with the gold items' weak labels seen
 and their classes hidden, given its own gold-chosen temperature
 (:func:`~.calibration.choose_temperature`), and scored by the gold items' mean −log p(true
-class): the held-out log predictive density, which rewards both ranking and calibration
-(Gelman, Hwang & Vehtari, 2014, "Understanding predictive information criteria"). The
-lowest wins. One temperature per candidate is chosen on the same items, a one-parameter
-optimism that every candidate shares.
+class) — a log score on classes no fit saw, which rewards ranking and calibration both (a
+proper scoring rule; Gneiting & Raftery, 2007). The lowest wins. It is not a fully held-out
+score: each temperature is tuned on the same items, a one-parameter optimism every candidate
+shares, and with a few hundred gold items gaps of a few hundredths of a nat are noise, which
+the paired standard error ``dse`` in :attr:`ModelSearch.scores` shows (as ``az.compare``'s).
+LOO (:func:`~bayes_w2s.posterior.compare_posteriors`) cannot make this choice: it compares
+models of the same observations, and a vote model and a model of the probabilities observe
+different things.
 """
 from __future__ import annotations
 
@@ -41,6 +45,8 @@ def parse_candidate(spec: str) -> tuple[str, str | None, dict]:
     parsed = {}
     for item in filter(None, settings.split(",")):
         name, eq, value = item.partition("=")
+        if name in parsed:
+            raise InvalidInputError(f"posterior candidate {spec!r} sets {name!r} twice")
         try:
             parsed[name] = int(value) if value.lstrip("-").isdigit() else float(value)
         except ValueError:
@@ -57,14 +63,17 @@ class ModelSearch:
 
     Attributes:
         chosen: the candidate with the lowest gold log-loss at its temperature.
-        temperature: the temperature chosen for it on the gold items.
-        scores: one row per candidate (its spec as index): ``gold_log_loss`` at the chosen
-            ``temperature``, ``plain_log_loss`` at T = 1, ``gold_accuracy`` (%, argmax),
-            ``seconds`` of fitting, and ``warning`` / ``error`` (a candidate whose fit
+        temperature: the temperature of the chosen candidate (chosen on the gold items, or the
+            one given).
+        scores: one row per candidate (its spec as index): ``gold_log_loss`` at its
+            ``temperature``, ``dse`` (the standard error of its per-item difference in gold
+            log-loss from the chosen candidate: a gap of less than about 2 ``dse`` is one the
+            gold slice cannot resolve), ``plain_log_loss`` at T = 1, ``gold_accuracy`` (%,
+            argmax), ``seconds`` of fitting, and ``warning`` / ``error`` (a candidate whose fit
             failed has NaN scores and is never chosen).
         fits: each fitted candidate's posterior, at T = 1.
-        item_probs: each fitted candidate's ``[N, K]`` item posteriors at its chosen
-            temperature (``item_probs[chosen]``: the chosen targets, gold classes hidden).
+        item_probs: each fitted candidate's ``[N, K]`` item posteriors at its temperature
+            (``item_probs[chosen]``: the chosen targets, gold classes hidden).
     """
 
     chosen: str
@@ -74,69 +83,103 @@ class ModelSearch:
     item_probs: dict = field(default_factory=dict, repr=False)
 
 
-def choose_model(labels, gold_index, gold_labels, candidates=DEFAULT_CANDIDATES, *, temperature: bool = True,
+def choose_model(labels, gold_index, gold_labels, candidates=DEFAULT_CANDIDATES, *, temperature="gold",
                  **fit_kwargs) -> ModelSearch:
     """The candidate posterior whose fit best predicts the gold items' classes.
 
     Args:
         labels: weak labels of every item, the gold items among them (a ``WeakLabels`` when
             a candidate reads probabilities or soft votes; any layout ``fit_posterior`` takes).
-        gold_index / gold_labels: positions of the gold items among ``labels``' items, and
-            their classes (indices); the classes are never shown to the fits.
+        gold_index / gold_labels: positions (or a boolean mask) of the gold items among
+            ``labels``' items, and their classes (indices); the classes are never shown to the fits.
         candidates: ``model[@method][:name=number,...]`` strings (default
             :data:`DEFAULT_CANDIDATES`).
-        temperature: choose each candidate's temperature on gold first (False: T = 1).
-        **fit_kwargs: passed to every fit (``progress=False``, ``num_classes``).
+        temperature: ``"gold"`` — each candidate is scored at the temperature it is given on the
+            gold items — or a number T > 0, at which all are scored.
+        **fit_kwargs: passed to every fit (``progress=False``, ``num_classes``); not ``gold`` or
+            ``temperature``, nor a setting a candidate names itself.
     """
     from . import fit_posterior   # the package imports this module
+    from .engine import check_temperature
 
     parsed = check_candidates(candidates)
+    if temperature != "gold":
+        temperature = check_temperature(temperature)
+    shown = sorted({"gold", "temperature"} & set(fit_kwargs))
+    if shown:
+        raise InvalidInputError(f"choose_model: {shown} cannot be passed to the fits: the gold classes must stay "
+                                "hidden from them, and the temperature is choose_model's own argument")
+    for spec, (_, _, settings) in parsed.items():
+        if set(settings) & set(fit_kwargs):
+            raise InvalidInputError(f"choose_model: candidate {spec!r} sets {sorted(set(settings) & set(fit_kwargs))}"
+                                    " and so do the keyword arguments; set it in one place")
+    mask_length = len(gold_index) if np.asarray(gold_index).dtype == bool else None
     gold_index = _integers(gold_index, "gold_index", mask_ok=True)
     gold_labels = _integers(gold_labels, "gold_labels")
     if len(gold_index) == 0 or len(gold_index) != len(gold_labels):
         raise InvalidInputError(f"choose_model needs gold items: {len(gold_index)} positions for "
                                 f"{len(gold_labels)} labels")
-    rows, fits, item_probs = {}, {}, {}
+    if len(np.unique(gold_index)) != len(gold_index):
+        raise InvalidInputError("gold_index names an item more than once")
+    rows, fits, item_probs, item_loss = {}, {}, {}, {}
     for spec, (model, method, settings) in parsed.items():
-        row = dict(gold_log_loss=math.nan, plain_log_loss=math.nan, temperature=math.nan, gold_accuracy=math.nan,
-                   seconds=math.nan, warning="", error="")
+        row = dict(gold_log_loss=math.nan, dse=math.nan, plain_log_loss=math.nan, temperature=math.nan,
+                   gold_accuracy=math.nan, seconds=math.nan, warning="", error="")
         rows[spec] = row
         start = time.perf_counter()
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 post = fit_posterior(labels, model, method, **settings, **fit_kwargs)
-        except InvalidInputError as err:   # e.g. soft votes on hard votes: this candidate cannot read these labels
-            row.update(error=str(err).split("\n")[0], seconds=time.perf_counter() - start)
+            n, k = post.item_probs.shape
+            if gold_index.max() >= n or gold_labels.max() >= k or mask_length not in (None, n):
+                raise _GoldOutOfRange(f"gold items out of range: positions up to {int(gold_index.max())} (a mask of "
+                                      f"{mask_length}) for {n} items, classes up to {int(gold_labels.max())} for "
+                                      f"{k} classes")
+            t = temperature
+            if t == "gold":
+                t = choose_temperature(lambda t: post.predict_proba(labels, temperature=t), gold_index,
+                                       gold_labels).temperature
+            probs = post.predict_proba(labels, temperature=t) if t != post.temperature else post.item_probs
+        except _GoldOutOfRange as err:
+            raise InvalidInputError(str(err)) from None
+        # this candidate cannot read these labels (soft votes on hard votes), or its fit broke down numerically
+        except (InvalidInputError, ValueError, RuntimeError, FloatingPointError) as err:
+            row.update(error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
+                       seconds=time.perf_counter() - start)
             continue
         row["warning"] = "; ".join(sorted({str(w.message).split("\n")[0] for w in caught}))
-        n, k = post.item_probs.shape
-        if gold_index.max() >= n or gold_labels.max() >= k:
-            raise InvalidInputError(f"gold items out of range: positions up to {int(gold_index.max())} for {n} "
-                                    f"items, classes up to {int(gold_labels.max())} for {k} classes")
-        t = 1.0
-        if temperature:
-            t = choose_temperature(lambda t: post.predict_proba(labels, temperature=t), gold_index,
-                                   gold_labels).temperature
-        fits[spec] = post
-        item_probs[spec] = probs = post.predict_proba(labels, temperature=t) if t != 1.0 else post.item_probs
+        fits[spec], item_probs[spec] = post, probs
         gold_probs = probs[gold_index]
-        row.update(gold_log_loss=log_loss(gold_probs, gold_labels), temperature=t,
+        item_loss[spec] = -np.log(np.clip(gold_probs[np.arange(len(gold_labels)), gold_labels], 1e-12, 1.0))
+        row.update(gold_log_loss=float(item_loss[spec].mean()), temperature=float(t),
                    plain_log_loss=log_loss(post.item_probs[gold_index], gold_labels),
                    gold_accuracy=100 * float((gold_probs.argmax(-1) == gold_labels).mean()),
                    seconds=time.perf_counter() - start)
     scores = pd.DataFrame.from_dict(rows, orient="index")
     scores.index.name = "candidate"
-    if scores["gold_log_loss"].isna().all():
+    if not fits:
         raise InvalidInputError("no posterior candidate could be fitted: "
                                 + "; ".join(f"{s}: {e}" for s, e in scores["error"].items()))
     chosen = str(scores["gold_log_loss"].idxmin())
+    for spec, loss in item_loss.items():   # the paired standard error of each gap, as az.compare's dse
+        scores.loc[spec, "dse"] = float(np.std(loss - item_loss[chosen], ddof=1) / np.sqrt(len(loss))) \
+            if len(loss) > 1 else math.nan
+    if scores.loc[chosen, "warning"]:
+        warnings.warn(f"choose_model: the chosen posterior {chosen!r} warned while fitting: "
+                      f"{scores.loc[chosen, 'warning']}", stacklevel=2)
     return ModelSearch(chosen, float(scores.loc[chosen, "temperature"]), scores, fits, item_probs)
+
+
+class _GoldOutOfRange(InvalidInputError):
+    """Bad gold input, which no candidate can fix: raised, not recorded as a failed candidate."""
 
 
 def check_candidates(candidates) -> dict:
     """``{spec: (model, method, settings)}`` of a list of candidate specs, each naming a
-    classification model, a method of it and settings it takes; checked before any fit."""
+    classification model, a method of it and settings it takes, priors in their ranges;
+    checked before any fit."""
+    from . import split_kwargs
     from .inputs import check_fit_settings
     from .models import MODELS
 
@@ -144,8 +187,10 @@ def check_candidates(candidates) -> dict:
         raise InvalidInputError(f"candidates must be a non-empty list of model[@method][:name=number] strings, "
                                 f"got {candidates!r}")
     parsed = {spec: parse_candidate(spec) for spec in candidates}
-    if len(parsed) != len(candidates):
-        raise InvalidInputError(f"candidates repeat a spec: {list(candidates)}")
+    fits = [(m, me or (MODELS[m].methods[0] if m in MODELS else None), sorted(st.items()))
+            for m, me, st in parsed.values()]
+    if len(parsed) != len(candidates) or len({repr(f) for f in fits}) != len(fits):
+        raise InvalidInputError(f"candidates repeat a fit: {list(candidates)}")
     for spec, (model, method, settings) in parsed.items():
         if model not in MODELS or MODELS[model].observes == "words":
             raise InvalidInputError(f"posterior candidate {spec!r}: unknown classification model {model!r}; "
@@ -153,6 +198,13 @@ def check_candidates(candidates) -> dict:
         if method is not None and method not in MODELS[model].methods:
             raise InvalidInputError(f"posterior candidate {spec!r}: {model!r} has no method {method!r}; "
                                     f"it has {list(MODELS[model].methods)}")
-        check_fit_settings(model, method or MODELS[model].methods[0], settings)
+        method = method or MODELS[model].methods[0]
+        check_fit_settings(model, method, settings)
+        try:    # prior ranges (beta_diag = -1 would fail only when fitted)
+            priors, _, fit_settings = split_kwargs(MODELS[model], method, settings)
+            guide = fit_settings.get("guide", getattr(MODELS[model], "default_guide", None))
+            MODELS[model].priors(priors, point_estimate=method == "em" or (method == "svi" and guide == "delta"))
+        except InvalidInputError as err:
+            raise InvalidInputError(f"posterior candidate {spec!r}: {err}") from None
     return parsed
 

@@ -82,7 +82,8 @@ def posterior_targets(method, wl_train: WeakLabels, gold: GoldSlice | None, lear
     model, model_method, kwargs = spec.name, spec.method, dict(method.posterior_kwargs)
     choice = None
     if auto:   # the gold classes hidden, as for the temperature; chosen once, before any loop round
-        choice = choose_model(labels, gold_index, gold.classes, method.candidates, progress=False)
+        choice = choose_model(labels, gold_index, gold.classes, method.candidates, temperature=method.temperature,
+                              progress=False)
         model, model_method, kwargs = parse_candidate(choice.chosen)
     if method.gold == "prior":
         if gold is None:

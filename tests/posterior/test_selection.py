@@ -42,7 +42,7 @@ def test_chosen_targets_are_the_fit_at_the_chosen_temperature_and_never_saw_the_
     for spec, post in search.fits.items():
         t = search.scores.loc[spec, "temperature"]
         np.testing.assert_allclose(search.item_probs[spec], post.predict_proba(votes, temperature=t), atol=1e-10)
-        assert post.info.get("gold") is None and not np.isclose(post.item_probs[gold].max(-1), 1).all()
+        assert post.info.get("gold_items", 0) == 0 and not np.isclose(post.item_probs[gold].max(-1), 1).all()
         assert search.scores.loc[spec, "gold_log_loss"] == pytest.approx(
             log_loss(search.item_probs[spec][gold], truth[gold]))
     flipped = choose_model(votes, gold, (truth[gold] + 1) % 3, ["dawid_skene"], progress=False)
@@ -80,12 +80,19 @@ def test_choose_model_reads_weak_probabilities_too():
     (["one_coin:soft_votes=0"], [0], [0], "soft_votes must be"),
     (["dawid_skene:bogus=1"], [0], [0], "no prior or em setting named"),
     (["dawid_skene", "dawid_skene"], [0], [0], "repeat"),
+    (["dawid_skene", "dawid_skene@em"], [0], [0], "repeat a fit"),
+    (["dawid_skene:beta_diag=2,beta_diag=3"], [0], [0], "sets 'beta_diag' twice"),
+    (["dawid_skene:beta_diag=-1"], [0], [0], "posterior candidate 'dawid_skene:beta_diag=-1': .*beta_diag"),
+    (["one_coin:soft_votes=nan"], [0], [0], "soft_votes must be"),
+    (["dawid_skene"], [0, 0], [1, 1], "more than once"),
+    (["dawid_skene"], np.zeros(50, bool), [], "needs gold items"),
     ([], [0], [0], "non-empty list"),
     ("dawid_skene", [0], [0], "non-empty list"),
     (["dawid_skene"], [], [], "needs gold items"),
     (["dawid_skene"], [0, 1], [0], "needs gold items"),
     (["dawid_skene"], [5000], [0], "out of range"),
     (["dawid_skene"], [0], [7], "out of range"),
+    (["dawid_skene"], np.eye(1, 50, dtype=bool)[0], [1], "a mask of 50"),
     (["dawid_skene"], [0], ["x"], "non-negative integers"),
 ])
 def test_choose_model_errors(candidates, gold_index, gold_labels, match):
@@ -98,3 +105,42 @@ def test_parse_candidate():
     assert parse_candidate("one_coin@vb:soft_votes=3,beta_diag=2.5") == ("one_coin", "vb",
                                                                          {"soft_votes": 3, "beta_diag": 2.5})
     assert parse_candidate("dawid_skene") == ("dawid_skene", None, {})
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"gold": np.zeros(200, int)}, r"\['gold'\] cannot be passed to the fits"),
+    ({"temperature": 0}, "temperature must be a finite number > 0"),
+    ({"temperature": "auto"}, "temperature must be a finite number > 0"),
+    ({"beta_diag": 3.0}, r"candidate 'dawid_skene:beta_diag=2' sets \['beta_diag'\] and so do the keyword"),
+])
+def test_choose_model_keeps_gold_out_of_the_fits_and_checks_its_temperature(kwargs, match):
+    truth, votes = simulate_votes(n=200, k=3, accs=(0.6, 0.7, 0.8))
+    with pytest.raises(InvalidInputError, match=match):
+        choose_model(votes, np.arange(20), truth[:20], ["dawid_skene:beta_diag=2"], progress=False, **kwargs)
+
+
+def test_a_fixed_temperature_scores_every_candidate_there():
+    truth, votes = simulate_votes(n=600, k=3, accs=(0.6, 0.7, 0.8))
+    search = choose_model(votes, np.arange(80), truth[:80], ["dawid_skene", "one_coin"], temperature=2.0,
+                          progress=False)
+    assert (search.scores["temperature"] == 2.0).all() and search.temperature == 2.0
+    for spec, post in search.fits.items():
+        np.testing.assert_allclose(search.item_probs[spec], post.predict_proba(votes, temperature=2.0))
+    assert search.scores.loc[search.chosen, "dse"] == 0
+    assert (search.scores["dse"] >= 0).all()
+
+
+def test_a_candidate_whose_fit_breaks_down_is_reported_and_the_search_goes_on(monkeypatch):
+    import bayes_w2s.posterior as posterior
+    truth, votes = simulate_votes(n=300, k=3, accs=(0.6, 0.7, 0.8))
+    real = posterior.fit_posterior
+
+    def broken_one_coin(labels, model, method=None, **kw):
+        if model == "one_coin":
+            raise RuntimeError("NaN in the guide")
+        return real(labels, model, method, **kw)
+
+    monkeypatch.setattr(posterior, "fit_posterior", broken_one_coin)
+    search = choose_model(votes, np.arange(40), truth[:40], ["one_coin", "dawid_skene"], progress=False)
+    assert search.chosen == "dawid_skene"
+    assert search.scores.loc["one_coin", "error"] == "RuntimeError: NaN in the guide"
