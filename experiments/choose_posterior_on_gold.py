@@ -54,8 +54,9 @@ def main(argv=None):
     head = ["vote", "mean", *args.candidates, "chosen"]
     lines = [f"# The posterior chosen on {cfg.name}'s gold slice", "",
              "Each candidate fitted with the gold classes hidden, at its gold-chosen temperature T. Cells: "
-             "targets' accuracy / ECE (%) on strong_train's hidden truth, then the gold items' log-loss and T "
-             "(the choice reads the log-loss: lowest wins). *chosen*: the gold slice's choice.", "",
+             "targets' accuracy / ECE (%) on strong_train's hidden truth, then the gold items' log-loss ± the paired "
+             "standard error of its gap to the chosen candidate's, and T (the choice reads the log-loss: lowest "
+             "wins). *chosen*: the gold slice's choice.", "",
              "| seed | " + " | ".join(f"`{h}`" if h in args.candidates else h for h in head) + " |",
              "|---|" + "---|" * len(head)]
     accs = {h: [] for h in head}
@@ -81,7 +82,7 @@ def main(argv=None):
             targets[spec] = search.item_probs[spec][:n]
             accs[spec].append(100 * accuracy(targets[spec], y))
             cells.append(f"{accs[spec][-1]:.1f} / {100 * expected_calibration_error(targets[spec], y):.1f}; "
-                         f"{row['gold_log_loss']:.3f}, T {row['temperature']:.2f}")
+                         f"{row['gold_log_loss']:.3f} ± {row['dse']:.3f}, T {row['temperature']:.2f}")
         accs["chosen"].append(accs[search.chosen][-1])
         picks.append(search.chosen)
         cells.append(f"`{search.chosen}`: {accs['chosen'][-1]:.1f} ({seconds:.0f} s to choose)")
