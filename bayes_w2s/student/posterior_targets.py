@@ -12,6 +12,7 @@ strong student's cross-fitted predictions join as one more supervisor
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,8 +83,7 @@ def posterior_targets(method, wl_train: WeakLabels, gold: GoldSlice | None, lear
     model, model_method, kwargs = spec.name, spec.method, dict(method.posterior_kwargs)
     choice = None
     if auto:   # the gold classes hidden, as for the temperature; chosen once, before any loop round
-        choice = choose_model(labels, gold_index, gold.classes, method.candidates, temperature=method.temperature,
-                              progress=False)
+        choice = _model_choice(labels, gold_index, gold.classes, tuple(method.candidates), method.temperature)
         model, model_method, kwargs = parse_candidate(choice.chosen)
     if method.gold == "prior":
         if gold is None:
@@ -118,6 +118,26 @@ def posterior_targets(method, wl_train: WeakLabels, gold: GoldSlice | None, lear
         post = result.posterior
         post.info["student_rounds"] = method.student_rounds
     return post.select(np.arange(n)) if labels.num_items > n else post
+
+
+_CHOICES: dict = {}   # the last choice made: the rows of a seed that share labels and candidates share it
+
+
+def _model_choice(labels: WeakLabels, gold_index: np.ndarray, gold_classes: np.ndarray, candidates: tuple,
+                  temperature):
+    """:func:`~bayes_w2s.posterior.selection.choose_model`, once per distinct input: every
+    ``posterior:auto`` row of a seed (plain, EDL, in the loop) asks the same question, and on
+    many classes the logistic-t candidates take minutes to answer it."""
+    digest = hashlib.sha256()
+    for part in (labels.probs, gold_index, gold_classes):
+        digest.update(np.ascontiguousarray(part).tobytes())
+    key = (digest.hexdigest(), tuple(labels.model_names), tuple(map(str, labels.label_names)), candidates,
+           str(temperature))
+    if key not in _CHOICES:
+        _CHOICES.clear()
+        _CHOICES[key] = choose_model(labels, gold_index, gold_classes, list(candidates), temperature=temperature,
+                                     progress=False)
+    return _CHOICES[key]
 
 
 def crowdlab_targets(wl_train: WeakLabels, learner: StudentLearner, folds: int = 5, seed: int = 0):

@@ -31,3 +31,20 @@ def test_auto_targets_are_the_chosen_model_with_its_settings_fitted_with_gold(ca
     assert post.info["gold_items"] == 60 and post.item_probs.shape == (500, 3)   # the gold items observed, then cut
     assert post.info["temperature_chosen"] == pytest.approx(post.info["posterior_choice"].loc[chosen, "temperature"],
                                                             rel=0.05)
+
+
+def test_rows_that_ask_the_same_question_share_one_choice(monkeypatch):
+    import bayes_w2s.student.posterior_targets as module
+    calls = []
+    real = module.choose_model
+    monkeypatch.setattr(module, "choose_model", lambda *a, **k: calls.append(a) or real(*a, **k))
+    truth, labels = soft_labels(300)
+    gold_truth, gold_labels = soft_labels(40, seed=1, prefix="gold")
+    gold = GoldSlice(gold_labels, gold_truth)
+    rows = [MethodConfig(name=n, targets="posterior:auto", gold="observe", temperature="gold", loss=loss,
+                         posterior_candidates=["dawid_skene", "one_coin"]) for n, loss in [("a", "xent"), ("b", "edl")]]
+    first, second = (posterior_targets(m, labels, gold, None) for m in rows)
+    np.testing.assert_array_equal(first.item_probs, second.item_probs)
+    other_gold = GoldSlice(gold_labels, (gold_truth + 1) % 3)
+    posterior_targets(rows[0], labels, other_gold, None)
+    assert len(calls) == 2   # the same labels and gold once, other gold classes again
