@@ -3,9 +3,10 @@ experiment's stored weak labels (strong_train and the gold slice, weak_val).
 
 Every candidate is fitted on strong_train's and the gold items' weak labels with the gold
 classes hidden, and given its gold-chosen temperature (``bayes_w2s.posterior.choose_model``);
-the table reports its gold log-loss (what the choice reads) beside its targets' accuracy and
-ECE on strong_train's hidden truth (what the choice should have found), the vote and the mean
-of the weak probabilities beside them, and which candidate the gold slice chose.
+the table reports its gold Brier score (what the choice reads) and log-loss beside its
+targets' accuracy and ECE on strong_train's hidden truth (what the choice should have found),
+the vote and the mean of the weak probabilities beside them, and which candidate the gold
+slice chose. A results folder (its ``meta.json``) can stand in for the YAML.
 
     python experiments/choose_posterior_on_gold.py experiments/configs/agnews.yaml \
         --out experiments/results/posterior_choice/agnews.md
@@ -13,6 +14,7 @@ of the weak probabilities beside them, and which candidate the gold slice chose.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -35,7 +37,8 @@ from markdown_result import write_markdown  # noqa: E402
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("config", help="experiment YAML with a gold slice (weak_val_size)")
+    ap.add_argument("config", help="experiment YAML with a gold slice (weak_val_size), or a results folder holding "
+                                   "meta.json")
     ap.add_argument("--candidates", nargs="+", default=list(DEFAULT_CANDIDATES))
     ap.add_argument("--results", help="results folder (default: experiments/results/<config name>)")
     ap.add_argument("--out", required=True, help="markdown file to write")
@@ -44,24 +47,31 @@ def main(argv=None):
         check_candidates(args.candidates)
     except InvalidInputError as err:
         raise SystemExit(f"--candidates: {err}") from None
-    cfg = ExperimentConfig.from_yaml(args.config)
+    if Path(args.config).is_dir():   # a results folder: the experiment its meta.json records
+        cfg = ExperimentConfig(**json.loads((Path(args.config) / "meta.json").read_text())["config"])
+        results = Path(args.results or args.config)
+    else:
+        cfg = ExperimentConfig.from_yaml(args.config)
+        results = Path(args.results or f"experiments/results/{cfg.name}")
     if not cfg.weak_val_size:
         raise SystemExit(f"{args.config}: no gold slice (weak_val_size) to choose on")
-    results = Path(args.results or f"experiments/results/{cfg.name}")
     task = experiment_task(cfg)
     truth = dict(zip(task.strong_train["id"], task.strong_train["label"]))
     gold_truth = dict(zip(task.weak_val["id"], task.weak_val["label"]))
     head = ["vote", "mean", *args.candidates, "chosen"]
     lines = [f"# The posterior chosen on {cfg.name}'s gold slice", "",
              "Each candidate fitted with the gold classes hidden, at its gold-chosen temperature T. Cells: "
-             "targets' accuracy / ECE (%) on strong_train's hidden truth, then the gold items' log-loss ± the paired "
-             "standard error of its gap to the chosen candidate's, and T (the choice reads the log-loss: lowest "
-             "wins). *chosen*: the gold slice's choice.", "",
+             "targets' accuracy / ECE (%) on strong_train's hidden truth; then the gold items' Brier score ± the "
+             "paired standard error of its gap to the chosen candidate's (their log-loss), and T. The choice reads "
+             "the Brier score: lowest wins. *chosen*: the gold slice's choice.", "",
              "| seed | " + " | ".join(f"`{h}`" if h in args.candidates else h for h in head) + " |",
              "|---|" + "---|" * len(head)]
     accs = {h: [] for h in head}
     picks = []
-    for seed in cfg.seeds:
+    seeds = [s for s in cfg.seeds if (results / f"weak_labels_seed{s}_weak_val.npz").is_file()]
+    if not seeds:
+        raise SystemExit(f"{results}: no stored gold-slice weak labels (weak_labels_seed*_weak_val.npz)")
+    for seed in seeds:
         train = WeakLabels.load(results / f"weak_labels_seed{seed}_strong_train.npz")
         gold = WeakLabels.load(results / f"weak_labels_seed{seed}_weak_val.npz")
         labels, n = concat(train, gold), train.num_items
@@ -82,7 +92,8 @@ def main(argv=None):
             targets[spec] = search.item_probs[spec][:n]
             accs[spec].append(100 * accuracy(targets[spec], y))
             cells.append(f"{accs[spec][-1]:.1f} / {100 * expected_calibration_error(targets[spec], y):.1f}; "
-                         f"{row['gold_log_loss']:.3f} ± {row['dse']:.3f}, T {row['temperature']:.2f}")
+                         f"{row['gold_brier']:.3f} ± {row['dse']:.3f} ({row['gold_log_loss']:.2f}), "
+                         f"T {row['temperature']:.2f}")
         accs["chosen"].append(accs[search.chosen][-1])
         picks.append(search.chosen)
         cells.append(f"`{search.chosen}`: {accs['chosen'][-1]:.1f} ({seconds:.0f} s to choose)")

@@ -31,6 +31,7 @@ def test_the_gold_slice_chooses_the_model_that_describes_the_weak_models():
     accuracy = {c: (p[rest].argmax(-1) == truth[rest]).mean() for c, p in search.item_probs.items()}
     assert accuracy["dawid_skene"] > accuracy["one_coin"] + 0.05   # the choice is also the more accurate one
     scores = search.scores
+    assert search.score == "brier" and scores.loc["dawid_skene", "gold_brier"] < scores.loc["one_coin", "gold_brier"]
     assert scores.loc["dawid_skene", "gold_log_loss"] < scores.loc["one_coin", "gold_log_loss"]
     assert (scores["gold_log_loss"] <= scores["plain_log_loss"] + 1e-12).all()   # T = 1 is always a candidate
 
@@ -43,8 +44,10 @@ def test_chosen_targets_are_the_fit_at_the_chosen_temperature_and_never_saw_the_
         t = search.scores.loc[spec, "temperature"]
         np.testing.assert_allclose(search.item_probs[spec], post.predict_proba(votes, temperature=t), atol=1e-10)
         assert post.info.get("gold_items", 0) == 0 and not np.isclose(post.item_probs[gold].max(-1), 1).all()
-        assert search.scores.loc[spec, "gold_log_loss"] == pytest.approx(
-            log_loss(search.item_probs[spec][gold], truth[gold]))
+        gold_probs = search.item_probs[spec][gold]
+        assert search.scores.loc[spec, "gold_log_loss"] == pytest.approx(log_loss(gold_probs, truth[gold]))
+        assert search.scores.loc[spec, "gold_brier"] == pytest.approx(
+            ((gold_probs - np.eye(3)[truth[gold]]) ** 2).sum(1).mean())
     flipped = choose_model(votes, gold, (truth[gold] + 1) % 3, ["dawid_skene"], progress=False)
     assert flipped.scores.loc["dawid_skene", "gold_log_loss"] > search.scores.loc["dawid_skene", "gold_log_loss"]
 
@@ -144,3 +147,25 @@ def test_a_candidate_whose_fit_breaks_down_is_reported_and_the_search_goes_on(mo
     search = choose_model(votes, np.arange(40), truth[:40], ["one_coin", "dawid_skene"], progress=False)
     assert search.chosen == "dawid_skene"
     assert search.scores.loc["one_coin", "error"] == "RuntimeError: NaN in the guide"
+
+
+def test_each_score_chooses_its_own_minimum_and_only_known_scores_are_taken():
+    truth, votes = simulate_votes(n=600, k=3, accs=(0.55, 0.7, 0.8), seed=3)
+    candidates = ["dawid_skene", "one_coin", "dawid_skene:beta_diag=8", "one_coin@vb"]
+    for score, column in [("brier", "gold_brier"), ("log", "gold_log_loss")]:
+        search = choose_model(votes, np.arange(60), truth[:60], candidates, score=score, progress=False)
+        assert search.score == score and search.chosen == search.scores[column].idxmin()
+    with pytest.raises(InvalidInputError, match=r"score must be one of \['brier', 'log'\], got 'nll'"):
+        choose_model(votes, np.arange(60), truth[:60], candidates, score="nll", progress=False)
+
+
+def test_a_zero_probability_for_a_gold_class_weighs_on_the_log_score_not_on_brier():
+    """What ATIS showed: a MAP class prior of exactly 0 for a rare class. Among two targets
+    equally right, the log score charges 27.6 nats for each gold item of that class."""
+    from bayes_w2s.posterior.selection import SCORES
+    labels = np.array([0, 0, 1, 2])
+    sharp = np.array([[0.9, 0.1, 0.0], [0.9, 0.1, 0.0], [0.1, 0.9, 0.0], [0.6, 0.4, 0.0]])
+    soft = np.array([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2], [0.3, 0.5, 0.2], [0.5, 0.3, 0.2]])
+    assert SCORES["log"](sharp, labels).mean() > SCORES["log"](soft, labels).mean() + 5
+    assert SCORES["brier"](sharp, labels).mean() < SCORES["brier"](soft, labels).mean()
+    assert SCORES["brier"](sharp, labels).max() <= 2
