@@ -240,7 +240,7 @@ plt.tight_layout()
 # LOO (section 5) compares models of the *same* observations, so it cannot weigh a vote model
 # against one that reads the weak probabilities. The gold slice can: `choose_model` fits each
 # candidate with the gold items' classes hidden, gives each its gold-chosen T, and keeps the one
-# under which the gold items' true classes are most probable (the lowest held-out log-loss).
+# whose gold-item posteriors have the lowest Brier score (a proper score on classes no fit saw).
 # Below, the default candidates (one per regime of the README's "Which model" guide) on seed 0,
 # each candidate's targets scored against strong_train's hidden truth beside what the gold slice saw.
 
@@ -252,7 +252,7 @@ for task_name, wl, y in [("sst2", sst2, y_sst2), ("agnews", agnews, y_agnews)]:
     gold_wl, gold_y = gold_slice(task_name)
     both = concat(wl, gold_wl)
     search = choose_model(both, np.arange(wl.num_items, both.num_items), gold_y, progress=False)
-    table = search.scores[["gold_log_loss", "temperature", "gold_accuracy"]].copy()
+    table = search.scores[["gold_brier", "dse", "gold_log_loss", "temperature", "gold_accuracy"]].copy()
     table["strong_train accuracy"] = [accuracy(search.item_probs[c][:wl.num_items], y) for c in table.index]
     table.insert(0, "task", task_name)
     table["chosen"] = table.index == search.chosen
