@@ -93,8 +93,8 @@ class ModelSearch:
     item_probs: dict = field(default_factory=dict, repr=False)
 
 
-def choose_model(labels, gold_index, gold_labels, candidates=DEFAULT_CANDIDATES, *, temperature="gold",
-                 score: str = "brier", **fit_kwargs) -> ModelSearch:
+def choose_model(labels, gold_index=None, gold_labels=None, candidates=DEFAULT_CANDIDATES, *, gold=None,
+                 temperature="gold", score: str = "brier", **fit_kwargs) -> ModelSearch:
     """The candidate posterior whose fit best predicts the gold items' classes.
 
     Args:
@@ -102,6 +102,9 @@ def choose_model(labels, gold_index, gold_labels, candidates=DEFAULT_CANDIDATES,
             a candidate reads probabilities or soft votes; any layout ``fit_posterior`` takes).
         gold_index / gold_labels: positions (or a boolean mask) of the gold items among
             ``labels``' items, and their classes (indices); the classes are never shown to the fits.
+        gold: or the gold items as ``fit_posterior`` takes them — ``{item: label}`` (items by id,
+            labels by name or index) or an ``[N]`` array with −1 for unknown — e.g. for a crowd
+            frame, whose item order is the fit's and not the frame's.
         candidates: ``model[@method][:name=number,...]`` strings (default
             :data:`DEFAULT_CANDIDATES`).
         temperature: ``"gold"`` — each candidate is scored at the temperature it is given on the
@@ -119,14 +122,19 @@ def choose_model(labels, gold_index, gold_labels, candidates=DEFAULT_CANDIDATES,
         raise InvalidInputError(f"choose_model: score must be one of {sorted(SCORES)}, got {score!r}")
     if temperature != "gold":
         temperature = check_temperature(temperature)
-    shown = sorted({"gold", "temperature"} & set(fit_kwargs))
-    if shown:
-        raise InvalidInputError(f"choose_model: {shown} cannot be passed to the fits: the gold classes must stay "
-                                "hidden from them, and the temperature is choose_model's own argument")
+    if "temperature" in fit_kwargs:   # a keyword-only argument of its own: only a misspelt call gets here
+        raise InvalidInputError("choose_model: temperature is choose_model's own argument, not a fit setting")
     for spec, (_, _, settings) in parsed.items():
         if set(settings) & set(fit_kwargs):
             raise InvalidInputError(f"choose_model: candidate {spec!r} sets {sorted(set(settings) & set(fit_kwargs))}"
                                     " and so do the keyword arguments; set it in one place")
+    if gold is not None:
+        if gold_index is not None or gold_labels is not None:
+            raise InvalidInputError("choose_model: give the gold items as gold= or as gold_index / gold_labels, "
+                                    "not both")
+        gold_index, gold_labels = _gold_positions(labels, gold, fit_kwargs)
+    elif gold_index is None or gold_labels is None:
+        raise InvalidInputError("choose_model needs the gold items: gold_index and gold_labels, or gold=")
     mask_length = len(gold_index) if np.asarray(gold_index).dtype == bool else None
     gold_index = _integers(gold_index, "gold_index", mask_ok=True)
     gold_labels = _integers(gold_labels, "gold_labels")
@@ -185,6 +193,20 @@ def choose_model(labels, gold_index, gold_labels, candidates=DEFAULT_CANDIDATES,
         warnings.warn(f"choose_model: the chosen posterior {chosen!r} warned while fitting: "
                       f"{scores.loc[chosen, 'warning']}", stacklevel=2)
     return ModelSearch(chosen, float(scores.loc[chosen, "temperature"]), score, scores, fits, item_probs)
+
+
+def _gold_positions(labels, gold, fit_kwargs: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``gold`` as ``fit_posterior`` reads it → (positions among the fit's items, class indices)."""
+    from .inputs import as_label_matrix, gold_labels, name_axes
+
+    lm = name_axes(as_label_matrix(labels, num_classes=fit_kwargs.get("num_classes"),
+                                   label_names=fit_kwargs.get("label_names")),
+                   fit_kwargs.get("model_names"), fit_kwargs.get("item_ids"))
+    classes = gold_labels(gold, lm)
+    if classes is None or not (classes >= 0).any():
+        raise InvalidInputError("choose_model needs gold items: gold names none")
+    index = np.flatnonzero(classes >= 0)
+    return index, classes[index]
 
 
 def _brier(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -111,8 +111,9 @@ def test_parse_candidate():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"gold": np.zeros(200, int)}, r"\['gold'\] cannot be passed to the fits"),
+    ({"gold": {0: 1}}, "as gold= or as gold_index / gold_labels, not both"),
     ({"temperature": 0}, "temperature must be a finite number > 0"),
+    ({"temperature": True}, "temperature must be a finite number > 0"),
     ({"temperature": "auto"}, "temperature must be a finite number > 0"),
     ({"beta_diag": 3.0}, r"candidate 'dawid_skene:beta_diag=2' sets \['beta_diag'\] and so do the keyword"),
 ])
@@ -169,3 +170,24 @@ def test_a_zero_probability_for_a_gold_class_weighs_on_the_log_score_not_on_brie
     assert SCORES["log"](sharp, labels).mean() > SCORES["log"](soft, labels).mean() + 5
     assert SCORES["brier"](sharp, labels).mean() < SCORES["brier"](soft, labels).mean()
     assert SCORES["brier"](sharp, labels).max() <= 2
+
+
+def test_gold_can_name_items_as_fit_posterior_does_even_in_a_crowd_frame():
+    import pandas as pd
+    truth, votes = simulate_votes(n=300, k=3, accs=(0.6, 0.7, 0.8), seed=5)
+    tasks = [f"task{i:03d}" for i in range(300)][::-1]   # the frame's order is not the fit's (sorted) order
+    frame = pd.DataFrame([(tasks[i], f"w{m}", votes[i, m]) for i in range(300) for m in range(3)],
+                         columns=["task", "worker", "label"]).sample(frac=1, random_state=0)
+    gold = {tasks[i]: int(truth[i]) for i in range(40)}
+    by_name = choose_model(frame, gold=gold, candidates=["dawid_skene", "one_coin"], progress=False)
+    ids = by_name.fits["dawid_skene"].item_ids
+    position = {t: j for j, t in enumerate(ids)}
+    index = np.array([position[t] for t in gold])
+    by_position = choose_model(frame, index, np.array(list(gold.values())), ["dawid_skene", "one_coin"],
+                               progress=False)
+    pd.testing.assert_frame_equal(by_name.scores.drop(columns="seconds"), by_position.scores.drop(columns="seconds"))
+    assert ids != tasks[:300] and by_name.scores["gold_accuracy"].min() > 60
+    with pytest.raises(InvalidInputError, match="needs the gold items"):
+        choose_model(frame, candidates=["dawid_skene"], progress=False)
+    with pytest.raises(InvalidInputError, match="gold names none"):
+        choose_model(frame, gold={}, candidates=["dawid_skene"], progress=False)
