@@ -252,8 +252,8 @@ def check_candidates(candidates) -> dict:
             raise InvalidInputError(f"posterior candidate {spec!r}: {model!r} has no method {method!r}; "
                                     f"it has {list(MODELS[model].methods)}")
         method = method or MODELS[model].methods[0]
-        check_fit_settings(model, method, settings)
-        try:    # prior ranges (beta_diag = -1 would fail only when fitted)
+        try:    # setting names and values, then prior ranges (beta_diag = -1 would fail only when fitted)
+            check_fit_settings(model, method, settings)
             priors, _, fit_settings = split_kwargs(MODELS[model], method, settings)
             guide = fit_settings.get("guide", getattr(MODELS[model], "default_guide", None))
             MODELS[model].priors(priors, point_estimate=method == "em" or (method == "svi" and guide == "delta"))
