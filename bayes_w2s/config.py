@@ -283,8 +283,9 @@ class MethodConfig:
         "fit_posterior settings: the posterior model's priors and its method's settings"})
     posterior_candidates: list[str] = field(default_factory=list, metadata={"help":
         "targets: posterior:auto — the posteriors the gold slice chooses among, each "
-        "model[@method][:name=number,...] (the one whose fit, at its gold-chosen temperature, gives the gold "
-        "items' classes the lowest log-loss); empty: bayes_w2s.posterior.selection.DEFAULT_CANDIDATES"})
+        "model[@method][:name=number,...] (the one whose fit, at the method's temperature — or each candidate's "
+        "gold-chosen one —, gives the gold items' hidden classes the lowest Brier score); empty: "
+        "bayes_w2s.posterior.selection.DEFAULT_CANDIDATES"})
     train_overrides: dict[str, Any] = field(default_factory=dict, metadata={"help":
         "settings that replace student_train's for this row, e.g. {epochs: 0.34} for the same number of "
         "steps when there are several rows per item (naive multi-weak generation)"})

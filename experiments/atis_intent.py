@@ -23,6 +23,8 @@ on soft votes; on ATIS's stored weak labels all but Dawid–Skene's EM are above
 (``targets: posterior:auto``), beside three of the four default candidates:
 
     python experiments/atis_intent.py --rows gold_choice --out experiments/results/atis_intent_gold_choice
+
+(the committed folder is seed 0's: ``--seeds 0``, 22 min).
 """
 from __future__ import annotations
 

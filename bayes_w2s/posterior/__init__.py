@@ -3,8 +3,9 @@
 ``fit_posterior`` is the functional entry point, for class labels and for word
 hypotheses of generation tasks; :mod:`.estimators` puts crowd-kit-style classes
 (``fit`` / ``fit_predict_proba``) on the same core; ``compare_posteriors`` ranks fits of the
-same observations by LOO, ``choose_model`` any candidates (votes or probabilities) by the
-gold items' held-out log-loss. Models live in :mod:`.models` (one module each), inference in :mod:`.engine`.
+same observations by LOO, ``choose_model`` any candidates (votes or probabilities) by a proper
+score of gold items' hidden classes (:mod:`.selection`). Models live in :mod:`.models` (one
+module each), inference in :mod:`.engine`.
 """
 from __future__ import annotations
 

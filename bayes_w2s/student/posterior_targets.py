@@ -6,9 +6,8 @@ gold slice exists, the gold items' weak labels too; the gold items are observed
 (``gold="observe"``), turned into a Dawid–Skene prior (``gold="prior"``), and/or used to
 choose the likelihood's temperature (``temperature="gold"``); ``posterior:auto`` targets first
 choose the posterior model itself there (:func:`~bayes_w2s.posterior.selection.choose_model`).
-With ``student_rounds`` the
-strong student's cross-fitted predictions join as one more supervisor
-(:mod:`.loop`). The targets are the posterior over the strong_train items.
+With ``student_rounds`` the strong student's cross-fitted predictions join as one more
+supervisor (:mod:`.loop`). The targets are the posterior over the strong_train items.
 """
 from __future__ import annotations
 
@@ -70,7 +69,8 @@ class StudentLearner:
 def posterior_targets(method, wl_train: WeakLabels, gold: GoldSlice | None, learner: StudentLearner | None,
                       seed: int = 0):
     """The posterior a method's student learns from (see the module docstring); its ``info``
-    records the chosen temperature and the loop rounds."""
+    records the chosen temperature, the loop rounds and, for ``posterior:auto``, the chosen
+    model with every candidate's scores."""
     spec = method.spec
     auto = method.chooses_posterior
     n = wl_train.num_items
