@@ -32,20 +32,19 @@ from bayes_w2s.pipeline import experiment_task
 from bayes_w2s.errors import InvalidInputError
 from bayes_w2s.posterior import MODELS
 from bayes_w2s.posterior.inputs import check_fit_settings
+from bayes_w2s.posterior.selection import parse_candidate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from markdown_result import write_markdown  # noqa: E402
 
 
 def parse_posterior(spec: str) -> tuple[str, str, dict]:
-    """``model[@method][:name=number,...]`` → (model, method, settings); integers stay integers."""
-    head, _, settings = spec.partition(":")
-    model, _, method = head.partition("@")
+    """``model[@method][:name=number,...]`` → (model, method, settings); method ``em`` unless named."""
     try:
-        return model, method or "em", {k: int(v) if v.lstrip("-").isdigit() else float(v)
-                                       for k, v in (item.split("=") for item in settings.split(",") if item)}
-    except ValueError:
-        raise SystemExit(f"--posteriors: {spec!r} is not model[@method][:name=number,...]") from None
+        model, method, settings = parse_candidate(spec)
+    except InvalidInputError as err:
+        raise SystemExit(f"--posteriors: {err}") from None
+    return model, method or "em", settings
 
 
 def vote_probs(labels: WeakLabels) -> np.ndarray:
