@@ -96,7 +96,9 @@ def posterior_targets(method, wl_train: WeakLabels, gold: GoldSlice | None, lear
 
     def fit(supervisors: WeakLabels):
         temperature, search = method.temperature, None
-        if temperature == "gold":          # the gold items' weak labels seen, their classes hidden
+        if temperature == "gold" and choice is not None and supervisors is labels:
+            temperature = choice.temperature   # choose_model already searched T on this very fit
+        elif temperature == "gold":          # the gold items' weak labels seen, their classes hidden
             hidden = fit_posterior(supervisors, model=model, method=model_method, **kwargs)
             search = choose_temperature(lambda t: hidden.predict_proba(supervisors, temperature=t), gold_index,
                                         gold.classes)
