@@ -286,6 +286,9 @@ class MethodConfig:
         "model[@method][:name=number,...] (the one whose fit, at the method's temperature — or each candidate's "
         "gold-chosen one —, gives the gold items' hidden classes the lowest Brier score); empty: "
         "bayes_w2s.posterior.selection.DEFAULT_CANDIDATES"})
+    posterior_jobs: int = field(default=1, metadata={"help":
+        "targets: posterior:auto — processes that fit the posterior_candidates at once (-1: one per core); the "
+        "choice and the targets are the same for any number"})
     train_overrides: dict[str, Any] = field(default_factory=dict, metadata={"help":
         "settings that replace student_train's for this row, e.g. {epochs: 0.34} for the same number of "
         "steps when there are several rows per item (naive multi-weak generation)"})
@@ -374,9 +377,13 @@ class MethodConfig:
         if self.crossfit_folds < 1:
             raise InvalidInputError(f"method {self.name!r}: crossfit_folds must be ≥ 2 (generation: ≥ 1), "
                                     f"got {self.crossfit_folds}")
-        if self.posterior_candidates and not self.chooses_posterior:
-            raise InvalidInputError(f"method {self.name!r}: posterior_candidates are the choices of targets: "
-                                    f"posterior:{AUTO_POSTERIOR}, not of {self.targets!r}")
+        if (self.posterior_candidates or self.posterior_jobs != 1) and not self.chooses_posterior:
+            raise InvalidInputError(f"method {self.name!r}: posterior_candidates and posterior_jobs are settings of "
+                                    f"targets: posterior:{AUTO_POSTERIOR}, not of {self.targets!r}")
+        if isinstance(self.posterior_jobs, bool) or not isinstance(self.posterior_jobs, int) or \
+                not (self.posterior_jobs >= 1 or self.posterior_jobs == -1):
+            raise InvalidInputError(f"method {self.name!r}: posterior_jobs must be a positive integer or -1 (one per "
+                                    f"core), got {self.posterior_jobs!r}")
 
 
 # -- the experiment ---------------------------------------------------------------------------

@@ -420,8 +420,10 @@ LEGACY_RESUME_FILE = "results.partial.csv"   # written without a fingerprint: ne
 REPORT_FILES = ("results.csv", "results.md", "meta.json")
 _STUDENT_SEED = re.compile(r"^seed\d+$")
 _SEED_FILE = re.compile(r"^(?:weak_labels|weak_hypotheses|pairs|predictions|test_probs|target_probs)_seed(\d+)[_.]")
-#: config keys that do not change a seed's rows (the seed list itself, where files go)
+#: config keys that do not change a seed's rows (the seed list itself, where files go), and method keys
+#: that change only how fast they come
 RUN_ONLY_KEYS = ("name", "seeds", "data_dir", "output_root")
+RUN_ONLY_METHOD_KEYS = ("posterior_jobs",)
 
 
 def data_fingerprint(task) -> dict:
@@ -441,6 +443,7 @@ def data_fingerprint(task) -> dict:
 def run_fingerprint(cfg: ExperimentConfig, task) -> dict:
     """What a finished seed's rows depend on: the config (less :data:`RUN_ONLY_KEYS`) and the data."""
     config = {k: v for k, v in cfg.to_dict().items() if k not in RUN_ONLY_KEYS}
+    config["methods"] = [{k: v for k, v in m.items() if k not in RUN_ONLY_METHOD_KEYS} for m in config["methods"]]
     return json.loads(json.dumps({"config": config, "data": data_fingerprint(task)}, default=str, sort_keys=True))
 
 

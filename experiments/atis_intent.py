@@ -93,6 +93,8 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--rows", choices=sorted(ROWS), default="soft_models", help="which methods to run")
     ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("--posterior-jobs", type=int, default=1,
+                    help="processes fitting the posterior:auto candidates at once (the same choice, sooner)")
     args = ap.parse_args(argv)
     data = Path(os.environ.get("BAYES_W2S_DATA", "../shared/data")) / "atis"
     if not (data / "train" / "seq.in").is_file():
@@ -100,7 +102,9 @@ def main(argv=None):
     csv = write_csv(data, cache_dir("data") / "atis_intent.csv")
     cfg = ExperimentConfig(
         name="atis_intent", task=str(csv), weak_models=["minilm-l6", "mpnet-base", "smollm2-135m"],
-        strong_model="gemma3-270m", methods=ROWS[args.rows], seeds=args.seeds, split_seed=0,
+        strong_model="gemma3-270m",
+        methods=[{**m, "posterior_jobs": args.posterior_jobs} if m["targets"] == "posterior:auto" else m
+                 for m in ROWS[args.rows]], seeds=args.seeds, split_seed=0,
         sizes={"weak_train": 1000, "strong_train": 2000, "test": 1000},
         weak_label_budget=200,   # as SNIPS's 70: weak models that leave a gap to recover
         weak_val_size=200 if args.rows == "gold_choice" else 0,

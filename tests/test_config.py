@@ -276,7 +276,11 @@ def test_yaml_merge_keys_work_and_repeated_own_keys_are_still_refused(tmp_path):
      r"posterior model 'one_coin' has no method 'nuts2'"),
     ({"name": "a", "targets": "posterior:auto", "posterior_candidates": ["one_coin", "one_coin"]}, "repeat a spec"),
     ({"name": "a", "targets": "posterior:dawid_skene", "posterior_candidates": ["one_coin"]},
-     r"posterior_candidates are the choices of targets: posterior:auto, not of 'posterior:dawid_skene'"),
+     r"posterior_candidates and posterior_jobs are settings of targets: posterior:auto, not of "
+     r"'posterior:dawid_skene'"),
+    ({"name": "a", "targets": "posterior:one_coin", "posterior_jobs": 2}, "settings of targets: posterior:auto"),
+    ({"name": "a", "targets": "posterior:auto", "posterior_jobs": 0}, "posterior_jobs must be a positive integer or -1"),
+    ({"name": "a", "targets": "posterior:auto", "posterior_jobs": -3}, "posterior_jobs must be a positive integer"),
 ])
 def test_methods_that_would_fail_after_training_are_refused_at_load(tmp_path, method, match):
     """Each of these passed validation and failed (or silently did something else) only after

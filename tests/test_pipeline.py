@@ -108,6 +108,16 @@ def test_an_unchanged_config_resumes_the_missing_seeds(tiny_setup, tmp_path, fak
     assert not (out / RESUME_FILE).exists()
 
 
+def test_more_processes_for_the_posterior_choice_still_resume_the_run(tiny_setup, tmp_path, fake):
+    """posterior_jobs changes how fast the candidates are fitted, not what they give."""
+    auto = {"name": "auto", "targets": "posterior:auto", "posterior_candidates": ["dawid_skene", "one_coin"]}
+    out = tmp_path / "run"
+    interrupted_run(tiny_setup, out, fake, weak_val_size=8, methods=[auto])
+    seeds = fake()
+    run_experiment(make_config(tiny_setup, weak_val_size=8, methods=[{**auto, "posterior_jobs": 2}]), out)
+    assert seeds.calls == [1]
+
+
 def test_a_rerun_with_fewer_seeds_keeps_the_finished_ones(tiny_setup, tmp_path, fake, caplog):
     out = tmp_path / "run"
     interrupted_run(tiny_setup, out, fake)

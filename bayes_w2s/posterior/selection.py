@@ -31,7 +31,9 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 
+import joblib
 import numpy as np
 import pandas as pd
 
@@ -94,7 +96,7 @@ class ModelSearch:
 
 
 def choose_model(labels, gold_index=None, gold_labels=None, candidates=DEFAULT_CANDIDATES, *, gold=None,
-                 temperature="gold", score: str = "brier", **fit_kwargs) -> ModelSearch:
+                 temperature="gold", score: str = "brier", n_jobs: int = 1, **fit_kwargs) -> ModelSearch:
     """The candidate posterior whose fit best predicts the gold items' classes.
 
     Args:
@@ -111,10 +113,11 @@ def choose_model(labels, gold_index=None, gold_labels=None, candidates=DEFAULT_C
             gold items — or a number T > 0, at which all are scored.
         score: ``"brier"`` (default) or ``"log"`` (mean −log p(true class)); see the module
             docstring for why not the log score by default.
+        n_jobs: candidates fitted at once, each in a process of its own (joblib's; −1: one per
+            core); the fits are the same as one after another.
         **fit_kwargs: passed to every fit (``progress=False``, ``num_classes``); not ``gold`` or
             ``temperature``, nor a setting a candidate names itself.
     """
-    from . import fit_posterior   # the package imports this module
     from .engine import check_temperature
 
     parsed = check_candidates(candidates)
@@ -122,6 +125,8 @@ def choose_model(labels, gold_index=None, gold_labels=None, candidates=DEFAULT_C
         raise InvalidInputError(f"choose_model: score must be one of {sorted(SCORES)}, got {score!r}")
     if temperature != "gold":
         temperature = check_temperature(temperature)
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or not (n_jobs >= 1 or n_jobs == -1):
+        raise InvalidInputError(f"choose_model: n_jobs must be a positive integer or -1 (one per core), got {n_jobs!r}")
     if "temperature" in fit_kwargs:   # a keyword-only argument of its own: only a misspelt call gets here
         raise InvalidInputError("choose_model: temperature is choose_model's own argument, not a fit setting")
     for spec, (_, _, settings) in parsed.items():
@@ -143,34 +148,22 @@ def choose_model(labels, gold_index=None, gold_labels=None, candidates=DEFAULT_C
                                 f"{len(gold_labels)} labels")
     if len(np.unique(gold_index)) != len(gold_index):
         raise InvalidInputError("gold_index names an item more than once")
+    jobs = [(spec, model, method, {**settings, **fit_kwargs}) for spec, (model, method, settings) in parsed.items()]
+    run = partial(_fit_candidate, labels, gold_index=gold_index, gold_labels=gold_labels, mask_length=mask_length,
+                  temperature=temperature)
+    if n_jobs == 1:
+        outcomes = [run(*job[1:]) for job in jobs]
+    else:   # each candidate in a process of its own; its fit is the same as in this one (tested)
+        outcomes = joblib.Parallel(n_jobs=n_jobs)(joblib.delayed(run)(*job[1:]) for job in jobs)
     rows, fits, item_probs, item_loss = {}, {}, {}, {}
-    for spec, (model, method, settings) in parsed.items():
+    for (spec, *_), outcome in zip(jobs, outcomes):
         row = dict(gold_brier=math.nan, gold_log_loss=math.nan, dse=math.nan, plain_log_loss=math.nan,
-                   temperature=math.nan, gold_accuracy=math.nan, seconds=math.nan, warning="", error="")
+                   temperature=math.nan, gold_accuracy=math.nan, seconds=outcome.seconds, warning=outcome.warning,
+                   error=outcome.error)
         rows[spec] = row
-        start = time.perf_counter()
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                post = fit_posterior(labels, model, method, **settings, **fit_kwargs)
-            n, k = post.item_probs.shape
-            if gold_index.max() >= n or gold_labels.max() >= k or mask_length not in (None, n):
-                raise _GoldOutOfRange(f"gold items out of range: positions up to {int(gold_index.max())} (a mask of "
-                                      f"{mask_length}) for {n} items, classes up to {int(gold_labels.max())} for "
-                                      f"{k} classes")
-            t = temperature
-            if t == "gold":
-                t = choose_temperature(lambda t: post.predict_proba(labels, temperature=t), gold_index,
-                                       gold_labels).temperature
-            probs = post.predict_proba(labels, temperature=t) if t != post.temperature else post.item_probs
-        except _GoldOutOfRange as err:
-            raise InvalidInputError(str(err)) from None
-        # this candidate cannot read these labels (soft votes on hard votes), or its fit broke down numerically
-        except (InvalidInputError, ValueError, RuntimeError, FloatingPointError) as err:
-            row.update(error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
-                       seconds=time.perf_counter() - start)
+        if outcome.error:
             continue
-        row["warning"] = "; ".join(sorted({str(w.message).split("\n")[0] for w in caught}))
+        post, probs, t = outcome.posterior, outcome.probs, outcome.temperature
         fits[spec], item_probs[spec] = post, probs
         gold_probs = probs[gold_index]
         per_item = {name: rule(gold_probs, gold_labels) for name, rule in SCORES.items()}
@@ -178,8 +171,7 @@ def choose_model(labels, gold_index=None, gold_labels=None, candidates=DEFAULT_C
         row.update(gold_brier=float(per_item["brier"].mean()), gold_log_loss=float(per_item["log"].mean()),
                    temperature=float(t),
                    plain_log_loss=log_loss(post.item_probs[gold_index], gold_labels),
-                   gold_accuracy=100 * float((gold_probs.argmax(-1) == gold_labels).mean()),
-                   seconds=time.perf_counter() - start)
+                   gold_accuracy=100 * float((gold_probs.argmax(-1) == gold_labels).mean()))
     scores = pd.DataFrame.from_dict(rows, orient="index")
     scores.index.name = "candidate"
     if not fits:
@@ -193,6 +185,47 @@ def choose_model(labels, gold_index=None, gold_labels=None, candidates=DEFAULT_C
         warnings.warn(f"choose_model: the chosen posterior {chosen!r} warned while fitting: "
                       f"{scores.loc[chosen, 'warning']}", stacklevel=2)
     return ModelSearch(chosen, float(scores.loc[chosen, "temperature"]), score, scores, fits, item_probs)
+
+
+@dataclass
+class _Outcome:
+    """One candidate's fit, or why it failed."""
+    seconds: float
+    posterior: object = None
+    probs: np.ndarray | None = None
+    temperature: float = math.nan
+    warning: str = ""
+    error: str = ""
+
+
+def _fit_candidate(labels, model, method, settings, *, gold_index, gold_labels, mask_length, temperature) -> _Outcome:
+    """Fit one candidate with the gold classes hidden and give it its temperature. Gold input that
+    no candidate can read raises; anything else that stops this candidate is recorded in the outcome."""
+    from . import fit_posterior   # the package imports this module
+
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            post = fit_posterior(labels, model, method, **settings)
+        n, k = post.item_probs.shape
+        if gold_index.max() >= n or gold_labels.max() >= k or mask_length not in (None, n):
+            raise _GoldOutOfRange(f"gold items out of range: positions up to {int(gold_index.max())} (a mask of "
+                                  f"{mask_length}) for {n} items, classes up to {int(gold_labels.max())} for "
+                                  f"{k} classes")
+        t = temperature
+        if t == "gold":
+            t = choose_temperature(lambda t: post.predict_proba(labels, temperature=t), gold_index,
+                                   gold_labels).temperature
+        probs = post.predict_proba(labels, temperature=t) if t != post.temperature else post.item_probs
+    except _GoldOutOfRange as err:
+        raise InvalidInputError(str(err)) from None
+    # this candidate cannot read these labels (soft votes on hard votes), or its fit broke down numerically
+    except (InvalidInputError, ValueError, RuntimeError, FloatingPointError) as err:
+        return _Outcome(time.perf_counter() - start,
+                        error=f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+    return _Outcome(time.perf_counter() - start, post, probs, float(t),
+                    warning="; ".join(sorted({str(w.message).split("\n")[0] for w in caught})))
 
 
 def _gold_positions(labels, gold, fit_kwargs: dict) -> tuple[np.ndarray, np.ndarray]:

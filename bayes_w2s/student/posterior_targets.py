@@ -83,7 +83,8 @@ def posterior_targets(method, wl_train: WeakLabels, gold: GoldSlice | None, lear
     model, model_method, kwargs = spec.name, spec.method, dict(method.posterior_kwargs)
     choice = None
     if auto:   # the gold classes hidden, as for the temperature; chosen once, before any loop round
-        choice = _model_choice(labels, gold_index, gold.classes, tuple(method.candidates), method.temperature)
+        choice = _model_choice(labels, gold_index, gold.classes, tuple(method.candidates), method.temperature,
+                               method.posterior_jobs)
         model, model_method, kwargs = parse_candidate(choice.chosen)
     if method.gold == "prior":
         if gold is None:
@@ -126,10 +127,11 @@ _CHOICES: dict = {}   # the last choice made: the rows of a seed that share labe
 
 
 def _model_choice(labels: WeakLabels, gold_index: np.ndarray, gold_classes: np.ndarray, candidates: tuple,
-                  temperature):
+                  temperature, n_jobs: int = 1):
     """:func:`~bayes_w2s.posterior.selection.choose_model`, once per distinct input: every
     ``posterior:auto`` row of a seed (plain, EDL, in the loop) asks the same question, and on
-    many classes the logistic-t candidates take minutes to answer it."""
+    many classes the logistic-t candidates take minutes to answer it (``n_jobs`` changes how fast,
+    not what, so it is not part of the key)."""
     digest = hashlib.sha256()
     for part in (labels.probs, gold_index, gold_classes):
         digest.update(np.ascontiguousarray(part).tobytes())
@@ -138,7 +140,7 @@ def _model_choice(labels: WeakLabels, gold_index: np.ndarray, gold_classes: np.n
     if key not in _CHOICES:
         _CHOICES.clear()
         _CHOICES[key] = choose_model(labels, gold_index, gold_classes, list(candidates), temperature=temperature,
-                                     progress=False)
+                                     n_jobs=n_jobs, progress=False)
     return _CHOICES[key]
 
 

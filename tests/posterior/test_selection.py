@@ -191,3 +191,27 @@ def test_gold_can_name_items_as_fit_posterior_does_even_in_a_crowd_frame():
         choose_model(frame, candidates=["dawid_skene"], progress=False)
     with pytest.raises(InvalidInputError, match="gold names none"):
         choose_model(frame, gold={}, candidates=["dawid_skene"], progress=False)
+
+
+def test_candidates_fitted_in_parallel_processes_give_the_same_search():
+    rng = np.random.default_rng(2)
+    truth, votes = simulate_votes(n=400, k=3, accs=(0.6, 0.7, 0.8))
+    probs = np.full((400, 3, 3), 0.1) + 0.7 * np.eye(3)[votes] + 0.1 * rng.random((400, 3, 3))
+    labels = WeakLabels(probs / probs.sum(-1, keepdims=True), ["a", "b", "c"], ["x", "y", "z"])
+    candidates = ["dawid_skene", "one_coin:soft_votes=3", "logistic_t_pooled", "dawid_skene@svi"]
+    one, two = (choose_model(labels, np.arange(50), truth[:50], candidates, n_jobs=n, progress=False, seed=3)
+                for n in (1, 2))
+    assert one.chosen == two.chosen and one.temperature == two.temperature
+    columns = ["gold_brier", "gold_log_loss", "dse", "plain_log_loss", "temperature", "gold_accuracy"]
+    np.testing.assert_allclose(one.scores[columns].to_numpy(float), two.scores[columns].to_numpy(float), rtol=1e-6)
+    for spec in candidates:
+        np.testing.assert_allclose(one.item_probs[spec], two.item_probs[spec], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(one.fits[spec].predict_proba(labels), two.fits[spec].predict_proba(labels),
+                                   rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("n_jobs", [0, -2, 1.5, True, "2"])
+def test_n_jobs_is_checked(n_jobs):
+    truth, votes = simulate_votes(n=100, k=3, accs=(0.6, 0.7, 0.8))
+    with pytest.raises(InvalidInputError, match="n_jobs must be a positive integer or -1"):
+        choose_model(votes, np.arange(10), truth[:10], ["dawid_skene"], n_jobs=n_jobs, progress=False)
