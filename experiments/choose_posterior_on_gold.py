@@ -42,6 +42,8 @@ def main(argv=None):
     ap.add_argument("--candidates", nargs="+", default=list(DEFAULT_CANDIDATES))
     ap.add_argument("--results", help="results folder (default: experiments/results/<config name>)")
     ap.add_argument("--out", required=True, help="markdown file to write")
+    ap.add_argument("--jobs", type=int, default=1, help="candidates fitted at once (choose_model's n_jobs; the same "
+                                                       "choice, sooner)")
     args = ap.parse_args(argv)
     try:
         check_candidates(args.candidates)
@@ -78,7 +80,8 @@ def main(argv=None):
         y = np.array([truth[i] for i in train.item_ids])
         gold_y = np.array([gold_truth[i] for i in gold.item_ids])
         start = time.perf_counter()
-        search = choose_model(labels, np.arange(n, labels.num_items), gold_y, args.candidates, progress=False)
+        search = choose_model(labels, np.arange(n, labels.num_items), gold_y, args.candidates,
+                              n_jobs=args.jobs, progress=False)
         seconds = time.perf_counter() - start
         accs["vote"].append(100 * accuracy(vote_probs(train), y))
         accs["mean"].append(100 * accuracy(train.probs.mean(1), y))
