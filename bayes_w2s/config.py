@@ -288,7 +288,7 @@ class MethodConfig:
         "bayes_w2s.posterior.selection.DEFAULT_CANDIDATES"})
     posterior_jobs: int = field(default=1, metadata={"help":
         "targets: posterior:auto — processes that fit the posterior_candidates at once (-1: one per core); the "
-        "choice and the targets are the same for any number"})
+        "fits are those of 1 process (bit for bit where measured: experiments/results/bench_choose_model)"})
     train_overrides: dict[str, Any] = field(default_factory=dict, metadata={"help":
         "settings that replace student_train's for this row, e.g. {epochs: 0.34} for the same number of "
         "steps when there are several rows per item (naive multi-weak generation)"})

@@ -441,7 +441,8 @@ def data_fingerprint(task) -> dict:
 
 
 def run_fingerprint(cfg: ExperimentConfig, task) -> dict:
-    """What a finished seed's rows depend on: the config (less :data:`RUN_ONLY_KEYS`) and the data."""
+    """What a finished seed's rows depend on: the config (less :data:`RUN_ONLY_KEYS` and each method's
+    :data:`RUN_ONLY_METHOD_KEYS`) and the data."""
     config = {k: v for k, v in cfg.to_dict().items() if k not in RUN_ONLY_KEYS}
     config["methods"] = [{k: v for k, v in m.items() if k not in RUN_ONLY_METHOD_KEYS} for m in config["methods"]]
     return json.loads(json.dumps({"config": config, "data": data_fingerprint(task)}, default=str, sort_keys=True))

@@ -37,6 +37,8 @@ def main(argv=None):
     ap.add_argument("--candidates", nargs="+", default=list(DEFAULT_CANDIDATES))
     ap.add_argument("--out", required=True, help="markdown file to write")
     args = ap.parse_args(argv)
+    if args.jobs < 2 and args.jobs != -1:
+        ap.error(f"--jobs must be 2 or more, or -1, got {args.jobs}")
     results = Path(args.results)
     cfg = ExperimentConfig(**json.loads((results / "meta.json").read_text())["config"])
     task = experiment_task(cfg)
@@ -44,8 +46,9 @@ def main(argv=None):
     lines = [f"# `choose_model` on {cfg.name}: candidates one after another, and {args.jobs} at once", "",
              f"Candidates: {', '.join(f'`{c}`' for c in args.candidates)}. Per seed, the same search run twice in "
              f"one process; *max |Δ|*: the largest difference between the two searches' item posteriors, over "
-             f"every candidate; *same choice*: chosen candidate and temperature equal. Each candidate's seconds "
-             f"are from the sequential search. {platform.machine()}, {os.cpu_count()} cores.", "",
+             f"every candidate; *same choice*: chosen candidate, temperature, and every candidate's warnings and "
+             f"errors equal. Each candidate's seconds are from the sequential search. {platform.machine()}, "
+             f"{os.cpu_count()} cores.", "",
              "| seed | items × weak models × classes | sequential (s) | parallel (s) | speed-up | max \\|Δ\\| | "
              "same choice | seconds per candidate |", "|---|---|---|---|---|---|---|---|"]
     for seed in args.seeds:
@@ -60,8 +63,10 @@ def main(argv=None):
                                          n_jobs=jobs, progress=False))
             seconds.append(time.perf_counter() - start)
         one, many = searches
-        delta = max(float(np.abs(one.item_probs[c] - many.item_probs[c]).max()) for c in one.item_probs)
-        same = one.chosen == many.chosen and one.temperature == many.temperature
+        fitted = set(one.item_probs) & set(many.item_probs)
+        delta = max(float(np.abs(one.item_probs[c] - many.item_probs[c]).max()) for c in fitted)
+        same = (one.chosen == many.chosen and one.temperature == many.temperature and set(one.item_probs) == fitted
+                == set(many.item_probs) and one.scores[["warning", "error"]].equals(many.scores[["warning", "error"]]))
         each = ", ".join(f"`{c}` {s:.0f}" for c, s in one.scores["seconds"].items())
         lines.append(f"| {seed} | {' × '.join(map(str, labels.probs.shape))} | {seconds[0]:.1f} | {seconds[1]:.1f} | "
                      f"{seconds[0] / seconds[1]:.2f}× | {delta:.1e} | {'yes' if same else 'NO'} | {each} |")

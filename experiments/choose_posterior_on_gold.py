@@ -45,6 +45,8 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=1, help="candidates fitted at once (choose_model's n_jobs; the same "
                                                        "choice, sooner)")
     args = ap.parse_args(argv)
+    if args.jobs < 1 and args.jobs != -1:
+        ap.error(f"--jobs must be a positive integer or -1, got {args.jobs}")
     try:
         check_candidates(args.candidates)
     except InvalidInputError as err:

@@ -113,8 +113,11 @@ def choose_model(labels, gold_index=None, gold_labels=None, candidates=DEFAULT_C
             gold items — or a number T > 0, at which all are scored.
         score: ``"brier"`` (default) or ``"log"`` (mean −log p(true class)); see the module
             docstring for why not the log score by default.
-        n_jobs: candidates fitted at once, each in a process of its own (joblib's; −1: one per
-            core); the fits are the same as one after another.
+        n_jobs: candidates fitted at once in joblib's worker processes (−1: one per core, at most
+            one per candidate; progress bars off). The fits are those of ``n_jobs=1`` (bit for bit on
+            AG News and ATIS, ``experiments/results/bench_choose_model``; on inputs large enough for
+            torch to use several threads the last bits may differ). As for any process pool, a
+            script that calls it needs an ``if __name__ == "__main__":`` guard.
         **fit_kwargs: passed to every fit (``progress=False``, ``num_classes``); not ``gold`` or
             ``temperature``, nor a setting a candidate names itself.
     """
@@ -151,10 +154,15 @@ def choose_model(labels, gold_index=None, gold_labels=None, candidates=DEFAULT_C
     jobs = [(spec, model, method, {**settings, **fit_kwargs}) for spec, (model, method, settings) in parsed.items()]
     run = partial(_fit_candidate, labels, gold_index=gold_index, gold_labels=gold_labels, mask_length=mask_length,
                   temperature=temperature)
-    if n_jobs == 1:
+    workers = min(joblib.effective_n_jobs(n_jobs), len(jobs))
+    if workers == 1:
         outcomes = [run(*job[1:]) for job in jobs]
-    else:   # each candidate in a process of its own; its fit is the same as in this one (tested)
-        outcomes = joblib.Parallel(n_jobs=n_jobs)(joblib.delayed(run)(*job[1:]) for job in jobs)
+    else:
+        # loky, never threads: fits share process state (Pyro's param store, torch's thread count, the warnings
+        # filter). max_nbytes=None: inputs are pickled, not memmapped read-only (torch warns on those).
+        # Progress bars off: several workers' bars would overwrite each other.
+        outcomes = joblib.Parallel(n_jobs=workers, backend="loky", max_nbytes=None)(
+            joblib.delayed(run)(model, method, {**settings, "progress": False}) for _, model, method, settings in jobs)
     rows, fits, item_probs, item_loss = {}, {}, {}, {}
     for (spec, *_), outcome in zip(jobs, outcomes):
         row = dict(gold_brier=math.nan, gold_log_loss=math.nan, dse=math.nan, plain_log_loss=math.nan,

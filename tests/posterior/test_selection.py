@@ -195,19 +195,30 @@ def test_gold_can_name_items_as_fit_posterior_does_even_in_a_crowd_frame():
 
 def test_candidates_fitted_in_parallel_processes_give_the_same_search():
     rng = np.random.default_rng(2)
-    truth, votes = simulate_votes(n=400, k=3, accs=(0.6, 0.7, 0.8))
-    probs = np.full((400, 3, 3), 0.1) + 0.7 * np.eye(3)[votes] + 0.1 * rng.random((400, 3, 3))
-    labels = WeakLabels(probs / probs.sum(-1, keepdims=True), ["a", "b", "c"], ["x", "y", "z"])
-    candidates = ["dawid_skene", "one_coin:soft_votes=3", "logistic_t_pooled", "dawid_skene@svi"]
-    one, two = (choose_model(labels, np.arange(50), truth[:50], candidates, n_jobs=n, progress=False, seed=3)
-                for n in (1, 2))
+    n, k = 2500, 20   # 1.2 MB of probabilities: over joblib's memmapping threshold
+    truth = rng.integers(0, k, n)
+    votes = np.where(rng.random((n, 3)) < [[0.6, 0.7, 0.8]], truth[:, None], rng.integers(0, k, (n, 3)))
+    probs = np.full((n, 3, k), 0.02) + 0.6 * np.eye(k)[votes] + 0.02 * rng.random((n, 3, k))
+    labels = WeakLabels(probs / probs.sum(-1, keepdims=True), list("abc"), [f"c{i}" for i in range(k)])
+    assert labels.probs.nbytes > 1e6
+    candidates = ["dawid_skene", "one_coin:soft_votes=3", "dawid_skene@svi:steps=100"]
+    one, two = (choose_model(labels, np.arange(100), truth[:100], candidates, n_jobs=jobs, progress=False, seed=3)
+                for jobs in (1, 2))
     assert one.chosen == two.chosen and one.temperature == two.temperature
     columns = ["gold_brier", "gold_log_loss", "dse", "plain_log_loss", "temperature", "gold_accuracy"]
-    np.testing.assert_allclose(one.scores[columns].to_numpy(float), two.scores[columns].to_numpy(float), rtol=1e-6)
-    for spec in candidates:
-        np.testing.assert_allclose(one.item_probs[spec], two.item_probs[spec], rtol=1e-6, atol=1e-9)
-        np.testing.assert_allclose(one.fits[spec].predict_proba(labels), two.fits[spec].predict_proba(labels),
-                                   rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(one.scores[columns].to_numpy(float), two.scores[columns].to_numpy(float))
+    assert one.scores[["warning", "error"]].equals(two.scores[["warning", "error"]])
+    for spec in one.fits:
+        np.testing.assert_array_equal(one.item_probs[spec], two.item_probs[spec])
+
+
+def test_in_parallel_a_failing_candidate_is_recorded_and_bad_gold_still_raises():
+    truth, votes = simulate_votes(n=300, k=3, accs=(0.6, 0.7, 0.8))
+    search = choose_model(votes, np.arange(40), truth[:40], ["one_coin:soft_votes=3", "dawid_skene"], n_jobs=2,
+                          progress=False)
+    assert search.chosen == "dawid_skene" and "probabilities" in search.scores.loc["one_coin:soft_votes=3", "error"]
+    with pytest.raises(InvalidInputError, match="out of range"):
+        choose_model(votes, np.array([5000]), np.array([0]), ["one_coin", "dawid_skene"], n_jobs=2, progress=False)
 
 
 @pytest.mark.parametrize("n_jobs", [0, -2, 1.5, True, "2"])
