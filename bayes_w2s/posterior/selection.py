@@ -114,7 +114,7 @@ def choose_model(labels, gold_index=None, gold_labels=None, candidates=DEFAULT_C
         score: ``"brier"`` (default) or ``"log"`` (mean −log p(true class)); see the module
             docstring for why not the log score by default.
         n_jobs: candidates fitted at once in joblib's worker processes (−1: one per core, at most
-            one per candidate; progress bars off). The fits are those of ``n_jobs=1`` (bit for bit on
+            one per candidate; progress bars off). The fits are those of ``n_jobs=1`` (bit for bit on SST-2,
             AG News and ATIS, ``experiments/results/bench_choose_model``; on inputs large enough for
             torch to use several threads the last bits may differ). As for any process pool, a
             script that calls it needs an ``if __name__ == "__main__":`` guard.
