@@ -22,7 +22,8 @@ on soft votes; on ATIS's stored weak labels all but Dawid–Skene's EM are above
 ``--rows gold_choice`` adds a 200-item gold slice and the rows of the posterior chosen on it
 (``targets: posterior:auto``), beside three of the four default candidates:
 
-    python experiments/atis_intent.py --rows gold_choice --posterior-jobs 2 --out experiments/results/atis_intent_gold_choice
+    python experiments/atis_intent.py --rows gold_choice --posterior-jobs 2 \
+        --out experiments/results/atis_intent_gold_choice
 
 (the committed folder: seed 0 from a ``--seeds 0`` run, 22 min; seeds 1–2 resumed beside it with
 ``--posterior-jobs 2``, 15–20 min each).
