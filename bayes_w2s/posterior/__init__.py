@@ -217,7 +217,15 @@ def compare_posteriors(posteriors, names=None, ic: str = "loo") -> pd.DataFrame:
     posteriors = list(posteriors)
     if len(posteriors) < 2:
         raise InvalidInputError("compare_posteriors needs at least two fitted posteriors")
+    strangers = [f"{i}: {type(p).__name__}" for i, p in enumerate(posteriors) if not isinstance(p, Posterior)]
+    if strangers:
+        raise InvalidInputError(f"compare_posteriors compares fitted Posterior objects (fit_posterior's result), "
+                                f"got {', '.join(strangers)}")
+    if ic not in ("loo", "waic"):
+        raise InvalidInputError(f"ic must be 'loo' or 'waic' (arviz.compare's criteria), got {ic!r}")
     names = list(names) if names is not None else [f"{p.model}/{p.method}" for p in posteriors]
+    if len(names) != len(posteriors):   # zip would drop the unnamed posteriors without a word
+        raise InvalidInputError(f"{len(names)} names for {len(posteriors)} posteriors")
     if len(set(names)) != len(names):
         raise InvalidInputError(f"posterior names must be unique, got {names}; pass names=")
     for name, p in zip(names, posteriors):

@@ -60,11 +60,10 @@ def choose_temperature(fit, gold_index: np.ndarray, gold_labels: np.ndarray, bou
     A bounded scalar search on log T (Brent) of the gold items' log-loss; T = 1 is always
     evaluated, so the result is never worse than the plain model on gold.
     """
-    gold_index = _integers(gold_index, "gold_index", mask_ok=True)
-    gold_labels = _integers(gold_labels, "gold_labels")
-    if len(gold_index) == 0 or len(gold_index) != len(gold_labels):
-        raise InvalidInputError(f"choose_temperature needs gold items: {len(gold_index)} positions for "
-                                f"{len(gold_labels)} labels")
+    if not callable(fit):
+        raise InvalidInputError(f"fit must be a function fit(temperature) -> [N, K] item probabilities, "
+                                f"got {type(fit).__name__}")
+    gold_index, gold_labels, mask_length = gold_items(gold_index, gold_labels, "choose_temperature")
     if not (isinstance(bounds, (tuple, list)) and len(bounds) == 2
             and all(isinstance(b, (int, float, np.integer, np.floating)) and math.isfinite(b) for b in bounds)
             and 0 < bounds[0] < 1 < bounds[1]):
@@ -78,6 +77,8 @@ def choose_temperature(fit, gold_index: np.ndarray, gold_labels: np.ndarray, bou
         t = float(math.exp(log_t))
         probs = _item_probs(fit(t), t)
         n, k = probs.shape
+        if mask_length not in (None, n):
+            raise InvalidInputError(f"gold_index is a mask of {mask_length} items for {n} items")
         if gold_index.max() >= n:
             raise InvalidInputError(f"gold_index {int(gold_index.max())} is out of range for {n} items")
         if gold_labels.max() >= k:
@@ -92,14 +93,31 @@ def choose_temperature(fit, gold_index: np.ndarray, gold_labels: np.ndarray, bou
     return TemperatureSearch(best_t, best, plain, evaluations)
 
 
+def gold_items(gold_index, gold_labels, who: str) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """``(positions, classes, mask length or None)`` of gold items given as positions or a boolean
+    mask and their class indices, or a clear error: ``who`` needs at least one, one class per
+    position, and each item once (two labels for one item would be scored twice)."""
+    mask_length = len(gold_index) if np.asarray(gold_index).dtype == bool else None
+    index = _integers(gold_index, "gold_index", mask_ok=True)
+    labels = _integers(gold_labels, "gold_labels")
+    if len(index) == 0 or len(index) != len(labels):
+        raise InvalidInputError(f"{who} needs gold items: {len(index)} positions for {len(labels)} labels")
+    if len(np.unique(index)) != len(index):
+        raise InvalidInputError("gold_index names an item more than once")
+    return index, labels, mask_length
+
+
 def _integers(values, what: str, mask_ok: bool = False) -> np.ndarray:
-    """A 1-D array of non-negative integers (positions or class indices), or a clear error;
-    with ``mask_ok`` a boolean mask gives its positions."""
+    """A 1-D array of non-negative integers (positions or class indices; whole-number floats, as
+    ``fit_posterior(gold=)`` reads them, count), or a clear error; with ``mask_ok`` a boolean mask
+    gives its positions."""
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise InvalidInputError(f"{what} must be a 1-D array, got shape {arr.shape}")
     if arr.dtype.kind == "b" and mask_ok:
         return np.flatnonzero(arr)
+    if arr.dtype.kind == "f" and np.isfinite(arr).all() and (arr == np.round(arr)).all():
+        arr = arr.astype(np.int64)
     if arr.size and (arr.dtype.kind not in "iu" or arr.min() < 0):
         raise InvalidInputError(f"{what} must be non-negative integers ({'positions' if mask_ok else 'class indices'}"
                                 f"; −1 or names are not accepted here), got {arr[:5].tolist()}")

@@ -95,10 +95,10 @@ def compress_rows(key: torch.Tensor):
 
     n = key.shape[0]
     flat = key.reshape(n, -1).to(DTYPE)
-    base = int(flat.max()) + 1 if flat.numel() else 1
+    base = float(flat.max()) + 1 if flat.numel() else 1.0   # a float: huge soft-vote counts overflow int64
     integral = bool(torch.equal(flat, flat.round()))
-    if integral and flat.shape[1] * np.log2(max(base, 2)) < 52:   # codes exact in float64: one BLAS matmul
-        codes = (flat @ (float(base) ** torch.arange(flat.shape[1], dtype=DTYPE))).numpy()
+    if integral and flat.shape[1] * math.log2(max(base, 2.0)) < 52:   # codes exact in float64: one BLAS matmul
+        codes = (flat @ (base ** torch.arange(flat.shape[1], dtype=DTYPE))).numpy()
         inverse, uniques = pd.factorize(codes, sort=True)
         freq = np.bincount(inverse, minlength=len(uniques))
         first = np.full(len(uniques), n, dtype=np.int64)

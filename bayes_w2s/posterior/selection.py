@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInputError
-from .calibration import _integers, choose_temperature, log_loss
+from .calibration import choose_temperature, gold_items, log_loss
 
 #: Candidates of :func:`choose_model` when none are named: one model per regime of the
 #: README's "Which model" guide.
@@ -143,14 +143,7 @@ def choose_model(labels, gold_index=None, gold_labels=None, candidates=DEFAULT_C
         gold_index, gold_labels = _gold_positions(labels, gold, fit_kwargs)
     elif gold_index is None or gold_labels is None:
         raise InvalidInputError("choose_model needs the gold items: gold_index and gold_labels, or gold=")
-    mask_length = len(gold_index) if np.asarray(gold_index).dtype == bool else None
-    gold_index = _integers(gold_index, "gold_index", mask_ok=True)
-    gold_labels = _integers(gold_labels, "gold_labels")
-    if len(gold_index) == 0 or len(gold_index) != len(gold_labels):
-        raise InvalidInputError(f"choose_model needs gold items: {len(gold_index)} positions for "
-                                f"{len(gold_labels)} labels")
-    if len(np.unique(gold_index)) != len(gold_index):
-        raise InvalidInputError("gold_index names an item more than once")
+    gold_index, gold_labels, mask_length = gold_items(gold_index, gold_labels, "choose_model")
     jobs = [(spec, model, method, {**settings, **fit_kwargs}) for spec, (model, method, settings) in parsed.items()]
     run = partial(_fit_candidate, labels, gold_index=gold_index, gold_labels=gold_labels, mask_length=mask_length,
                   temperature=temperature)

@@ -70,6 +70,13 @@ def test_compare_posteriors_errors(fits):
     other = dataclasses.replace(fits["one_coin"], observed=fits["one_coin"].observed[:10])
     with pytest.raises(InvalidInputError, match="same observations"):
         compare_posteriors([fits["dawid_skene"], other])
+    pair = [fits["dawid_skene"], fits["one_coin"]]
+    with pytest.raises(InvalidInputError, match="1 names for 2 posteriors"):   # zip dropped the second
+        compare_posteriors(pair, names=["only_one"])
+    with pytest.raises(InvalidInputError, match="compares fitted Posterior objects.*1: str"):
+        compare_posteriors([fits["dawid_skene"], "one_coin"])
+    with pytest.raises(InvalidInputError, match="ic must be 'loo' or 'waic'"):
+        compare_posteriors(pair, ic="aic")
 
 
 def test_em_point_fit_exports_one_draw():

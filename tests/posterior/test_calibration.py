@@ -42,9 +42,16 @@ def test_choose_temperature_checks_its_gold_and_what_fit_returns():
             (index, labels[:, None], "1-D"),                              # broadcast into a 10 × 10 table
             (index, np.array(["a"] * 10), "non-negative integers"),
             (index, np.r_[labels[:9], 7], "not a class index"),
-            (np.r_[index[:9], 300], labels, "out of range for 300 items")]:
+            (np.r_[index[:9], 300], labels, "out of range for 300 items"),
+            (np.ones(5, dtype=bool), labels[:5], "a mask of 5 items for 300 items"),   # was read as items 0..4
+            (np.r_[index[:9], 0], labels, "more than once"),              # one item scored twice
+            (index, labels + 0.5, "non-negative integers")]:
         with pytest.raises(InvalidInputError, match=message):
             choose_temperature(fit, bad_index, bad_labels)
+    with pytest.raises(InvalidInputError, match="fit must be a function"):
+        choose_temperature(fit(1.0), index, labels)
+    whole = choose_temperature(fit, index.astype(float), labels.astype(float))   # as fit_posterior(gold=) reads them
+    assert whole.temperature == choose_temperature(fit, index, labels).temperature
     for bad_fit, message in [(lambda t: fit(t) * 5, "summing to 1"), (lambda t: np.full((300, 3), np.nan), "finite"),
                              (lambda t: fit_posterior(votes, temperature=t), "e.g. a posterior's .item_probs")]:
         with pytest.raises(InvalidInputError, match=message):

@@ -795,3 +795,17 @@ def test_row_compression_keeps_distinct_fractional_rows_apart():
     votes = torch.tensor([[1.0, 0.0, 2.0], [0.0, 3.0, 0.0], [1.0, 0.0, 2.0]], dtype=torch.float64)
     inverse = compress_rows(votes)[1]
     assert inverse[0] == inverse[2] != inverse[1]
+    huge = votes * 1e20                    # whole numbers past int64: the code base was an int numpy could not log
+    inverse = compress_rows(huge)[1]
+    assert inverse[0] == inverse[2] != inverse[1]
+
+
+def test_a_huge_soft_vote_weight_fits():
+    """soft_votes accepts any finite positive weight; at 1e20 probabilities like 0.1 / 0.8 give
+    whole-number counts past int64, and the row codes' base overflowed."""
+    rng = np.random.default_rng(1)
+    votes = rng.integers(0, 3, (200, 2))
+    labels = WeakLabels(0.7 * np.eye(3)[votes] + 0.1, ["a", "b"], ["x", "y", "z"])
+    for model in ("dawid_skene", "one_coin", "ebcc"):
+        post = fit_posterior(labels, model=model, soft_votes=1e20, progress=False)
+        assert np.isfinite(post.item_probs).all()
