@@ -18,7 +18,8 @@ from ..errors import InvalidInputError, UnknownNameError, check_name_list
 from .base import Posterior
 from ..threads import intra_op_threads
 from .engine import FITTERS, check_temperature, threads_for
-from .inputs import LabelMatrix, as_label_matrix, check_fit_settings, fit_settings, gold_labels, name_axes
+from .inputs import (LabelMatrix, as_label_matrix, check_fit_settings, check_soft_outputs, fit_settings, gold_labels,
+                     name_axes)
 from .models import MODELS, get_model
 from .selection import choose_model
 from .words import WordPosterior, slot_table
@@ -120,6 +121,8 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
             k, mm = lm.counts.shape[2], lm.counts.shape[1]   # a wrong shape broadcast or failed deep in torch
             raise InvalidInputError(f"prior_counts must have shape [K, M, K] = {[k, mm, k]} (true class, weak model, "
                                     f"given label), got {list(counts.shape)}")
+        if m.observes == "probs":
+            check_soft_outputs(lm, model)
         silent = [str(lm.model_names[j]) for j in np.flatnonzero(lm.counts.sum((0, 2)) == 0)]
         if silent and m.observes == "votes":
             warnings.warn(f"weak model(s) {silent} cast no vote: their reliability is the prior's alone (under "
@@ -141,6 +144,9 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
         fit.info["gold_items"] = int((data.fn_kwargs["gold"] >= 0).sum()) if "gold" in data.fn_kwargs else 0
     with intra_op_threads(threads_for(data)):
         post = m.summarise(data, fit, method, p, temperature)
+    if m.observes != "words" and post.num_draws == 1 and "theta" in post.draws:
+        warn_if_labels_rule_out_classes(np.asarray(post.draws["theta"])[0, 0], lm.counts, f"{model}/{method}",
+                                        skip=None if gold_index is None else gold_index >= 0)
     if m.observes != "words":
         warn_if_far_from_vote(post.item_probs, lm.counts.sum(1), f"{model}/{method}",
                               advice=VOTE_MODEL_ADVICE if m.observes == "votes" else soft_model_advice(model),
@@ -199,10 +205,36 @@ def warn_if_far_from_vote(item_probs: np.ndarray, votes: np.ndarray, name: str, 
         overruled = float((pick[unanimous] != votes[unanimous].argmax(-1)).mean())
         if overruled > max_overruled:
             problems.append(f"overrules {overruled:.1%} of the {int(unanimous.sum())} items whose votes are "
-                            f"unanimous (more than {max_overruled:.0%})")
+                            f"unanimous ({int((pick[unanimous] != votes[unanimous].argmax(-1)).sum())}; more than "
+                            f"{max_overruled:.0%})")
     if problems:
         warnings.warn(f"{name}: the posterior {'; '.join(problems)}: it has probably collapsed. Try {advice}, "
                       "or check the weak labels", RuntimeWarning, stacklevel=3)
+
+
+def warn_if_labels_rule_out_classes(theta: np.ndarray, counts: np.ndarray, name: str, floor: float = 1e-10,
+                                    skip: np.ndarray | None = None) -> None:
+    """Warn when a point fit's confusion θ[k, m, l] (``[K, M, K]``: true class, weak model, label) is 0 (below ``floor``: MAP-EM
+    only approaches 0) for a label l that weak model m gives: every item it gives l then has
+    p(c = k) ≈ 0 whatever the other models say.
+    Counted are the items where another weak model names the class so ruled out. MAP-EM under
+    Dawid–Skene's default prior (beta_off = 1) sets θ[k, m, l] to 0 wherever the fit gives model m
+    no item of class k labelled l: with many classes or few items that is common (ATIS: 1,743 of
+    2,028 entries), and such items' targets are certain and can be certainly wrong."""
+    zero = theta < floor
+    if not zero.any():
+        return
+    given = counts > 0                                                             # [N, M, K]
+    if skip is not None:
+        given = given[~skip]
+    ruled_out = np.einsum("nml,kml->nk", given.astype(float), zero.astype(float)) > 0
+    named = given.any(1)                                                           # [N, K]
+    hit = (ruled_out & named).any(1)
+    if hit.any():
+        warnings.warn(f"{name}: {int(hit.sum())} item(s) ({hit.mean():.1%}) get probability ≈ 0 for a class a weak "
+                      f"model names: {int(zero.sum())} of the fit's confusion entries are ≈ 0 (a label the fit never "
+                      "gives that model for that class, as MAP-EM does under beta_off=1); method='vb' or "
+                      "beta_off > 1 keeps them positive", RuntimeWarning, stacklevel=3)
 
 
 def compare_posteriors(posteriors, names=None, ic: str = "loo") -> pd.DataFrame:

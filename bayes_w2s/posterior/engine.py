@@ -29,17 +29,16 @@ from __future__ import annotations
 
 import inspect
 import math
-import multiprocessing
 import os
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import pyro
+from joblib import Parallel, delayed
 import torch
 from pyro import poutine
 from pyro.infer import HMC, MCMC, NUTS, SVI, TraceEnum_ELBO
@@ -690,11 +689,11 @@ def fit_nuts(model: PosteriorModel, data: ModelData, p: dict, *, num_chains: int
     """No-U-Turn sampling (Pyro ``NUTS``) of the global sites, local latents summed out.
 
     Chain ``i`` is seeded ``seed + i`` and starts at ``model.init`` (the label-switching
-    guard of the module docstring). Chains run in ``num_workers`` spawned processes
-    (default: one per CPU core, at most one per chain), each single-threaded: the tensors
+    guard of the module docstring). Chains run in ``num_workers`` processes (joblib's loky;
+    default: one per CPU core, at most one per chain), each single-threaded: the tensors
     are small, so processes, not threads, are what scale. When worker processes cannot
-    start (a script without an ``if __name__ == "__main__":`` guard, a sandbox without
-    ``fork``/``spawn``), the chains run one after another in this process, with a warning.
+    start (a sandbox without them), the chains run one after another in this process,
+    with a warning.
     With ``precondition``, NUTS runs in coordinates whitened by the Laplace approximation
     at the start: u = û + L z with L Lᵀ the inverse Hessian of the potential at û (a
     dense metric, as Stan's ``dense_e``, fixed before warm-up; with ``adapt_metric`` Pyro's
@@ -851,25 +850,28 @@ def fit_mcmc(model: PosteriorModel, data: ModelData, p: dict, kernel: dict, *, n
 def run_chains(job: dict, num_chains: int, workers: int, seed: int, desc: str, progress: bool,
                chain_fn=None) -> list:
     """``chain_fn`` (default :func:`run_chain`) for chains ``seed`` … ``seed + num_chains − 1``,
-    in ``workers`` spawned processes (their jobs marked ``in_worker``), or one after another
-    in this process (with a warning) where processes cannot start: a script without an
-    ``if __name__ == "__main__":`` guard, a sandbox without spawn."""
+    in ``workers`` processes (their jobs marked ``in_worker``), or one after another in this
+    process (with a warning) where processes cannot start (a sandbox without them)."""
     chain_fn = chain_fn or run_chain
     bar = tqdm(total=num_chains, desc=desc, unit="chain", disable=not progress, leave=False)
     results = None
     if workers > 1:
         try:
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=context) as pool:
-                futures = [pool.submit(chain_fn, dict(job, seed=seed + c, in_worker=True)) for c in range(num_chains)]
-                for _ in as_completed(futures):
-                    bar.update()
-                results = [f.result() for f in futures]
+            # joblib's loky processes, not multiprocessing's spawn: spawn re-imports the caller's
+            # script in every worker, so one without an `if __name__ == "__main__":` guard ran all
+            # its earlier fits (and file writes) again in each. Arrays are pickled, not memory-mapped
+            # read-only (max_nbytes=None), as in choose_model.
+            results = [None] * num_chains
+            chains = (delayed(_numbered)(chain_fn, c, dict(job, seed=seed + c, in_worker=True))
+                      for c in range(num_chains))
+            for c, out in Parallel(n_jobs=workers, backend="loky", max_nbytes=None,
+                                   return_as="generator_unordered")(chains):
+                results[c] = out
+                bar.update()
         except (BrokenProcessPool, RuntimeError, OSError) as exc:
             warnings.warn(
                 f"MCMC worker processes could not start ({type(exc).__name__}: {exc}). Running the {num_chains} "
-                "chains one after another in this process instead. In a script, put the call under "
-                "`if __name__ == \"__main__\":` so that spawned workers can import it, or pass num_workers=1.",
+                "chains one after another in this process instead; pass num_workers=1 to ask for that.",
                 RuntimeWarning, stacklevel=4)
             bar.reset()
             results = None
@@ -880,6 +882,11 @@ def run_chains(job: dict, num_chains: int, workers: int, seed: int, desc: str, p
             bar.update()
     bar.close()
     return results
+
+
+def _numbered(chain_fn, index: int, job: dict) -> tuple:
+    """``(index, chain_fn(job))``: chains finish in any order."""
+    return index, chain_fn(job)
 
 
 def sampler_start(model: PosteriorModel, data: ModelData, p: dict, seed: int = 0) -> dict:
@@ -1008,7 +1015,7 @@ def chain_start(model: PosteriorModel, job: dict) -> tuple[dict, torch.Tensor, t
 
 
 def run_chain(job: dict) -> dict:
-    """One NUTS or HMC chain (module level so that spawned workers can import it)."""
+    """One NUTS or HMC chain (module level so that worker processes can import it)."""
     from .models import get_model
 
     torch.set_num_threads(1)

@@ -77,6 +77,37 @@ def as_label_matrix(labels, num_classes: int | None = None, label_names=None, mi
     return out
 
 
+#: a weak model whose outputs vary less than this over the items is constant; one whose top
+#: probability is this close to 1 on most items gives hard labels (every real weak model here: neither)
+CONSTANT_SPREAD, ONE_HOT_GAP, ONE_HOT_SHARE = 1e-9, 1e-6, 0.5
+
+
+def check_soft_outputs(lm: LabelMatrix, model: str) -> None:
+    """What a soft-label model (it reads each weak model's log-odds) cannot use, before the fit:
+    a weak model whose probabilities are the same for every item (uniform outputs, read as none,
+    left out) is an error (its log-odds have
+    no spread, and the density's scale for them runs to 0 and drags the fit with it); one whose
+    outputs are one-hot on most items is a warning (its log-odds carry only its vote, read as
+    near-certain evidence at the clipping bound). Both measured in
+    ``experiments/probe_soft_input_checks.py``."""
+    if lm.soft is None:
+        return
+    informative = np.ptp(lm.soft, axis=-1) > 0            # [N, M]; a uniform output is read as no output
+    constant = [str(lm.model_names[j]) for j in range(lm.soft.shape[1]) if informative[:, j].sum() >= 2
+                and np.ptp(lm.soft[informative[:, j], j], axis=0).max() < CONSTANT_SPREAD]
+    if constant:
+        raise InvalidInputError(f"{model}: weak model(s) {constant} give the same probabilities for every item: "
+                                "they say nothing about any item, and a soft-label model's density collapses "
+                                "onto their zero spread; leave them out, or use a vote model (dawid_skene)")
+    one_hot = (lm.soft.max(-1) >= 1 - ONE_HOT_GAP).mean(0)                         # [M]
+    hard = [str(lm.model_names[j]) for j in np.flatnonzero(one_hot > ONE_HOT_SHARE)]
+    if hard:
+        warnings.warn(f"{model}: weak model(s) {hard} give one-hot probabilities on most items: they carry only "
+                      "a vote, which a soft-label model reads as near-certain evidence at its clipping bound, and "
+                      "its fit is erratic there; a vote model (dawid_skene, one_coin) reads them as votes",
+                      RuntimeWarning, stacklevel=3)
+
+
 def _item_name(lm: LabelMatrix, position: int) -> str:
     return f"item {lm.item_ids[position]!r}" if lm.item_ids is not None else f"index {position}"
 

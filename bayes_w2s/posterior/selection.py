@@ -116,8 +116,8 @@ def choose_model(labels, gold_index=None, gold_labels=None, candidates=DEFAULT_C
         n_jobs: candidates fitted at once in joblib's worker processes (−1: one per core, at most
             one per candidate; progress bars off). The fits are those of ``n_jobs=1`` (bit for bit on SST-2,
             AG News and ATIS, ``experiments/results/bench_choose_model``; on inputs large enough for
-            torch to use several threads the last bits may differ). As for any process pool, a
-            script that calls it needs an ``if __name__ == "__main__":`` guard.
+            torch to use several threads the last bits may differ). Loky's workers do not re-run
+            the calling script, so it needs no ``if __name__ == "__main__":`` guard.
         **fit_kwargs: passed to every fit (``progress=False``, ``num_classes``); not ``gold`` or
             ``temperature``, nor a setting a candidate names itself.
     """

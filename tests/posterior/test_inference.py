@@ -96,7 +96,7 @@ def test_warns_when_a_posterior_overrules_unanimous_votes():
         warn_if_far_from_vote(flipped, votes, "gold", skip=np.arange(400) < 40)   # the overruled items are gold
         warn_if_far_from_vote(flipped[:30], votes[:30], "too few items", min_items=31)
     with pytest.warns(RuntimeWarning, match=r"ten percent: the posterior overrules 10\.0% of the 400 items whose "
-                                            r"votes are unanimous \(more than 3%\)"):
+                                            r"votes are unanimous \(40; more than 3%\)"):
         warn_if_far_from_vote(flipped, votes, "ten percent")
 
 
@@ -115,3 +115,17 @@ def test_soft_label_fits_get_the_collapse_check():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         fit_posterior(labels, "dawid_skene", "em")
+
+
+def test_warns_when_a_point_fit_rules_classes_out():
+    """MAP-EM under Dawid–Skene's default prior puts confusion entries at ≈ 0 on 100 items, and
+    16 items get p(true class) < 1e-6; VB keeps every entry positive and warns of nothing."""
+    import re
+    truth, votes = simulate_votes(n=100, k=3, accs=(0.8, 0.7, 0.6), seed=0)
+    with pytest.warns(RuntimeWarning, match=re.escape("dawid_skene/em: 29 item(s) (29.0%) get probability ≈ 0 for a "
+                                                      "class a weak model names: 2 of the fit's confusion entries")):
+        post = fit_posterior(votes, progress=False)
+    assert (post.item_probs[np.arange(100), truth] < 1e-6).sum() == 16
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_posterior(votes, method="vb", progress=False)

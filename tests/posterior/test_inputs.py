@@ -305,3 +305,35 @@ def test_boolean_gold_follows_class_names_and_an_ambiguous_gold_array_is_refused
         fit_posterior(votes, gold=truth)
     listed = [[bool(v) if j != 1 else None for j, v in enumerate(row)] for row in votes]   # None abstains
     assert fit_posterior(listed).item_probs.shape == (40, 2)
+
+
+SOFT_MODELS = ["soft", "logistic_t", "logistic_t_hetero", "logistic_t_pooled", "logistic_t_anchored"]
+
+
+@pytest.mark.parametrize("model", SOFT_MODELS)
+def test_a_constant_weak_model_is_refused_by_the_soft_label_models(model):
+    """A weak model with one output for every item drove each soft-label model to chance (30%
+    against the vote's 70% on this case) or to a NaN; a vote model fits it."""
+    from .conftest import simulate_soft
+    truth, labels = simulate_soft(n=300, k=3, seed=4)
+    probs = labels.probs.copy()
+    probs[:, 2] = [0.6, 0.3, 0.1]
+    constant = WeakLabels(probs, labels.model_names, labels.label_names)
+    with pytest.raises(InvalidInputError, match=r"weak model\(s\) \['w2'\] give the same probabilities for every "
+                                                r"item.*leave them out"):
+        fit_posterior(constant, model=model)
+    assert (fit_posterior(constant, model="dawid_skene").labels == truth).mean() > 0.6
+
+
+def test_one_hot_outputs_warn_the_soft_label_models():
+    """Hard labels given as probabilities: their log-odds sit at the clipping bound, and the
+    soft-label models fell below the majority vote on planted annotators; the vote models are silent."""
+    truth, votes = simulate(n=300, k=3, accs=(0.75, 0.65, 0.6), seed=1)
+    hard = WeakLabels(np.eye(3)[votes], ["a", "b", "c"], ["x", "y", "z"])
+    with pytest.warns(RuntimeWarning, match=r"logistic_t: weak model\(s\) \['a', 'b', 'c'\] give one-hot "
+                                            r"probabilities on most items.*reads them as votes"):
+        fit_posterior(hard, model="logistic_t", max_iter=5)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_posterior(hard, model="dawid_skene")
