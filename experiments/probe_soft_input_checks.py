@@ -27,6 +27,7 @@ import numpy as np
 import bayes_w2s.posterior as posterior
 from bayes_w2s import WeakLabels, fit_posterior
 from bayes_w2s.metrics import accuracy
+from bayes_w2s.posterior.inputs import CONSTANT_SPREAD, ONE_HOT_GAP
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
@@ -83,6 +84,20 @@ def main(argv=None):
             mean = f"{100 * np.mean(numbers):.1f}" if len(numbers) == len(values) else "–"
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean} |")
         lines.append("")
+    lines += ["## The real weak labels", "",
+              "Every stored weak-label file under experiments/results (all tasks, seeds and splits): weak models "
+              "the checks would refuse (constant), and outputs they count as one-hot.", ""]
+    files = sorted(ROOT.glob("results/*/weak_labels_seed*_*.npz"))
+    constant = one_hot = outputs = 0
+    for path in files:
+        probs = WeakLabels.load(path).probs
+        labelled = np.ptp(probs, axis=-1) > 0
+        constant += sum(labelled[:, j].sum() >= 2 and np.ptp(probs[labelled[:, j], j], axis=0).max() < CONSTANT_SPREAD
+                        for j in range(probs.shape[1]))
+        one_hot += int(((probs.max(-1) >= 1 - ONE_HOT_GAP) & labelled).sum())
+        outputs += int(labelled.sum())
+    lines += [f"{len(files)} files, {outputs:,} weak outputs: {constant} constant weak models, {one_hot} one-hot "
+              "outputs.", ""]
     write_markdown(args.out, "result.md", lines,
                    "python experiments/probe_soft_input_checks.py " + shlex.join(argv or sys.argv[1:]))
 

@@ -868,7 +868,7 @@ def run_chains(job: dict, num_chains: int, workers: int, seed: int, desc: str, p
                                    return_as="generator_unordered")(chains):
                 results[c] = out
                 bar.update()
-        except (BrokenProcessPool, RuntimeError, OSError) as exc:
+        except (BrokenProcessPool, OSError) as exc:   # not a chain's own error: joblib re-raises those as they are
             warnings.warn(
                 f"MCMC worker processes could not start ({type(exc).__name__}: {exc}). Running the {num_chains} "
                 "chains one after another in this process instead; pass num_workers=1 to ask for that.",

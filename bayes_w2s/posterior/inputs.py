@@ -83,29 +83,28 @@ CONSTANT_SPREAD, ONE_HOT_GAP, ONE_HOT_SHARE = 1e-9, 1e-6, 0.5
 
 
 def check_soft_outputs(lm: LabelMatrix, model: str) -> None:
-    """What a soft-label model (it reads each weak model's log-odds) cannot use, before the fit:
-    a weak model whose probabilities are the same for every item (uniform outputs, read as none,
-    left out) is an error (its log-odds have
-    no spread, and the density's scale for them runs to 0 and drags the fit with it); one whose
-    outputs are one-hot on most items is a warning (its log-odds carry only its vote, read as
-    near-certain evidence at the clipping bound). Both measured in
-    ``experiments/probe_soft_input_checks.py``."""
+    """What a soft-label model (it reads each weak model's log-odds) cannot use, before the fit.
+    A weak model whose probabilities are the same on every item it labels (a uniform output
+    is read as none) is an error: its log-odds have no spread, and the density's scale for
+    them runs to 0 and drags the fit with it. One whose outputs are one-hot on most of the items
+    it labels is a warning: they carry only a vote, which the model reads as near-certain
+    evidence. Both measured in ``experiments/probe_soft_input_checks.py``."""
     if lm.soft is None:
         return
-    informative = np.ptp(lm.soft, axis=-1) > 0            # [N, M]; a uniform output is read as no output
-    constant = [str(lm.model_names[j]) for j in range(lm.soft.shape[1]) if informative[:, j].sum() >= 2
-                and np.ptp(lm.soft[informative[:, j], j], axis=0).max() < CONSTANT_SPREAD]
+    labelled = np.ptp(lm.soft, axis=-1) > 0                                       # [N, M]
+    constant = [str(lm.model_names[j]) for j in range(lm.soft.shape[1]) if labelled[:, j].sum() >= 2
+                and np.ptp(lm.soft[labelled[:, j], j], axis=0).max() < CONSTANT_SPREAD]
     if constant:
-        raise InvalidInputError(f"{model}: weak model(s) {constant} give the same probabilities for every item: "
-                                "they say nothing about any item, and a soft-label model's density collapses "
-                                "onto their zero spread; leave them out, or use a vote model (dawid_skene)")
-    one_hot = (lm.soft.max(-1) >= 1 - ONE_HOT_GAP).mean(0)                         # [M]
+        raise InvalidInputError(f"{model}: weak model(s) {constant} give the same probabilities on every item they "
+                                "label: a soft-label model's density collapses onto their zero spread; leave them "
+                                "out, or use a vote model (dawid_skene), which reads them as votes")
+    one_hot = ((lm.soft.max(-1) >= 1 - ONE_HOT_GAP) & labelled).sum(0) / np.maximum(labelled.sum(0), 1)   # [M]
     hard = [str(lm.model_names[j]) for j in np.flatnonzero(one_hot > ONE_HOT_SHARE)]
     if hard:
-        warnings.warn(f"{model}: weak model(s) {hard} give one-hot probabilities on most items: they carry only "
-                      "a vote, which a soft-label model reads as near-certain evidence at its clipping bound, and "
-                      "its fit is erratic there; a vote model (dawid_skene, one_coin) reads them as votes",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(f"{model}: weak model(s) {hard} give one-hot probabilities on most items they label: they "
+                      "carry only a vote, which a soft-label model reads as near-certain evidence (on planted hard "
+                      "labels some soft-label models fell far below the majority vote); a vote model "
+                      "(dawid_skene) reads them as votes", RuntimeWarning, stacklevel=3)
 
 
 def _item_name(lm: LabelMatrix, position: int) -> str:

@@ -111,7 +111,7 @@ def make_potential(model: PosteriorModel, job: dict, num_rows: int):
 
 
 def run_chain(job: dict) -> dict:
-    """One NumPyro NUTS chain (module level so that spawned workers can import it); the
+    """One NumPyro NUTS chain (module level so that worker processes can import it); the
     result has :func:`~.engine.run_chain`'s layout. The potential runs in float64, as torch's,
     inside JAX's ``enable_x64`` context: a chain run in the caller's process (no workers)
     leaves its JAX settings as they were."""

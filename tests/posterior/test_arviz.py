@@ -73,7 +73,7 @@ def test_compare_posteriors_errors(fits):
     pair = [fits["dawid_skene"], fits["one_coin"]]
     with pytest.raises(InvalidInputError, match="1 names for 2 posteriors"):   # zip dropped the second
         compare_posteriors(pair, names=["only_one"])
-    with pytest.raises(InvalidInputError, match="compares fitted Posterior objects.*1: str"):
+    with pytest.raises(InvalidInputError, match="compares classification posteriors.*1: str"):
         compare_posteriors([fits["dawid_skene"], "one_coin"])
     with pytest.raises(InvalidInputError, match="ic must be 'loo' or 'waic'"):
         compare_posteriors(pair, ic="aic")

@@ -114,6 +114,7 @@ def test_soft_label_fits_get_the_collapse_check():
     assert (post.item_probs.argmax(-1) == truth).mean() < 0.7   # the vote: 92.5% on 2,000 such items
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
+        warnings.filterwarnings("ignore", ".*get probability ≈ 0", RuntimeWarning)   # MAP-EM's zeros: no collapse
         fit_posterior(labels, "dawid_skene", "em")
 
 
@@ -129,3 +130,9 @@ def test_warns_when_a_point_fit_rules_classes_out():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit_posterior(votes, method="vb", progress=False)
+        fit_posterior(votes, method="vb", num_draws=1, progress=False)           # one draw is not a point fit
+    with warnings.catch_warnings(record=True) as caught:   # (collapse warnings aside)
+        warnings.simplefilter("always")
+        fit_posterior(votes, "ebcc", "vb", num_draws=1, beta_off=0.01, progress=False)   # θ [K, L, M, K]: crashed
+        fit_posterior(votes, temperature=100, progress=False)   # θ^(1/T) is no longer ≈ 0
+    assert not any("≈ 0" in str(w.message) for w in caught)

@@ -319,8 +319,8 @@ def test_a_constant_weak_model_is_refused_by_the_soft_label_models(model):
     probs = labels.probs.copy()
     probs[:, 2] = [0.6, 0.3, 0.1]
     constant = WeakLabels(probs, labels.model_names, labels.label_names)
-    with pytest.raises(InvalidInputError, match=r"weak model\(s\) \['w2'\] give the same probabilities for every "
-                                                r"item.*leave them out"):
+    with pytest.raises(InvalidInputError, match=r"weak model\(s\) \['w2'\] give the same probabilities on every "
+                                                r"item they label.*leave them out"):
         fit_posterior(constant, model=model)
     assert (fit_posterior(constant, model="dawid_skene").labels == truth).mean() > 0.6
 
@@ -331,7 +331,7 @@ def test_one_hot_outputs_warn_the_soft_label_models():
     truth, votes = simulate(n=300, k=3, accs=(0.75, 0.65, 0.6), seed=1)
     hard = WeakLabels(np.eye(3)[votes], ["a", "b", "c"], ["x", "y", "z"])
     with pytest.warns(RuntimeWarning, match=r"logistic_t: weak model\(s\) \['a', 'b', 'c'\] give one-hot "
-                                            r"probabilities on most items.*reads them as votes"):
+                                            r"probabilities on most items they label.*reads them as votes"):
         fit_posterior(hard, model="logistic_t", max_iter=5)
     import warnings
     with warnings.catch_warnings():
