@@ -221,7 +221,7 @@ def warn_if_labels_rule_out_classes(theta: np.ndarray, counts: np.ndarray, name:
     class, weak model, label) so small that a label l weak model m gives rules class k out: every
     item with that label gets p(c = k) ≈ 0 whatever the other models say. "So small" is
     θ^(1/T) < ``floor`` (MAP-EM only approaches 0; ``temperature`` T flattens it). Counted are the
-    items where another weak model names the class ruled out. MAP-EM under Dawid–Skene's default
+    items where a weak model names the class ruled out. MAP-EM under Dawid–Skene's default
     prior (beta_off = 1) does this wherever the fit gives model m no item of class k labelled l:
     with many classes or few items that is common (ATIS, seed 0: 1,743 of 2,028 entries).
     Soft votes are not checked: there a label's weight is its probability, so a small entry
