@@ -27,7 +27,7 @@ import numpy as np
 import bayes_w2s.posterior as posterior
 from bayes_w2s import WeakLabels, fit_posterior
 from bayes_w2s.metrics import accuracy
-from bayes_w2s.posterior.inputs import CONSTANT_SPREAD, ONE_HOT_GAP
+from bayes_w2s.posterior.inputs import soft_output_profile
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
@@ -91,10 +91,9 @@ def main(argv=None):
     constant = one_hot = outputs = 0
     for path in files:
         probs = WeakLabels.load(path).probs
-        labelled = np.ptp(probs, axis=-1) > 0
-        constant += sum(labelled[:, j].sum() >= 2 and np.ptp(probs[labelled[:, j], j], axis=0).max() < CONSTANT_SPREAD
-                        for j in range(probs.shape[1]))
-        one_hot += int(((probs.max(-1) >= 1 - ONE_HOT_GAP) & labelled).sum())
+        is_constant, one_hot_outputs, labelled = soft_output_profile(probs)
+        constant += int(is_constant.sum())
+        one_hot += int(one_hot_outputs.sum())
         outputs += int(labelled.sum())
     lines += [f"{len(files)} files, {outputs:,} weak outputs: {constant} constant weak models, {one_hot} one-hot "
               "outputs.", ""]

@@ -82,6 +82,17 @@ def as_label_matrix(labels, num_classes: int | None = None, label_names=None, mi
 CONSTANT_SPREAD, ONE_HOT_GAP, ONE_HOT_SHARE = 1e-9, 1e-6, 0.5
 
 
+def soft_output_profile(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per weak model of ``probs`` [N, M, K] (a uniform row is no output): whether its outputs are
+    the same on every item it labels (at least two), how many of them are one-hot, and how many it labels."""
+    labelled = np.ptp(probs, axis=-1) > 0                                         # [N, M]
+    constant = np.array([labelled[:, j].sum() >= 2
+                         and np.ptp(probs[labelled[:, j], j], axis=0).max() < CONSTANT_SPREAD
+                         for j in range(probs.shape[1])], dtype=bool)
+    one_hot = ((probs.max(-1) >= 1 - ONE_HOT_GAP) & labelled).sum(0)
+    return constant, one_hot, labelled.sum(0)
+
+
 def check_soft_outputs(lm: LabelMatrix, model: str) -> None:
     """What a soft-label model (it reads each weak model's log-odds) cannot use, before the fit.
     A weak model whose probabilities are the same on every item it labels (a uniform output
@@ -91,15 +102,13 @@ def check_soft_outputs(lm: LabelMatrix, model: str) -> None:
     evidence. Both measured in ``experiments/probe_soft_input_checks.py``."""
     if lm.soft is None:
         return
-    labelled = np.ptp(lm.soft, axis=-1) > 0                                       # [N, M]
-    constant = [str(lm.model_names[j]) for j in range(lm.soft.shape[1]) if labelled[:, j].sum() >= 2
-                and np.ptp(lm.soft[labelled[:, j], j], axis=0).max() < CONSTANT_SPREAD]
+    is_constant, one_hot, labelled = soft_output_profile(lm.soft)
+    constant = [str(lm.model_names[j]) for j in np.flatnonzero(is_constant)]
     if constant:
         raise InvalidInputError(f"{model}: weak model(s) {constant} give the same probabilities on every item they "
                                 "label: a soft-label model's density collapses onto their zero spread; leave them "
                                 "out, or use a vote model (dawid_skene), which reads them as votes")
-    one_hot = ((lm.soft.max(-1) >= 1 - ONE_HOT_GAP) & labelled).sum(0) / np.maximum(labelled.sum(0), 1)   # [M]
-    hard = [str(lm.model_names[j]) for j in np.flatnonzero(one_hot > ONE_HOT_SHARE)]
+    hard = [str(lm.model_names[j]) for j in np.flatnonzero(one_hot > ONE_HOT_SHARE * labelled)]
     if hard:
         warnings.warn(f"{model}: weak model(s) {hard} give one-hot probabilities on most items they label: they "
                       "carry only a vote, which a soft-label model reads as near-certain evidence (on planted hard "
