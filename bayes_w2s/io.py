@@ -85,19 +85,24 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, keep_if=None) -> Iterator[Path]:
     """Yield a fresh temporary folder next to ``path``; on success it replaces ``path``.
 
     A folder cannot be swapped in one step, so an existing ``path`` is first renamed
     aside (a reader that opens it meanwhile sees it missing, not half-written) and deleted
     after the new one is in place. If another process puts its folder there in between,
     that one is kept: cache folders are keyed by content, so both hold the same thing.
+    ``keep_if(path)`` true (say, "it is complete") keeps an existing folder and drops the new
+    one, so that a process still reading what another finished first is not pulled from under.
     """
     path = Path(path)
     tmp = _temp_in(path, directory=True)
     aside = None
     try:
         yield tmp
+        if keep_if is not None and path.is_dir() and keep_if(path):
+            log.info("%s was completed by another process meanwhile; keeping that one", path)
+            return
         if path.exists():
             aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             try:

@@ -1,5 +1,8 @@
 """Model cards: shipped as package data, and where a card's weights come from."""
 import logging
+import multiprocessing
+import os
+import zipfile
 
 import pytest
 
@@ -69,3 +72,37 @@ def test_names_that_are_no_model_are_unknown_not_hub_ids(tmp_path, monkeypatch):
     (tmp_path / "notes" / "config.json").write_text("{}")
     assert load_card("notes").hub_id == "notes"
     assert load_card("org/some-model").name == "some-model"
+
+
+def _zip_parts_card(tmp_path, monkeypatch):
+    """A ``zip_parts`` card whose two parts (one zip, split in half) sit in ``tmp_path``."""
+    src = tmp_path / "src.zip"
+    with zipfile.ZipFile(src, "w") as zf:
+        zf.writestr("model/config.json", "{}")
+        zf.writestr("model/weights.bin", os.urandom(200_000))
+    data = src.read_bytes()
+    parts = {}
+    for i, pkg in enumerate(["fake-part-aa==1", "fake-part-ab==1"]):
+        parts[pkg] = tmp_path / f"part{i}"
+        parts[pkg].write_bytes(data[i * len(data) // 2:(i + 1) * len(data) // 2])
+    monkeypatch.setattr(cards, "_package_file", lambda pkg, name: parts[pkg])
+    return ModelCard(name="zipped", hub_id="org/zipped", offline={"kind": "zip_parts", "packages": list(parts)})
+
+
+def _materialise(card):
+    folder, _ = cards._materialise_offline(card)
+    return sorted(os.listdir(folder)), (folder / "weights.bin").stat().st_size
+
+
+def test_zip_parts_unpack_safely_in_two_processes_at_once_and_after_a_crash(tmp_path, monkeypatch):
+    """Two processes (DDP ranks) on a cold cache each build the folder in a private temporary one:
+    they used to write one joined.zip and unpack into one folder. A leftover folder without
+    ``.complete`` (a crash mid-unpack) is rebuilt."""
+    card = _zip_parts_card(tmp_path, monkeypatch)
+    leftover = cards.cache_dir("weights", "zipped")
+    (leftover / "joined.zip").write_bytes(b"half")
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        results = pool.map(_materialise, [card] * 4)
+    assert results == [(["config.json", "weights.bin"], 200_000)] * 4
+    assert sorted(os.listdir(leftover)) == [".complete", "model"]
+    assert os.listdir(leftover.parent) == ["zipped"]                 # no temporary folders left

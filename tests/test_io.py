@@ -36,6 +36,22 @@ def test_atomic_dir_replaces_a_folder(tmp_path):
     assert os.listdir(tmp_path) == ["model"]
 
 
+def test_atomic_dir_keeps_a_folder_another_process_completed(tmp_path):
+    """``keep_if``: a complete folder another process put in place first stays (its reader may be
+    loading from it); an incomplete one (a crash mid-build) is replaced."""
+    target = tmp_path / "model"
+    done = lambda p: (p / ".complete").exists()   # noqa: E731
+    target.mkdir()
+    (target / "half.bin").write_text("crashed")
+    with atomic_dir(target, keep_if=done) as tmp:
+        (tmp / "w.txt").write_text("ours")
+        (tmp / ".complete").touch()
+    assert sorted(os.listdir(target)) == [".complete", "w.txt"]
+    with atomic_dir(target, keep_if=done) as tmp:
+        (tmp / "w.txt").write_text("late")
+    assert (target / "w.txt").read_text() == "ours" and os.listdir(tmp_path) == ["model"]
+
+
 def test_feature_checksum_catches_a_damaged_file(tmp_path):
     feats = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     path = save_features(tmp_path / "f.npz", feats)
