@@ -168,8 +168,6 @@ def test_anchored_means_keep_classes_no_item_belongs_to_empty():
     assert (anchored.labels >= 4).sum() == 0
     assert (anchored.labels == truth).mean() > (pooled.labels == truth).mean() + 0.1
     assert (anchored.labels == truth).mean() >= (vote == truth).mean() - 0.02
-    unanchored = fit_posterior(labels, model="logistic_t_anchored", method="em", anchoring=0)
-    np.testing.assert_allclose(unanchored.item_probs, pooled.item_probs, atol=1e-6)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -182,11 +180,21 @@ def test_pooled_scales_keep_most_of_the_per_class_models_gain_on_large_classes(s
     shared = fit_posterior(labels, model="logistic_t", method="em")
     assert (pooled.labels == truth).mean() > (shared.labels == truth).mean() + 0.01
     assert (pooled.labels == truth).mean() >= (hetero.labels == truth).mean() - 0.015
-    unpooled = fit_posterior(labels, model="logistic_t_pooled", method="em", pooling=0)
+
+
+def test_pooling_and_anchoring_at_their_limits_are_the_simpler_models():
+    """Fit for fit (30 EM steps each, on a label set with an absent class): anchoring 0 is the
+    pooled model, pooling 0 the per-class one, and a huge pooling weight one scale matrix for all."""
+    _, labels = _head_and_small_classes(k=3, n=300, absent=1)
+    em = dict(method="em", max_iter=30)
+    pooled = fit_posterior(labels, model="logistic_t_pooled", **em)
+    unanchored = fit_posterior(labels, model="logistic_t_anchored", anchoring=0, **em)
+    np.testing.assert_allclose(unanchored.item_probs, pooled.item_probs, atol=1e-6)
+    hetero = fit_posterior(labels, model="logistic_t_hetero", **em)
+    unpooled = fit_posterior(labels, model="logistic_t_pooled", pooling=0, **em)
     np.testing.assert_allclose(unpooled.item_probs, hetero.item_probs, atol=1e-6)
-    tight = fit_posterior(labels, model="logistic_t_pooled", method="em", pooling=1e4)
-    sigma = tight.draws["sigma"][0, 0]
-    np.testing.assert_allclose(sigma[0], sigma[1], rtol=0.02)          # one matrix for both classes
+    sigma = fit_posterior(labels, model="logistic_t_pooled", pooling=1e4, **em).draws["sigma"][0, 0]
+    np.testing.assert_allclose(sigma, np.broadcast_to(sigma[0], sigma.shape), rtol=0.02)
 
 
 def test_hierarchical_svi_stays_finite_on_sparse_many_annotators():
