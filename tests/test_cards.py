@@ -95,9 +95,9 @@ def _materialise(card):
 
 
 def test_zip_parts_unpack_safely_in_two_processes_at_once_and_after_a_crash(tmp_path, monkeypatch):
-    """Two processes (DDP ranks) on a cold cache each build the folder in a private temporary one:
-    they used to write one joined.zip and unpack into one folder. A leftover folder without
-    ``.complete`` (a crash mid-unpack) is rebuilt."""
+    """Four calls in two processes (DDP ranks) on a cold cache: one unpacks, under a lock, into a
+    temporary folder; the others wait and reuse it (they used to write one joined.zip and unpack
+    into one folder). A leftover folder without ``.complete`` (a crash mid-unpack) is rebuilt."""
     card = _zip_parts_card(tmp_path, monkeypatch)
     leftover = cards.cache_dir("weights", "zipped")
     (leftover / "joined.zip").write_bytes(b"half")
@@ -105,4 +105,4 @@ def test_zip_parts_unpack_safely_in_two_processes_at_once_and_after_a_crash(tmp_
         results = pool.map(_materialise, [card] * 4)
     assert results == [(["config.json", "weights.bin"], 200_000)] * 4
     assert sorted(os.listdir(leftover)) == [".complete", "model"]
-    assert os.listdir(leftover.parent) == ["zipped"]                 # no temporary folders left
+    assert sorted(os.listdir(leftover.parent)) == [".zipped.lock", "zipped"]   # no temporary folders left

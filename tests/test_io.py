@@ -2,13 +2,14 @@
 import collections
 import multiprocessing
 import os
+import time
 
 import numpy as np
 import pytest
 
 from bayes_w2s.backbones import load_features, save_features
 from bayes_w2s.errors import CorruptCacheError
-from bayes_w2s.io import atomic_dir, atomic_path, write_text
+from bayes_w2s.io import atomic_dir, atomic_path, locked, write_text
 from bayes_w2s.weak import WeakLabels
 from bayes_w2s.weak.hypotheses import Hypothesis, WeakHypotheses
 
@@ -36,20 +37,30 @@ def test_atomic_dir_replaces_a_folder(tmp_path):
     assert os.listdir(tmp_path) == ["model"]
 
 
-def test_atomic_dir_keeps_a_folder_another_process_completed(tmp_path):
-    """``keep_if``: a complete folder another process put in place first stays (its reader may be
-    loading from it); an incomplete one (a crash mid-build) is replaced."""
-    target = tmp_path / "model"
-    done = lambda p: (p / ".complete").exists()   # noqa: E731
+def _build_once(path, log):
+    """Build ``path`` unless built, under the lock; append this process's action to ``log``."""
+    with locked(path):
+        built = (path / ".complete").exists()
+        if not built:
+            with atomic_dir(path) as tmp:
+                time.sleep(0.2)                       # a slow build: the other process must wait
+                (tmp / ".complete").touch()
+        with open(log, "a") as fh:
+            fh.write("reused\n" if built else "built\n")
+
+
+def test_locked_builds_once_while_the_other_process_waits(tmp_path):
+    """Two processes "build it unless built" under :func:`locked`: one builds, the other waits and
+    reuses it — neither swaps a finished folder away from the other (checked, then swapped, outside
+    a lock, two processes on a cold cache could)."""
+    target, log = tmp_path / "model", tmp_path / "log.txt"
     target.mkdir()
-    (target / "half.bin").write_text("crashed")
-    with atomic_dir(target, keep_if=done) as tmp:
-        (tmp / "w.txt").write_text("ours")
-        (tmp / ".complete").touch()
-    assert sorted(os.listdir(target)) == [".complete", "w.txt"]
-    with atomic_dir(target, keep_if=done) as tmp:
-        (tmp / "w.txt").write_text("late")
-    assert (target / "w.txt").read_text() == "ours" and os.listdir(tmp_path) == ["model"]
+    (target / "half.bin").write_text("a crash mid-build")
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        pool.starmap(_build_once, [(target, log), (target, log)])
+    assert sorted(log.read_text().split()) == ["built", "reused"]
+    assert os.listdir(target) == [".complete"]
+    assert sorted(os.listdir(tmp_path)) == [".model.lock", "log.txt", "model"]
 
 
 def test_feature_checksum_catches_a_damaged_file(tmp_path):
