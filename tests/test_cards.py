@@ -97,10 +97,14 @@ def _materialise(card):
 def test_zip_parts_unpack_safely_in_two_processes_at_once_and_after_a_crash(tmp_path, monkeypatch):
     """Four calls in two processes (DDP ranks) on a cold cache: one unpacks, under a lock, into a
     temporary folder; the others wait and reuse it (they used to write one joined.zip and unpack
-    into one folder). A leftover folder without ``.complete`` (a crash mid-unpack) is rebuilt."""
+    into one folder). A leftover folder without ``.complete`` (a crash mid-unpack) is rebuilt, and
+    the temporary folder of a build that was killed is removed."""
     card = _zip_parts_card(tmp_path, monkeypatch)
     leftover = cards.cache_dir("weights", "zipped")
     (leftover / "joined.zip").write_bytes(b"half")
+    killed = leftover.parent / ".zipped.0123456789ab.tmp"            # a build killed mid-unpack
+    killed.mkdir()
+    (killed / "joined.zip").write_bytes(b"half")
     with multiprocessing.get_context("fork").Pool(2) as pool:
         results = pool.map(_materialise, [card] * 4)
     assert results == [(["config.json", "weights.bin"], 200_000)] * 4
