@@ -122,9 +122,13 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 def locked(path: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive lock named after ``path`` (the file ``.<name>.lock`` beside it) across
     processes: "is it built? if not, build it" under the lock is done by one process while the
-    others wait, then find it built. ``fcntl.flock``: released when the process dies."""
-    import fcntl    # POSIX; imported here so that the module still imports elsewhere
-
+    others wait, then find it built. ``fcntl.flock``: released when the process dies. Without
+    ``fcntl`` (Windows) there is no lock: each build is still atomic, only not exclusive."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.parent / f".{path.name}.lock", "a") as fh:
