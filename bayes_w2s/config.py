@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import inspect
 import json
+import re
 import types
 import typing
 import unicodedata
@@ -26,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from .candidates import candidate_fit, parse_candidate
 from .errors import BayesW2SError, ConfigError, InvalidInputError, UnknownNameError
 from .io import write_text
 from .train_config import DecodingConfig, GeneratorConfig, PreferenceConfig, TrainConfig
@@ -101,8 +103,10 @@ def coerce(value, hint, path: str):
     ``path``. Numbers may come as strings (``"1e-3"``, ``"16"``); an integral float is an int;
     booleans are never numbers; a dataclass comes as a mapping of its fields."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
-        return value
+    if hint is Any:   # free-form settings (posterior_kwargs, loss_kwargs): only YAML 1.1's misreading undone
+        if isinstance(value, list):
+            return [coerce(v, Any, path) for v in value]
+        return float(value) if isinstance(value, str) and _EXPONENT_ONLY.fullmatch(value.strip()) else value
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -138,6 +142,10 @@ def coerce(value, hint, path: str):
     elif isinstance(hint, type) and isinstance(value, hint):
         return value
     raise ConfigError(f"{path}: expected {_type_name(hint)}, got {value!r} ({type(value).__name__})")
+
+
+#: a float YAML 1.1 reads as a string: an exponent and no dot (``1e-6``; ``1.0e-6`` is a float)
+_EXPONENT_ONLY = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 
 def _number(value):
@@ -283,7 +291,7 @@ class MethodConfig:
         "fit_posterior settings: the posterior model's priors and its method's settings"})
     posterior_candidates: list[str] = field(default_factory=list, metadata={"help":
         "targets: posterior:auto — the posteriors the gold slice chooses among, each "
-        "model[@method][:name=number,...] (the one whose fit, at the method's temperature — or each candidate's "
+        "model[@method][:name=value,...] (the one whose fit, at the method's temperature — or each candidate's "
         "gold-chosen one —, gives the gold items' hidden classes the lowest Brier score); empty: "
         "bayes_w2s.posterior.selection.DEFAULT_CANDIDATES"})
     posterior_jobs: int = field(default=1, metadata={"help":
@@ -307,7 +315,8 @@ class MethodConfig:
         "fit best predicts the gold items' classes (chosen again in every student_rounds round)"})
     student_rounds: int = field(default=0, metadata={"help":
         "posterior targets: rounds of the strong model in the loop — its cross-fitted predictions on strong_train "
-        "join the posterior as one more supervisor, which is refitted (0 = off); crowdlab: must be 1"})
+        "join the posterior as one more supervisor, which is refitted (0 = off); crowdlab: 0 or 1 (one "
+        "cross-fitting either way)"})
     crossfit_folds: int = field(default=5, metadata={"help":
         "folds of the cross-fitting that gives the strong model's out-of-fold predictions (student_rounds, crowdlab); "
         "generation also 1: no cross-fitting, the student of the current targets writes every item (one SFT "
@@ -621,23 +630,26 @@ class ExperimentConfig:
         if m.posterior_kwargs:
             raise ConfigError(f"{where}: posterior:{AUTO_POSTERIOR}'s candidates carry their own settings "
                               "(posterior_candidates: [one_coin:soft_votes=3, ...]); drop posterior_kwargs")
-        if len(set(m.posterior_candidates)) != len(m.posterior_candidates):
-            raise ConfigError(f"{where}.posterior_candidates: candidates repeat a spec: {m.posterior_candidates}")
+        registry = posterior_registry()
+        fits = []
         for candidate in m.posterior_candidates:
-            # names only, from the registry (no torch); values and prior ranges are checked by
+            # names and values from the registry (no torch); prior ranges are checked by
             # validate_experiment, still before any weak model trains
-            head, _, settings = candidate.partition(":")
-            model, _, method = head.partition("@")
-            if model not in posterior_registry() or model.startswith("word_"):
-                raise ConfigError(f"{where}.posterior_candidates: posterior candidate {candidate!r}: unknown "
-                                  f"classification model {model!r}; available: "
-                                  f"{sorted(n for n in posterior_registry() if not n.startswith('word_'))}")
-            names = {item.partition("=")[0]: "" for item in settings.split(",") if item}
+            where_c = f"{where}.posterior_candidates: posterior candidate {candidate!r}"
             try:
-                check_posterior_target(TargetSpec("posterior", model, method or None), names)
+                model, method, settings = parse_candidate(candidate)
+            except InvalidInputError as err:
+                raise ConfigError(f"{where}.posterior_candidates: {err}") from None
+            if model not in registry or model.startswith("word_"):
+                raise ConfigError(f"{where_c}: unknown classification model {model!r}; available: "
+                                  f"{sorted(n for n in registry if not n.startswith('word_'))}")
+            try:
+                check_posterior_target(TargetSpec("posterior", model, method), settings)
             except ConfigError as err:
-                raise ConfigError(f"{where}.posterior_candidates: posterior candidate {candidate!r}: "
-                                  f"{str(err).removeprefix('posterior_kwargs: ')}") from None
+                raise ConfigError(f"{where_c}: {str(err).removeprefix('posterior_kwargs: ')}") from None
+            fits.append(candidate_fit(candidate, lambda name: registry[name]["methods"][0]))
+        if len(set(fits)) != len(fits):
+            raise ConfigError(f"{where}.posterior_candidates: candidates repeat a fit: {m.posterior_candidates}")
 
     def _check_loss_kwargs(self, m: MethodConfig, where: str):
         if self.is_generation:
@@ -690,11 +702,16 @@ class ExperimentConfig:
             if budget is None and gold > drawn - 2:
                 raise ConfigError(f"weak_val_size {gold} leaves {max(drawn - gold, 0)} of the {drawn} weak_train "
                                   "items to train the weak models on; they need at least 2")
-        strong_n = self.sizes.get("strong_train")
+        if self.sizes.get("strong_train") is not None:
+            self.check_folds(self.sizes["strong_train"])
+
+    def check_folds(self, num_strong_train: int) -> None:
+        """Cross-fitting folds against strong_train's size: at load time where ``sizes`` fixes it,
+        else once the task is read, before any model trains."""
         for i, m in enumerate(self.methods):
-            if (m.student_rounds or m.spec.kind == "crowdlab") and strong_n is not None and m.crossfit_folds > strong_n:
+            if (m.student_rounds or m.spec.kind == "crowdlab") and m.crossfit_folds > num_strong_train:
                 raise ConfigError(f"methods[{i}] ({m.name!r}).crossfit_folds: {m.crossfit_folds} folds of "
-                                  f"{strong_n} strong_train items")
+                                  f"{num_strong_train} strong_train items")
 
     @property
     def weak_names(self) -> list[str]:

@@ -186,10 +186,10 @@ class _SeedRun:
         ``crossfit_folds`` folds of strong_train write the held-out items' targets (with word
         log-probs, through the word bridge; constrained when the method decodes so); their
         outputs join the weak hypotheses as one more supervisor and the word posterior is
-        refitted, ``student_rounds`` times. A student never writes an item it trained on, unless
-        ``crossfit_folds`` is 1: then the student of the current targets (round 1: the method's
-        plain SFT student, reused) writes every item — one SFT cheaper per round, but its
-        outputs partly echo the targets it learnt."""
+        refitted, ``student_rounds`` times. A student never writes an item it trained on (nor a copy
+        of its text), unless ``crossfit_folds`` is 1: then the student of the current targets (round 1:
+        the method's plain SFT student, reused) writes every item — one SFT cheaper per round, but
+        its outputs partly echo the targets it learnt."""
         from .student.generation import posterior_targets
         from .student.loop import fold_indices
 
@@ -205,7 +205,9 @@ class _SeedRun:
                 hyps = writer.generator.generate(self.train_texts, n_best=1,
                                                  processors=self.processors(writer, method, self.train_texts))
                 written = [h[:1] for h in hyps]
-            for held in fold_indices(n, method.crossfit_folds, self.seed + r) if method.crossfit_folds > 1 else []:
+            folds = (fold_indices(n, method.crossfit_folds, self.seed + r, groups=self.train_texts)
+                     if method.crossfit_folds > 1 else [])
+            for held in folds:
                 keep = np.setdiff1d(np.arange(n), held)
                 fold = _trained_student(self.cfg, method, self.task.strong_train.select(keep), base.subset(keep),
                                         self.seed)

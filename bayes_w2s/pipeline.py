@@ -227,6 +227,7 @@ def _run_seeds(cfg: ExperimentConfig, seeds: list[int], out: Path, command: str,
                is_main: bool) -> pd.DataFrame:
     start = time.perf_counter()
     task = experiment_task(cfg)
+    cfg.check_folds(len(task.strong_train))   # sizes.strong_train: null is known only now
     log.info("%s", task)
     resume = ResumeFile(out / RESUME_FILE, run_fingerprint(cfg, task))
     if restart and is_main:

@@ -39,7 +39,7 @@ from markdown_result import write_markdown  # noqa: E402
 
 
 def parse_posterior(spec: str) -> tuple[str, str, dict]:
-    """``model[@method][:name=number,...]`` → (model, method, settings); method ``em`` unless named."""
+    """``model[@method][:name=value,...]`` → (model, method, settings); method ``em`` unless named."""
     try:
         model, method, settings = parse_candidate(spec)
     except InvalidInputError as err:

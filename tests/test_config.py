@@ -40,6 +40,26 @@ def test_yaml_1_1_exponents_and_numeric_strings_are_coerced(tmp_path):
     assert isinstance(cfg.student_train.epochs, float) and isinstance(cfg.student_train.batch_size, int)
 
 
+
+def test_yaml_1_1_exponents_in_free_form_settings_are_numbers(tmp_path):
+    text = yaml.safe_dump({k: v for k, v in BASE.items() if k != "methods"}) + (
+        "methods:\n"
+        "  - {name: DS, targets: 'posterior:dawid_skene:em', posterior_kwargs: {tol: 1e-6, beta_diag: 2}}\n"
+        "  - {name: aux, targets: best_weak, loss: aux_conf, loss_kwargs: {alpha_max: 5e-1}}\n"
+        "  - {name: mw, targets: weak_all, loss: multi_weak, loss_kwargs: {lambdas: [1e0, 2]}}\n")
+    cfg = load(tmp_path, text)
+    assert cfg.methods[0].posterior_kwargs == {"tol": 1e-6, "beta_diag": 2}
+    assert cfg.methods[1].loss_kwargs == {"alpha_max": 0.5} and cfg.methods[2].loss_kwargs == {"lambdas": [1.0, 2]}
+
+
+def test_cross_fitting_folds_beyond_strong_train_are_refused_once_its_size_is_known(tmp_path):
+    method = {"name": "loop", "targets": "posterior:dawid_skene:em", "student_rounds": 1, "crossfit_folds": 40}
+    cfg = load(tmp_path, methods=[method], sizes={"strong_train": None})    # unknown until the data is read
+    cfg.check_folds(40)
+    with pytest.raises(ConfigError, match=r"crossfit_folds: 40 folds of 30 strong_train items"):
+        cfg.check_folds(30)
+
+
 @pytest.mark.parametrize("changes, match", [
     ({"student_train": {"batch_size": 1.5}}, r"c.yaml: student_train.batch_size: expected an integer, got 1.5"),
     ({"student_train": {"learning_rate": "fast"}}, r"student_train.learning_rate: expected a number, got 'fast'"),
@@ -274,7 +294,19 @@ def test_yaml_merge_keys_work_and_repeated_own_keys_are_still_refused(tmp_path):
      r"posterior candidate 'one_coin:bogus=0': unknown setting\(s\) \['bogus'\] for one_coin/em"),
     ({"name": "a", "targets": "posterior:auto", "posterior_candidates": ["one_coin@nuts2"]},
      r"posterior model 'one_coin' has no method 'nuts2'"),
-    ({"name": "a", "targets": "posterior:auto", "posterior_candidates": ["one_coin", "one_coin"]}, "repeat a spec"),
+    ({"name": "a", "targets": "posterior:auto", "posterior_candidates": ["one_coin", "one_coin"]}, "repeat a fit"),
+    ({"name": "a", "targets": "posterior:auto", "posterior_candidates": ["one_coin:soft_votes=3",
+                                                                         "one_coin:soft_votes=3.0"]}, "repeat a fit"),
+    ({"name": "a", "targets": "posterior:auto", "posterior_candidates": ["dawid_skene", "dawid_skene@em"]},
+     "repeat a fit"),
+    ({"name": "a", "targets": "posterior:auto", "posterior_candidates": ["logistic_t@"]}, "'' is not a method name"),
+    ({"name": "a", "targets": "posterior:auto", "posterior_candidates": ["dawid_skene:"]}, "nothing after ':'"),
+    ({"name": "a", "targets": "posterior:auto", "posterior_candidates": ["one_coin:soft_votes=3,,"]},
+     "'' is not name=value"),
+    ({"name": "a", "targets": "posterior:auto", "posterior_candidates": ["dawid_skene:prior_counts=1"]},
+     "prior_counts is an array"),
+    ({"name": "a", "targets": "posterior:auto", "posterior_candidates": ["dawid_skene@nuts:backend=jax"]},
+     "backend 'jax' is not available for dawid_skene/nuts"),
     ({"name": "a", "targets": "posterior:dawid_skene", "posterior_candidates": ["one_coin"]},
      r"posterior_candidates and posterior_jobs are settings of targets: posterior:auto, not of "
      r"'posterior:dawid_skene'"),

@@ -37,34 +37,13 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from ..candidates import candidate_fit, parse_candidate
 from ..errors import InvalidInputError
 from .calibration import choose_temperature, gold_items, log_loss
 
 #: Candidates of :func:`choose_model` when none are named: one model per regime of the
 #: README's "Which model" guide.
 DEFAULT_CANDIDATES = ("dawid_skene", "one_coin:soft_votes=3", "logistic_t_pooled", "logistic_t_anchored")
-
-
-def parse_candidate(spec: str) -> tuple[str, str | None, dict]:
-    """``model[@method][:name=number,...]`` → ``(model, method or None, settings)``;
-    integers stay integers (``one_coin@vb:soft_votes=3``)."""
-    if not isinstance(spec, str) or not spec:
-        raise InvalidInputError(f"a posterior candidate is a string model[@method][:name=number,...], got {spec!r}")
-    head, _, settings = spec.partition(":")
-    model, _, method = head.partition("@")
-    parsed = {}
-    for item in filter(None, settings.split(",")):
-        name, eq, value = item.partition("=")
-        if name in parsed:
-            raise InvalidInputError(f"posterior candidate {spec!r} sets {name!r} twice")
-        try:
-            parsed[name] = int(value) if value.lstrip("-").isdigit() else float(value)
-        except ValueError:
-            eq = ""
-        if not (eq and name):
-            raise InvalidInputError(f"posterior candidate {spec!r} is not model[@method][:name=number,...]: "
-                                    f"{item!r} is not name=number")
-    return model, method or None, parsed
 
 
 @dataclass
@@ -107,7 +86,7 @@ def choose_model(labels, gold_index=None, gold_labels=None, candidates=DEFAULT_C
         gold: or the gold items as ``fit_posterior`` takes them — ``{item: label}`` (items by id,
             labels by name or index) or an ``[N]`` array with −1 for unknown — e.g. for a crowd
             frame, whose item order is the fit's and not the frame's.
-        candidates: ``model[@method][:name=number,...]`` strings (default
+        candidates: ``model[@method][:name=value,...]`` strings (default
             :data:`DEFAULT_CANDIDATES`).
         temperature: ``"gold"`` — each candidate is scored at the temperature it is given on the
             gold items — or a number T > 0, at which all are scored.
@@ -271,12 +250,11 @@ def check_candidates(candidates) -> dict:
     from .models import MODELS
 
     if isinstance(candidates, str) or not hasattr(candidates, "__len__") or not len(candidates):
-        raise InvalidInputError(f"candidates must be a non-empty list of model[@method][:name=number] strings, "
+        raise InvalidInputError(f"candidates must be a non-empty list of model[@method][:name=value] strings, "
                                 f"got {candidates!r}")
     parsed = {spec: parse_candidate(spec) for spec in candidates}
-    fits = [(m, me or (MODELS[m].methods[0] if m in MODELS else None), sorted(st.items()))
-            for m, me, st in parsed.values()]
-    if len(parsed) != len(candidates) or len({repr(f) for f in fits}) != len(fits):
+    fits = [candidate_fit(spec, lambda m: MODELS[m].methods[0] if m in MODELS else None) for spec in candidates]
+    if len(parsed) != len(candidates) or len(set(fits)) != len(fits):
         raise InvalidInputError(f"candidates repeat a fit: {list(candidates)}")
     for spec, (model, method, settings) in parsed.items():
         if model not in MODELS or MODELS[model].observes == "words":

@@ -151,6 +151,8 @@ def train_student(model: str, train_data, targets, loss: str = "xent", *, label_
         raise InvalidInputError(f"loss {loss!r} needs per-item weights: pass a Posterior or weights=")
     if spec.needs_weak_probs and tg.weak_probs is None:
         raise InvalidInputError(f"loss {loss!r} needs every weak model's labels: pass WeakLabels as targets")
+    if hasattr(spec.fn, "check_num_models") and tg.weak_probs is not None:   # before the model loads
+        spec.fn.check_num_models(tg.weak_probs.shape[1])
     clf = Classifier(model, len(label_names), config, prefer_offline, list(label_names))
     start = time.perf_counter()
     clf.fit(list(train_data["text"]), tg.probs, spec.fn, seed=seed,

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 
 from ..errors import InvalidInputError
 from ..weak.labels import WeakLabels
@@ -30,16 +31,42 @@ from ..weak.labels import WeakLabels
 STUDENT = "strong_student"
 
 
-def fold_indices(n: int, folds: int, seed: int = 0) -> list[np.ndarray]:
-    """``folds`` disjoint, seeded index sets covering ``range(n)``."""
-    if not isinstance(folds, (int, np.integer)) or folds < 2 or folds > n:
+def fold_indices(n: int, folds: int, seed: int = 0, groups=None) -> list[np.ndarray]:
+    """``folds`` disjoint, seeded index sets covering ``range(n)``.
+
+    ``groups`` (``[n]`` keys, e.g. the items' texts) keeps items with the same key in one fold:
+    two copies of a text get the same weak labels and so the same target, and a fold model
+    that trained on one copy would echo that target back as the other's "held-out"
+    prediction. Each group joins the fold of its member that comes first in the seeded
+    order, so without repeated keys the folds are those of the plain split; folds that
+    lose every item to their groups are dropped.
+    """
+    if not isinstance(folds, (int, np.integer)) or isinstance(folds, bool) or folds < 2 or folds > n:
         raise InvalidInputError(f"cross-fitting needs 2 ≤ folds ≤ number of items ({n}), got {folds!r}")
     order = np.random.default_rng(seed).permutation(n)
-    return [np.sort(part) for part in np.array_split(order, folds)]
+    parts = np.array_split(order, folds)
+    if groups is None:
+        return [np.sort(part) for part in parts]
+    if len(groups) != n:
+        raise InvalidInputError(f"{len(groups)} cross-fitting groups for {n} items")
+    fold_of = np.empty(n, dtype=int)
+    for f, part in enumerate(parts):
+        fold_of[part] = f
+    codes = pd.factorize(pd.Series(list(groups), dtype=object))[0]
+    rank = np.empty(n, dtype=int)
+    rank[order] = np.arange(n)
+    first = pd.Series(rank).groupby(codes).transform("min").to_numpy()   # the rank of its group's first member
+    fold_of = fold_of[order[first]]
+    out = [np.flatnonzero(fold_of == f) for f in range(folds)]
+    out = [part for part in out if len(part)]
+    if len(out) < 2:
+        raise InvalidInputError(f"cross-fitting needs items in at least 2 folds, but the {n} items hold only "
+                                f"{len(set(codes))} distinct group(s) (repeated texts share a fold)")
+    return out
 
 
 def cross_fit(train: Callable, predict: Callable, n: int, folds: int = 5, seed: int = 0,
-              extra: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+              extra: int = 0, groups=None) -> tuple[np.ndarray, np.ndarray | None]:
     """Out-of-fold predictions of a learner.
 
     Args:
@@ -48,12 +75,14 @@ def cross_fit(train: Callable, predict: Callable, n: int, folds: int = 5, seed: 
             ``predict(fitted, None) -> [extra, K]`` on the ``extra`` items outside the
             training set (gold items), which no fold trained on.
         n: number of training items.
+        groups: ``[n]`` keys (the items' texts) that keep copies in one fold (:func:`fold_indices`).
 
     Returns ``([n, K] out-of-fold predictions, [extra, K] fold-averaged predictions or None)``:
     item i's row comes from the one fold model that did not see item i.
     """
     oof, outside = None, None
-    for held in fold_indices(n, folds, seed):
+    parts = fold_indices(n, folds, seed, groups)
+    for held in parts:
         keep = np.setdiff1d(np.arange(n), held)
         fitted = train(keep)
         pred = np.asarray(predict(fitted, held))
@@ -61,7 +90,7 @@ def cross_fit(train: Callable, predict: Callable, n: int, folds: int = 5, seed: 
             oof = np.full((n, pred.shape[-1]), np.nan)
         oof[held] = pred
         if extra:
-            out = np.asarray(predict(fitted, None)) / folds
+            out = np.asarray(predict(fitted, None)) / len(parts)
             outside = out if outside is None else outside + out
     return oof, outside
 
@@ -93,8 +122,8 @@ class LoopResult:
 
 
 def posterior_with_student(fit: Callable, first, labels: WeakLabels, train: Callable, predict: Callable,
-                           rounds: int = 1, folds: int = 5, seed: int = 0, num_train: int | None = None
-                           ) -> LoopResult:
+                           rounds: int = 1, folds: int = 5, seed: int = 0, num_train: int | None = None,
+                           groups=None) -> LoopResult:
     """Refit a posterior with the strong student as one more supervisor, ``rounds`` times.
 
     Args:
@@ -105,6 +134,7 @@ def posterior_with_student(fit: Callable, first, labels: WeakLabels, train: Call
             training items the student learns from; the rest (gold) only get predictions.
         train / predict: as for :func:`cross_fit`; ``train(index, targets)`` trains on the
             targets of those training items.
+        groups: ``[num_train]`` keys (the training items' texts) that keep copies in one fold.
     """
     n = labels.num_items if num_train is None else num_train
     if not isinstance(rounds, (int, np.integer)) or rounds < 1:
@@ -113,7 +143,7 @@ def posterior_with_student(fit: Callable, first, labels: WeakLabels, train: Call
     for r in range(rounds):
         targets = post.item_probs[:n]
         oof, outside = cross_fit(lambda idx: train(idx, targets[idx]), predict, n, folds, seed + r,
-                                 extra=labels.num_items - n)
+                                 extra=labels.num_items - n, groups=groups)
         student = oof if outside is None else np.concatenate([oof, outside])
         post = fit(with_supervisor(labels, student))
         history.append({"targets": targets, "student": student})

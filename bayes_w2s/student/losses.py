@@ -96,6 +96,11 @@ class MultiWeak:
         if not isinstance(self.hard, bool):
             raise InvalidInputError(f"loss multi_weak: hard must be true or false, got {self.hard!r}")
 
+    def check_num_models(self, num_models: int) -> None:
+        """One λ per weak model (checked before training as well as in each batch)."""
+        if self.lambdas is not None and len(self.lambdas) != num_models:
+            raise InvalidInputError(f"{len(self.lambdas)} multi-weak weights λ for {num_models} weak models")
+
     def __call__(self, logits, batch, progress=0.0):
         if "weak_probs" not in batch:
             raise InvalidInputError("the multi_weak loss needs every weak model's probabilities (weak_probs)")
@@ -104,9 +109,8 @@ class MultiWeak:
             top = (weak >= weak.amax(-1, keepdim=True) - TIE_TOL).to(logits.dtype)   # ties as in votes()
             weak = top / top.sum(-1, keepdim=True)
         m = weak.shape[1]
+        self.check_num_models(m)
         lam = torch.full((m,), 1.0 / m) if self.lambdas is None else torch.as_tensor(self._weights, dtype=logits.dtype)
-        if lam.shape[0] != m:
-            raise InvalidInputError(f"{lam.shape[0]} multi-weak weights λ for {m} weak models")
         logp = F.log_softmax(logits, -1).unsqueeze(1)                 # [B, 1, K]
         per_model = -(weak * logp).sum(-1)                            # [B, M]
         return (per_model * lam.to(per_model)).sum(-1).mean()

@@ -61,6 +61,11 @@ class StudentLearner:
                              config=self.cfg.student_config(self.method), seed=self.seed,
                              prefer_offline=self.cfg.prefer_offline)
 
+    @property
+    def groups(self) -> list:
+        """strong_train's texts: copies of one text share a cross-fitting fold."""
+        return list(self.task.strong_train["text"])
+
     def predict(self, student, index: np.ndarray | None) -> np.ndarray:
         data = self.task.weak_val if index is None else self.task.strong_train.select(index)
         return student.predict_proba(data)
@@ -117,7 +122,7 @@ def posterior_targets(method, wl_train: WeakLabels, gold: GoldSlice | None, lear
     if method.student_rounds:
         result = posterior_with_student(fit, post, labels, learner.train, learner.predict,
                                         rounds=method.student_rounds, folds=method.crossfit_folds, seed=seed,
-                                        num_train=n)
+                                        num_train=n, groups=learner.groups)
         post = result.posterior
         post.info["student_rounds"] = method.student_rounds
     return post.select(np.arange(n)) if labels.num_items > n else post
@@ -163,7 +168,8 @@ def crowdlab_targets(wl_train: WeakLabels, learner: StudentLearner, folds: int =
     votes[votes < 0] = np.nan   # a tied output is no vote; cleanlab reads NaN as "did not label"
     n = wl_train.num_items
     vote = wl_train.majority_vote()
-    oof, _ = cross_fit(lambda idx: learner.train(idx, vote[idx]), learner.predict, n, folds, seed)
+    oof, _ = cross_fit(lambda idx: learner.train(idx, vote[idx]), learner.predict, n, folds, seed,
+                       groups=learner.groups)
     result = get_label_quality_multiannotator(votes, oof, verbose=False)
     quality = result["label_quality"]
     labels = quality["consensus_label"].to_numpy().astype(int)

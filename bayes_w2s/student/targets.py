@@ -74,7 +74,7 @@ def resolve_targets(targets, num_items: int, label_names: list, hard: bool = Fal
             raise InvalidInputError(f"weights must be {num_items} finite non-negative numbers (within float32), "
                                     f"got shape "
                                     f"{weights.shape}" + ("" if weights.shape != (num_items,) else
-                                                          f" with min {np.nanmin(weights) if weights.size else 'n/a'}"))
+                                                          f" with min {weights.min() if weights.size else 'n/a'}"))
         if not weights.sum() > 0:   # a weighted loss over all-zero weights trains on nothing
             raise InvalidInputError(f"weights are all zero ({num_items} items): nothing would be learnt")
         out.weights = weights

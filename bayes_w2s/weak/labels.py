@@ -34,16 +34,15 @@ def check_probs(probs: np.ndarray, what: str = "probabilities", ndim: int | None
     if probs.size == 0:
         raise InvalidInputError(f"{what} are empty (shape {probs.shape})")
     if not np.isfinite(probs).all():
-        bad = np.argwhere(~np.isfinite(probs))[0]
-        raise InvalidInputError(f"{what} contain NaN or inf (first at index {tuple(bad)})")
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(probs))[0])
+        raise InvalidInputError(f"{what} contain NaN or inf (first at index {bad})")
     if (probs < 0).any() or (probs > 1 + SUM_TOL).any():
         raise InvalidInputError(f"{what} must lie in [0, 1]")
     sums = probs.sum(-1)
     off = np.abs(sums - 1) > SUM_TOL
     if off.any():
-        bad = np.argwhere(off)[0]
-        raise InvalidInputError(
-            f"{what} do not sum to 1 over classes (sum {sums[tuple(bad)]:.4f} at index {tuple(bad)})")
+        bad = tuple(int(i) for i in np.argwhere(off)[0])
+        raise InvalidInputError(f"{what} do not sum to 1 over classes (sum {sums[bad]:.4f} at index {bad})")
     return probs
 
 

@@ -78,8 +78,15 @@ def test_choose_model_reads_weak_probabilities_too():
     (["nope"], [0], [0], "unknown classification model 'nope'"),
     (["word_reliability"], [0], [0], "unknown classification model"),
     (["dawid_skene@nuts2"], [0], [0], "has no method 'nuts2'"),
-    (["one_coin:soft_votes"], [0], [0], "is not name=number"),
-    (["one_coin:soft_votes=x"], [0], [0], "is not name=number"),
+    (["one_coin:soft_votes"], [0], [0], "is not name=value"),
+    (["one_coin:soft_votes=x"], [0], [0], "soft_votes must be"),
+    (["one_coin:soft_votes=3,,"], [0], [0], "'' is not name=value"),
+    (["one_coin:soft_votes=(3)"], [0], [0], "'soft_votes=\\(3\\)' is not name=value"),
+    (["logistic_t@"], [0], [0], "'' is not a method name"),
+    (["@em"], [0], [0], "'' is not a model name"),
+    (["dawid_skene:"], [0], [0], "nothing after ':'"),
+    (["dawid_skene:prior_counts=1"], [0], [0], "prior_counts is an array"),
+    (["one_coin:soft_votes=3", "one_coin:soft_votes=3.0"], [0], [0], "repeat a fit"),
     (["one_coin:soft_votes=0"], [0], [0], "soft_votes must be"),
     (["dawid_skene:bogus=1"], [0], [0], "no prior or em setting named"),
     (["dawid_skene", "dawid_skene"], [0], [0], "repeat"),
@@ -108,6 +115,8 @@ def test_parse_candidate():
     assert parse_candidate("one_coin@vb:soft_votes=3,beta_diag=2.5") == ("one_coin", "vb",
                                                                          {"soft_votes": 3, "beta_diag": 2.5})
     assert parse_candidate("dawid_skene") == ("dawid_skene", None, {})
+    assert parse_candidate("ebcc@nuts:backend=numpyro,progress=false,tol=1e-6") == (
+        "ebcc", "nuts", {"backend": "numpyro", "progress": False, "tol": 1e-6})
 
 
 @pytest.mark.parametrize("kwargs, match", [

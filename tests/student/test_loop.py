@@ -56,3 +56,29 @@ def test_posterior_with_student_adds_a_supervisor_and_keeps_shapes():
         fold_indices(10, 1)
     with pytest.raises(InvalidInputError, match="probabilities for"):
         with_supervisor(labels, good[:10])
+
+
+def test_copies_of_a_text_share_a_fold_so_no_copy_echoes_its_twins_label():
+    rng = np.random.default_rng(2)
+    texts = [f"text {i}" for i in rng.integers(0, 30, 60)]          # 60 items, about half of them copies
+    targets = np.eye(3)[[int(t.split()[1]) % 3 for t in texts]]      # a copy has its twin's target
+
+    class TextMemoriser(Memoriser):   # memorises texts, as a student does
+        def train(self, index, targets=None):
+            return {texts[int(i)]: self.targets[i] for i in index}
+
+        def predict(self, fitted, index):
+            return np.stack([fitted.get(texts[int(i)], np.full(self.k, 1.0 / self.k)) for i in index])
+
+    learner = TextMemoriser(targets, 3)
+    oof, _ = cross_fit(learner.train, learner.predict, 60, folds=5, seed=0, groups=texts)
+    np.testing.assert_allclose(oof, 1.0 / 3)
+    leaky, _ = cross_fit(learner.train, learner.predict, 60, folds=5, seed=0)
+    assert (np.abs(leaky - 1.0 / 3).max(-1) > 0).any()                 # without groups copies leak
+    # without repeated keys the grouped folds are the plain ones
+    plain, grouped = fold_indices(50, 5, seed=3), fold_indices(50, 5, seed=3, groups=[str(i) for i in range(50)])
+    assert all(np.array_equal(a, b) for a, b in zip(plain, grouped))
+    with pytest.raises(InvalidInputError, match="distinct group"):
+        fold_indices(10, 3, groups=["same"] * 10)
+    with pytest.raises(InvalidInputError, match="groups for 10 items"):
+        fold_indices(10, 3, groups=["a"] * 9)

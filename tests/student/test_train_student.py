@@ -190,6 +190,8 @@ BAD_ARGUMENTS = [
     (dict(targets=ONE_HOT, label_names=["a"]), "at least two classes"),
     (dict(targets=np.array(["a", "b"] * 24), label_names=["a", "b"]), "got dtype <U1"),
     (dict(targets=[[1.0, 0.0], [0.0]] * 24, label_names=["a", "b"]), r"\[N, K\] array"),
+    (dict(targets=WeakLabels(np.full((48, 3, 2), 0.5), ["u", "v", "w"], ["a", "b"]), label_names=["a", "b"],
+          loss="multi_weak", loss_kwargs={"lambdas": [1, 1]}), "2 multi-weak weights λ for 3 weak models"),
     (dict(targets=ONE_HOT, label_names=["a", "b"], config=TrainConfig(learning_rate=1.0)), None),   # accepted
 ]
 
