@@ -148,7 +148,8 @@ def gold_confusion_counts(gold_labels, gold_classes, num_classes: int | None = N
     lm = as_label_matrix(gold_labels, num_classes=num_classes)
     classes = np.asarray(gold_classes)
     if classes.shape != (lm.counts.shape[0],):
-        raise InvalidInputError(f"{classes.size} gold classes for {lm.counts.shape[0]} gold items")
+        raise InvalidInputError(f"gold_classes must be one class index per gold item, shape ({lm.counts.shape[0]},); "
+                                f"got shape {classes.shape}")
     k = lm.counts.shape[-1]
     if classes.dtype.kind == "f" and np.isfinite(classes).all() and (classes == np.round(classes)).all():
         classes = classes.astype(np.int64)   # whole numbers from a float column

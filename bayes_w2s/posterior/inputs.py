@@ -512,6 +512,7 @@ def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
     if gold is None:
         return None
     names = {str(c): j for j, c in enumerate(lm.label_names)}
+    integer_names = all(_is_int(c) for c in lm.label_names)   # ratings 1..5: an integer is never an index
     class_minus_one = "-1" in names   # e.g. sentiment −1 / 0 / 1: −1 is a class only where gold can say so
     if isinstance(gold, pd.Series):   # by index, never by position: a shuffled Series would be misread
         known = gold[gold.notna()]
@@ -566,7 +567,7 @@ def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
         if isinstance(label, (bool, np.bool_)):
             if str(bool(label)) in names:    # classes named "True" / "False": by name, whatever their order
                 label = str(bool(label))
-            elif lm.labels_by_name and all(_is_int(c) for c in lm.label_names):
+            elif lm.labels_by_name and integer_names:
                 raise LabelSetMismatchError(f"gold label {label!r} of item {item!r}: the classes are named "
                                             f"{list(lm.label_names)}; give the class name, not a boolean")
             else:
@@ -574,6 +575,10 @@ def gold_labels(gold, lm: LabelMatrix) -> np.ndarray | None:
         if isinstance(label, (float, np.floating)) and float(label).is_integer():
             label = int(label)               # 1.0 from a float column, as in a gold array
         by_name = lm.labels_by_name and str(label) in names
+        if isinstance(label, (int, np.integer)) and not by_name and lm.labels_by_name and integer_names:
+            raise LabelSetMismatchError(f"gold label {label!r} of item {item!r} is not in the class set "
+                                        f"{list(lm.label_names)} (the classes are named by integers, so an "
+                                        "integer label is a name, not a class index)")
         if isinstance(label, (int, np.integer)) and not isinstance(label, (bool, np.bool_)) and not by_name:
             if not 0 <= label < k:
                 raise LabelSetMismatchError(f"gold label {label!r} of item {item!r} is not a class index 0..{k - 1}")

@@ -190,9 +190,9 @@ def _fit_candidate(labels, model, method, settings, *, gold_index, gold_labels, 
             post = fit_posterior(labels, model, method, **settings)
         n, k = post.item_probs.shape
         if gold_index.max() >= n or gold_labels.max() >= k or mask_length not in (None, n):
-            raise _GoldOutOfRange(f"gold items out of range: positions up to {int(gold_index.max())} (a mask of "
-                                  f"{mask_length}) for {n} items, classes up to {int(gold_labels.max())} for "
-                                  f"{k} classes")
+            mask = "" if mask_length is None else f" (a mask of {mask_length})"
+            raise _GoldOutOfRange(f"gold items out of range: positions up to {int(gold_index.max())}{mask} for {n} "
+                                  f"items, classes up to {int(gold_labels.max())} for {k} classes")
         t = temperature
         if t == "gold":
             t = choose_temperature(lambda t: post.predict_proba(labels, temperature=t), gold_index,

@@ -72,8 +72,10 @@ def test_gold_confusion_counts_are_each_models_votes_by_true_class():
     assert counts.shape == (2, 2, 2)
     assert counts[0, 0].tolist() == [2, 0] and counts[0, 1].tolist() == [1, 1]
     assert counts[1, 0].tolist() == [0, 1] and counts[1, 1].tolist() == [0, 2]      # abstention adds nothing
-    with pytest.raises(InvalidInputError, match="gold classes"):
+    with pytest.raises(InvalidInputError, match=r"one class index per gold item, shape \(4,\); got shape \(2,\)"):
         gold_confusion_counts(votes, np.array([0, 1]))
+    with pytest.raises(InvalidInputError, match=r"got shape \(4, 1\)"):        # said "4 gold classes for 4 items"
+        gold_confusion_counts(votes, np.zeros((4, 1), int))
     np.testing.assert_array_equal(gold_confusion_counts(votes, np.array([0.0, 0.0, 1.0, 1.0])),   # a float column
                                   gold_confusion_counts(votes, np.array([0, 0, 1, 1])))
     for bad in ([-1, 0, 1, 1], [0, 0, 1, 5], [0.0, 0.5, 1.0, 1.0]):   # −1 was counted as the last class

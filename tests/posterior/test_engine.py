@@ -313,6 +313,9 @@ def test_gold_is_read_by_item_id_and_in_the_labels_own_terms():
     assert as_votes.labels[1] == 1
     ratings = df.assign(label=df["label"].map({"neg": 1, "neu": 2, "pos": 3}))
     assert fit_posterior(ratings, label_names=[1, 2, 3], gold={"t01": 1}).labels[1] == 0   # rating 1 = index 0
+    for not_a_rating in ({"t01": 0}, pd.Series({"t01": 0})):    # was read as index 0, i.e. rating 1
+        with pytest.raises(LabelSetMismatchError, match=r"gold label 0 of item 't01' is not in the class set"):
+            fit_posterior(ratings, label_names=[1, 2, 3], gold=not_a_rating)
     with pytest.raises(InvalidInputError, match="ordered"):
         fit_posterior(votes, label_names={"a", "b", "c"})
 

@@ -136,3 +136,29 @@ def test_warns_when_a_point_fit_rules_classes_out():
         fit_posterior(votes, "ebcc", "vb", num_draws=1, beta_off=0.01, progress=False)   # θ [K, L, M, K]: crashed
         fit_posterior(votes, temperature=100, progress=False)   # θ^(1/T) is no longer ≈ 0
     assert not any("≈ 0" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("model", ["dawid_skene", "one_coin", "ebcc"])
+def test_vb_reports_the_exact_posterior_means_not_an_average_of_draws(model):
+    """q(globals) is a product of Dirichlets: its means are a / Σa. They were the mean of 200
+    draws, which moved with ``seed`` while the item posterior did not."""
+    _, votes = simulate_votes(n=300, k=3, accs=(0.6, 0.7, 0.8))
+    a, b = fit_posterior(votes, model=model, method="vb"), fit_posterior(votes, model=model, method="vb", seed=5)
+    np.testing.assert_array_equal(a.item_probs, b.item_probs)
+    np.testing.assert_allclose(a.class_prior, b.class_prior, rtol=1e-12)
+    np.testing.assert_allclose(a.confusion, b.confusion, rtol=1e-12)
+    if model == "dawid_skene":
+        conc = a.info["concentration"]
+        np.testing.assert_allclose(a.class_prior, conc["pi"] / conc["pi"].sum())
+        np.testing.assert_allclose(a.confusion, (conc["theta"] / conc["theta"].sum(-1, keepdims=True)).swapaxes(0, 1))
+
+
+def test_a_temperature_is_not_diagnosed_as_a_collapsed_fit():
+    """The collapse and rule-out checks read the fit at T = 1: at T = 1e6 the item posterior is
+    the class prior and at T = 1e-6 every confusion entry below 1 is ≈ 0, both as asked."""
+    _, votes = simulate_votes(n=300, k=3, accs=(0.6, 0.7, 0.8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_posterior(votes, method="vb")
+        for temperature in (1e-6, 1e6):
+            fit_posterior(votes, method="vb", temperature=temperature)

@@ -302,11 +302,17 @@ class ClassModel(PosteriorModel):
             plain = plain[data.inverse] if data.inverse is not None else plain
         with torch.no_grad():
             conf = self.confusion(draws, data, plain).transpose(-3, -2)                      # [C, D, M, K, K]
+            mean = draws
+            if concentration is not None:   # VB: q's exact means, not the mean of its draws (which moves with seed)
+                mean = self.complete(self.from_concentration_modes(
+                    {s: torch.as_tensor(a / a.sum(-1, keepdims=True)).unsqueeze(0) for s, a in concentration.items()}))
+                mean = {s: v.unsqueeze(0) for s, v in mean.items()}
+            conf_mean = conf if mean is draws else self.confusion(mean, data, plain).transpose(-3, -2)
         n_draws = conf.shape[0] * conf.shape[1]
         return Posterior(
-            item_probs=probs.numpy(), confusion=conf.mean((0, 1)).numpy(),
+            item_probs=probs.numpy(), confusion=conf_mean.mean((0, 1)).numpy(),
             confusion_sd=conf.flatten(0, 1).std(0).numpy() if n_draws > 1 else None,
-            class_prior=draws["pi"].mean((0, 1)).numpy(), model_names=lm.model_names, label_names=lm.label_names,
+            class_prior=mean["pi"].mean((0, 1)).numpy(), model_names=lm.model_names, label_names=lm.label_names,
             item_ids=lm.item_ids, model=self.name, method=method, history=list(fit.history), converged=fit.converged,
             draws={s: v.detach().numpy() for s, v in draws.items()}, log_lik_rows=log_lik.numpy(),
             row_of_item=None if data.inverse is None else data.inverse.numpy(),
