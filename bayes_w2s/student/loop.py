@@ -78,7 +78,9 @@ def cross_fit(train: Callable, predict: Callable, n: int, folds: int = 5, seed: 
         groups: ``[n]`` keys (the items' texts) that keep copies in one fold (:func:`fold_indices`).
 
     Returns ``([n, K] out-of-fold predictions, [extra, K] fold-averaged predictions or None)``:
-    item i's row comes from the one fold model that did not see item i.
+    item i's row comes from the one fold model that did not see item i. The extra items get the
+    average of all fold models, a smoother predictor than the single one each training item gets;
+    a posterior that learns the student's reliability from both sees a mix of the two.
     """
     oof, outside = None, None
     parts = fold_indices(n, folds, seed, groups)
