@@ -66,6 +66,12 @@ class StudentLearner:
         """strong_train's texts: copies of one text share a cross-fitting fold."""
         return list(self.task.strong_train["text"])
 
+    @property
+    def extra_groups(self) -> list | None:
+        """The gold items' texts: a gold item whose text strong_train repeats is predicted by the
+        fold model that held the copy out."""
+        return None if self.task.weak_val is None else list(self.task.weak_val["text"])
+
     def predict(self, student, index: np.ndarray | None) -> np.ndarray:
         data = self.task.weak_val if index is None else self.task.strong_train.select(index)
         return student.predict_proba(data)
@@ -122,7 +128,7 @@ def posterior_targets(method, wl_train: WeakLabels, gold: GoldSlice | None, lear
     if method.student_rounds:
         result = posterior_with_student(fit, post, labels, learner.train, learner.predict,
                                         rounds=method.student_rounds, folds=method.crossfit_folds, seed=seed,
-                                        num_train=n, groups=learner.groups)
+                                        num_train=n, groups=learner.groups, extra_groups=learner.extra_groups)
         post = result.posterior
         post.info["student_rounds"] = method.student_rounds
     return post.select(np.arange(n)) if labels.num_items > n else post

@@ -78,7 +78,36 @@ def test_copies_of_a_text_share_a_fold_so_no_copy_echoes_its_twins_label():
     # without repeated keys the grouped folds are the plain ones
     plain, grouped = fold_indices(50, 5, seed=3), fold_indices(50, 5, seed=3, groups=[str(i) for i in range(50)])
     assert all(np.array_equal(a, b) for a, b in zip(plain, grouped))
-    with pytest.raises(InvalidInputError, match="distinct group"):
+    with pytest.raises(InvalidInputError, match="all 10 share one"):
         fold_indices(10, 3, groups=["same"] * 10)
     with pytest.raises(InvalidInputError, match="groups for 10 items"):
         fold_indices(10, 3, groups=["a"] * 9)
+    with pytest.raises(InvalidInputError, match="hashable"):
+        fold_indices(3, 2, groups=[["a"], ["b"], ["c"]])
+
+
+def test_a_group_lands_in_any_fold_alike_and_few_groups_still_split():
+    groups = ["copy"] * 4 + [f"t{i}" for i in range(196)]
+    landed = [next(f for f, part in enumerate(fold_indices(200, 5, seed=s, groups=groups)) if 0 in part)
+              for s in range(400)]
+    shares = np.bincount(landed, minlength=5) / 400
+    assert np.abs(shares - 0.2).max() < 0.07, shares      # the first-in-shuffle rule put it in fold 0 60% of times
+    for s in range(20):                                   # two texts, five copies each: one fold each
+        parts = fold_indices(10, 2, seed=s, groups=["a"] * 5 + ["b"] * 5)
+        assert sorted(map(list, parts)) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+
+
+def test_a_gold_copy_of_a_training_text_is_predicted_by_the_fold_that_held_the_copy_out():
+    texts = [f"t{i}" for i in range(30)]
+    targets = np.eye(2)[np.arange(30) % 2]
+
+    def train(index):
+        return {texts[i]: targets[i] for i in index}
+
+    def predict(fitted, index):
+        keys = ["t7", "new"] if index is None else [texts[i] for i in index]    # gold: a copy of t7, a new text
+        return np.stack([fitted.get(k, np.full(2, 0.5)) for k in keys])
+    _, gold = cross_fit(train, predict, 30, folds=3, seed=0, extra=2, groups=texts, extra_groups=["t7", "new"])
+    np.testing.assert_allclose(gold, 0.5)                 # averaged over folds, t7's twin leaked 2/3 of its label
+    _, leaky = cross_fit(train, predict, 30, folds=3, seed=0, extra=2, groups=texts)
+    assert abs(leaky[0, 1] - 0.5) > 0.1
