@@ -12,20 +12,22 @@ from .errors import InvalidInputError
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 #: settings whose values are arrays, which a one-line spec cannot hold
 ARRAY_SETTINGS = ("prior_counts",)
 
 
 def _value(text: str):
-    """A setting's value: an int, a float, true / false, or a bare word (``backend=numpyro``)."""
+    """A setting's value: an int, a float, true / false, or a bare word (``backend=numpyro``);
+    ``None`` for anything else (``nan`` and ``inf`` are words, refused by the setting's check)."""
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
-    try:
-        return int(text) if text.lstrip("+-").isdigit() else float(text)
-    except ValueError:
-        if _WORD.fullmatch(text):
-            return text
-        raise
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    return text if _WORD.fullmatch(text) else None
 
 
 def parse_candidate(spec: str) -> tuple[str, str | None, dict]:
@@ -38,19 +40,16 @@ def parse_candidate(spec: str) -> tuple[str, str | None, dict]:
         raise InvalidInputError(f"a posterior candidate is a string {grammar}, got {spec!r}")
     head, colon, settings = spec.partition(":")
     model, at, method = head.partition("@")
-    if not _NAME.fullmatch(model) or (at and not _NAME.fullmatch(method)):
-        raise InvalidInputError(f"posterior candidate {spec!r} is not {grammar}: "
-                                + (f"{method!r} is not a method name" if at and model else
-                                   f"{model!r} is not a model name"))
+    if not _NAME.fullmatch(model):
+        raise InvalidInputError(f"posterior candidate {spec!r} is not {grammar}: {model!r} is not a model name")
+    if at and not _NAME.fullmatch(method):
+        raise InvalidInputError(f"posterior candidate {spec!r} is not {grammar}: {method!r} is not a method name")
     if colon and not settings:
         raise InvalidInputError(f"posterior candidate {spec!r} is not {grammar}: nothing after ':'")
     parsed = {}
     for item in settings.split(",") if colon else []:
         name, eq, text = item.partition("=")
-        try:
-            value = _value(text) if eq and _NAME.fullmatch(name) else None
-        except ValueError:
-            value = None
+        value = _value(text) if eq and _NAME.fullmatch(name) else None
         if value is None:
             raise InvalidInputError(f"posterior candidate {spec!r} is not {grammar}: {item!r} is not name=value "
                                     "(a number, true / false or a word)")
@@ -68,6 +67,7 @@ def candidate_fit(spec: str, default_method) -> tuple:
     """What ``spec`` fits: ``(model, method, settings)``, the method resolved by
     ``default_method(model)``, the settings sorted. Two specs fit the same posterior when
     these are equal (``soft_votes=3`` and ``soft_votes=3.0``, ``dawid_skene`` and
-    ``dawid_skene@em``)."""
+    ``dawid_skene@em``; ``true`` is not ``1``)."""
     model, method, settings = parse_candidate(spec)
-    return model, method or default_method(model), tuple(sorted(settings.items()))
+    keyed = tuple(sorted((name, (type(v) is bool, v)) for name, v in settings.items()))
+    return model, method or default_method(model), keyed

@@ -98,6 +98,11 @@ def _type_name(hint, plural: bool = False) -> str:
     return f"{name} mappings" if plural else f"a {name} mapping"
 
 
+#: a number with an exponent, which YAML 1.1 reads as a string unless it has a dot and a signed
+#: exponent (``1e-6`` and ``1.0e6`` are strings, ``1.0e-6`` a float)
+_EXPONENT_ONLY = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
 def coerce(value, hint, path: str):
     """``value`` as type ``hint`` (the field's annotation), or :class:`ConfigError` naming
     ``path``. Numbers may come as strings (``"1e-3"``, ``"16"``); an integral float is an int;
@@ -142,10 +147,6 @@ def coerce(value, hint, path: str):
     elif isinstance(hint, type) and isinstance(value, hint):
         return value
     raise ConfigError(f"{path}: expected {_type_name(hint)}, got {value!r} ({type(value).__name__})")
-
-
-#: a float YAML 1.1 reads as a string: an exponent and no dot (``1e-6``; ``1.0e-6`` is a float)
-_EXPONENT_ONLY = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 
 def _number(value):
@@ -633,8 +634,8 @@ class ExperimentConfig:
         registry = posterior_registry()
         fits = []
         for candidate in m.posterior_candidates:
-            # names and values from the registry (no torch); prior ranges are checked by
-            # validate_experiment, still before any weak model trains
+            # names from the registry (no torch; values only where it knows them, a NUTS backend);
+            # values and prior ranges are checked by validate_experiment, still before any weak model trains
             where_c = f"{where}.posterior_candidates: posterior candidate {candidate!r}"
             try:
                 model, method, settings = parse_candidate(candidate)

@@ -1,8 +1,8 @@
 """Test items whose text is also in a training split, and what they do to a table.
 
 SST-2's loader drops every training sentence that is also a test sentence; the other
-classification loaders keep the published splits as they are, and AG News and SNIPS repeat a
-few texts across them. This rebuilds an experiment's splits from its stored config
+classification loaders keep the published splits as they are, and some repeat a few texts
+across them (SNIPS). This rebuilds an experiment's splits from its stored config
 (``meta.json``), counts the test items whose text (whitespace and case folded) is also in
 weak_train (the weak models' budget), the gold slice or strong_train, and rescores every row
 of the stored test predictions (``test_probs_seed*.npz``) without them.
@@ -24,7 +24,8 @@ from bayes_w2s.config import ExperimentConfig
 from bayes_w2s.metrics import hits
 from bayes_w2s.pipeline import experiment_task
 
-from markdown_result import write_markdown
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from markdown_result import write_markdown  # noqa: E402
 
 
 def folded(texts) -> list[str]:
@@ -72,15 +73,17 @@ def main():
              "minus its accuracy on the whole test split (mean over the stored seeds).", ""]
     for folder in map(Path, args.results):
         counts, seen, ids = overlap(folder)
-        rows = rescored(folder, seen, ids)
-        deltas = np.array([without - full for _, full, without in rows])
-        worst = rows[int(np.abs(deltas).argmax())]
         lines += [f"## {folder.name}", "",
                   ", ".join(f"{k}: {v}" for k, v in counts.items()) + f"; in any: {int(seen.sum())}", ""]
-        if not seen.any():
+        if not seen.any() or seen.all():   # nothing to leave out, or nothing left
             continue
-        lines += [f"Δ over {len(rows)} rows: min {deltas.min():+.2f}, mean {deltas.mean():+.2f}, "
-                  f"max {deltas.max():+.2f} points (largest |Δ|: {worst[0]!r}, {worst[1]:.2f} → {worst[2]:.2f}).", "",
+        rows = rescored(folder, seen, ids)
+        if not rows:
+            raise SystemExit(f"no test_probs_seed*.npz in {folder}: run the experiment first")
+        deltas = np.array([without - full for _, full, without in rows])
+        worst = rows[int(np.abs(deltas).argmax())]
+        lines += [f"Δ over {len(rows)} rows: min {deltas.min():+.2f}, mean {deltas.mean():+.2f}, max "
+                  f"{deltas.max():+.2f} points (largest |Δ|: {worst[0]!r}, {worst[1]:.2f} → {worst[2]:.2f}).", "",
                   "| row | test acc (%) | without seen items (%) | Δ |", "|---|---|---|---|"]
         lines += [f"| {name} | {full:.2f} | {without:.2f} | {without - full:+.2f} |" for name, full, without in rows]
         lines.append("")

@@ -40,7 +40,6 @@ def test_yaml_1_1_exponents_and_numeric_strings_are_coerced(tmp_path):
     assert isinstance(cfg.student_train.epochs, float) and isinstance(cfg.student_train.batch_size, int)
 
 
-
 def test_yaml_1_1_exponents_in_free_form_settings_are_numbers(tmp_path):
     text = yaml.safe_dump({k: v for k, v in BASE.items() if k != "methods"}) + (
         "methods:\n"

@@ -145,18 +145,19 @@ def fit_posterior(labels, model: str = "dawid_skene", method: str | None = None,
     with intra_op_threads(threads_for(data)):
         post = m.summarise(data, fit, method, p, temperature)
     # the checks below diagnose the fit, whose reliabilities are fitted at T = 1: a T < 1 sharpens every
-    # entry towards 0 and a T > 1 moves labels towards the class prior on purpose, neither a collapse
+    # entry towards 0 (so the rule-out check reads θ at max(T, 1)) and a T > 1 moves labels towards the
+    # class prior on purpose (so the collapse check reads the item posteriors at T = 1); neither is a collapse
     theta = np.asarray(post.draws.get("theta", np.empty(0)))
     if point and m.observes == "votes" and theta.ndim == 5 and not data_settings.get("soft_votes"):
         warn_if_labels_rule_out_classes(theta[0, 0], lm.counts, f"{model}/{method}", temperature=max(temperature, 1),
                                         skip=None if gold_index is None else gold_index >= 0,
                                         advice="method='vb'" + (" or beta_off > 1" if "beta_off" in p else ""))
     if m.observes != "words":
-        plain = post
+        plain = post.item_probs
         if temperature != 1.0:
             with intra_op_threads(threads_for(data)):
-                plain = m.summarise(data, fit, method, p, 1.0)
-        warn_if_far_from_vote(plain.item_probs, lm.counts.sum(1), f"{model}/{method}",
+                plain = m.item_probs(data, fit, method, p, 1.0)
+        warn_if_far_from_vote(plain, lm.counts.sum(1), f"{model}/{method}",
                               advice=VOTE_MODEL_ADVICE if m.observes == "votes" else soft_model_advice(model),
                               skip=None if gold_index is None else gold_index >= 0)   # gold may overrule
     return post

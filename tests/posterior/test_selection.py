@@ -235,3 +235,15 @@ def test_n_jobs_is_checked(n_jobs):
     truth, votes = simulate_votes(n=100, k=3, accs=(0.6, 0.7, 0.8))
     with pytest.raises(InvalidInputError, match="n_jobs must be a positive integer or -1"):
         choose_model(votes, np.arange(10), truth[:10], ["dawid_skene"], n_jobs=n_jobs, progress=False)
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("dawid-skene@em", "'dawid-skene' is not a model name"),        # blamed the method
+    ("one_coin:soft_votes=1_000", "is not name=value"),
+    ("one_coin:soft_votes= 3", "is not name=value"),
+    ("one_coin:soft_votes=\u0663", "is not name=value"),              # a non-ASCII digit
+])
+def test_candidate_specs_are_read_strictly(spec, match):
+    with pytest.raises(InvalidInputError, match=match):
+        parse_candidate(spec)
+    assert parse_candidate("m:a=nan,b=-3,c=.5,d=1e5") == ("m", None, {"a": "nan", "b": -3, "c": 0.5, "d": 1e5})

@@ -284,6 +284,14 @@ class ClassModel(PosteriorModel):
             probs = sums / total
         return probs, torch.cat(log_marg).reshape(*lead, -1)
 
+    def item_probs(self, data: ModelData, fit: Fit, method: str, p: dict, temperature: float = 1.0) -> np.ndarray:
+        """``[N, K]`` the fitted model's item posteriors at ``temperature``, without the rest of
+        :meth:`summarise` (confusions, per-draw labels)."""
+        concentration = fit.info.get("concentration") if method == "vb" else None
+        with torch.no_grad():
+            probs = self.local_posterior(data, fit.draws, p, temperature, concentration)[0]
+        return (probs if data.inverse is None else probs[data.inverse]).numpy()
+
     def summarise(self, data: ModelData, fit: Fit, method: str, p: dict, temperature: float = 1.0):
         from ..base import Posterior
 
