@@ -369,3 +369,15 @@ def test_an_auto_posterior_row_chooses_on_the_gold_slice_and_says_what_it_chose(
     [chosen] = results.loc[results["method"] == "auto", "posterior_chosen"]
     assert chosen in candidates
     assert f"auto: `{chosen}`" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_folds_beyond_a_strong_train_sized_by_the_data_fail_before_any_seed_runs(tiny_setup, tmp_path, fake):
+    """sizes.strong_train: null is known only once the data is read; this failed after the weak models trained."""
+    from bayes_w2s.errors import ConfigError
+    seeds = fake()
+    cfg = make_config(tiny_setup, sizes={"weak_train": 16, "strong_train": None, "test": 16},
+                      methods=[{"name": "loop", "targets": "posterior:dawid_skene:em", "student_rounds": 1,
+                                "crossfit_folds": 40}])
+    with pytest.raises(ConfigError, match=r"crossfit_folds: 40 folds of 16 strong_train items"):
+        run_experiment(cfg, tmp_path / "out")
+    assert seeds.calls == []
